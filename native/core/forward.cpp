@@ -1,0 +1,240 @@
+#include "core/forward.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "core/ops_cpu.h"
+#include "core/threads.h"
+
+namespace ep {
+
+namespace {
+
+// y[rows, out] = x[rows, in] · Wᵀ (+ bias), W row-major [out, in] as stored by every format.
+void linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(out), static_cast<int>(in),
+              1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 0.0f, y, static_cast<int>(out));
+  if (bias) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < out; ++j) y[r * out + j] += bias[j];
+  }
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+// cos/sin of every (position, frequency) pair, computed in double once per call: [seq_len, head_dim/2].
+void rope_tables(const ModelConfig& c, int seq_len, std::vector<float>& cos_t, std::vector<float>& sin_t) {
+  const int half = c.head_dim / 2;
+  cos_t.resize(static_cast<size_t>(seq_len) * half);
+  sin_t.resize(cos_t.size());
+  for (int i = 0; i < half; ++i) {
+    double freq = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.head_dim);
+    if (!c.rope_freq_factors.empty()) freq /= c.rope_freq_factors[i];
+    if (c.rope_scaling == "linear") freq /= c.rope_linear_factor;
+    for (int p = 0; p < seq_len; ++p) {
+      const double a = p * freq;
+      cos_t[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(a));
+      sin_t[static_cast<size_t>(p) * half + i] = static_cast<float>(std::sin(a));
+    }
+  }
+}
+
+// Rotate every head of x [rows, n_heads*head_dim] in place.
+void apply_rope(const ModelConfig& c, float* x, int64_t rows, int seq_len, int n_heads, const std::vector<float>& cos_t,
+                const std::vector<float>& sin_t) {
+  const int hd = c.head_dim, half = hd / 2;
+  const bool interleaved = c.rope_layout == RopeLayout::kInterleaved;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int pos = static_cast<int>(r % seq_len);
+    const float* cs = &cos_t[static_cast<size_t>(pos) * half];
+    const float* sn = &sin_t[static_cast<size_t>(pos) * half];
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + r * n_heads * hd + h * hd;
+      for (int i = 0; i < half; ++i) {
+        const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i] - x1 * sn[i];
+        v[b] = x0 * sn[i] + x1 * cs[i];
+      }
+    }
+  }
+}
+
+__attribute__((target_clones("avx2", "default"))) float dot(const float* a, const float* b, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+__attribute__((target_clones("avx2", "default"))) void axpy(float alpha, const float* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+// Causal grouped-query attention. q [rows, nh*hd], k/v [rows, nkv*hd] -> out [rows, nh*hd].
+// One task per (sequence, head); each gathers its head's K and V into contiguous buffers.
+void attention(const ModelConfig& c, const LayerShape& s, const float* q, const float* k, const float* v, float* out,
+               int n_seqs, int seq_len) {
+  const int hd = c.head_dim, nh = s.n_head, nkv = s.n_kv_head, group = nh / nkv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int window = c.sliding_window;
+#pragma omp parallel
+  {
+    std::vector<float> kh(static_cast<size_t>(seq_len) * hd), vh(kh.size()), score(seq_len), acc(hd);
+    int cached = -1;  // (seq, kv head) whose K/V are in kh/vh
+#pragma omp for schedule(static)
+    for (int task = 0; task < n_seqs * nh; ++task) {
+      const int b = task / nh, h = task % nh, g = h / group;
+      const int64_t row0 = static_cast<int64_t>(b) * seq_len;
+      if (cached != b * nkv + g) {
+        for (int t = 0; t < seq_len; ++t) {
+          std::copy_n(k + (row0 + t) * nkv * hd + g * hd, hd, &kh[static_cast<size_t>(t) * hd]);
+          std::copy_n(v + (row0 + t) * nkv * hd + g * hd, hd, &vh[static_cast<size_t>(t) * hd]);
+        }
+        cached = b * nkv + g;
+      }
+      for (int i = 0; i < seq_len; ++i) {
+        const float* qi = q + (row0 + i) * nh * hd + h * hd;
+        const int j0 = window > 0 ? std::max(0, i - window + 1) : 0;
+        float mx = -INFINITY;
+        for (int j = j0; j <= i; ++j) {
+          score[j] = dot(qi, &kh[static_cast<size_t>(j) * hd], hd) * scale;
+          mx = std::max(mx, score[j]);
+        }
+        double sum = 0;
+        for (int j = j0; j <= i; ++j) {
+          score[j] = std::exp(score[j] - mx);
+          sum += score[j];
+        }
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        const float inv = static_cast<float>(1.0 / sum);
+        for (int j = j0; j <= i; ++j) axpy(score[j] * inv, &vh[static_cast<size_t>(j) * hd], acc.data(), hd);
+        std::copy(acc.begin(), acc.end(), out + (row0 + i) * nh * hd + h * hd);
+      }
+    }
+  }
+}
+
+void check_cancel(const ForwardRequest& req) {
+  if (req.cancel && req.cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+}
+
+}  // namespace
+
+void forward(const Model& model, const ForwardRequest& req) {
+  const ModelConfig& c = model.config;
+  if (req.n_seqs <= 0 || req.seq_len <= 0) throw Error(ErrorCode::kInvalidArgument, model.path, "empty batch");
+  const int d = c.dim, hd = c.head_dim, T = req.seq_len;
+  const int64_t N = static_cast<int64_t>(req.n_seqs) * T;
+  for (int64_t i = 0; i < N; ++i)
+    if (req.tokens[i] < 0 || req.tokens[i] >= c.vocab)
+      throw Error(ErrorCode::kInvalidArgument, model.path,
+                  "token id " + std::to_string(req.tokens[i]) + " is outside the vocabulary of " + std::to_string(c.vocab) +
+                      " (tokenizer does not match the model?)");
+  num_threads();  // initialise the thread settings once
+
+  int max_q = 0, max_kv = 0, max_ffn = 0;
+  for (const LayerShape& s : c.layers) {
+    max_q = std::max(max_q, s.n_head * hd);
+    max_kv = std::max(max_kv, s.n_kv_head * hd);
+    max_ffn = std::max(max_ffn, s.ffn);
+  }
+  std::vector<float> x(N * d), xn(N * d), tmp(N * d);
+  std::vector<float> q(N * max_q), k(N * max_kv), v(N * max_kv), att(N * max_q);
+  std::vector<float> gate(N * max_ffn), up(N * max_ffn);
+  std::vector<float> cos_t, sin_t;
+  rope_tables(c, T, cos_t, sin_t);
+
+  // x = embedding rows  [N, d]
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r) std::copy_n(model.tok_embd + static_cast<int64_t>(req.tokens[r]) * d, d, &x[r * d]);
+
+  ForwardHooks* hk = req.hooks;
+  for (int l = 0; l < c.n_layers(); ++l) {
+    check_cancel(req);
+    const LayerShape& s = c.layers[l];
+    const LayerWeights& w = model.layers[l];
+    if (hk) hk->block_input(l, x.data(), N, d);
+
+    // ---- attention: a = Wo · attn(RoPE(Wq xn), RoPE(Wk xn), Wv xn) (+ bo);  x += a
+    if (s.n_head > 0) {
+      const int qd = s.n_head * hd, kvd = s.n_kv_head * hd;
+      rmsnorm_cpu(x.data(), w.attn_norm, xn.data(), N, d, c.norm_eps);
+      linear(xn.data(), w.wq, w.bq, q.data(), N, d, qd);   // q [N, qd]
+      linear(xn.data(), w.wk, w.bk, k.data(), N, d, kvd);  // k [N, kvd]
+      linear(xn.data(), w.wv, w.bv, v.data(), N, d, kvd);  // v [N, kvd]
+      apply_rope(c, q.data(), N, T, s.n_head, cos_t, sin_t);
+      apply_rope(c, k.data(), N, T, s.n_kv_head, cos_t, sin_t);
+      attention(c, s, q.data(), k.data(), v.data(), att.data(), req.n_seqs, T);  // att [N, qd]
+      if (hk) hk->attn_heads(l, att.data(), N, s.n_head, hd);
+      // a_l goes through its own buffer (not a beta=1 GEMM into x) so that results are bit-identical
+      // with and without hooks: the statistics see exactly the numbers the plain forward computes.
+      linear(att.data(), w.wo, w.bo, tmp.data(), N, qd, d);
+      if (hk) hk->attn_output(l, tmp.data(), N, d);
+      add_inplace(x.data(), tmp.data(), N * d);
+    } else if (w.bo) {  // removed attention layer whose compensation constant was kept as a bias
+      for (int64_t r = 0; r < N; ++r)
+        for (int j = 0; j < d; ++j) x[r * d + j] += w.bo[j];
+    }
+
+    // ---- MLP: m = Wdown · (silu(Wgate xn) ⊙ Wup xn) (+ b_down);  x += m
+    if (s.ffn > 0) {
+      const int f = s.ffn;
+      rmsnorm_cpu(x.data(), w.ffn_norm, xn.data(), N, d, c.norm_eps);
+      linear(xn.data(), w.w_gate, nullptr, gate.data(), N, d, f);  // [N, f]
+      linear(xn.data(), w.w_up, nullptr, up.data(), N, d, f);      // [N, f]
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < N * f; ++i) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+      }
+      if (hk) hk->mlp_act(l, gate.data(), N, f);
+      linear(gate.data(), w.w_down, w.b_down, tmp.data(), N, f, d);
+      if (hk) hk->mlp_output(l, tmp.data(), N, d);
+      add_inplace(x.data(), tmp.data(), N * d);
+    } else if (w.b_down) {
+      for (int64_t r = 0; r < N; ++r)
+        for (int j = 0; j < d; ++j) x[r * d + j] += w.b_down[j];
+    }
+    if (hk) hk->block_output(l, x.data(), N, d);
+  }
+  check_cancel(req);
+  rmsnorm_cpu(x.data(), model.output_norm, xn.data(), N, d, c.norm_eps);
+  if (hk) hk->final_hidden(xn.data(), N, d);
+
+  // ---- logits and NLL, in row chunks so a 32k–128k vocabulary never needs N×vocab floats at once.
+  if (!req.logits && !req.nll) return;
+  const int V = c.vocab;
+  const int64_t chunk = req.logits ? N : std::max<int64_t>(1, std::min<int64_t>(N, (64ll << 20) / (4ll * V)));
+  std::vector<float> scratch(req.logits ? 0 : chunk * V);
+  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+    const int64_t rows = std::min(chunk, N - r0);
+    float* lg = req.logits ? req.logits + r0 * V : scratch.data();
+    linear(&xn[r0 * d], model.output, nullptr, lg, rows, d, V);
+    if (!req.nll) continue;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = r0 + r;
+      const int t = static_cast<int>(row % T);
+      if (t == T - 1) continue;  // the last position has no target inside the window
+      const float* lr = lg + r * V;
+      float mx = lr[0];
+      for (int j = 1; j < V; ++j) mx = std::max(mx, lr[j]);
+      double sum = 0;
+      for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(lr[j] - mx));
+      const int target = req.tokens[row + 1];
+      const int64_t b = row / T;
+      req.nll[b * (T - 1) + t] = static_cast<float>(std::log(sum) + mx - lr[target]);
+    }
+  }
+}
+
+}  // namespace ep

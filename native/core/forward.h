@@ -1,0 +1,41 @@
+// The CPU forward pass of a LLaMA-family decoder over a batch of equal-length sequences.
+//
+// Per block l (METHOD.md section 0):   a = Attn(RMSNorm(h)),  u = h + a,  m = MLP(RMSNorm(u)),  h' = u + m.
+// Layers with 0 heads or 0 MLP width are skipped (their bias, if any, is still added: it carries the
+// compensation constant of the removed layer). Shapes: N = n_seqs * seq_len token rows, d = hidden size.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "core/model.h"
+
+namespace ep {
+
+// Named hook points. The activation capture of the measure stage implements this interface; every
+// pointer is valid only during the call. Row r is token r % seq_len of sequence r / seq_len.
+class ForwardHooks {
+ public:
+  virtual ~ForwardHooks() = default;
+  virtual void block_input(int layer, const float* h, int64_t rows, int dim) {}         // h_{l-1}  [rows, d]
+  virtual void attn_heads(int layer, const float* o, int64_t rows, int n_head, int head_dim) {}  // softmax(QKᵀ)V before o_proj [rows, n_head*head_dim]
+  virtual void attn_output(int layer, const float* a, int64_t rows, int dim) {}        // a_l [rows, d] (incl. bias)
+  virtual void mlp_act(int layer, const float* act, int64_t rows, int ffn) {}          // silu(gate)*up before down_proj [rows, ffn]
+  virtual void mlp_output(int layer, const float* m, int64_t rows, int dim) {}         // m_l [rows, d] (incl. bias)
+  virtual void block_output(int layer, const float* h, int64_t rows, int dim) {}        // h_l [rows, d]
+  virtual void final_hidden(const float* y, int64_t rows, int dim) {}                  // y = RMSNorm_final(h_L) [rows, d]
+};
+
+struct ForwardRequest {
+  const int32_t* tokens = nullptr;  // [n_seqs * seq_len], each sequence scored on its own (positions from 0)
+  int n_seqs = 0;
+  int seq_len = 0;
+  float* logits = nullptr;          // optional out [n_seqs * seq_len, vocab]
+  float* nll = nullptr;             // optional out [n_seqs * (seq_len - 1)]: -log p(token[t+1] | tokens[..t])
+  ForwardHooks* hooks = nullptr;
+  const std::atomic<bool>* cancel = nullptr;  // checked between layers; throws Error(kCancelled)
+};
+
+void forward(const Model& model, const ForwardRequest& req);
+
+}  // namespace ep

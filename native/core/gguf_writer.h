@@ -1,0 +1,44 @@
+// Writes GGUF v3 files: metadata, then tensors aligned to 32 bytes. Used by the save stage and by tests
+// that build small synthetic models. Tensor data is streamed from caller-owned memory at write() time.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/gguf_file.h"
+
+namespace ep {
+
+class GgufWriter {
+ public:
+  void set_string(const std::string& key, const std::string& v);
+  void set_u32(const std::string& key, uint32_t v);
+  void set_i32(const std::string& key, int32_t v);
+  void set_f32(const std::string& key, float v);
+  void set_bool(const std::string& key, bool v);
+  void set_i32_array(const std::string& key, const std::vector<int32_t>& v);
+  void set_f32_array(const std::string& key, const std::vector<float>& v);
+  void set_string_array(const std::string& key, const std::vector<std::string>& v);
+  void copy_value(const std::string& key, const GgufValue& v);  // carry metadata over from a source file
+
+  // shape row-major, outermost first (as everywhere in the core); written fastest-first as GGUF wants.
+  void add_tensor(const std::string& name, const std::vector<int64_t>& shape, DType dtype, const void* data);
+
+  // Writes the whole file at `path` (the caller picks a temporary name and renames). Throws ep::Error.
+  void write(const std::string& path) const;
+
+ private:
+  struct Tensor {
+    std::string name;
+    std::vector<int64_t> shape;
+    DType dtype;
+    const void* data;
+  };
+  std::string kv_bytes_;
+  uint64_t n_kv_ = 0;
+  std::vector<Tensor> tensors_;
+  void key(const std::string& k, GgufType t);
+};
+
+}  // namespace ep

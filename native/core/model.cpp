@@ -1,0 +1,135 @@
+#include "core/model.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace ep {
+
+uint64_t TensorRef::numel() const {
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+static std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+const float* Model::view(const TensorRef& t) {
+  const uint64_t n = t.numel();
+  const uint8_t* p = t.file->range(t.offset, n * dtype_size(t.dtype), "tensor '" + t.stored_name + "'");
+  if (t.dtype == DType::F32 && reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) {
+    return reinterpret_cast<const float*>(p);  // in place: no copy
+  }
+  owned_.emplace_back(n);
+  convert_to_f32(t.dtype, p, owned_.back().data(), n);
+  converted_bytes += n * sizeof(float);
+  return owned_.back().data();
+}
+
+void Model::bind_weights() {
+  const ModelConfig& c = config;
+  const std::string& file = path;
+  auto get = [&](const std::string& name, std::vector<int64_t> shape, bool required) -> const float* {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) {
+      if (required) fail_format(file, "missing tensor '" + name + "' (expected shape " + shape_str(shape) + ")");
+      return nullptr;
+    }
+    const TensorRef& t = it->second;
+    // A 1-D tensor may be stored as [1, n] by some writers; compare element layout, not rank.
+    std::vector<int64_t> got = t.shape;
+    while (got.size() > shape.size() && got.front() == 1) got.erase(got.begin());
+    if (got != shape) {
+      fail_format(file, "tensor '" + t.stored_name + "' has shape " + shape_str(t.shape) + " but the config implies " +
+                            shape_str(shape));
+    }
+    return view(t);
+  };
+  const int64_t d = c.dim, hd = c.head_dim;
+  tok_embd = get("tok_embd", {c.vocab, d}, !c.tied_output || !tensors.count("output"));
+  output_norm = get("output_norm", {d}, true);
+  output = tensors.count("output") ? get("output", {c.vocab, d}, true) : nullptr;
+  if (!tok_embd) tok_embd = output;  // tied model that stores only the head (TinyStories-656K)
+  if (!output) {
+    if (!c.tied_output) fail_format(file, "missing tensor 'output' and the config does not tie it to the embedding");
+    output = tok_embd;
+  }
+  layers.assign(c.layers.size(), LayerWeights{});
+  for (size_t l = 0; l < c.layers.size(); ++l) {
+    const LayerShape& s = c.layers[l];
+    LayerWeights& w = layers[l];
+    const std::string b = "blk." + std::to_string(l) + ".";
+    if (s.n_head > 0) {
+      const int64_t q = s.n_head * hd, kv = s.n_kv_head * hd;
+      w.attn_norm = get(b + "attn_norm", {d}, true);
+      w.wq = get(b + "attn_q", {q, d}, true);
+      w.wk = get(b + "attn_k", {kv, d}, true);
+      w.wv = get(b + "attn_v", {kv, d}, true);
+      w.wo = get(b + "attn_output", {d, q}, true);
+      w.bq = get(b + "attn_q.bias", {q}, s.attn_qkv_bias);
+      w.bk = get(b + "attn_k.bias", {kv}, s.attn_qkv_bias);
+      w.bv = get(b + "attn_v.bias", {kv}, s.attn_qkv_bias);
+    }
+    // The attention-output bias may exist on an attention-free layer: it carries compensation constants.
+    w.bo = get(b + "attn_output.bias", {d}, s.attn_out_bias);
+    if (s.ffn > 0) {
+      w.ffn_norm = get(b + "ffn_norm", {d}, true);
+      w.w_gate = get(b + "ffn_gate", {s.ffn, d}, true);
+      w.w_up = get(b + "ffn_up", {s.ffn, d}, true);
+      w.w_down = get(b + "ffn_down", {d, s.ffn}, true);
+    }
+    w.b_down = get(b + "ffn_down.bias", {d}, s.ffn_down_bias);
+  }
+}
+
+uint64_t Model::block_linear_parameter_count() const {
+  uint64_t n = 0;
+  const uint64_t d = config.dim, hd = config.head_dim;
+  for (const LayerShape& s : config.layers) {
+    n += 2 * d * s.n_head * hd + 2 * d * s.n_kv_head * hd;  // q, o, k, v
+    n += 3 * d * s.ffn;                                     // gate, up, down
+    if (s.attn_out_bias) n += d;
+    if (s.ffn_down_bias) n += d;
+    if (s.attn_qkv_bias) n += (s.n_head + 2 * s.n_kv_head) * hd;
+  }
+  return n;
+}
+
+uint64_t Model::parameter_count() const {
+  uint64_t n = block_linear_parameter_count();
+  const uint64_t d = config.dim;
+  for (const LayerShape& s : config.layers) n += (s.n_head > 0 ? d : 0) + (s.ffn > 0 ? d : 0);  // norms
+  n += d + static_cast<uint64_t>(config.vocab) * d * (config.tied_output ? 1 : 2);
+  return n;
+}
+
+static bool is_directory(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  if (is_directory(path)) return load_hf(path);
+  if (ends_with(path, ".gguf")) return load_gguf(path);
+  if (ends_with(path, ".safetensors") || ends_with(path, "config.json"))
+    throw Error(ErrorCode::kInvalidArgument, path, "pass the Hugging Face model directory, not one of its files");
+  if (ends_with(path, ".bin")) return load_llama2c(path);
+  // Sniff: GGUF files start with the magic "GGUF".
+  MappedFile f(path);
+  if (f.size() >= 4 && f.data()[0] == 'G' && f.data()[1] == 'G' && f.data()[2] == 'U' && f.data()[3] == 'F')
+    return load_gguf(path);
+  throw Error(ErrorCode::kUnsupported, path,
+              "unknown model format: expected a Hugging Face directory, a .gguf file or a llama2.c .bin checkpoint");
+}
+
+}  // namespace ep

@@ -1,0 +1,34 @@
+// The CUDA side of the core, callable from plain C++ whether or not the build had nvcc. Without CUDA
+// (cuda_stub.cpp) every function reports "built without CUDA"; with CUDA but no driver or GPU at run time,
+// cuda_probe() says so and callers fall back to the CPU. Nothing here throws or aborts on a missing GPU.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ep::cuda {
+
+struct DeviceInfo {
+  int index = 0;
+  std::string name;
+  int compute_major = 0, compute_minor = 0;
+  uint64_t total_memory = 0;
+  uint64_t free_memory = 0;
+};
+
+struct Probe {
+  bool compiled = false;   // this build contains CUDA kernels
+  bool available = false;  // a driver and at least one device were found
+  int driver_version = 0;  // e.g. 12040; 0 when no driver
+  int runtime_version = 0;
+  std::string message;     // why CUDA is unavailable, or what was found
+  std::vector<DeviceInfo> devices;
+};
+
+Probe probe();
+
+// GPU twin of ep::rmsnorm_cpu on host buffers (copies in and out). Returns false and sets *error when
+// CUDA cannot run it; the caller then uses the CPU twin.
+bool rmsnorm(const float* x, const float* w, float* y, int64_t rows, int dim, float eps, std::string* error);
+
+}  // namespace ep::cuda

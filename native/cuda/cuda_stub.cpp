@@ -1,0 +1,17 @@
+// Compiled instead of the .cu files when the build has no nvcc: every CUDA entry point says so.
+#include "cuda/cuda_runtime_api.h"
+
+namespace ep::cuda {
+
+Probe probe() {
+  Probe p;
+  p.message = "this build of entroprune has no CUDA support (built without nvcc): using the CPU";
+  return p;
+}
+
+bool rmsnorm(const float*, const float*, float*, int64_t, int, float, std::string* error) {
+  if (error) *error = probe().message;
+  return false;
+}
+
+}  // namespace ep::cuda

@@ -1,0 +1,41 @@
+// Device detection. Checks the driver first: with static cudart and no driver, the first runtime call
+// would report cudaErrorInsufficientDriver, which we turn into a clear message instead.
+#include "cuda/cuda_runtime_api.h"
+#include "cuda/device_memory.cuh"
+
+namespace ep::cuda {
+
+Probe probe() {
+  Probe p;
+  p.compiled = true;
+  cudaRuntimeGetVersion(&p.runtime_version);
+  if (cudaDriverGetVersion(&p.driver_version) != cudaSuccess || p.driver_version == 0) {
+    p.message = "no NVIDIA driver found: using the CPU";
+    return p;
+  }
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    p.message = std::string("no usable CUDA device (") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") + "): using the CPU";
+    cudaGetLastError();  // clear the sticky error
+    return p;
+  }
+  for (int i = 0; i < n; ++i) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
+    DeviceInfo d;
+    d.index = i;
+    d.name = prop.name;
+    d.compute_major = prop.major;
+    d.compute_minor = prop.minor;
+    d.total_memory = prop.totalGlobalMem;
+    size_t free_b = 0, total_b = 0;
+    if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) d.free_memory = free_b;
+    p.devices.push_back(d);
+  }
+  p.available = !p.devices.empty();
+  p.message = p.available ? "CUDA device " + p.devices[0].name : "no usable CUDA device: using the CPU";
+  return p;
+}
+
+}  // namespace ep::cuda
