@@ -1,0 +1,169 @@
+// The `entroprune` command line. Each command is a thin shell over the Node API: parse and check options,
+// run the stage with a progress bar (terminal only), print a table or one JSON object (--json).
+// Exit codes: 0 success, 1 bad input or failed run (message on stderr), 2 usage error, 130 interrupted.
+import * as fs from 'node:fs';
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+import { perplexity } from '../evaluate/perplexity';
+import { loadModel } from '../load/model';
+import { tokenizerFor } from '../load/tokenizer';
+import { cudaInfo, resolveDevice, setThreads, type DeviceRequest } from '../runtime';
+import { EntropruneError } from '../util/errors';
+import { ProgressBar } from '../util/progress';
+import { VERSION } from '../version';
+
+function intOption(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+function deviceOption(value: string): DeviceRequest {
+  if (value === 'cpu' || value === 'cuda' || value === 'auto' || /^cuda:\d+$/.test(value)) return value as DeviceRequest;
+  throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
+}
+
+/** Ctrl-C / SIGTERM abort the running native job; the command then exits with 130. */
+function interruptSignal(): AbortSignal {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return controller.signal;
+}
+
+function readText(file: string): string {
+  if (!fs.existsSync(file)) throw new EntropruneError('EP_IO', `${file}: text file not found`, file);
+  const text = fs.readFileSync(file, 'utf8');
+  if (text.trim().length === 0) throw new EntropruneError('EP_INVALID_ARGUMENT', `${file}: the text file is empty`, file);
+  return text;
+}
+
+interface PplOptions {
+  text: string;
+  tokenizer?: string;
+  seqLen?: number;
+  maxTokens?: number;
+  batch?: number;
+  threads?: number;
+  device: DeviceRequest;
+  pplNormalization: 'exact' | 'wanda';
+  json?: boolean;
+}
+
+async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
+  const threads = setThreads(o.threads);
+  const device = resolveDevice(o.device);
+  if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+  const text = readText(o.text);
+  const model = await loadModel(modelPath);
+  const tokenizer = tokenizerFor(model, o.tokenizer);
+  const bar = new ProgressBar('perplexity', { quiet: o.json });
+  const r = await perplexity(model, tokenizer, text, {
+    seqLen: o.seqLen,
+    maxTokens: o.maxTokens,
+    batchSeqs: o.batch,
+    normalization: o.pplNormalization,
+    onProgress: (p) => bar.update(p),
+    signal: interruptSignal(),
+  });
+  bar.finish();
+  const result = { model: model.path, text: o.text, tokenizer: tokenizer.source, device: device.device, threads, ...r };
+  if (o.json) {
+    process.stdout.write(JSON.stringify(result) + '\n');
+  } else {
+    process.stdout.write(
+      `perplexity ${r.ppl.toFixed(4)}  (mean NLL ${r.meanNll.toFixed(5)}, ${r.windows} windows × ${r.seqLen} tokens, ` +
+        `${r.predicted} predicted of ${r.tokens} tokens, ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.seconds.toFixed(2)} s, ${threads} threads)\n`,
+    );
+  }
+}
+
+async function info(modelPath: string, o: { json?: boolean }): Promise<void> {
+  const model = await loadModel(modelPath);
+  const i = model.info;
+  if (o.json) {
+    process.stdout.write(JSON.stringify(i) + '\n');
+    return;
+  }
+  const lines = [
+    `${i.path}  (${i.format}, arch ${i.arch})`,
+    `hidden ${i.dim}, vocab ${i.vocab}, head size ${i.headDim}, context ${i.context || 'unknown'}, RMSNorm eps ${i.normEps}`,
+    `RoPE theta ${i.ropeTheta}, layout ${i.ropeLayout}, scaling ${i.ropeScaling}; output head ${i.tiedOutput ? 'tied to the embedding' : 'separate'}`,
+    `parameters ${i.parameterCount.toLocaleString('en-US')} (block linear weights ${i.blockLinearParameterCount.toLocaleString('en-US')})`,
+    'layer  q-heads  kv-heads  mlp-width  biases',
+    ...i.layers.map(
+      (l, n) =>
+        `${String(n).padStart(5)}  ${String(l.nHead).padStart(7)}  ${String(l.nKvHead).padStart(8)}  ${String(l.ffn).padStart(9)}  ` +
+        [l.attnOutBias ? 'attn_out' : '', l.ffnDownBias ? 'ffn_down' : ''].filter(Boolean).join(',') || '-',
+    ),
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('entroprune')
+    .description('Structured pruning of LLaMA-family models, guided by transfer entropy (C++/CUDA core).')
+    .version(VERSION, '-V, --version')
+    .showHelpAfterError();
+
+  program
+    .command('info')
+    .description('print a model\'s configuration (HF directory, .gguf or llama2.c .bin)')
+    .argument('<model>', 'model path')
+    .option('--json', 'print one JSON object')
+    .action(info);
+
+  program
+    .command('device')
+    .description('show whether a CUDA device is usable')
+    .option('--json', 'print one JSON object')
+    .action((o: { json?: boolean }) => {
+      const p = cudaInfo();
+      process.stdout.write(o.json ? JSON.stringify(p) + '\n' : `${p.message}\n`);
+    });
+
+  const evalCmd = program.command('eval').description('evaluate a model');
+  evalCmd
+    .command('ppl')
+    .description('perplexity over non-overlapping windows of a text (BOS once at the start)')
+    .argument('<model>', 'HF directory, .gguf file or llama2.c .bin')
+    .requiredOption('--text <file>', 'text file to score')
+    .option('--tokenizer <file>', 'tokenizer.json or llama2.c tok*.bin (default: the model\'s own)')
+    .option('--seq-len <n>', 'window length (default min(2048, context))', intOption('seq-len', 2))
+    .option('--max-tokens <n>', 'use only the first N tokens of the text', intOption('max-tokens', 2))
+    .option('--batch <n>', 'windows per forward call', intOption('batch', 1))
+    .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
+    .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .addOption(new Option('--ppl-normalization <mode>', 'exact: mean over predicted tokens; wanda: sum / (windows·seqLen)').choices(['exact', 'wanda']).default('exact'))
+    .option('--json', 'print one JSON object (ppl, tokens, seqLen, ...)')
+    .action(evalPpl);
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    const err = e as { code?: string; exitCode?: number; message?: string };
+    if (typeof err.code === 'string' && err.code.startsWith('commander.')) {
+      // help and version exit 0; usage errors were already printed by commander
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (e instanceof EntropruneError) {
+      process.stderr.write(`entroprune: ${e.message}\n`);
+      return e.code === 'EP_CANCELLED' ? 130 : 1;
+    }
+    process.stderr.write(`entroprune: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,89 @@
+// Perplexity, with the protocol of SliceGPT, FLAP and the seed paper (METHOD.md section 8):
+// encode the whole text once with BOS once at the start; cut the stream into non-overlapping windows of
+// seqLen tokens, dropping the remainder; score each window alone; report exp(mean NLL) over the seqLen-1
+// predicted positions of every window. `normalization: 'wanda'` divides the summed NLL by windows·seqLen
+// instead, as the authors' evaluation code does, so published numbers can be matched.
+import type { Model } from '../load/model';
+import type { Tokenizer } from '../load/tokenizer';
+import { EntropruneError, fromNative } from '../util/errors';
+import type { ProgressEvent } from '../util/progress';
+
+export interface PerplexityOptions {
+  /** Window length; default min(2048, the model's context). */
+  seqLen?: number;
+  /** Use only the first N tokens of the stream. */
+  maxTokens?: number;
+  /** Windows per forward call; default: about 8k tokens per call. */
+  batchSeqs?: number;
+  normalization?: 'exact' | 'wanda';
+  onProgress?: (p: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface PerplexityResult {
+  ppl: number;
+  meanNll: number;
+  /** Tokens in the (possibly truncated) stream, BOS included. */
+  tokens: number;
+  seqLen: number;
+  windows: number;
+  /** Positions scored: windows · (seqLen − 1). */
+  predicted: number;
+  normalization: 'exact' | 'wanda';
+  seconds: number;
+  /** Forward throughput: windows · seqLen / seconds. */
+  tokensPerSecond: number;
+}
+
+export function defaultSeqLen(model: Model): number {
+  const ctx = model.info.context;
+  return ctx > 0 ? Math.min(2048, ctx) : 2048;
+}
+
+export async function perplexityOfTokens(model: Model, stream: Int32Array, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  const seqLen = options.seqLen ?? defaultSeqLen(model);
+  if (!Number.isInteger(seqLen) || seqLen < 2) throw new EntropruneError('EP_INVALID_ARGUMENT', `seq-len must be an integer >= 2 (got ${seqLen})`);
+  if (options.maxTokens !== undefined && (!Number.isInteger(options.maxTokens) || options.maxTokens < 2))
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `max-tokens must be an integer >= 2 (got ${options.maxTokens})`);
+  const tokens = options.maxTokens !== undefined ? stream.subarray(0, Math.min(stream.length, options.maxTokens)) : stream;
+  const windows = Math.floor(tokens.length / seqLen);
+  if (windows === 0)
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `the text has ${tokens.length} tokens, fewer than one window of seq-len ${seqLen}: use a longer text or a smaller --seq-len`);
+  const batchSeqs = options.batchSeqs ?? Math.max(1, Math.floor(8192 / seqLen));
+  const started = process.hrtime.bigint();
+  const job = model.handle.evaluate(
+    { tokens: tokens.slice(0, windows * seqLen), nSeqs: windows, seqLen, batchSeqs, output: 'nll' },
+    (done, total) => options.onProgress?.({ done, total }),
+  );
+  const onAbort = () => job.cancel();
+  options.signal?.addEventListener('abort', onAbort);
+  let nll: Float32Array;
+  try {
+    if (options.signal?.aborted) job.cancel();
+    nll = await job.promise;
+  } catch (e) {
+    throw fromNative(e);
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  let sum = 0;
+  for (let i = 0; i < nll.length; i++) sum += nll[i];
+  const normalization = options.normalization ?? 'exact';
+  const meanNll = sum / (normalization === 'wanda' ? windows * seqLen : nll.length);
+  return {
+    ppl: Math.exp(meanNll),
+    meanNll,
+    tokens: tokens.length,
+    seqLen,
+    windows,
+    predicted: nll.length,
+    normalization,
+    seconds,
+    tokensPerSecond: (windows * seqLen) / seconds,
+  };
+}
+
+export async function perplexity(model: Model, tokenizer: Tokenizer, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  return perplexityOfTokens(model, tokenizer.encode(text, { bos: true }), options);
+}

@@ -1,0 +1,8 @@
+// entroprune's Node API. The pipeline: load → capture → measure → plan → apply → save → evaluate.
+export { loadModel, Model, type ModelInfo } from './load/model';
+export { tokenizerFor, loadTokenizerFile, type Tokenizer } from './load/tokenizer';
+export { perplexity, perplexityOfTokens, defaultSeqLen, type PerplexityOptions, type PerplexityResult } from './evaluate/perplexity';
+export { setThreads, cudaInfo, resolveDevice, type DeviceRequest } from './runtime';
+export { EntropruneError, type EntropruneErrorCode } from './util/errors';
+export { native, type SyntheticModelSpec, type CudaProbe } from './native';
+export { VERSION } from './version';

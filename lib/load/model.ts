@@ -1,0 +1,39 @@
+// Load stage: open a model from a Hugging Face directory, a .gguf file or a llama2.c .bin checkpoint.
+// Weights stay memory-mapped in the native core; this class is the typed handle the other stages take.
+import * as fs from 'node:fs';
+
+import { native, NativeModel, NativeModelInfo } from '../native';
+import { EntropruneError, fromNative } from '../util/errors';
+
+export type ModelInfo = NativeModelInfo;
+
+export class Model {
+  /** @internal */
+  readonly handle: NativeModel;
+  readonly info: ModelInfo;
+
+  private constructor(handle: NativeModel) {
+    this.handle = handle;
+    this.info = handle.info();
+  }
+
+  /** @internal */
+  static fromHandle(handle: NativeModel): Model {
+    return new Model(handle);
+  }
+
+  get path(): string {
+    return this.info.path;
+  }
+}
+
+export async function loadModel(modelPath: string): Promise<Model> {
+  if (!fs.existsSync(modelPath)) {
+    throw new EntropruneError('EP_IO', `${modelPath}: no such file or directory (expected a Hugging Face model directory, a .gguf file or a llama2.c .bin checkpoint)`, modelPath);
+  }
+  try {
+    return Model.fromHandle(await native().loadModel(modelPath));
+  } catch (e) {
+    throw fromNative(e);
+  }
+}

@@ -1,0 +1,153 @@
+// Tokenizers, chosen to match the model:
+//   - Hugging Face tokenizer.json through @huggingface/tokenizers (a maintained implementation; no
+//     hand-written BPE for this format),
+//   - llama2.c tok*.bin and the SentencePiece vocab embedded in GGUF files through the native core
+//     (tiny formats that no library reads; see native/core/tokenizer_spm.cpp).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+
+import { native, NativeSpmTokenizer } from '../native';
+import { EntropruneError, fromNative } from '../util/errors';
+import type { Model } from './model';
+
+export interface Tokenizer {
+  readonly kind: 'tokenizer.json' | 'llama2c' | 'gguf';
+  /** File the vocabulary came from. */
+  readonly source: string;
+  readonly vocabSize: number;
+  readonly bos: number;
+  readonly eos: number;
+  /** Encode text; with `bos` the BOS id is prepended once. */
+  encode(text: string, options?: { bos?: boolean }): Int32Array;
+  decode(ids: ArrayLike<number>): string;
+}
+
+class SpmTokenizer implements Tokenizer {
+  constructor(
+    readonly kind: 'llama2c' | 'gguf',
+    readonly source: string,
+    private readonly impl: NativeSpmTokenizer,
+  ) {}
+  get vocabSize(): number {
+    return this.impl.size;
+  }
+  get bos(): number {
+    return this.impl.bos;
+  }
+  get eos(): number {
+    return this.impl.eos;
+  }
+  encode(text: string, options: { bos?: boolean } = {}): Int32Array {
+    return this.impl.encode(text, options.bos ?? false);
+  }
+  decode(ids: ArrayLike<number>): string {
+    return this.impl.decode(Int32Array.from(ids));
+  }
+}
+
+class JsonTokenizer implements Tokenizer {
+  readonly kind = 'tokenizer.json' as const;
+  constructor(
+    readonly source: string,
+    private readonly impl: HfTokenizer,
+    readonly vocabSize: number,
+    readonly bos: number,
+    readonly eos: number,
+  ) {}
+  encode(text: string, options: { bos?: boolean } = {}): Int32Array {
+    const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    const out = new Int32Array(ids.length + (options.bos ? 1 : 0));
+    if (options.bos) out[0] = this.bos;
+    out.set(ids, options.bos ? 1 : 0);
+    return out;
+  }
+  decode(ids: ArrayLike<number>): string {
+    return this.impl.decode(Array.from(ids), { skip_special_tokens: true });
+  }
+}
+
+function readJson(file: string): Record<string, unknown> {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new EntropruneError('EP_TOKENIZER', `${file}: cannot read tokenizer JSON: ${(e as Error).message}`, file);
+  }
+}
+
+export function loadTokenizerJson(file: string, bosFallback = 1, eosFallback = 2): Tokenizer {
+  const json = readJson(file);
+  const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
+  const config = fs.existsSync(configFile) ? readJson(configFile) : {};
+  let impl: HfTokenizer;
+  try {
+    impl = new HfTokenizer(json, config);
+  } catch (e) {
+    throw new EntropruneError('EP_TOKENIZER', `${file}: not a usable tokenizer.json: ${(e as Error).message}`, file);
+  }
+  const vocab = impl.get_vocab(true);
+  let maxId = -1;
+  for (const id of vocab.values()) maxId = Math.max(maxId, id);
+  const tokenId = (t: unknown): number | undefined => {
+    const s = typeof t === 'string' ? t : (t as { content?: string } | undefined)?.content;
+    return s === undefined ? undefined : impl.token_to_id(s);
+  };
+  return new JsonTokenizer(file, impl, maxId + 1, tokenId(config.bos_token) ?? bosFallback, tokenId(config.eos_token) ?? eosFallback);
+}
+
+export function loadLlama2cTokenizer(file: string): Tokenizer {
+  try {
+    return new SpmTokenizer('llama2c', file, new (native().NativeSpmTokenizer)(file));
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/** A tokenizer given explicitly: tokenizer.json (or a directory holding one) or a llama2.c tok*.bin. */
+export function loadTokenizerFile(file: string): Tokenizer {
+  if (!fs.existsSync(file)) throw new EntropruneError('EP_TOKENIZER', `${file}: tokenizer file not found`, file);
+  if (fs.statSync(file).isDirectory()) return loadTokenizerFile(path.join(file, 'tokenizer.json'));
+  if (file.endsWith('.json')) return loadTokenizerJson(file);
+  return loadLlama2cTokenizer(file);
+}
+
+/** The tokenizer that belongs to `model`, or the one given, checked against the model's vocabulary. */
+export function tokenizerFor(model: Model, explicit?: string): Tokenizer {
+  const info = model.info;
+  let tok: Tokenizer | undefined;
+  if (explicit) {
+    tok = loadTokenizerFile(explicit);
+  } else if (info.format === 'hf') {
+    const file = path.join(info.path, 'tokenizer.json');
+    if (fs.existsSync(file)) tok = loadTokenizerJson(file, info.bos, info.eos);
+  } else if (info.format === 'gguf') {
+    const v = model.handle.embeddedVocab();
+    if (v) tok = new SpmTokenizer('gguf', info.path, v);
+  } else {
+    const dir = path.dirname(info.path);
+    for (const name of [`tok${info.vocab}.bin`, 'tokenizer.bin']) {
+      if (fs.existsSync(path.join(dir, name))) {
+        tok = loadLlama2cTokenizer(path.join(dir, name));
+        break;
+      }
+    }
+  }
+  if (!tok) {
+    const where =
+      info.format === 'hf'
+        ? `no tokenizer.json in ${info.path}`
+        : info.format === 'gguf'
+          ? 'the GGUF file embeds no SentencePiece (llama) vocabulary'
+          : `no tok${info.vocab}.bin or tokenizer.bin beside the checkpoint`;
+    throw new EntropruneError('EP_TOKENIZER', `${info.path}: missing tokenizer (${where}); pass one with --tokenizer <tokenizer.json | tok.bin>`, info.path);
+  }
+  if (tok.vocabSize > info.vocab) {
+    throw new EntropruneError(
+      'EP_TOKENIZER',
+      `${tok.source}: the tokenizer has ${tok.vocabSize} tokens but the model ${info.path} has a vocabulary of ${info.vocab}: they do not belong together`,
+      tok.source,
+    );
+  }
+  return tok;
+}

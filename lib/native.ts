@@ -1,0 +1,107 @@
+// The only place that loads the compiled addon, and the one declaration of its whole surface.
+// node-gyp-build looks in build/Release first, then prebuilds/<platform>-<arch>/.
+import * as path from 'node:path';
+
+export interface NativeLayerShape {
+  nHead: number;
+  nKvHead: number;
+  ffn: number;
+  attnQkvBias: boolean;
+  attnOutBias: boolean;
+  ffnDownBias: boolean;
+}
+
+export interface NativeModelInfo {
+  path: string;
+  format: 'hf' | 'gguf' | 'llama2c';
+  arch: string;
+  dim: number;
+  vocab: number;
+  headDim: number;
+  context: number;
+  slidingWindow: number;
+  normEps: number;
+  ropeTheta: number;
+  ropeLayout: 'interleaved' | 'half';
+  ropeScaling: string;
+  tiedOutput: boolean;
+  bos: number;
+  eos: number;
+  layers: NativeLayerShape[];
+  parameterCount: number;
+  blockLinearParameterCount: number;
+  convertedBytes: number;
+  hasEmbeddedVocab: boolean;
+}
+
+export interface NativeEvaluateOptions {
+  tokens: Int32Array;
+  nSeqs: number;
+  seqLen: number;
+  batchSeqs?: number;
+  output?: 'nll' | 'logits';
+}
+
+export interface NativeJob<T> {
+  promise: Promise<T>;
+  cancel(): void;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  evaluate(options: NativeEvaluateOptions, onProgress?: (done: number, total: number) => void): NativeJob<Float32Array>;
+  embeddedVocab(): NativeSpmTokenizer | null;
+}
+
+export interface NativeSpmTokenizer {
+  encode(text: string, addBos: boolean): Int32Array;
+  decode(ids: Int32Array): string;
+  readonly size: number;
+  readonly bos: number;
+  readonly eos: number;
+}
+
+export interface CudaProbe {
+  compiled: boolean;
+  available: boolean;
+  driverVersion: number;
+  runtimeVersion: number;
+  message: string;
+  devices: { index: number; name: string; computeCapability: string; totalMemory: number; freeMemory: number }[];
+}
+
+export interface SyntheticModelSpec {
+  dim: number;
+  vocab: number;
+  headDim: number;
+  layers: { nHead: number; nKvHead: number; ffn: number; attnOutBias?: boolean; ffnDownBias?: boolean }[];
+  seed?: number;
+  normEps?: number;
+  ropeTheta?: number;
+  context?: number;
+  tiedOutput?: boolean;
+  weightScale?: number;
+}
+
+export interface NativeBinding {
+  NativeSpmTokenizer: new (path: string) => NativeSpmTokenizer;
+  loadModel(path: string): Promise<NativeModel>;
+  setThreads(n: number): number;
+  getThreads(): number;
+  cudaProbe(): CudaProbe;
+  writeSyntheticGguf(spec: SyntheticModelSpec, path: string): void;
+  abiVersion: number;
+}
+
+let cached: NativeBinding | undefined;
+
+export function native(): NativeBinding {
+  if (!cached) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as (dir: string) => NativeBinding;
+    // dist/lib/native.js -> package root is two levels up; lib/native.ts (vitest) -> one level up.
+    const root = path.basename(path.dirname(__dirname)) === 'dist' ? path.resolve(__dirname, '..', '..') : path.resolve(__dirname, '..');
+    cached = load(root);
+  }
+  return cached;
+}

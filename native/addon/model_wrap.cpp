@@ -1,0 +1,201 @@
+#include "addon/model_wrap.h"
+
+#include <atomic>
+
+#include "addon/js_errors.h"
+#include "addon/tokenizer_wrap.h"
+#include "core/forward.h"
+
+namespace ep::addon {
+
+Napi::FunctionReference* ModelWrap::constructor = nullptr;
+
+Napi::Function ModelWrap::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "NativeModel",
+                                 {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("evaluate", &ModelWrap::Evaluate),
+                                  InstanceMethod("embeddedVocab", &ModelWrap::EmbeddedVocab)});
+  constructor = new Napi::FunctionReference(Napi::Persistent(f));
+  return f;
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use loadModel(path)");
+  model = *info[0].As<Napi::External<std::shared_ptr<const Model>>>().Data();
+}
+
+Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ModelConfig& c = model->config;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("path", model->path);
+  o.Set("format", model->format);
+  o.Set("arch", c.arch);
+  o.Set("dim", c.dim);
+  o.Set("vocab", c.vocab);
+  o.Set("headDim", c.head_dim);
+  o.Set("context", c.context);
+  o.Set("slidingWindow", c.sliding_window);
+  o.Set("normEps", c.norm_eps);
+  o.Set("ropeTheta", c.rope_theta);
+  o.Set("ropeLayout", c.rope_layout == RopeLayout::kInterleaved ? "interleaved" : "half");
+  o.Set("ropeScaling", c.rope_scaling);
+  o.Set("tiedOutput", c.tied_output);
+  o.Set("bos", c.bos);
+  o.Set("eos", c.eos);
+  Napi::Array layers = Napi::Array::New(env, c.layers.size());
+  for (size_t i = 0; i < c.layers.size(); ++i) {
+    const LayerShape& s = c.layers[i];
+    Napi::Object l = Napi::Object::New(env);
+    l.Set("nHead", s.n_head);
+    l.Set("nKvHead", s.n_kv_head);
+    l.Set("ffn", s.ffn);
+    l.Set("attnQkvBias", s.attn_qkv_bias);
+    l.Set("attnOutBias", s.attn_out_bias);
+    l.Set("ffnDownBias", s.ffn_down_bias);
+    layers.Set(static_cast<uint32_t>(i), l);
+  }
+  o.Set("layers", layers);
+  o.Set("parameterCount", static_cast<double>(model->parameter_count()));
+  o.Set("blockLinearParameterCount", static_cast<double>(model->block_linear_parameter_count()));
+  o.Set("convertedBytes", static_cast<double>(model->converted_bytes));
+  o.Set("hasEmbeddedVocab", static_cast<bool>(model->embedded_vocab));
+  return o;
+}
+
+Napi::Value ModelWrap::EmbeddedVocab(const Napi::CallbackInfo& info) {
+  if (!model->embedded_vocab) return info.Env().Null();
+  auto holder = std::make_shared<const SpmVocab>(*model->embedded_vocab);
+  return TokenizerWrap::constructor->New(
+      {Napi::External<std::shared_ptr<const SpmVocab>>::New(info.Env(), new std::shared_ptr<const SpmVocab>(holder),
+                                                          [](Napi::Env, std::shared_ptr<const SpmVocab>* p) { delete p; })});
+}
+
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, std::string path) : Napi::AsyncWorker(env), path_(std::move(path)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      model_ = load_model(path_);
+    } catch (const std::exception& e) {
+      err_ = error_info(e);
+      SetError(err_.message);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    auto* holder = new std::shared_ptr<const Model>(std::move(model_));
+    auto ext = Napi::External<std::shared_ptr<const Model>>::New(env, holder, [](Napi::Env, std::shared_ptr<const Model>* p) { delete p; });
+    deferred_.Resolve(ModelWrap::constructor->New({ext}));
+  }
+  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+
+ private:
+  std::string path_;
+  std::unique_ptr<Model> model_;
+  ErrorInfo err_;
+  Napi::Promise::Deferred deferred_;
+};
+
+struct Progress {
+  int done;
+  int total;
+};
+
+// Runs the forward pass over n_seqs sequences, batch_seqs at a time, reporting progress after each batch.
+class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+ public:
+  EvaluateWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len,
+                 int batch_seqs, bool want_logits, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncProgressQueueWorker<Progress>(env),
+        model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), batch_(batch_seqs),
+        want_logits_(want_logits), cancel_(std::move(cancel)), deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      const size_t per_seq = want_logits_ ? static_cast<size_t>(seq_len_) * model_->config.vocab : static_cast<size_t>(seq_len_ - 1);
+      out_.resize(per_seq * n_seqs_);
+      for (int s0 = 0; s0 < n_seqs_; s0 += batch_) {
+        const int n = std::min(batch_, n_seqs_ - s0);
+        ForwardRequest r;
+        r.tokens = tokens_.data() + static_cast<size_t>(s0) * seq_len_;
+        r.n_seqs = n;
+        r.seq_len = seq_len_;
+        (want_logits_ ? r.logits : r.nll) = out_.data() + per_seq * s0;
+        r.cancel = cancel_.get();
+        forward(*model_, r);
+        Progress p{s0 + n, n_seqs_};
+        progress.Send(&p, 1);
+      }
+    } catch (const std::exception& e) {
+      err_ = error_info(e);
+      SetError(err_.message);
+    }
+  }
+  void OnProgress(const Progress* p, size_t count) override {
+    if (progress_.IsEmpty() || count == 0) return;
+    const Progress& last = p[count - 1];
+    progress_.Call({Napi::Number::New(Env(), last.done), Napi::Number::New(Env(), last.total)});
+  }
+  void OnOK() override {
+    Napi::Float32Array a = Napi::Float32Array::New(Env(), out_.size());
+    std::copy(out_.begin(), out_.end(), a.Data());
+    std::vector<float>().swap(out_);
+    deferred_.Resolve(a);
+  }
+  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::vector<int32_t> tokens_;
+  int n_seqs_, seq_len_, batch_;
+  bool want_logits_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  Napi::FunctionReference progress_;
+  std::vector<float> out_;
+  ErrorInfo err_;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "loadModel(path: string)");
+  auto* w = new LoadWorker(info.Env(), info[0].As<Napi::String>());
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// evaluate({tokens: Int32Array, nSeqs, seqLen, batchSeqs, output: 'nll'|'logits'}, onProgress?)
+//   -> {promise: Promise<Float32Array>, cancel(): void}
+Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "evaluate(options, onProgress?)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
+  const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value();
+  const int seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
+  const int batch = o.Has("batchSeqs") ? o.Get("batchSeqs").As<Napi::Number>().Int32Value() : 1;
+  const bool logits = o.Has("output") && o.Get("output").As<Napi::String>().Utf8Value() == "logits";
+  if (n_seqs <= 0 || seq_len <= 0 || batch <= 0 || static_cast<size_t>(n_seqs) * seq_len != toks.ElementLength())
+    throw Napi::RangeError::New(env, "evaluate: tokens.length must equal nSeqs * seqLen (all positive)");
+  if (!logits && seq_len < 2) throw Napi::RangeError::New(env, "evaluate: NLL needs seqLen >= 2");
+  std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  auto* w = new EvaluateWorker(env, model, std::move(tokens), n_seqs, seq_len, batch, logits, cb, cancel);
+  Napi::Object job = Napi::Object::New(env);
+  job.Set("promise", w->promise());
+  job.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }));
+  w->Queue();
+  return job;
+}
+
+}  // namespace ep::addon

@@ -1,0 +1,26 @@
+// JS class NativeSpmTokenizer: llama2.c tok*.bin and GGUF-embedded SentencePiece vocabularies.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "core/tokenizer_spm.h"
+
+namespace ep::addon {
+
+class TokenizerWrap : public Napi::ObjectWrap<TokenizerWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static Napi::FunctionReference* constructor;
+  TokenizerWrap(const Napi::CallbackInfo& info);  // new NativeSpmTokenizer(path) or internal External
+  std::shared_ptr<const SpmVocab> vocab;
+
+ private:
+  Napi::Value Encode(const Napi::CallbackInfo& info);  // (text, addBos) -> Int32Array
+  Napi::Value Decode(const Napi::CallbackInfo& info);  // (Int32Array) -> string
+  Napi::Value Size(const Napi::CallbackInfo& info);
+  Napi::Value Bos(const Napi::CallbackInfo& info);
+  Napi::Value Eos(const Napi::CallbackInfo& info);
+};
+
+}  // namespace ep::addon

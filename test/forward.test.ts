@@ -1,0 +1,64 @@
+// The engine's forward pass through the Node API: against an independent float64 reference (TinyStories-656K,
+// HF layout), the documented anchors of stories260K, and the async worker's behaviour.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { loadModel, native, tokenizerFor } from '../lib';
+import { dataFile, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
+import { HfLlamaReference } from './reference/hf-llama-reference';
+
+describe('forward pass', () => {
+  it('TinyStories-656K logits agree with an independent float64 reference on 96 positions of real text', async () => {
+    const dir = dataFile(TINY_HF);
+    const model = await loadModel(dir);
+    const tok = tokenizerFor(model);
+    const text = fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 2000);
+    const ids = Array.from(tok.encode(text, { bos: true }).subarray(0, 96));
+    expect(ids.length).toBe(96);
+    const logits = await model.handle.evaluate({ tokens: Int32Array.from(ids), nSeqs: 1, seqLen: ids.length, output: 'logits' }).promise;
+    const ref = new HfLlamaReference(dir).logits(ids);
+    const V = model.info.vocab;
+    let maxDiff = 0;
+    for (let t = 0; t < ids.length; t++) for (let j = 0; j < V; j++) maxDiff = Math.max(maxDiff, Math.abs(ref[t][j] - logits[t * V + j]));
+    console.log(`TinyStories-656K: max |logit - float64 reference| over ${ids.length} positions = ${maxDiff.toExponential(3)}`);
+    expect(maxDiff).toBeLessThan(1e-3);
+  });
+
+  it('stories260K: first step after BOS matches the documented float64 reference', async () => {
+    const model = await loadModel(dataFile(STORIES_GGUF));
+    const logits = await model.handle.evaluate({ tokens: Int32Array.from([1]), nSeqs: 1, seqLen: 1, output: 'logits' }).promise;
+    const top = logits.indexOf(Math.max(...logits));
+    expect(top).toBe(403);
+    expect(logits[403]).toBeCloseTo(17.0235, 3);
+    expect(logits[385]).toBeCloseTo(15.4062, 3);
+  });
+
+  it('runs off the main thread, reports progress and can be cancelled', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'synthetic.gguf');
+    native().writeSyntheticGguf(
+      { dim: 256, vocab: 512, headDim: 32, layers: Array.from({ length: 6 }, () => ({ nHead: 8, nKvHead: 4, ffn: 768 })), seed: 3 },
+      file,
+    );
+    const model = await loadModel(file);
+    const seqLen = 256;
+    const nSeqs = 24;
+    const tokens = Int32Array.from({ length: nSeqs * seqLen }, (_, i) => (i * 7919) % 512);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const progress: number[] = [];
+    const nll = await model.handle.evaluate({ tokens, nSeqs, seqLen, batchSeqs: 4, output: 'nll' }, (done) => progress.push(done)).promise;
+    clearInterval(timer);
+    expect(nll.length).toBe(nSeqs * (seqLen - 1));
+    expect(ticks).toBeGreaterThan(2); // the event loop kept running during the native work
+    expect(progress.at(-1)).toBe(nSeqs);
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+
+    const job = model.handle.evaluate({ tokens, nSeqs, seqLen, batchSeqs: 1, output: 'nll' });
+    job.cancel();
+    await expect(job.promise).rejects.toMatchObject({ code: 'EP_CANCELLED' });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
