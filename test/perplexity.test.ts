@@ -77,3 +77,16 @@ describe('perplexity', () => {
     await expect(perplexityOfTokens(model, stream.subarray(0, 100), { seqLen: 128 })).rejects.toMatchObject({ code: 'EP_INVALID_ARGUMENT' });
   });
 });
+
+describe('stream prefix encoding', () => {
+  it('--max-tokens encodes only a prefix yet returns exactly the first tokens of the full encoding', async () => {
+    const { encodeStreamPrefix } = await import('../lib/evaluate/perplexity');
+    const { loadTokenizerFile } = await import('../lib');
+    const text = fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 120_000);
+    for (const file of [`${TINY_HF}/tokenizer.json`, 'models/stories260K/tok512.bin']) {
+      const tok = loadTokenizerFile(dataFile(file));
+      const full = tok.encode(text, { bos: true });
+      for (const n of [100, 3000, 9000]) expect(Array.from(encodeStreamPrefix(tok, text, n))).toEqual(Array.from(full.subarray(0, n)));
+    }
+  });
+});

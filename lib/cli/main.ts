@@ -91,14 +91,14 @@ async function info(modelPath: string, o: { json?: boolean }): Promise<void> {
   }
   const lines = [
     `${i.path}  (${i.format}, arch ${i.arch})`,
-    `hidden ${i.dim}, vocab ${i.vocab}, head size ${i.headDim}, context ${i.context || 'unknown'}, RMSNorm eps ${i.normEps}`,
-    `RoPE theta ${i.ropeTheta}, layout ${i.ropeLayout}, scaling ${i.ropeScaling}; output head ${i.tiedOutput ? 'tied to the embedding' : 'separate'}`,
+    `hidden ${i.dim}, vocab ${i.vocab}, head size ${i.headDim}, context ${i.context || 'unknown'}, RMSNorm eps ${Number(i.normEps.toPrecision(6))}`,
+    `RoPE theta ${Number(i.ropeTheta.toPrecision(7))}, layout ${i.ropeLayout}, scaling ${i.ropeScaling}; output head ${i.tiedOutput ? 'tied to the embedding' : 'separate'}`,
     `parameters ${i.parameterCount.toLocaleString('en-US')} (block linear weights ${i.blockLinearParameterCount.toLocaleString('en-US')})`,
     'layer  q-heads  kv-heads  mlp-width  biases',
     ...i.layers.map(
       (l, n) =>
         `${String(n).padStart(5)}  ${String(l.nHead).padStart(7)}  ${String(l.nKvHead).padStart(8)}  ${String(l.ffn).padStart(9)}  ` +
-        [l.attnOutBias ? 'attn_out' : '', l.ffnDownBias ? 'ffn_down' : ''].filter(Boolean).join(',') || '-',
+        ([l.attnOutBias ? 'attn_out' : '', l.ffnDownBias ? 'ffn_down' : ''].filter(Boolean).join(',') || '-'),
     ),
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -110,7 +110,8 @@ export function buildProgram(): Command {
     .name('entroprune')
     .description('Structured pruning of LLaMA-family models, guided by transfer entropy (C++/CUDA core).')
     .version(VERSION, '-V, --version')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .exitOverride(); // inherited by the subcommands below: main() maps commander's exits to our codes
 
   program
     .command('info')
@@ -149,7 +150,6 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
     return 0;

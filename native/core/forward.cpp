@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/ops_cpu.h"
+#include "core/simd_math.h"
 #include "core/threads.h"
 
 namespace ep {
@@ -69,18 +70,9 @@ void apply_rope(const ModelConfig& c, float* x, int64_t rows, int seq_len, int n
   }
 }
 
-__attribute__((target_clones("avx2", "default"))) float dot(const float* a, const float* b, int n) {
-  float s = 0;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-__attribute__((target_clones("avx2", "default"))) void axpy(float alpha, const float* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
 // Causal grouped-query attention. q [rows, nh*hd], k/v [rows, nkv*hd] -> out [rows, nh*hd].
-// One task per (sequence, head); each gathers its head's K and V into contiguous buffers.
+// One task per (sequence, head). Each gathers its KV head transposed (kt, vt: [hd][seq_len]) so that every
+// inner loop runs over key positions j — long, contiguous and vectorizable even for small head sizes.
 void attention(const ModelConfig& c, const LayerShape& s, const float* q, const float* k, const float* v, float* out,
                int n_seqs, int seq_len) {
   const int hd = c.head_dim, nh = s.n_head, nkv = s.n_kv_head, group = nh / nkv;
@@ -88,36 +80,33 @@ void attention(const ModelConfig& c, const LayerShape& s, const float* q, const 
   const int window = c.sliding_window;
 #pragma omp parallel
   {
-    std::vector<float> kh(static_cast<size_t>(seq_len) * hd), vh(kh.size()), score(seq_len), acc(hd);
-    int cached = -1;  // (seq, kv head) whose K/V are in kh/vh
+    std::vector<float> kt(static_cast<size_t>(seq_len) * hd), vt(kt.size()), score(seq_len);
+    int cached = -1;  // (seq, kv head) whose K/V are in kt/vt
 #pragma omp for schedule(static)
     for (int task = 0; task < n_seqs * nh; ++task) {
       const int b = task / nh, h = task % nh, g = h / group;
       const int64_t row0 = static_cast<int64_t>(b) * seq_len;
       if (cached != b * nkv + g) {
         for (int t = 0; t < seq_len; ++t) {
-          std::copy_n(k + (row0 + t) * nkv * hd + g * hd, hd, &kh[static_cast<size_t>(t) * hd]);
-          std::copy_n(v + (row0 + t) * nkv * hd + g * hd, hd, &vh[static_cast<size_t>(t) * hd]);
+          const float* kr = k + (row0 + t) * nkv * hd + g * hd;
+          const float* vr = v + (row0 + t) * nkv * hd + g * hd;
+          for (int e = 0; e < hd; ++e) {
+            kt[static_cast<size_t>(e) * seq_len + t] = kr[e];
+            vt[static_cast<size_t>(e) * seq_len + t] = vr[e];
+          }
         }
         cached = b * nkv + g;
       }
       for (int i = 0; i < seq_len; ++i) {
         const float* qi = q + (row0 + i) * nh * hd + h * hd;
-        const int j0 = window > 0 ? std::max(0, i - window + 1) : 0;
-        float mx = -INFINITY;
-        for (int j = j0; j <= i; ++j) {
-          score[j] = dot(qi, &kh[static_cast<size_t>(j) * hd], hd) * scale;
-          mx = std::max(mx, score[j]);
-        }
-        double sum = 0;
-        for (int j = j0; j <= i; ++j) {
-          score[j] = std::exp(score[j] - mx);
-          sum += score[j];
-        }
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int j = j0; j <= i; ++j) axpy(score[j] * inv, &vh[static_cast<size_t>(j) * hd], acc.data(), hd);
-        std::copy(acc.begin(), acc.end(), out + (row0 + i) * nh * hd + h * hd);
+        const int j0 = window > 0 ? std::max(0, i - window + 1) : 0, n = i + 1 - j0;
+        float* sc = score.data() + j0;
+        std::fill(sc, sc + n, 0.0f);
+        for (int e = 0; e < hd; ++e) simd::axpy(qi[e] * scale, &kt[static_cast<size_t>(e) * seq_len + j0], sc, n);
+        const float sum = simd::exp_shift_sum(sc, n, simd::max(sc, n));
+        const float inv = 1.0f / sum;
+        float* o = out + (row0 + i) * nh * hd + h * hd;
+        for (int e = 0; e < hd; ++e) o[e] = simd::dot(sc, &vt[static_cast<size_t>(e) * seq_len + j0], n) * inv;
       }
     }
   }
@@ -226,10 +215,8 @@ void forward(const Model& model, const ForwardRequest& req) {
       const int t = static_cast<int>(row % T);
       if (t == T - 1) continue;  // the last position has no target inside the window
       const float* lr = lg + r * V;
-      float mx = lr[0];
-      for (int j = 1; j < V; ++j) mx = std::max(mx, lr[j]);
-      double sum = 0;
-      for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(lr[j] - mx));
+      const float mx = simd::max(lr, V);
+      const double sum = simd::sum_exp_shift(lr, V, mx);
       const int target = req.tokens[row + 1];
       const int64_t b = row / T;
       req.nll[b * (T - 1) + t] = static_cast<float>(std::log(sum) + mx - lr[target]);

@@ -1,0 +1,134 @@
+// The CLI as users run it: JSON output, exit codes, and clear errors for bad input that name the file.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { runCli } from './helpers/cli';
+import { dataFile, STORIES_BIN, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
+
+const scratch = tempDir();
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+describe('entroprune eval ppl', () => {
+  it('prints one JSON object with ppl, tokens and seqLen', () => {
+    const r = runCli(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', dataFile(TINYSTORIES_TEXT), '--seq-len', '256', '--max-tokens', '4096', '--json', '--threads', '2']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const j = JSON.parse(lines[0]);
+    expect(j.seqLen).toBe(256);
+    expect(j.tokens).toBe(4096);
+    expect(j.windows).toBe(16);
+    expect(j.ppl).toBeGreaterThan(2);
+    expect(j.ppl).toBeLessThan(8);
+    expect(j.threads).toBe(2);
+  });
+
+  it('works on a Hugging Face directory with tokenizer.json', () => {
+    const r = runCli(['eval', 'ppl', dataFile(TINY_HF), '--text', dataFile(TINYSTORIES_TEXT), '--seq-len', '128', '--max-tokens', '2048', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.tokenizer).toMatch(/tokenizer\.json$/);
+    expect(j.ppl).toBeGreaterThan(1);
+  });
+
+  it('prints a human summary without --json', () => {
+    const r = runCli(['eval', 'ppl', dataFile(STORIES_BIN), '--text', dataFile(TINYSTORIES_TEXT), '--seq-len', '128', '--max-tokens', '1024']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^perplexity \d+\.\d{4} /);
+  });
+
+  it('--version and --help', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8'));
+    expect(runCli(['--version']).stdout.trim()).toBe(pkg.version);
+    const help = runCli(['eval', 'ppl', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--seq-len');
+  });
+
+  it('usage errors exit 2', () => {
+    expect(runCli(['eval', 'ppl', dataFile(STORIES_GGUF)]).code).toBe(2); // --text missing
+    expect(runCli(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', 'x', '--seq-len', 'abc']).code).toBe(2);
+  });
+});
+
+describe('bad input: clear errors naming the file, exit code 1, inputs untouched', () => {
+  const text = () => dataFile(TINYSTORIES_TEXT);
+
+  function expectError(args: string[], ...fragments: (string | RegExp)[]) {
+    const r = runCli(args);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toBe('');
+    for (const f of fragments) expect(r.stderr).toMatch(f);
+    expect(r.stderr).not.toMatch(/internal error|Segmentation|Aborted/);
+    return r;
+  }
+
+  it('truncated llama2.c checkpoint', () => {
+    const file = path.join(scratch, 'truncated.bin');
+    fs.writeFileSync(file, fs.readFileSync(dataFile(STORIES_BIN)).subarray(0, 500_000));
+    fs.copyFileSync(dataFile('models/stories260K/tok512.bin'), path.join(scratch, 'tok512.bin'));
+    const before = fs.readFileSync(file);
+    expectError(['eval', 'ppl', file, '--text', text()], file, /truncated/);
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+  });
+
+  it('truncated GGUF', () => {
+    const file = path.join(scratch, 'truncated.gguf');
+    fs.writeFileSync(file, fs.readFileSync(dataFile(STORIES_GGUF)).subarray(0, 600_000));
+    expectError(['eval', 'ppl', file, '--text', text()], file, /outside the file/);
+  });
+
+  it('GGUF whose header lies about a tensor offset', () => {
+    const buf = Buffer.from(fs.readFileSync(dataFile(STORIES_GGUF)));
+    // The last tensor entry ends right before the data section; its u64 offset is the last 8 header bytes
+    // before padding. Find 'output.weight' entry (the last one) and set its offset far beyond the file.
+    const name = Buffer.from('output.weight');
+    const at = buf.lastIndexOf(name, 14176);
+    expect(at).toBeGreaterThan(0);
+    const nd = buf.readUInt32LE(at + name.length);
+    const offsetPos = at + name.length + 4 + nd * 8 + 4;
+    buf.writeBigUInt64LE(BigInt(1 << 30), offsetPos);
+    const file = path.join(scratch, 'lying.gguf');
+    fs.writeFileSync(file, buf);
+    expectError(['eval', 'ppl', file, '--text', text()], file, /output\.weight/, /outside the file/);
+  });
+
+  it('safetensors with an unknown dtype names the tensor', () => {
+    const dir = path.join(scratch, 'hf-bad-dtype');
+    fs.mkdirSync(dir);
+    fs.copyFileSync(path.join(dataFile(TINY_HF), 'config.json'), path.join(dir, 'config.json'));
+    const header = Buffer.from(JSON.stringify({ 'model.norm.weight': { dtype: 'F4X', shape: [128], data_offsets: [0, 512] } }));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length));
+    fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([len, header, Buffer.alloc(512)]));
+    expectError(['eval', 'ppl', dir, '--text', text()], /model\.safetensors/, /model\.norm\.weight/, /unknown dtype 'F4X'/);
+  });
+
+  it('missing tokenizer says how to pass one', () => {
+    const file = path.join(scratch, 'lonely', 'model.bin');
+    fs.mkdirSync(path.dirname(file));
+    fs.copyFileSync(dataFile(STORIES_BIN), file);
+    expectError(['eval', 'ppl', file, '--text', text()], file, /missing tokenizer/, /--tokenizer/);
+    // and with it given explicitly the same file works
+    const ok = runCli(['eval', 'ppl', file, '--text', text(), '--tokenizer', dataFile('models/stories260K/tok512.bin'), '--seq-len', '64', '--max-tokens', '256', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('a tokenizer that does not belong to the model', () => {
+    expectError(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', text(), '--tokenizer', path.join(dataFile(TINY_HF), 'tokenizer.json')], /2048 tokens/, /vocabulary of 512/);
+  });
+
+  it('missing model, missing text, empty text, too-short text', () => {
+    expectError(['eval', 'ppl', path.join(scratch, 'nope.gguf'), '--text', text()], /nope\.gguf/, /no such file/);
+    expectError(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', path.join(scratch, 'none.txt')], /none\.txt/, /not found/);
+    const empty = path.join(scratch, 'empty.txt');
+    fs.writeFileSync(empty, '  \n');
+    expectError(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', empty], /empty\.txt/, /empty/);
+    const short = path.join(scratch, 'short.txt');
+    fs.writeFileSync(short, 'Once upon a time.');
+    expectError(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', short, '--seq-len', '512'], /fewer than one window/);
+  });
+});
