@@ -1,0 +1,72 @@
+#include "core/gaussian_entropy.h"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+
+namespace ep {
+
+namespace {
+// log det by Cholesky; false when not positive definite.
+bool cholesky_logdet(std::vector<double> a, int k, double* out) {
+  int info = 0;
+  // Row-major symmetric == column-major symmetric: "L" here factors the same matrix.
+  dpotrf_("L", &k, a.data(), &k, &info);
+  if (info != 0) return false;
+  double s = 0;
+  for (int i = 0; i < k; ++i) s += std::log(a[static_cast<size_t>(i) * k + i]);
+  *out = 2 * s;
+  return true;
+}
+}  // namespace
+
+LogDet log_det_spd(const std::vector<double>& cov, int k, double ridge) {
+  LogDet r;
+  if (k == 0) return r;
+  double trace = 0;
+  for (int i = 0; i < k; ++i) trace += cov[static_cast<size_t>(i) * k + i];
+  std::vector<double> a = cov;
+  const double add = ridge * (trace / k);
+  for (int i = 0; i < k; ++i) a[static_cast<size_t>(i) * k + i] += add;
+  if (!cholesky_logdet(a, k, &r.value))
+    throw std::domain_error("covariance is not positive definite even with the ridge (degenerate or NaN activations)");
+  double plain;
+  r.ridge_effect = cholesky_logdet(cov, k, &plain) ? std::abs(r.value - plain) / std::max(1.0, std::abs(plain))
+                                                    : std::numeric_limits<double>::quiet_NaN();
+  return r;
+}
+
+double gaussian_entropy(const std::vector<double>& cov, int k, double ridge) {
+  const double log2pie = std::log(2 * M_PI * M_E);
+  return 0.5 * (k * log2pie + log_det_spd(cov, k, ridge).value);
+}
+
+std::vector<double> submatrix(const std::vector<double>& cov, int k, const std::vector<int>& index) {
+  const size_t m = index.size();
+  std::vector<double> s(m * m);
+  for (size_t i = 0; i < m; ++i)
+    for (size_t j = 0; j < m; ++j) s[i * m + j] = cov[static_cast<size_t>(index[i]) * k + index[j]];
+  return s;
+}
+
+double joint_entropy(const std::vector<double>& cov, int k, const std::vector<int>& index, double ridge) {
+  return gaussian_entropy(submatrix(cov, k, index), static_cast<int>(index.size()), ridge);
+}
+
+static std::vector<int> concat(std::vector<int> a, const std::vector<int>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+double conditional_entropy(const std::vector<double>& cov, int k, const std::vector<int>& z, const std::vector<int>& w, double ridge) {
+  return joint_entropy(cov, k, concat(z, w), ridge) - joint_entropy(cov, k, w, ridge);
+}
+
+double conditional_mutual_information(const std::vector<double>& cov, int k, const std::vector<int>& y, const std::vector<int>& x,
+                                      const std::vector<int>& z, double ridge) {
+  return conditional_entropy(cov, k, y, z, ridge) - conditional_entropy(cov, k, y, concat(z, x), ridge);
+}
+
+}  // namespace ep

@@ -1,0 +1,32 @@
+// Entropies under the Gaussian assumption (METHOD.md section 1):
+//   H(z) = ½·log((2πe)^k · det Σ),  H(z|w) = H(z,w) − H(w),  I(y;x|z) = H(y,z) − H(z) − H(y,z,x) + H(z,x).
+// log det through Cholesky (LAPACK dpotrf) of Σ + λ·(tr Σ / k)·I; `ridge_effect` reports how much the ridge
+// moved the log det relative to the unridged value (NaN when Σ itself is not positive definite).
+#pragma once
+#include <vector>
+
+namespace ep {
+
+struct LogDet {
+  double value = 0;
+  double ridge_effect = 0;  // |logdet(Σ+ridge) − logdet(Σ)| / max(1, |logdet(Σ)|)
+};
+
+constexpr double kDefaultRidge = 1e-6;
+
+// cov: k×k row-major symmetric. Throws std::domain_error if even the ridged matrix is not positive definite.
+LogDet log_det_spd(const std::vector<double>& cov, int k, double ridge = kDefaultRidge);
+double gaussian_entropy(const std::vector<double>& cov, int k, double ridge = kDefaultRidge);
+
+// The principal submatrix of a k×k matrix over `index` (in that order).
+std::vector<double> submatrix(const std::vector<double>& cov, int k, const std::vector<int>& index);
+
+// Entropy of the sub-vector `index` of a joint Gaussian with covariance cov (k×k).
+double joint_entropy(const std::vector<double>& cov, int k, const std::vector<int>& index, double ridge = kDefaultRidge);
+double conditional_entropy(const std::vector<double>& cov, int k, const std::vector<int>& z, const std::vector<int>& w,
+                           double ridge = kDefaultRidge);
+// I(y; x | z): the transfer entropy of METHOD.md section 2 with y the output, x the source, z the past.
+double conditional_mutual_information(const std::vector<double>& cov, int k, const std::vector<int>& y, const std::vector<int>& x,
+                                      const std::vector<int>& z, double ridge = kDefaultRidge);
+
+}  // namespace ep

@@ -1,0 +1,101 @@
+// Estimators against closed forms; streaming, merging and batching give the same accumulators.
+#include <cmath>
+#include <random>
+
+#include "core/gaussian_entropy.h"
+#include "core/moments.h"
+#include "test_util.h"
+
+using namespace ep;
+
+static const double kLog2PiE = std::log(2 * M_PI * M_E);
+
+TEST(GaussianEntropy, DiagonalAndCorrelatedClosedForms) {
+  std::vector<double> diag{4, 0, 0, 0, 0.25, 0, 0, 0, 9};
+  EXPECT_NEAR(gaussian_entropy(diag, 3, 0), 0.5 * (3 * kLog2PiE + std::log(4 * 0.25 * 9)), 1e-12);
+  const double s1 = 2, s2 = 3, rho = 0.6;
+  std::vector<double> c{s1 * s1, rho * s1 * s2, rho * s1 * s2, s2 * s2};
+  EXPECT_NEAR(gaussian_entropy(c, 2, 0), 0.5 * (2 * kLog2PiE + std::log(s1 * s1 * s2 * s2 * (1 - rho * rho))), 1e-12);
+  // H(z|w) for scalars: ½ log(2πe σ_z² (1 − ρ²))
+  EXPECT_NEAR(conditional_entropy(c, 2, {0}, {1}, 0), 0.5 * (kLog2PiE + std::log(s1 * s1 * (1 - rho * rho))), 1e-12);
+  EXPECT_NEAR(joint_entropy(c, 2, {1}, 0), 0.5 * (kLog2PiE + std::log(s2 * s2)), 1e-12);
+}
+
+TEST(GaussianEntropy, TransferEntropyOfLinearGaussianSystem) {
+  // y = a·x + b·z + e; x, z ~ N(0,1) independent, e ~ N(0, s²):  I(y; x | z) = ½ log((a² + s²) / s²).
+  const double a = 1.5, b = -0.7, s = 0.4;
+  // Exact covariance of (y, x, z).
+  std::vector<double> cov{a * a + b * b + s * s, a, b, a, 1, 0, b, 0, 1};
+  const double exact = 0.5 * std::log((a * a + s * s) / (s * s));
+  EXPECT_NEAR(conditional_mutual_information(cov, 3, {0}, {1}, {2}, 0), exact, 1e-12);
+  // And from streamed samples: sampling error only.
+  std::mt19937_64 g(11);
+  std::normal_distribution<double> n(0, 1);
+  Moments m(3);
+  std::vector<double> rows;
+  for (int batch = 0; batch < 50; ++batch) {
+    rows.clear();
+    for (int i = 0; i < 4000; ++i) {
+      const double x = n(g), z = n(g), y = a * x + b * z + s * n(g);
+      rows.insert(rows.end(), {y + 100, x - 50, z + 3});  // large means: exercises the shifted sums
+    }
+    m.add(rows.data(), 4000, 3);
+  }
+  EXPECT_NEAR(conditional_mutual_information(m.covariance(), 3, {0}, {1}, {2}), exact, 0.01);
+  // Conditioning on the other cause removes nothing from x's contribution; x independent of z: I(x;z) ≈ 0.
+  EXPECT_NEAR(joint_entropy(m.covariance(), 3, {1}) + joint_entropy(m.covariance(), 3, {2}) - joint_entropy(m.covariance(), 3, {1, 2}), 0, 0.002);
+}
+
+TEST(GaussianEntropy, RidgeHandlesRankDeficiencyAndReportsItsEffect) {
+  std::vector<double> singular{1, 1, 1, 1};  // rank 1
+  LogDet r = log_det_spd(singular, 2);
+  EXPECT_TRUE(std::isfinite(r.value));
+  EXPECT_TRUE(std::isnan(r.ridge_effect));  // Σ itself has no Cholesky factor
+  std::vector<double> fine{2, 0.5, 0.5, 1};
+  EXPECT_LT(log_det_spd(fine, 2).ridge_effect, 1e-5);
+}
+
+static std::vector<float> random_rows(int n, int d, int seed, float mean) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> dist(mean, 2);
+  std::vector<float> x(static_cast<size_t>(n) * d);
+  for (float& v : x) v = dist(g);
+  return x;
+}
+
+TEST(Moments, StreamEqualsBatchAndMergeEqualsOnePass) {
+  const int n = 3000, d = 17;
+  auto x = random_rows(n, d, 5, 1000.0f);
+  Moments once(d), stream(d), a(d), b(d);
+  once.add(x.data(), n, d);
+  for (int r = 0; r < n; r += 123) stream.add(x.data() + static_cast<size_t>(r) * d, std::min(123, n - r), d);
+  a.add(x.data(), 1000, d);
+  b.add(x.data() + 1000 * d, n - 1000, d);  // different shift from a
+  a.merge(b);
+  // Reference: two-pass float64 covariance.
+  std::vector<double> mu(d, 0), ref(static_cast<size_t>(d) * d, 0);
+  for (int r = 0; r < n; ++r)
+    for (int j = 0; j < d; ++j) mu[j] += x[static_cast<size_t>(r) * d + j] / static_cast<double>(n);
+  for (int r = 0; r < n; ++r)
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < d; ++j)
+        ref[static_cast<size_t>(i) * d + j] += (x[static_cast<size_t>(r) * d + i] - mu[i]) * (x[static_cast<size_t>(r) * d + j] - mu[j]) / n;
+  for (const Moments* m : {&once, &stream, &a}) {
+    EXPECT_EQ(m->count(), n);
+    auto c = m->covariance();
+    auto mm = m->mean();
+    for (int j = 0; j < d; ++j) EXPECT_NEAR(mm[j], mu[j], 1e-9 * 1000);
+    for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(c[i], ref[i], 1e-9) << i;
+  }
+}
+
+TEST(Moments, StridedColumnsSelectASubVector) {
+  const int n = 500, d = 8;
+  auto x = random_rows(n, d, 9, 0.0f);
+  Moments full(d), tail(3);
+  full.add(x.data(), n, d);
+  tail.add(x.data() + 5, n, d);  // columns 5..7 via the row stride
+  auto cf = full.covariance(), ct = tail.covariance();
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) EXPECT_NEAR(ct[i * 3 + j], cf[(5 + i) * d + 5 + j], 1e-10);
+}
