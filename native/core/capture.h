@@ -1,0 +1,89 @@
+// Activation capture for the measure stage: a ForwardHooks implementation that streams every statistic
+// METHOD.md needs into float64 accumulators during the forward pass, never holding all activations:
+//
+//   per block l   joint moments of (y, h_{l−1}, a_l, m_l) — projected to r dims by one shared random
+//                 orthogonal matrix when d > maxDim — for TE_l, TE_l^attn, TE_l^mlp (section 2);
+//                 mean cosine(h_{l−1}, h_l) for the block-influence baseline;
+//                 E[a_l], E[m_l] (unprojected) for bias compensation of removed layers (section 6)
+//   per head      moments of its attention output (before o_proj): entropy (section 4) and the mean
+//                 the o_proj compensation needs
+//   per channel   mean and variance of silu(gate)·up: entropy and the down_proj compensation mean
+//
+// y (the final normalised hidden state) is known only at the end of a forward call, so the projected
+// per-block vectors of the current batch are kept until final_hidden() and then folded in.
+// Captures merge: one per thread / device / batch, summed at the end, equals one pass over everything.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/forward.h"
+#include "core/model_config.h"
+#include "core/moments.h"
+
+namespace ep {
+
+struct CaptureOptions {
+  int max_dim = 1024;   // project hidden states when d > max_dim ...
+  int proj_dim = 512;   // ... to this many dimensions
+  uint64_t seed = 0;    // seeds the projection (the calibration seed)
+};
+
+// Per-channel running mean/variance (shifted sums in double), mergeable.
+struct ChannelStats {
+  int64_t n = 0;
+  std::vector<double> shift, sum, sumsq;
+  void init(int k) { shift.assign(k, 0); sum.assign(k, 0); sumsq.assign(k, 0); n = 0; }
+  void add(const float* x, int64_t rows, int k);
+  void merge(const ChannelStats& o);
+  std::vector<double> mean() const;
+  std::vector<double> variance() const;
+};
+
+class StatisticsCapture : public ForwardHooks {
+ public:
+  StatisticsCapture(const ModelConfig& config, const CaptureOptions& options);
+
+  // ForwardHooks
+  void block_input(int layer, const float* h, int64_t rows, int dim) override;
+  void attn_heads(int layer, const float* o, int64_t rows, int n_head, int head_dim) override;
+  void attn_output(int layer, const float* a, int64_t rows, int dim) override;
+  void mlp_act(int layer, const float* act, int64_t rows, int ffn) override;
+  void mlp_output(int layer, const float* m, int64_t rows, int dim) override;
+  void block_output(int layer, const float* h, int64_t rows, int dim) override;
+  void final_hidden(const float* y, int64_t rows, int dim) override;
+
+  void merge(const StatisticsCapture& other);
+
+  int joint_dim() const { return r_; }       // r: dimension of each projected vector
+  bool projected() const { return projected_; }
+  int64_t tokens() const { return tokens_; }
+  const std::vector<float>& projection() const { return proj_; }  // d×r row-major (empty when not projected)
+
+  // Joint (y, h, a, m) moments of block l, each part r wide; layers without attention/MLP contribute zeros.
+  const Moments& block_moments(int l) const { return block_[l]; }
+  const std::vector<Moments>& head_moments(int l) const { return heads_[l]; }
+  const ChannelStats& channel_stats(int l) const { return channels_[l]; }
+  std::vector<double> attn_output_mean(int l) const;  // E[a_l] (d)
+  std::vector<double> mlp_output_mean(int l) const;   // E[m_l] (d)
+  double block_cosine(int l) const { return tokens_ ? cos_sum_[l] / static_cast<double>(tokens_) : 0; }
+
+ private:
+  void project(const float* x, int64_t rows, float* out) const;  // [rows, d] -> [rows, r]
+
+  ModelConfig config_;
+  int d_, r_;
+  bool projected_;
+  std::vector<float> proj_;
+  int64_t tokens_ = 0;
+  std::vector<Moments> block_;
+  std::vector<std::vector<Moments>> heads_;
+  std::vector<ChannelStats> channels_;
+  std::vector<std::vector<double>> a_sum_, m_sum_;
+  std::vector<double> cos_sum_;
+  // batch buffers: per layer projected h, a, m [rows, r] (zeros where a layer is absent), raw h_in for cosine
+  int64_t rows_ = 0;
+  std::vector<std::vector<float>> h_buf_, a_buf_, m_buf_;
+  std::vector<float> h_in_;
+};
+
+}  // namespace ep
