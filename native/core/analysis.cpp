@@ -1,0 +1,109 @@
+#include "core/analysis.h"
+
+#include <cmath>
+#include <utility>
+
+#include "core/gaussian_entropy.h"
+
+namespace ep {
+
+namespace {
+
+// A vector built as Σ coefficient·part of the joint (y, h, a, m), each part r wide.
+using Combo = std::vector<std::pair<int, double>>;
+
+// Covariance of the concatenation of `vars`, from the joint covariance C of the 4 parts.
+std::vector<double> combined_cov(const std::vector<double>& C, int r, const std::vector<Combo>& vars) {
+  const int K = 4 * r, n = static_cast<int>(vars.size()) * r;
+  std::vector<double> out(static_cast<size_t>(n) * n, 0.0);
+  for (size_t p = 0; p < vars.size(); ++p)
+    for (size_t q = 0; q < vars.size(); ++q)
+      for (auto [bp, cp] : vars[p])
+        for (auto [bq, cq] : vars[q])
+          for (int i = 0; i < r; ++i) {
+            const double* src = &C[static_cast<size_t>(bp * r + i) * K + bq * r];
+            double* dst = &out[static_cast<size_t>(p * r + i) * n + q * r];
+            for (int j = 0; j < r; ++j) dst[j] += cp * cq * src[j];
+          }
+  return out;
+}
+
+struct TeTerm {
+  double value;
+  double ridge_effect;
+};
+
+// I(y; x | z) for y, x, z given as combos: ½[ld(y,z) − ld(z) − ld(y,z,x) + ld(z,x)].
+TeTerm conditional_mi(const std::vector<double>& C, int r, const Combo& y, const Combo& x, const Combo& z, double ridge) {
+  auto ld = [&](const std::vector<Combo>& vars, double* worst) {
+    LogDet d = log_det_spd(combined_cov(C, r, vars), static_cast<int>(vars.size()) * r, ridge);
+    if (std::isfinite(d.ridge_effect)) *worst = std::max(*worst, d.ridge_effect);
+    else *worst = std::max(*worst, 1.0);  // singular without the ridge: the ridge decided the value
+    return d.value;
+  };
+  double worst = 0;
+  const double v = 0.5 * (ld({y, z}, &worst) - ld({z}, &worst) - ld({y, z, x}, &worst) + ld({z, x}, &worst));
+  return {v, worst};
+}
+
+}  // namespace
+
+AnalysisResult analyze_capture(const StatisticsCapture& cap, const ModelConfig& config, double ridge) {
+  AnalysisResult res;
+  res.tokens = cap.tokens();
+  res.joint_dim = cap.joint_dim();
+  res.projected = cap.projected();
+  res.ridge = ridge;
+  const int r = cap.joint_dim();
+  const Combo Y{{0, 1.0}}, H{{1, 1.0}}, A{{2, 1.0}}, M{{3, 1.0}}, U{{1, 1.0}, {2, 1.0}}, D{{2, 1.0}, {3, 1.0}};
+  const double log2pie = std::log(2 * M_PI * M_E);
+  for (int l = 0; l < config.n_layers(); ++l) {
+    const LayerShape& s = config.layers[l];
+    BlockAnalysis b;
+    b.has_attn = s.n_head > 0;
+    b.has_mlp = s.ffn > 0;
+    b.cosine = cap.block_cosine(l);
+    const std::vector<double> C = cap.block_moments(l).covariance();
+    if (b.has_attn || b.has_mlp) {
+      TeTerm t = conditional_mi(C, r, Y, D, H, ridge);
+      b.te = t.value;
+      b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
+    }
+    if (b.has_attn) {
+      TeTerm t = conditional_mi(C, r, Y, A, H, ridge);
+      b.te_attn = t.value;
+      b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
+    }
+    if (b.has_mlp) {
+      TeTerm t = conditional_mi(C, r, Y, M, U, ridge);
+      b.te_mlp = t.value;
+      b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
+    }
+    const int hd = config.head_dim;
+    for (const Moments& hm : cap.head_moments(l)) {
+      const std::vector<double> cov = hm.covariance(), mu = hm.mean();
+      b.head_entropy.push_back(0.5 * (hd * log2pie + log_det_spd(cov, hd, ridge).value));
+      double energy = 0;
+      for (int i = 0; i < hd; ++i) energy += cov[static_cast<size_t>(i) * hd + i] + mu[i] * mu[i];
+      b.head_energy.push_back(energy);
+      b.head_mean.insert(b.head_mean.end(), mu.begin(), mu.end());
+    }
+    const ChannelStats& cs = cap.channel_stats(l);
+    b.channel_mean = cs.mean();
+    const std::vector<double> var = cs.variance();
+    double mean_var = 0;
+    for (double v : var) mean_var += v;
+    mean_var = var.empty() ? 0 : mean_var / var.size();
+    for (size_t j = 0; j < var.size(); ++j) {
+      // The same relative ridge as for matrices, so a dead channel gets a finite (very low) entropy.
+      b.channel_entropy.push_back(0.5 * (log2pie + std::log(var[j] + ridge * mean_var + 1e-300)));
+      b.channel_energy.push_back(var[j] + b.channel_mean[j] * b.channel_mean[j]);
+    }
+    b.attn_out_mean = cap.attn_output_mean(l);
+    b.mlp_out_mean = cap.mlp_output_mean(l);
+    res.blocks.push_back(std::move(b));
+  }
+  return res;
+}
+
+}  // namespace ep

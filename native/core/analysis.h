@@ -1,0 +1,35 @@
+// From captured statistics to the numbers the planner uses (METHOD.md sections 2 and 4):
+// per-block transfer entropies TE_l = I(y; Δ_l | h_{l−1}), TE_l^attn = I(y; a_l | h_{l−1}),
+// TE_l^mlp = I(y; m_l | u_l); per-head and per-channel Gaussian entropies; energies for the
+// activation-magnitude ablation; the means bias compensation needs.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/capture.h"
+
+namespace ep {
+
+struct BlockAnalysis {
+  bool has_attn = false, has_mlp = false;
+  double te = 0, te_attn = 0, te_mlp = 0;
+  double cosine = 0;            // mean cos(h_{l−1}, h_l): ShortGPT block influence = 1 − cosine
+  double max_ridge_effect = 0;  // largest relative change the ridge made to a log det of this block
+  std::vector<double> head_entropy, head_energy;        // [n_head]: ½log((2πe)^hd det Σ_q), E‖o_q‖²
+  std::vector<double> channel_entropy, channel_energy;  // [ffn]: ½log(2πe σ²), E[x²]
+  std::vector<double> head_mean;                        // [n_head·head_dim] E[o] (o_proj input)
+  std::vector<double> channel_mean;                     // [ffn] E[silu(gate)·up] (down_proj input)
+  std::vector<double> attn_out_mean, mlp_out_mean;      // [dim] E[a_l], E[m_l]
+};
+
+struct AnalysisResult {
+  int64_t tokens = 0;
+  int joint_dim = 0;
+  bool projected = false;
+  double ridge = 0;
+  std::vector<BlockAnalysis> blocks;
+};
+
+AnalysisResult analyze_capture(const StatisticsCapture& capture, const ModelConfig& config, double ridge);
+
+}  // namespace ep
