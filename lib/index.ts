@@ -2,6 +2,9 @@
 export { loadModel, Model, type ModelInfo } from './load/model';
 export { tokenizerFor, loadTokenizerFile, type Tokenizer } from './load/tokenizer';
 export { perplexity, perplexityOfTokens, defaultSeqLen, type PerplexityOptions, type PerplexityResult } from './evaluate/perplexity';
+export { analyze, analyzeToFile, modelIdentity, type AnalyzeOptions, type AnalyzeResult } from './measure/analyze';
+export { readAnalysis, writeAnalysis, analysisSchema, type Analysis, type BlockStats, type LoadedAnalysis } from './measure/analysis';
+export { sampleCalibration, calibrationStream, seededRandom, sameFile } from './measure/calibration';
 export { setThreads, cudaInfo, resolveDevice, type DeviceRequest } from './runtime';
 export { EntropruneError, type EntropruneErrorCode } from './util/errors';
 export { native, type SyntheticModelSpec, type CudaProbe } from './native';

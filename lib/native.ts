@@ -47,8 +47,47 @@ export interface NativeJob<T> {
   cancel(): void;
 }
 
+export interface NativeAnalyzeOptions {
+  tokens: Int32Array;
+  nSeqs: number;
+  seqLen: number;
+  batchSeqs: number;
+  maxDim: number;
+  projDim: number;
+  seed: number;
+  ridge: number;
+}
+
+export interface NativeBlockAnalysis {
+  hasAttn: boolean;
+  hasMlp: boolean;
+  te: number;
+  teAttn: number;
+  teMlp: number;
+  cosine: number;
+  maxRidgeEffect: number;
+  headEntropy: Float64Array;
+  headEnergy: Float64Array;
+  channelEntropy: Float64Array;
+  channelEnergy: Float64Array;
+  headMean: Float64Array;
+  channelMean: Float64Array;
+  attnOutMean: Float64Array;
+  mlpOutMean: Float64Array;
+}
+
+export interface NativeAnalysis {
+  tokens: number;
+  jointDim: number;
+  projected: boolean;
+  ridge: number;
+  blocks: NativeBlockAnalysis[];
+}
+
 export interface NativeModel {
   info(): NativeModelInfo;
+  analyze(options: NativeAnalyzeOptions, onProgress?: (done: number, total: number) => void): NativeJob<NativeAnalysis>;
+  tensorDirectory(): string;
   evaluate(options: NativeEvaluateOptions, onProgress?: (done: number, total: number) => void): NativeJob<Float32Array>;
   embeddedVocab(): NativeSpmTokenizer | null;
 }

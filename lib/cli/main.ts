@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { perplexity } from '../evaluate/perplexity';
+import { analyzeToFile } from '../measure/analyze';
 import { loadModel } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
 import { cudaInfo, resolveDevice, setThreads, type DeviceRequest } from '../runtime';
@@ -82,6 +83,70 @@ async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
   }
 }
 
+interface AnalyzeCliOptions {
+  calib: string;
+  tokenizer?: string;
+  samples?: number;
+  seqLen?: number;
+  seed: number;
+  batch?: number;
+  maxDim: number;
+  projDim: number;
+  ridge: number;
+  threads?: number;
+  device: DeviceRequest;
+  output: string;
+  json?: boolean;
+}
+
+async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void> {
+  const threads = setThreads(o.threads);
+  const device = resolveDevice(o.device);
+  if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+  const model = await loadModel(modelPath);
+  const needsTokenizer = !/\.(json|tokens|i32)$/i.test(o.calib) || /\.jsonl$/i.test(o.calib);
+  const tokenizer = needsTokenizer ? tokenizerFor(model, o.tokenizer) : undefined;
+  const bar = new ProgressBar('analyze', { quiet: o.json });
+  const r = await analyzeToFile(model, o.output, {
+    calib: o.calib,
+    tokenizer,
+    samples: o.samples,
+    seqLen: o.seqLen,
+    seed: o.seed,
+    batchSeqs: o.batch,
+    maxDim: o.maxDim,
+    projDim: o.projDim,
+    ridge: o.ridge,
+    onProgress: (p) => bar.update(p),
+    signal: interruptSignal(),
+  });
+  bar.finish();
+  const a = r.analysis;
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ output: o.output, seconds: r.seconds, threads, tokens: a.calibration.tokens, blocks: a.blocks.map((b) => ({ index: b.index, te: b.te, teAttn: b.teAttn, teMlp: b.teMlp, cosine: b.cosine })) }) + '\n');
+    return;
+  }
+  const c = a.calibration;
+  const lines = [
+    `analysis written to ${o.output} (+ ${a.means.file}) in ${r.seconds.toFixed(2)} s`,
+    `calibration: ${c.samples} × ${c.seqLen} tokens from ${c.file} (seed ${c.seed})${c.projected ? `, hidden states projected to ${c.jointDim} dims` : ''}`,
+    'block        TE    TE_attn     TE_mlp   cos(h_in,h_out)   head entropy (min..max)   channel entropy (min..max)',
+    ...a.blocks.map((b) => {
+      const range = (xs: number[] | undefined) => (xs && xs.length ? `${Math.min(...xs).toFixed(3)}..${Math.max(...xs).toFixed(3)}` : '-');
+      return `${String(b.index).padStart(5)}  ${b.te.toFixed(4).padStart(8)}  ${b.teAttn.toFixed(4).padStart(9)}  ${b.teMlp.toFixed(4).padStart(9)}  ${b.cosine.toFixed(4).padStart(16)}   ${range(b.attention?.headEntropy).padStart(22)}   ${range(b.mlp?.channelEntropy).padStart(25)}`;
+    }),
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+function floatOption(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
+    return n;
+  };
+}
+
 async function info(modelPath: string, o: { json?: boolean }): Promise<void> {
   const model = await loadModel(modelPath);
   const i = model.info;
@@ -144,6 +209,25 @@ export function buildProgram(): Command {
     .addOption(new Option('--ppl-normalization <mode>', 'exact: mean over predicted tokens; wanda: sum / (windows·seqLen)').choices(['exact', 'wanda']).default('exact'))
     .option('--json', 'print one JSON object (ppl, tokens, seqLen, ...)')
     .action(evalPpl);
+
+  program
+    .command('analyze')
+    .description('measure transfer entropy per block and entropy per head/channel on calibration text')
+    .argument('<model>', 'HF directory, .gguf file or llama2.c .bin')
+    .requiredOption('--calib <file>', 'calibration text, JSONL (text field) or pre-tokenized ids (.json, .tokens)')
+    .option('--tokenizer <file>', 'tokenizer.json or llama2.c tok*.bin (default: the model\'s own)')
+    .option('--samples <n>', 'calibration windows (default 128)', intOption('samples', 1))
+    .option('--seq-len <n>', 'window length (default min(2048, context))', intOption('seq-len', 2))
+    .option('--seed <n>', 'sampling and projection seed', intOption('seed', 0), 0)
+    .option('--batch <n>', 'windows per forward call', intOption('batch', 1))
+    .option('--max-dim <n>', 'project hidden states when the hidden size exceeds this', intOption('max-dim', 1), 1024)
+    .option('--proj-dim <n>', 'projection dimension', intOption('proj-dim', 1), 512)
+    .option('--ridge <x>', 'relative ridge for log-determinants', floatOption('ridge', 0), 1e-6)
+    .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
+    .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .option('-o, --output <file>', 'analysis JSON to write', 'analysis.json')
+    .option('--json', 'print a JSON summary instead of the table')
+    .action(analyzeCmd);
 
   return program;
 }

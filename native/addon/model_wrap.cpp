@@ -4,6 +4,8 @@
 
 #include "addon/js_errors.h"
 #include "addon/tokenizer_wrap.h"
+#include "core/analysis.h"
+#include "core/capture.h"
 #include "core/forward.h"
 
 namespace ep::addon {
@@ -13,6 +15,7 @@ Napi::FunctionReference* ModelWrap::constructor = nullptr;
 Napi::Function ModelWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeModel",
                                  {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("evaluate", &ModelWrap::Evaluate),
+                                  InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
                                   InstanceMethod("embeddedVocab", &ModelWrap::EmbeddedVocab)});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -60,6 +63,17 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("convertedBytes", static_cast<double>(model->converted_bytes));
   o.Set("hasEmbeddedVocab", static_cast<bool>(model->embedded_vocab));
   return o;
+}
+
+// One line per stored tensor (name, dtype, shape, byte offset, file size): hashed in JS as the model's identity.
+Napi::Value ModelWrap::TensorDirectory(const Napi::CallbackInfo& info) {
+  std::string out;
+  for (const auto& [name, t] : model->tensors) {
+    out += t.stored_name + " " + dtype_name(t.dtype);
+    for (int64_t d : t.shape) out += " " + std::to_string(d);
+    out += " @" + std::to_string(t.offset) + " /" + std::to_string(t.file->size()) + "\n";
+  }
+  return Napi::String::New(info.Env(), out);
 }
 
 Napi::Value ModelWrap::EmbeddedVocab(const Napi::CallbackInfo& info) {
@@ -163,7 +177,121 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   Napi::Promise::Deferred deferred_;
 };
 
+// Runs calibration sequences through the forward pass with the statistics capture attached, then the
+// estimators; resolves with the plain numbers (typed arrays) that lib/measure turns into analysis.json.
+class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+ public:
+  AnalyzeWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, int batch,
+                CaptureOptions capture, double ridge, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncProgressQueueWorker<Progress>(env), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs),
+        seq_len_(seq_len), batch_(batch), capture_opts_(capture), ridge_(ridge), cancel_(std::move(cancel)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      StatisticsCapture capture(model_->config, capture_opts_);
+      for (int s0 = 0; s0 < n_seqs_; s0 += batch_) {
+        ForwardRequest r;
+        r.tokens = tokens_.data() + static_cast<size_t>(s0) * seq_len_;
+        r.n_seqs = std::min(batch_, n_seqs_ - s0);
+        r.seq_len = seq_len_;
+        r.hooks = &capture;
+        r.cancel = cancel_.get();
+        forward(*model_, r);
+        Progress p{s0 + r.n_seqs, n_seqs_};
+        progress.Send(&p, 1);
+      }
+      result_ = analyze_capture(capture, model_->config, ridge_);
+    } catch (const std::exception& e) {
+      err_ = error_info(e);
+      SetError(err_.message);
+    }
+  }
+  void OnProgress(const Progress* p, size_t count) override {
+    if (progress_.IsEmpty() || count == 0) return;
+    progress_.Call({Napi::Number::New(Env(), p[count - 1].done), Napi::Number::New(Env(), p[count - 1].total)});
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    auto f64 = [&](const std::vector<double>& v) {
+      Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
+      std::copy(v.begin(), v.end(), a.Data());
+      return a;
+    };
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tokens", static_cast<double>(result_.tokens));
+    o.Set("jointDim", result_.joint_dim);
+    o.Set("projected", result_.projected);
+    o.Set("ridge", result_.ridge);
+    Napi::Array blocks = Napi::Array::New(env, result_.blocks.size());
+    for (size_t i = 0; i < result_.blocks.size(); ++i) {
+      const BlockAnalysis& b = result_.blocks[i];
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("hasAttn", b.has_attn);
+      x.Set("hasMlp", b.has_mlp);
+      x.Set("te", b.te);
+      x.Set("teAttn", b.te_attn);
+      x.Set("teMlp", b.te_mlp);
+      x.Set("cosine", b.cosine);
+      x.Set("maxRidgeEffect", b.max_ridge_effect);
+      x.Set("headEntropy", f64(b.head_entropy));
+      x.Set("headEnergy", f64(b.head_energy));
+      x.Set("channelEntropy", f64(b.channel_entropy));
+      x.Set("channelEnergy", f64(b.channel_energy));
+      x.Set("headMean", f64(b.head_mean));
+      x.Set("channelMean", f64(b.channel_mean));
+      x.Set("attnOutMean", f64(b.attn_out_mean));
+      x.Set("mlpOutMean", f64(b.mlp_out_mean));
+      blocks.Set(static_cast<uint32_t>(i), x);
+    }
+    o.Set("blocks", blocks);
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::vector<int32_t> tokens_;
+  int n_seqs_, seq_len_, batch_;
+  CaptureOptions capture_opts_;
+  double ridge_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  Napi::FunctionReference progress_;
+  AnalysisResult result_;
+  ErrorInfo err_;
+  Napi::Promise::Deferred deferred_;
+};
+
 }  // namespace
+
+// analyze({tokens, nSeqs, seqLen, batchSeqs, maxDim, projDim, seed, ridge}, onProgress?) -> {promise, cancel()}
+Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
+  const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value();
+  const int seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
+  const int batch = o.Get("batchSeqs").As<Napi::Number>().Int32Value();
+  if (n_seqs <= 0 || seq_len <= 0 || batch <= 0 || static_cast<size_t>(n_seqs) * seq_len != toks.ElementLength())
+    throw Napi::RangeError::New(env, "analyze: tokens.length must equal nSeqs * seqLen (all positive)");
+  CaptureOptions c;
+  c.max_dim = o.Get("maxDim").As<Napi::Number>().Int32Value();
+  c.proj_dim = o.Get("projDim").As<Napi::Number>().Int32Value();
+  c.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().DoubleValue());
+  const double ridge = o.Get("ridge").As<Napi::Number>().DoubleValue();
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, c,
+                              ridge, cb, cancel);
+  Napi::Object job = Napi::Object::New(env);
+  job.Set("promise", w->promise());
+  job.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }));
+  w->Queue();
+  return job;
+}
 
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "loadModel(path: string)");

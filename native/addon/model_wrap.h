@@ -19,6 +19,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Evaluate(const Napi::CallbackInfo& info);
   Napi::Value EmbeddedVocab(const Napi::CallbackInfo& info);
+  Napi::Value Analyze(const Napi::CallbackInfo& info);
+  Napi::Value TensorDirectory(const Napi::CallbackInfo& info);
 };
 
 // loadModel(path): Promise<NativeModel>, loading off the main thread.

@@ -147,8 +147,9 @@ void StatisticsCapture::mlp_output(int l, const float* m, int64_t rows, int dim)
 }
 
 void StatisticsCapture::block_output(int l, const float* h, int64_t rows, int dim) {
-  double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
+  // Per-row cosines in parallel, summed in row order: the result must not depend on the thread count.
+  std::vector<double> cos_row(rows);
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     double dot = 0, na = 0, nb = 0;
     for (int j = 0; j < dim; ++j) {
@@ -157,9 +158,9 @@ void StatisticsCapture::block_output(int l, const float* h, int64_t rows, int di
       na += x * x;
       nb += y * y;
     }
-    s += dot / std::max(1e-30, std::sqrt(na * nb));
+    cos_row[r] = dot / std::max(1e-30, std::sqrt(na * nb));
   }
-  cos_sum_[l] += s;
+  for (double c : cos_row) cos_sum_[l] += c;
 }
 
 void StatisticsCapture::final_hidden(const float* y, int64_t rows, int dim) {

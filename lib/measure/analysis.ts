@@ -1,0 +1,212 @@
+// The analysis file: the typed, versioned hand-off from the measure stage to the planner.
+//   analysis.json        model identity, calibration settings, per-block transfer entropies, per-unit
+//                        entropies and energies (human-readable, JSON-schema validated on load)
+//   analysis.means.bin   float64 little-endian means for bias compensation, referenced from the JSON
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import Ajv from 'ajv';
+
+import { EntropruneError } from '../util/errors';
+import { writeFileAtomic } from '../util/atomic';
+
+export const ANALYSIS_FORMAT = 'entroprune.analysis';
+export const ANALYSIS_VERSION = 1;
+
+export type MeanName = 'headMean' | 'channelMean' | 'attnOutMean' | 'mlpOutMean';
+
+export interface BlockStats {
+  index: number;
+  /** TE_l = I(y; Δ_l | h_{l−1}) in nats */
+  te: number;
+  teAttn: number;
+  teMlp: number;
+  /** mean cos(h_{l−1}, h_l); ShortGPT's block influence is 1 − cosine */
+  cosine: number;
+  maxRidgeEffect: number;
+  attention: { nHead: number; nKvHead: number; headEntropy: number[]; headEnergy: number[] } | null;
+  mlp: { width: number; channelEntropy: number[]; channelEnergy: number[] } | null;
+}
+
+export interface Analysis {
+  format: typeof ANALYSIS_FORMAT;
+  version: typeof ANALYSIS_VERSION;
+  createdBy: string;
+  model: {
+    path: string;
+    format: string;
+    arch: string;
+    dim: number;
+    vocab: number;
+    headDim: number;
+    layers: { nHead: number; nKvHead: number; ffn: number }[];
+    /** sha256 over the configuration and the tensor directory (names, dtypes, shapes, offsets, file sizes) */
+    identity: string;
+  };
+  calibration: {
+    file: string;
+    kind: 'text' | 'jsonl' | 'tokens';
+    streamTokens: number;
+    samples: number;
+    seqLen: number;
+    seed: number;
+    tokens: number;
+    projected: boolean;
+    jointDim: number;
+    maxDim: number;
+    projDim: number;
+    ridge: number;
+  };
+  blocks: BlockStats[];
+  means: { file: string; sha256: string; entries: { block: number; name: MeanName; offset: number; length: number }[] };
+}
+
+export const analysisSchema = {
+  $id: 'https://entroprune.dev/schemas/analysis-1.json',
+  type: 'object',
+  required: ['format', 'version', 'createdBy', 'model', 'calibration', 'blocks', 'means'],
+  properties: {
+    format: { const: ANALYSIS_FORMAT },
+    version: { const: ANALYSIS_VERSION },
+    createdBy: { type: 'string' },
+    model: {
+      type: 'object',
+      required: ['path', 'format', 'arch', 'dim', 'vocab', 'headDim', 'layers', 'identity'],
+      properties: {
+        path: { type: 'string' },
+        format: { type: 'string' },
+        arch: { type: 'string' },
+        dim: { type: 'integer', minimum: 1 },
+        vocab: { type: 'integer', minimum: 1 },
+        headDim: { type: 'integer', minimum: 1 },
+        identity: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+        layers: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            required: ['nHead', 'nKvHead', 'ffn'],
+            properties: { nHead: { type: 'integer', minimum: 0 }, nKvHead: { type: 'integer', minimum: 0 }, ffn: { type: 'integer', minimum: 0 } },
+          },
+        },
+      },
+    },
+    calibration: {
+      type: 'object',
+      required: ['file', 'kind', 'samples', 'seqLen', 'seed', 'tokens', 'projected', 'jointDim', 'ridge'],
+      properties: {
+        file: { type: 'string' },
+        kind: { enum: ['text', 'jsonl', 'tokens'] },
+        samples: { type: 'integer', minimum: 1 },
+        seqLen: { type: 'integer', minimum: 2 },
+        seed: { type: 'integer' },
+        tokens: { type: 'integer', minimum: 1 },
+        projected: { type: 'boolean' },
+        jointDim: { type: 'integer', minimum: 1 },
+        ridge: { type: 'number', minimum: 0 },
+      },
+    },
+    blocks: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['index', 'te', 'teAttn', 'teMlp', 'cosine', 'attention', 'mlp'],
+        properties: {
+          index: { type: 'integer', minimum: 0 },
+          te: { type: 'number' },
+          teAttn: { type: 'number' },
+          teMlp: { type: 'number' },
+          cosine: { type: 'number' },
+          attention: {
+            anyOf: [
+              { type: 'null' },
+              {
+                type: 'object',
+                required: ['nHead', 'nKvHead', 'headEntropy', 'headEnergy'],
+                properties: { headEntropy: { type: 'array', items: { type: 'number' } }, headEnergy: { type: 'array', items: { type: 'number' } } },
+              },
+            ],
+          },
+          mlp: {
+            anyOf: [
+              { type: 'null' },
+              {
+                type: 'object',
+                required: ['width', 'channelEntropy', 'channelEnergy'],
+                properties: { channelEntropy: { type: 'array', items: { type: 'number' } }, channelEnergy: { type: 'array', items: { type: 'number' } } },
+              },
+            ],
+          },
+        },
+      },
+    },
+    means: {
+      type: 'object',
+      required: ['file', 'sha256', 'entries'],
+      properties: {
+        file: { type: 'string' },
+        sha256: { type: 'string' },
+        entries: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['block', 'name', 'offset', 'length'],
+            properties: { name: { enum: ['headMean', 'channelMean', 'attnOutMean', 'mlpOutMean'] }, offset: { type: 'integer', minimum: 0 }, length: { type: 'integer', minimum: 0 } },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: true, strict: false }).compile(analysisSchema);
+
+/** Write analysis.json and its means side file, each atomically (temporary name, then rename). */
+export function writeAnalysis(file: string, analysis: Omit<Analysis, 'means'>, means: { block: number; name: MeanName; values: Float64Array }[]): Analysis {
+  const entries: Analysis['means']['entries'] = [];
+  let offset = 0;
+  for (const m of means) {
+    entries.push({ block: m.block, name: m.name, offset, length: m.values.length });
+    offset += m.values.length;
+  }
+  const buf = Buffer.alloc(offset * 8);
+  for (let i = 0, o = 0; i < means.length; i++) for (const v of means[i].values) buf.writeDoubleLE(v, 8 * o++);
+  const sideName = path.basename(file).replace(/\.json$/i, '') + '.means.bin';
+  const full: Analysis = { ...analysis, means: { file: sideName, sha256: createHash('sha256').update(buf).digest('hex'), entries } };
+  writeFileAtomic(path.join(path.dirname(file), sideName), buf);
+  writeFileAtomic(file, JSON.stringify(full, null, 1) + '\n');
+  return full;
+}
+
+export interface LoadedAnalysis {
+  analysis: Analysis;
+  mean(block: number, name: MeanName): Float64Array | undefined;
+}
+
+export function readAnalysis(file: string): LoadedAnalysis {
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new EntropruneError('EP_FORMAT', `${file}: cannot read analysis JSON: ${(e as Error).message}`, file);
+  }
+  if (!validate(json)) {
+    const first = validate.errors?.[0];
+    throw new EntropruneError('EP_FORMAT', `${file}: not a valid analysis file: ${first?.instancePath || '(root)'} ${first?.message ?? ''}`.trim(), file);
+  }
+  const analysis = json as unknown as Analysis;
+  const side = path.join(path.dirname(file), analysis.means.file);
+  if (!fs.existsSync(side)) throw new EntropruneError('EP_IO', `${side}: the means file referenced by ${file} is missing`, side);
+  const buf = fs.readFileSync(side);
+  if (createHash('sha256').update(buf).digest('hex') !== analysis.means.sha256)
+    throw new EntropruneError('EP_FORMAT', `${side}: checksum does not match ${file} (files from different runs?)`, side);
+  const data = new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
+  return {
+    analysis,
+    mean(block, name) {
+      const e = analysis.means.entries.find((x) => x.block === block && x.name === name);
+      return e ? data.subarray(e.offset, e.offset + e.length) : undefined;
+    },
+  };
+}

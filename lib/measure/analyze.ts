@@ -1,0 +1,127 @@
+// Measure stage: calibration windows through the forward pass with activation capture, then the
+// estimators (native), packaged as a typed Analysis (METHOD.md sections 1, 2 and 4).
+import { createHash } from 'node:crypto';
+
+import type { Model } from '../load/model';
+import type { Tokenizer } from '../load/tokenizer';
+import { fromNative } from '../util/errors';
+import type { ProgressEvent } from '../util/progress';
+import { VERSION } from '../version';
+import { ANALYSIS_FORMAT, ANALYSIS_VERSION, Analysis, MeanName, writeAnalysis } from './analysis';
+import { calibrationStream, sampleCalibration } from './calibration';
+
+export interface AnalyzeOptions {
+  /** Calibration file: text, JSONL (`text` field) or pre-tokenized (.json array, .tokens/.i32 int32). */
+  calib: string;
+  tokenizer?: Tokenizer;
+  samples?: number; // 128
+  seqLen?: number; // min(2048, context)
+  seed?: number; // 0
+  batchSeqs?: number;
+  maxDim?: number; // 1024: project hidden states when d > maxDim
+  projDim?: number; // 512
+  ridge?: number; // 1e-6
+  onProgress?: (p: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface AnalyzeResult {
+  analysis: Omit<Analysis, 'means'>;
+  means: { block: number; name: MeanName; values: Float64Array }[];
+  seconds: number;
+}
+
+export function modelIdentity(model: Model): string {
+  const { path: _p, convertedBytes: _c, ...config } = model.info;
+  return createHash('sha256').update(JSON.stringify(config)).update(model.handle.tensorDirectory()).digest('hex');
+}
+
+export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeResult> {
+  const info = model.info;
+  const seqLen = o.seqLen ?? Math.min(2048, info.context > 0 ? info.context : 2048);
+  const { kind, stream } = calibrationStream(o.calib, o.tokenizer);
+  const calib = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: o.samples, seqLen, seed: o.seed });
+  const maxDim = o.maxDim ?? 1024;
+  const projDim = o.projDim ?? 512;
+  const ridge = o.ridge ?? 1e-6;
+  const started = process.hrtime.bigint();
+  const job = model.handle.analyze(
+    {
+      tokens: calib.tokens,
+      nSeqs: calib.samples,
+      seqLen,
+      batchSeqs: o.batchSeqs ?? Math.max(1, Math.floor(4096 / seqLen)),
+      maxDim,
+      projDim,
+      seed: calib.seed,
+      ridge,
+    },
+    (done, total) => o.onProgress?.({ done, total }),
+  );
+  const onAbort = () => job.cancel();
+  o.signal?.addEventListener('abort', onAbort);
+  if (o.signal?.aborted) job.cancel();
+  let r;
+  try {
+    r = await job.promise;
+  } catch (e) {
+    throw fromNative(e);
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const means: AnalyzeResult['means'] = [];
+  const blocks = r.blocks.map((b, index) => {
+    const shape = info.layers[index];
+    if (b.hasAttn) means.push({ block: index, name: 'headMean', values: b.headMean }, { block: index, name: 'attnOutMean', values: b.attnOutMean });
+    if (b.hasMlp) means.push({ block: index, name: 'channelMean', values: b.channelMean }, { block: index, name: 'mlpOutMean', values: b.mlpOutMean });
+    return {
+      index,
+      te: b.te,
+      teAttn: b.teAttn,
+      teMlp: b.teMlp,
+      cosine: b.cosine,
+      maxRidgeEffect: b.maxRidgeEffect,
+      attention: b.hasAttn
+        ? { nHead: shape.nHead, nKvHead: shape.nKvHead, headEntropy: Array.from(b.headEntropy), headEnergy: Array.from(b.headEnergy) }
+        : null,
+      mlp: b.hasMlp ? { width: shape.ffn, channelEntropy: Array.from(b.channelEntropy), channelEnergy: Array.from(b.channelEnergy) } : null,
+    };
+  });
+  const analysis: Omit<Analysis, 'means'> = {
+    format: ANALYSIS_FORMAT,
+    version: ANALYSIS_VERSION,
+    createdBy: `entroprune ${VERSION}`,
+    model: {
+      path: info.path,
+      format: info.format,
+      arch: info.arch,
+      dim: info.dim,
+      vocab: info.vocab,
+      headDim: info.headDim,
+      layers: info.layers.map((l) => ({ nHead: l.nHead, nKvHead: l.nKvHead, ffn: l.ffn })),
+      identity: modelIdentity(model),
+    },
+    calibration: {
+      file: calib.file,
+      kind: calib.kind,
+      streamTokens: calib.streamTokens,
+      samples: calib.samples,
+      seqLen,
+      seed: calib.seed,
+      tokens: r.tokens,
+      projected: r.projected,
+      jointDim: r.jointDim,
+      maxDim,
+      projDim,
+      ridge,
+    },
+    blocks,
+  };
+  return { analysis, means, seconds };
+}
+
+export async function analyzeToFile(model: Model, file: string, o: AnalyzeOptions): Promise<AnalyzeResult & { analysis: Analysis }> {
+  const r = await analyze(model, o);
+  return { ...r, analysis: writeAnalysis(file, r.analysis, r.means) };
+}

@@ -1,0 +1,17 @@
+// Outputs are written under a temporary name beside the target and renamed when complete, so an
+// interrupted run never leaves a half-written file under the final name.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { EntropruneError } from './errors';
+
+export function writeFileAtomic(file: string, data: string | Buffer): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw new EntropruneError('EP_IO', `${file}: cannot write: ${(e as Error).message}`, file);
+  }
+}
