@@ -7,7 +7,7 @@
 
 namespace ep {
 
-Moments::Moments(int dim) : dim_(dim), shift_(dim, 0.0), sum_(dim, 0.0), cross_(static_cast<size_t>(dim) * dim, 0.0) {}
+Moments::Moments(int dim, Accumulation mode) : dim_(dim), mode_(mode), shift_(dim, 0.0), sum_(dim, 0.0), cross_(static_cast<size_t>(dim) * dim, 0.0) {}
 
 template <typename T>
 void Moments::add_rows(const T* x, int64_t n, int64_t stride) {
@@ -17,6 +17,28 @@ void Moments::add_rows(const T* x, int64_t n, int64_t stride) {
       for (int j = 0; j < dim_; ++j) shift_[j] += x[r * stride + j];
     for (int j = 0; j < dim_; ++j) shift_[j] /= static_cast<double>(n);
     has_shift_ = true;
+  }
+  if (mode_ == Accumulation::kBlockedFloat32) {
+    constexpr int64_t kBlock = 1024;
+    scratch_f_.resize(static_cast<size_t>(std::min(kBlock, n)) * dim_);
+    cross_f_.resize(static_cast<size_t>(dim_) * dim_);
+    for (int64_t r0 = 0; r0 < n; r0 += kBlock) {
+      const int64_t rows = std::min(kBlock, n - r0);
+      shift_f_.assign(shift_.begin(), shift_.end());
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int j = 0; j < dim_; ++j) scratch_f_[r * dim_ + j] = static_cast<float>(x[(r0 + r) * stride + j]) - shift_f_[j];
+      // The sum uses the same rounded (x − c) as the products, so mean and cross-products stay consistent.
+      for (int64_t r = 0; r < rows; ++r)
+        for (int j = 0; j < dim_; ++j) sum_[j] += scratch_f_[r * dim_ + j];
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, dim_, static_cast<int>(rows), 1.0f, scratch_f_.data(), dim_, 0.0f,
+                  cross_f_.data(), dim_);
+#pragma omp parallel for schedule(static)
+      for (int i = 0; i < dim_; ++i)
+        for (int j = i; j < dim_; ++j) cross_[static_cast<size_t>(i) * dim_ + j] += cross_f_[static_cast<size_t>(i) * dim_ + j];
+      n_ += rows;
+    }
+    return;
   }
   // Convert in blocks of rows so the double scratch stays near 8 MiB.
   const int64_t block = std::max<int64_t>(1, (int64_t(8) << 20) / (8 * std::max(1, dim_)));

@@ -11,10 +11,16 @@
 
 namespace ep {
 
+// How cross-products are formed. kFloat64: every product in double (dsyrk) — exact streaming/merging to
+// rounding, used for small vectors. kBlockedFloat32: ssyrk over blocks of 1024 shifted rows (twice the SIMD
+// width of dsyrk), each block's float result added into the float64 accumulator — relative error ~1e-6,
+// used for the wide joint (y, h, a, m) moments where throughput matters.
+enum class Accumulation { kFloat64, kBlockedFloat32 };
+
 class Moments {
  public:
   Moments() = default;
-  explicit Moments(int dim);
+  explicit Moments(int dim, Accumulation mode = Accumulation::kFloat64);
 
   // Add n observations: rows of `x` (float32), row stride `stride` elements (>= dim).
   void add(const float* x, int64_t n, int64_t stride);
@@ -38,10 +44,12 @@ class Moments {
   void add_rows(const T* x, int64_t n, int64_t stride);
   void add_shifted(const double* y, int64_t n);  // y rows already shifted, stride dim_
   int dim_ = 0;
+  Accumulation mode_ = Accumulation::kFloat64;
   int64_t n_ = 0;
   bool has_shift_ = false;
   std::vector<double> shift_, sum_, cross_;
   std::vector<double> scratch_;
+  std::vector<float> scratch_f_, cross_f_, shift_f_;
 };
 
 }  // namespace ep

@@ -31,4 +31,9 @@ Probe probe();
 // CUDA cannot run it; the caller then uses the CPU twin.
 bool rmsnorm(const float* x, const float* w, float* y, int64_t rows, int dim, float eps, std::string* error);
 
+// GPU twin of the moment accumulation in ep::Moments::add (native/core/moments.cpp): for x [n, k] (float,
+// row-major) and a fixed shift c, adds Σ(x−c) to sum[k] and Σ(x−c)(x−c)ᵀ to cross[k×k] (full matrix), all in
+// float64. Returns false and sets *error when CUDA cannot run it.
+bool accumulate_moments(const float* x, int64_t n, int k, const double* shift, double* sum, double* cross, std::string* error);
+
 }  // namespace ep::cuda

@@ -14,4 +14,9 @@ bool rmsnorm(const float*, const float*, float*, int64_t, int, float, std::strin
   return false;
 }
 
+bool accumulate_moments(const float*, int64_t, int, const double*, double*, double*, std::string* error) {
+  if (error) *error = probe().message;
+  return false;
+}
+
 }  // namespace ep::cuda

@@ -99,3 +99,19 @@ TEST(Moments, StridedColumnsSelectASubVector) {
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) EXPECT_NEAR(ct[i * 3 + j], cf[(5 + i) * d + 5 + j], 1e-10);
 }
+
+TEST(Moments, BlockedFloat32AgreesWithFloat64) {
+  const int n = 2000, d = 40;
+  auto x = random_rows(n, d, 13, 50.0f);
+  Moments exact(d), fast(d, Accumulation::kBlockedFloat32), fast2(d, Accumulation::kBlockedFloat32), part(d, Accumulation::kBlockedFloat32);
+  exact.add(x.data(), n, d);
+  fast.add(x.data(), n, d);
+  fast2.add(x.data(), 700, d);
+  part.add(x.data() + 700 * d, n - 700, d);
+  fast2.merge(part);
+  auto ce = exact.covariance();
+  for (const Moments* m : {&fast, &fast2}) {
+    auto c = m->covariance();
+    for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(c[i], ce[i], 2e-6 * std::max(1.0, std::abs(ce[i])));
+  }
+}
