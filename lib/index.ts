@@ -5,6 +5,12 @@ export { perplexity, perplexityOfTokens, defaultSeqLen, type PerplexityOptions, 
 export { analyze, analyzeToFile, modelIdentity, type AnalyzeOptions, type AnalyzeResult } from './measure/analyze';
 export { readAnalysis, writeAnalysis, analysisSchema, type Analysis, type BlockStats, type LoadedAnalysis } from './measure/analysis';
 export { sampleCalibration, calibrationStream, seededRandom, sameFile } from './measure/calibration';
+export { plan, splitBudget, type PlanOptions, type WeightMagnitudes } from './plan/planner';
+export { readPlan, writePlan, validatePlan, checkPlan, achievedRatio, prunedShapes, compensationBiases, planSchema, type PruningPlan, type BlockPlan, type PlanMethod } from './plan/plan';
+export { waterFillRatios } from './plan/block-ratios';
+export { kmeans1d, defaultK } from './plan/kmeans';
+export { dfsSearch, greedySearch, type Candidate } from './plan/search';
+export * as accounting from './plan/accounting';
 export { setThreads, cudaInfo, resolveDevice, type DeviceRequest } from './runtime';
 export { EntropruneError, type EntropruneErrorCode } from './util/errors';
 export { native, type SyntheticModelSpec, type CudaProbe } from './native';

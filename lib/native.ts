@@ -88,6 +88,8 @@ export interface NativeModel {
   info(): NativeModelInfo;
   analyze(options: NativeAnalyzeOptions, onProgress?: (done: number, total: number) => void): NativeJob<NativeAnalysis>;
   tensorDirectory(): string;
+  /** per layer: ‖Wq_h‖²+‖Wo[:,h]‖² per query head; ‖gate_j‖²+‖up_j‖²+‖down[:,j]‖² per channel */
+  unitWeightMagnitudes(): { heads: number[][]; channels: number[][] };
   evaluate(options: NativeEvaluateOptions, onProgress?: (done: number, total: number) => void): NativeJob<Float32Array>;
   embeddedVocab(): NativeSpmTokenizer | null;
 }

@@ -7,6 +7,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { perplexity } from '../evaluate/perplexity';
 import { analyzeToFile } from '../measure/analyze';
+import { readAnalysis } from '../measure/analysis';
+import { plan as makePlan, PlanOptions } from '../plan/planner';
+import { PlanMethod, PruningPlan, writePlan } from '../plan/plan';
 import { loadModel } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
 import { cudaInfo, resolveDevice, setThreads, type DeviceRequest } from '../runtime';
@@ -147,6 +150,76 @@ function floatOption(name: string, min: number) {
   };
 }
 
+interface PlanCliOptions {
+  ratio: number;
+  method: PlanMethod['name'];
+  importance: PlanMethod['importance'];
+  search: PlanMethod['search'];
+  ratios: PlanMethod['ratios'];
+  compensation: boolean;
+  granularity: PlanMethod['granularity'];
+  k?: number;
+  align: number;
+  uniform?: boolean;
+  temperature: number;
+  maxBlockRatio: number;
+  tolerance: number;
+  searchLimit: number;
+  searchFallback?: 'undershoot' | 'overshoot';
+  output?: string;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+export function planTable(p: PruningPlan): string {
+  const rows = p.blocks.map((b) => {
+    const s = p.model.layers[b.index];
+    const heads = b.attention.removed ? 'removed' : `${b.attention.keptHeads.length}/${s.nHead} (kv ${b.attention.keptKvHeads.length}/${s.nKvHead})`;
+    const ch = b.mlp.removed ? 'removed' : `${b.mlp.keptChannels.length}/${s.ffn}`;
+    return `${String(b.index).padStart(5)}  ${(b.te ?? 0).toFixed(4).padStart(9)}  ${((b.plannedRatio ?? 0) * 100).toFixed(1).padStart(7)} %  ${heads.padStart(18)}  ${ch.padStart(12)}${b.removed ? '  (block removed)' : ''}`;
+  });
+  return [
+    `method ${p.method.name} (importance ${p.method.importance}, ${p.method.search}, ratios ${p.method.ratios}, ${p.method.granularity}, compensation ${p.method.compensation ? 'on' : 'off'})`,
+    `target ${(p.target.ratio * 100).toFixed(1)} % of block linear weights; achieved ${(p.achieved.ratio * 100).toFixed(2)} % ` +
+      `(${p.achieved.keptParams.toLocaleString('en-US')} of ${p.achieved.originalParams.toLocaleString('en-US')} kept); whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %`,
+    'block         TE  planned     heads kept (kv)  channels kept',
+    ...rows,
+    ...p.notes.map((n) => `note: ${n}`),
+  ].join('\n');
+}
+
+async function planCmd(analysisFile: string, o: PlanCliOptions): Promise<void> {
+  const { analysis } = readAnalysis(analysisFile);
+  const options: PlanOptions = {
+    ratio: o.ratio,
+    method: o.method,
+    importance: o.importance,
+    search: o.search,
+    ratios: o.ratios,
+    compensation: o.compensation,
+    granularity: o.granularity,
+    k: o.k,
+    align: o.align,
+    uniformShape: o.uniform ?? false,
+    temperature: o.temperature,
+    maxBlockRatio: o.maxBlockRatio,
+    tolerance: o.tolerance,
+    searchLimit: o.searchLimit,
+    searchFallback: o.searchFallback,
+    analysisFile,
+  };
+  if (o.importance === 'weight') {
+    const model = await loadModel(analysis.model.path);
+    options.weights = model.handle.unitWeightMagnitudes();
+  }
+  const p = makePlan(analysis, options);
+  if (!o.dryRun) writePlan(o.output ?? 'plan.json', p);
+  if (o.json) process.stdout.write(JSON.stringify(o.dryRun ? p : { output: o.output ?? 'plan.json', target: p.target, achieved: p.achieved, notes: p.notes }) + '\n');
+  else process.stdout.write(planTable(p) + (o.dryRun ? '' : `\nplan written to ${o.output ?? 'plan.json'}`) + '\n');
+  const off = Math.abs(p.achieved.ratio - p.target.ratio) > p.method.tolerance;
+  if (off && !o.json) process.stderr.write(`entroprune: warning: ${p.notes[p.notes.length - 1]}\n`);
+}
+
 async function info(modelPath: string, o: { json?: boolean }): Promise<void> {
   const model = await loadModel(modelPath);
   const i = model.info;
@@ -228,6 +301,34 @@ export function buildProgram(): Command {
     .option('-o, --output <file>', 'analysis JSON to write', 'analysis.json')
     .option('--json', 'print a JSON summary instead of the table')
     .action(analyzeCmd);
+
+  program
+    .command('plan')
+    .description('decide what to prune and how much, from an analysis (METHOD.md sections 3-5)')
+    .argument('<analysis>', 'analysis.json written by `entroprune analyze`')
+    .requiredOption('--ratio <r>', 'target share of block linear weights to remove, in (0, 1)', (v: string) => {
+      const r = Number(v);
+      if (!(r > 0 && r < 1)) throw new InvalidArgumentError('ratio must lie strictly between 0 and 1');
+      return r;
+    })
+    .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
+    .addOption(new Option('--importance <metric>', 'unit ranking').choices(['entropy', 'activation', 'weight']).default('entropy'))
+    .addOption(new Option('--search <kind>', 'remaining-ratio search').choices(['dfs', 'greedy']).default('dfs'))
+    .addOption(new Option('--ratios <kind>', 'per-block ratios').choices(['dynamic', 'uniform']).default('dynamic'))
+    .option('--no-compensation', 'do not fold removed units\' means into biases')
+    .addOption(new Option('--granularity <g>', 'which units may go').choices(['multi', 'width-only', 'depth-only']).default('multi'))
+    .option('--k <n>', 'K-means clusters per layer (default: 3 at 30 %, 4 at 40 %, 6 at 50 %)', intOption('k', 1))
+    .option('--align <n>', 'kept MLP widths rounded to multiples of N (e.g. 256 for llama.cpp K-quants)', intOption('align', 1), 1)
+    .option('--uniform', 'one shape for every block (a stock Llama config)')
+    .option('--temperature <x>', 'β in w = s^-β', floatOption('temperature', 0), 1)
+    .option('--max-block-ratio <x>', 'cap on any block\'s ratio', floatOption('max-block-ratio', 0), 0.9)
+    .option('--tolerance <x>', 'window above the target for the search', floatOption('tolerance', 0), 0.005)
+    .option('--search-limit <n>', 'DFS node limit', intOption('search-limit', 1), 2_000_000)
+    .addOption(new Option('--search-fallback <f>', 'when no set fits the window: undershoot + channel fill, or the smallest overshoot (METHOD.md)').choices(['undershoot', 'overshoot']))
+    .option('-o, --output <file>', 'plan JSON to write', 'plan.json')
+    .option('--dry-run', 'print the table, write nothing')
+    .option('--json', 'print JSON')
+    .action(planCmd);
 
   return program;
 }

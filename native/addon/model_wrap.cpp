@@ -15,7 +15,7 @@ Napi::FunctionReference* ModelWrap::constructor = nullptr;
 Napi::Function ModelWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeModel",
                                  {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("evaluate", &ModelWrap::Evaluate),
-                                  InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
+                                  InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("unitWeightMagnitudes", &ModelWrap::UnitWeightMagnitudes), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
                                   InstanceMethod("embeddedVocab", &ModelWrap::EmbeddedVocab)});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -62,6 +62,41 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("blockLinearParameterCount", static_cast<double>(model->block_linear_parameter_count()));
   o.Set("convertedBytes", static_cast<double>(model->converted_bytes));
   o.Set("hasEmbeddedVocab", static_cast<bool>(model->embedded_vocab));
+  return o;
+}
+
+Napi::Value ModelWrap::UnitWeightMagnitudes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ModelConfig& c = model->config;
+  const int64_t d = c.dim, hd = c.head_dim;
+  Napi::Array heads = Napi::Array::New(env, c.layers.size()), channels = Napi::Array::New(env, c.layers.size());
+  for (size_t l = 0; l < c.layers.size(); ++l) {
+    const LayerShape& s = c.layers[l];
+    const LayerWeights& w = model->layers[l];
+    Napi::Array h = Napi::Array::New(env, s.n_head), ch = Napi::Array::New(env, s.ffn);
+    const int64_t q = s.n_head * hd;
+    for (int i = 0; i < s.n_head; ++i) {
+      double e = 0;
+      for (int64_t r = i * hd; r < (i + 1) * hd; ++r)
+        for (int64_t k = 0; k < d; ++k) e += static_cast<double>(w.wq[r * d + k]) * w.wq[r * d + k];
+      for (int64_t o = 0; o < d; ++o)
+        for (int64_t k = i * hd; k < (i + 1) * hd; ++k) e += static_cast<double>(w.wo[o * q + k]) * w.wo[o * q + k];
+      h.Set(static_cast<uint32_t>(i), e);
+    }
+    for (int j = 0; j < s.ffn; ++j) {
+      double e = 0;
+      for (int64_t k = 0; k < d; ++k) {
+        e += static_cast<double>(w.w_gate[j * d + k]) * w.w_gate[j * d + k] + static_cast<double>(w.w_up[j * d + k]) * w.w_up[j * d + k];
+        e += static_cast<double>(w.w_down[k * s.ffn + j]) * w.w_down[k * s.ffn + j];
+      }
+      ch.Set(static_cast<uint32_t>(j), e);
+    }
+    heads.Set(static_cast<uint32_t>(l), h);
+    channels.Set(static_cast<uint32_t>(l), ch);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("heads", heads);
+  o.Set("channels", channels);
   return o;
 }
 

@@ -21,6 +21,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value EmbeddedVocab(const Napi::CallbackInfo& info);
   Napi::Value Analyze(const Napi::CallbackInfo& info);
   Napi::Value TensorDirectory(const Napi::CallbackInfo& info);
+  Napi::Value UnitWeightMagnitudes(const Napi::CallbackInfo& info);
 };
 
 // loadModel(path): Promise<NativeModel>, loading off the main thread.

@@ -1,0 +1,237 @@
+// The pruning plan: the typed, versioned, human-editable hand-off from the planner to `apply`.
+// Validated on load by a JSON schema (shape) and by semantic checks (indices in range, GQA consistency,
+// the plan matches the model it is applied to), each error naming the field.
+import * as fs from 'node:fs';
+
+import Ajv from 'ajv';
+
+import { EntropruneError } from '../util/errors';
+import { writeFileAtomic } from '../util/atomic';
+import { countedParams, LayerShapeCount } from './accounting';
+
+export const PLAN_FORMAT = 'entroprune.plan';
+export const PLAN_VERSION = 1;
+
+export interface BlockPlan {
+  index: number;
+  /** the whole block goes (attention and MLP) */
+  removed: boolean;
+  attention: {
+    removed: boolean;
+    /** kept KV heads (groups), ascending original indices */
+    keptKvHeads: number[];
+    /** kept query heads, ascending original indices; every kept KV group keeps the same number */
+    keptHeads: number[];
+  };
+  mlp: { removed: boolean; keptChannels: number[] };
+  /** fold the removed units' mean contribution into biases (METHOD.md section 6) */
+  compensate: boolean;
+  /** informational: planned block ratio and the importances the planner saw */
+  plannedRatio?: number;
+  te?: number;
+}
+
+export interface PlanMethod {
+  name: 'entropy' | 'uniform' | 'block-drop' | 'layer-drop';
+  importance: 'entropy' | 'activation' | 'weight';
+  search: 'dfs' | 'greedy';
+  ratios: 'dynamic' | 'uniform';
+  compensation: boolean;
+  granularity: 'multi' | 'width-only' | 'depth-only';
+  k?: number;
+  temperature: number;
+  maxBlockRatio: number;
+  tolerance: number;
+  align: number;
+  uniformShape: boolean;
+}
+
+export interface PruningPlan {
+  format: typeof PLAN_FORMAT;
+  version: typeof PLAN_VERSION;
+  createdBy: string;
+  model: { identity: string; dim: number; headDim: number; vocab: number; tiedOutput: boolean; layers: LayerShapeCount[] };
+  analysis?: string;
+  target: { ratio: number; counting: 'block-linear' };
+  achieved: { ratio: number; keptParams: number; originalParams: number; wholeModelRatio: number };
+  method: PlanMethod;
+  notes: string[];
+  blocks: BlockPlan[];
+}
+
+const intArray = { type: 'array', items: { type: 'integer', minimum: 0 } } as const;
+
+export const planSchema = {
+  $id: 'https://entroprune.dev/schemas/plan-1.json',
+  type: 'object',
+  required: ['format', 'version', 'model', 'target', 'method', 'blocks'],
+  properties: {
+    format: { const: PLAN_FORMAT },
+    version: { const: PLAN_VERSION },
+    model: {
+      type: 'object',
+      required: ['identity', 'dim', 'headDim', 'layers'],
+      properties: {
+        identity: { type: 'string' },
+        dim: { type: 'integer', minimum: 1 },
+        headDim: { type: 'integer', minimum: 1 },
+        layers: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            required: ['nHead', 'nKvHead', 'ffn'],
+            properties: { nHead: { type: 'integer', minimum: 0 }, nKvHead: { type: 'integer', minimum: 0 }, ffn: { type: 'integer', minimum: 0 } },
+          },
+        },
+      },
+    },
+    target: {
+      type: 'object',
+      required: ['ratio'],
+      properties: { ratio: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 }, counting: { const: 'block-linear' } },
+    },
+    blocks: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['index', 'removed', 'attention', 'mlp', 'compensate'],
+        properties: {
+          index: { type: 'integer', minimum: 0 },
+          removed: { type: 'boolean' },
+          compensate: { type: 'boolean' },
+          attention: {
+            type: 'object',
+            required: ['removed', 'keptKvHeads', 'keptHeads'],
+            properties: { removed: { type: 'boolean' }, keptKvHeads: intArray, keptHeads: intArray },
+          },
+          mlp: { type: 'object', required: ['removed', 'keptChannels'], properties: { removed: { type: 'boolean' }, keptChannels: intArray } },
+        },
+      },
+    },
+  },
+} as const;
+
+const validateShape = new Ajv({ allErrors: false, strict: false }).compile(planSchema);
+
+function fail(where: string, field: string, message: string): never {
+  throw new EntropruneError('EP_FORMAT', `${where}: ${field}: ${message}`, where);
+}
+
+function strictlyAscending(xs: number[]): boolean {
+  return xs.every((x, i) => i === 0 || x > xs[i - 1]);
+}
+
+/** Semantic checks: every impossible edit is caught here, with the field named. */
+export function checkPlan(plan: PruningPlan, where = 'plan'): void {
+  const { layers } = plan.model;
+  if (plan.blocks.length !== layers.length) fail(where, 'blocks', `has ${plan.blocks.length} entries for a model of ${layers.length} blocks`);
+  plan.blocks.forEach((b, l) => {
+    const f = `blocks[${l}]`;
+    const s = layers[l];
+    if (b.index !== l) fail(where, `${f}.index`, `is ${b.index}, expected ${l}`);
+    const a = b.attention;
+    if (!strictlyAscending(a.keptKvHeads)) fail(where, `${f}.attention.keptKvHeads`, 'must be strictly ascending (no duplicates)');
+    if (!strictlyAscending(a.keptHeads)) fail(where, `${f}.attention.keptHeads`, 'must be strictly ascending (no duplicates)');
+    for (const g of a.keptKvHeads) if (g >= s.nKvHead) fail(where, `${f}.attention.keptKvHeads`, `KV head ${g} out of range (the layer has ${s.nKvHead})`);
+    for (const h of a.keptHeads) if (h >= s.nHead) fail(where, `${f}.attention.keptHeads`, `query head ${h} out of range (the layer has ${s.nHead})`);
+    const group = s.nKvHead > 0 ? s.nHead / s.nKvHead : 0;
+    const perGroup = new Map<number, number>();
+    for (const h of a.keptHeads) {
+      const g = Math.floor(h / group);
+      if (!a.keptKvHeads.includes(g)) fail(where, `${f}.attention.keptHeads`, `query head ${h} is kept but its KV group ${g} was removed`);
+      perGroup.set(g, (perGroup.get(g) ?? 0) + 1);
+    }
+    for (const g of a.keptKvHeads) if (!perGroup.has(g)) fail(where, `${f}.attention.keptKvHeads`, `KV group ${g} is kept without any of its query heads`);
+    const counts = [...perGroup.values()];
+    if (counts.some((c) => c !== counts[0]))
+      fail(where, `${f}.attention.keptHeads`, `kept KV groups keep different numbers of query heads (${counts.join(', ')}); runtimes need n_head to be a multiple of n_head_kv`);
+    if (a.removed !== (a.keptHeads.length === 0)) fail(where, `${f}.attention.removed`, `is ${a.removed} but ${a.keptHeads.length} query heads are kept`);
+    const m = b.mlp;
+    if (!strictlyAscending(m.keptChannels)) fail(where, `${f}.mlp.keptChannels`, 'must be strictly ascending (no duplicates)');
+    for (const c of m.keptChannels) if (c >= s.ffn) fail(where, `${f}.mlp.keptChannels`, `channel ${c} out of range (the layer has ${s.ffn})`);
+    if (m.removed !== (m.keptChannels.length === 0)) fail(where, `${f}.mlp.removed`, `is ${m.removed} but ${m.keptChannels.length} channels are kept`);
+    if (b.removed !== (a.removed && m.removed)) fail(where, `${f}.removed`, `is ${b.removed} but attention.removed=${a.removed}, mlp.removed=${m.removed}`);
+  });
+}
+
+export function validatePlan(json: unknown, where = 'plan'): PruningPlan {
+  if (!validateShape(json)) {
+    const e = validateShape.errors?.[0];
+    fail(where, e?.instancePath || '(root)', e?.message ?? 'invalid');
+  }
+  const plan = json as PruningPlan;
+  checkPlan(plan, where);
+  return plan;
+}
+
+export function readPlan(file: string): PruningPlan {
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new EntropruneError('EP_FORMAT', `${file}: cannot read plan JSON: ${(e as Error).message}`, file);
+  }
+  return validatePlan(json, file);
+}
+
+export function writePlan(file: string, plan: PruningPlan): void {
+  checkPlan(plan, file);
+  writeFileAtomic(file, JSON.stringify(plan, null, 1) + '\n');
+}
+
+/**
+ * Where each block's compensation constants go (METHOD.md section 6), as bias tensors the runtimes already
+ * have: removed heads → own attn_output.bias; removed channels → own ffn_down.bias; a removed MLP → own
+ * attn_output.bias when attention stays; a removed attention layer or block → the nearest earlier block's
+ * ffn_down.bias (or its attn_output.bias when that block has no MLP), or the token embeddings for none.
+ * Returns, per block, whether it ends up with each bias.
+ */
+export function compensationBiases(plan: Pick<PruningPlan, 'model' | 'blocks'>): { attnOut: boolean; ffnDown: boolean }[] {
+  const layers = plan.model.layers;
+  const out = plan.blocks.map((_, l) => ({ attnOut: !!layers[l].attnOutBias, ffnDown: !!layers[l].ffnDownBias }));
+  const foldIntoEarlier = (l: number) => {
+    for (let k = l - 1; k >= 0; k--) {
+      const b = plan.blocks[k];
+      if (b.removed) continue;
+      if (!b.mlp.removed) out[k].ffnDown = true;
+      else out[k].attnOut = true;
+      return;
+    }
+  };
+  plan.blocks.forEach((b, l) => {
+    if (!b.compensate) return;
+    const s = layers[l];
+    if (b.removed) {
+      if (s.nHead > 0 || s.ffn > 0) foldIntoEarlier(l);
+      return;
+    }
+    if (!b.attention.removed && b.attention.keptHeads.length < s.nHead) out[l].attnOut = true;
+    if (!b.mlp.removed && b.mlp.keptChannels.length < s.ffn) out[l].ffnDown = true;
+    if (b.mlp.removed && s.ffn > 0) {
+      if (!b.attention.removed) out[l].attnOut = true;
+      else foldIntoEarlier(l);
+    }
+    if (b.attention.removed && s.nHead > 0) foldIntoEarlier(l);
+  });
+  return out;
+}
+
+/** The per-block shapes a plan leaves, with the biases compensation adds. */
+export function prunedShapes(plan: Pick<PruningPlan, 'model' | 'blocks'>): LayerShapeCount[] {
+  const biases = compensationBiases(plan);
+  return plan.blocks.map((b, l) => ({
+    nHead: b.attention.keptHeads.length,
+    nKvHead: b.attention.keptKvHeads.length,
+    ffn: b.mlp.keptChannels.length,
+    attnOutBias: biases[l].attnOut,
+    ffnDownBias: biases[l].ffnDown,
+  }));
+}
+
+export function achievedRatio(plan: Pick<PruningPlan, 'model' | 'blocks'>): { ratio: number; kept: number; original: number } {
+  const { dim, headDim, layers } = plan.model;
+  const original = countedParams(dim, headDim, layers);
+  const kept = countedParams(dim, headDim, prunedShapes(plan));
+  return { ratio: 1 - kept / original, kept, original };
+}

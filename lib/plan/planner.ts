@@ -1,0 +1,421 @@
+// The planner (METHOD.md sections 3–5): per-block ratios from transfer entropy, each block's budget split
+// between attention and MLP, units ranked by information entropy and grouped by K-means, whole clusters
+// removed within budget, then a depth-first search over whole blocks/layers for the remaining ratio, then
+// (ours) a fill with the least important MLP channels so the achieved ratio lands within the tolerance.
+// Baselines (uniform width, ShortGPT block drop, attention-layer drop) and the paper's ablations are
+// options of the same entry point, so every method is planned, accounted and validated the same way.
+import type { Analysis, BlockStats } from '../measure/analysis';
+import { EntropruneError } from '../util/errors';
+import { VERSION } from '../version';
+import { attentionParams, blockParams, channelParams, countedParams, kvHeadParams, mlpParams, queryHeadParams, wholeModelParams } from './accounting';
+import { waterFillRatios } from './block-ratios';
+import { defaultK, kmeans1d } from './kmeans';
+import { achievedRatio, BlockPlan, PLAN_FORMAT, PLAN_VERSION, PlanMethod, prunedShapes, PruningPlan } from './plan';
+import { Candidate, dfsSearch, greedySearch, SearchFallback, SearchResult } from './search';
+
+export interface WeightMagnitudes {
+  heads: number[][]; // [layer][head]
+  channels: number[][]; // [layer][channel]
+}
+
+export interface PlanOptions extends Partial<Omit<PlanMethod, 'name'>> {
+  ratio: number;
+  method?: PlanMethod['name'];
+  /** searchLimit: DFS node limit (anytime) */
+  searchLimit?: number;
+  /** what DFS does when no set fits the window (default 'undershoot' + channel fill; METHOD.md: 'overshoot') */
+  searchFallback?: SearchFallback;
+  weights?: WeightMagnitudes;
+  vocab?: number;
+  tiedOutput?: boolean;
+  analysisFile?: string;
+}
+
+interface State {
+  keptKv: number[][];
+  keptHeads: number[][];
+  keptChannels: number[][];
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+function importanceOf(b: BlockStats, l: number, metric: PlanMethod['importance'], weights?: WeightMagnitudes) {
+  if (metric === 'weight') {
+    if (!weights) throw new EntropruneError('EP_INVALID_ARGUMENT', 'importance "weight" needs the model\'s weight magnitudes (pass the model)');
+    return { heads: weights.heads[l] ?? [], channels: weights.channels[l] ?? [] };
+  }
+  if (metric === 'activation') return { heads: b.attention?.headEnergy ?? [], channels: b.mlp?.channelEnergy ?? [] };
+  return { heads: b.attention?.headEntropy ?? [], channels: b.mlp?.channelEntropy ?? [] };
+}
+
+export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
+  const p = o.ratio;
+  if (!(p > 0 && p < 1)) throw new EntropruneError('EP_INVALID_ARGUMENT', `ratio must lie in (0, 1) (got ${p})`);
+  const method: PlanMethod = {
+    name: o.method ?? 'entropy',
+    importance: o.importance ?? 'entropy',
+    search: o.search ?? 'dfs',
+    ratios: o.ratios ?? 'dynamic',
+    compensation: o.compensation ?? true,
+    granularity: o.granularity ?? 'multi',
+    k: o.k,
+    temperature: o.temperature ?? 1,
+    maxBlockRatio: o.maxBlockRatio ?? 0.9,
+    tolerance: o.tolerance ?? 0.005,
+    align: o.align ?? 1,
+    uniformShape: o.uniformShape ?? false,
+  };
+  if (!Number.isInteger(method.align) || method.align < 1) throw new EntropruneError('EP_INVALID_ARGUMENT', `align must be a positive integer (got ${method.align})`);
+  const { dim: d, headDim: hd } = analysis.model;
+  const layers = analysis.model.layers;
+  const L = layers.length;
+  const sizes = layers.map((s) => blockParams(d, hd, s));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const targetRemoved = p * total;
+  const notes: string[] = [];
+  const st: State = {
+    keptKv: layers.map((s) => range(s.nKvHead)),
+    keptHeads: layers.map((s) => range(s.nHead)),
+    keptChannels: layers.map((s) => range(s.ffn)),
+  };
+  const stats = analysis.blocks;
+  let plannedRatios = layers.map(() => p);
+
+  const removedSoFar = () => total - countedParams(d, hd, currentShapes(layers, st));
+
+  if (method.name === 'block-drop' || method.name === 'layer-drop') {
+    dropBaseline(method.name, stats, layers, st, d, hd, targetRemoved, notes);
+  } else if (method.uniformShape) {
+    uniformShape(stats, layers, st, d, hd, p, total, method, o.weights, notes);
+  } else {
+    if (method.name === 'uniform' || method.ratios === 'uniform') plannedRatios = layers.map(() => p);
+    else plannedRatios = waterFillRatios(stats.map((b) => b.te), sizes, p, method.temperature, method.maxBlockRatio);
+    if (method.granularity !== 'depth-only') {
+      for (let l = 0; l < L; l++) {
+        const budget = plannedRatios[l] * sizes[l];
+        const imp = importanceOf(stats[l], l, method.importance, o.weights);
+        const na = attentionParams(d, hd, layers[l].nHead, layers[l].nKvHead);
+        const nm = mlpParams(d, layers[l].ffn);
+        const [ba, bm] = splitBudget(budget, na, nm, stats[l].teAttn, stats[l].teMlp);
+        if (method.name === 'uniform') {
+          pruneAttentionExact(l, plannedRatios[l], layers[l], imp.heads, st);
+          pruneMlpExact(l, plannedRatios[l], layers[l].ffn, imp.channels, st, method.align);
+        } else {
+          const k = method.k ?? defaultK(p);
+          pruneAttentionClusters(l, ba, layers[l], imp.heads, st, d, hd, k);
+          pruneMlpClusters(l, bm, layers[l].ffn, imp.channels, st, d, k, method.align);
+        }
+      }
+    }
+    if (method.name === 'entropy' && method.granularity !== 'width-only') {
+      const need = targetRemoved - removedSoFar();
+      const fallback = o.searchFallback ?? (method.granularity === 'multi' ? 'undershoot' : 'overshoot');
+      const result = compensate(stats, layers, st, d, hd, need, need + method.tolerance * total, method.search, o.searchLimit, fallback);
+      notes.push(
+        `${method.search}: remaining ${(need / total * 100).toFixed(2)} % met by removing ${result.chosen.map((c) => `${c.kind}${c.block}`).join(', ') || 'nothing'} ` +
+          `(${result.nodes} nodes${result.truncated ? ', node limit reached' : ''}${result.inWindow ? '' : `, no set fits the window: ${fallback === 'undershoot' ? 'largest removal below it taken, the channel fill closes the gap' : 'smallest overshoot taken'}`})`,
+      );
+    }
+  }
+  // Fill (ours): close what is left of the target with the least important remaining MLP channels.
+  if (method.name !== 'block-drop' && method.name !== 'layer-drop' && method.granularity !== 'depth-only' && !method.uniformShape) {
+    const filled = fillChannels(stats, layers, st, d, hd, total, targetRemoved, method, o.weights);
+    if (filled > 0) notes.push(`fill: ${filled} more MLP channels removed to reach the target`);
+  }
+
+  const blocks: BlockPlan[] = layers.map((s, l) => {
+    const attnRemoved = st.keptHeads[l].length === 0;
+    const mlpRemoved = st.keptChannels[l].length === 0;
+    return {
+      index: l,
+      removed: attnRemoved && mlpRemoved,
+      attention: { removed: attnRemoved, keptKvHeads: attnRemoved ? [] : st.keptKv[l], keptHeads: st.keptHeads[l] },
+      mlp: { removed: mlpRemoved, keptChannels: st.keptChannels[l] },
+      compensate: method.compensation,
+      plannedRatio: plannedRatios[l],
+      te: stats[l].te,
+    };
+  });
+  const model = {
+    identity: analysis.model.identity,
+    dim: d,
+    headDim: hd,
+    vocab: o.vocab ?? analysis.model.vocab,
+    tiedOutput: o.tiedOutput ?? false,
+    layers: layers.map((s) => ({ nHead: s.nHead, nKvHead: s.nKvHead, ffn: s.ffn })),
+  };
+  const acc = achievedRatio({ model, blocks });
+  const vocab = model.vocab;
+  const whole0 = wholeModelParams(d, hd, vocab, model.tiedOutput, model.layers);
+  const whole1 = wholeModelParams(d, hd, vocab, model.tiedOutput, prunedShapes({ model, blocks }));
+  if (Math.abs(acc.ratio - p) > method.tolerance)
+    notes.push(`achieved ratio ${(acc.ratio * 100).toFixed(2)} % is more than ${(method.tolerance * 100).toFixed(1)} points from the target: ${whyOff(method)}`);
+  return {
+    format: PLAN_FORMAT,
+    version: PLAN_VERSION,
+    createdBy: `entroprune ${VERSION}`,
+    model,
+    analysis: o.analysisFile,
+    target: { ratio: p, counting: 'block-linear' },
+    achieved: { ratio: acc.ratio, keptParams: acc.kept, originalParams: acc.original, wholeModelRatio: 1 - whole1 / whole0 },
+    method,
+    notes,
+    blocks,
+  };
+}
+
+function whyOff(m: PlanMethod): string {
+  if (m.name === 'block-drop') return 'block removal moves in steps of one block';
+  if (m.name === 'layer-drop') return 'attention-layer removal moves in steps of one layer (and cannot exceed all attention layers)';
+  if (m.granularity === 'depth-only') return 'depth-only pruning moves in steps of whole layers';
+  if (m.uniformShape) return 'one shape for every block moves in steps of L·align channels';
+  return 'the alignment and GQA constraints leave no finer step';
+}
+
+function currentShapes(layers: Analysis['model']['layers'], st: State) {
+  return layers.map((_, l) => ({ nHead: st.keptHeads[l].length, nKvHead: st.keptHeads[l].length ? st.keptKv[l].length : 0, ffn: st.keptChannels[l].length }));
+}
+
+/** Split B between attention and MLP ∝ 1/TE, each capped by its size, overflow to the other. */
+export function splitBudget(budget: number, na: number, nm: number, teAttn: number, teMlp: number): [number, number] {
+  if (na === 0) return [0, Math.min(budget, nm)];
+  if (nm === 0) return [Math.min(budget, na), 0];
+  const wa = 1 / Math.max(teAttn, 1e-9);
+  const wm = 1 / Math.max(teMlp, 1e-9);
+  let ba = (budget * wa) / (wa + wm);
+  let bm = budget - ba;
+  if (ba > na) {
+    bm += ba - na;
+    ba = na;
+  }
+  if (bm > nm) {
+    ba = Math.min(na, ba + bm - nm);
+    bm = nm;
+  }
+  return [ba, bm];
+}
+
+function alignKeep(count: number, align: number, full: number): number {
+  if (align <= 1 || count === 0) return count;
+  const aligned = Math.round(count / align) * align;
+  return Math.min(full, Math.max(align, aligned));
+}
+
+/** Remove whole K-means clusters of channels (ascending centroid) while the budget allows. */
+function pruneMlpClusters(l: number, budget: number, ffn: number, imp: number[], st: State, d: number, k: number, align: number) {
+  if (ffn === 0 || budget <= 0) return;
+  const { assignment, centroids } = kmeans1d(imp, k);
+  const cost = channelParams(d);
+  const removed = new Set<number>();
+  for (let c = 0; c < centroids.length; c++) {
+    const members = range(ffn).filter((j) => assignment[j] === c);
+    if ((removed.size + members.length) * cost > budget + 1e-9) break;
+    members.forEach((j) => removed.add(j));
+  }
+  setKeptChannels(l, ffn, imp, removed, st, align);
+}
+
+function setKeptChannels(l: number, ffn: number, imp: number[], removed: Set<number>, st: State, align: number) {
+  let kept = range(ffn).filter((j) => !removed.has(j));
+  const want = alignKeep(kept.length, align, ffn);
+  if (want !== kept.length) {
+    const byImportance = range(ffn).sort((a, b) => imp[b] - imp[a] || a - b); // most important first
+    kept = byImportance.slice(0, want).sort((a, b) => a - b);
+  }
+  st.keptChannels[l] = kept;
+}
+
+/** Uniform baseline: remove exactly round(p·ffn) least important channels (aligned). */
+function pruneMlpExact(l: number, ratio: number, ffn: number, imp: number[], st: State, align: number) {
+  const drop = Math.round(ratio * ffn);
+  const order = range(ffn).sort((a, b) => imp[a] - imp[b] || a - b);
+  setKeptChannels(l, ffn, imp, new Set(order.slice(0, drop)), st, align);
+}
+
+/**
+ * Attention under GQA: K-means over KV groups (group entropy = sum of its query heads'), whole clusters
+ * removed within budget; then the leftover budget trims the same number of lowest-importance query heads
+ * from every kept group. With MHA every head is its own group.
+ */
+function pruneAttentionClusters(l: number, budget: number, s: { nHead: number; nKvHead: number }, imp: number[], st: State, d: number, hd: number, k: number) {
+  if (s.nHead === 0 || budget <= 0) return;
+  const G = s.nHead / s.nKvHead;
+  const groupImp = range(s.nKvHead).map((g) => range(G).reduce((a, i) => a + imp[g * G + i], 0));
+  const groupCost = kvHeadParams(d, hd) + G * queryHeadParams(d, hd);
+  const { assignment, centroids } = kmeans1d(groupImp, k);
+  const removedGroups = new Set<number>();
+  for (let c = 0; c < centroids.length; c++) {
+    const members = range(s.nKvHead).filter((g) => assignment[g] === c);
+    if ((removedGroups.size + members.length) * groupCost > budget + 1e-9) break;
+    members.forEach((g) => removedGroups.add(g));
+  }
+  const keptGroups = range(s.nKvHead).filter((g) => !removedGroups.has(g));
+  const left = budget - removedGroups.size * groupCost;
+  const trim = keptGroups.length ? Math.min(G - 1, Math.floor(left / (keptGroups.length * queryHeadParams(d, hd)))) : 0;
+  setKeptHeads(l, s, imp, keptGroups, G - Math.max(0, trim), st);
+}
+
+function setKeptHeads(l: number, s: { nHead: number; nKvHead: number }, imp: number[], keptGroups: number[], perGroup: number, st: State) {
+  const G = s.nHead / s.nKvHead;
+  const heads: number[] = [];
+  for (const g of keptGroups) {
+    const members = range(G).map((i) => g * G + i).sort((a, b) => imp[b] - imp[a] || a - b);
+    heads.push(...members.slice(0, perGroup));
+  }
+  st.keptKv[l] = perGroup > 0 ? keptGroups : [];
+  st.keptHeads[l] = perGroup > 0 ? heads.sort((a, b) => a - b) : [];
+}
+
+/** Uniform baseline: drop round(p·n_kv) least important KV groups. */
+function pruneAttentionExact(l: number, ratio: number, s: { nHead: number; nKvHead: number }, imp: number[], st: State) {
+  if (s.nHead === 0) return;
+  const G = s.nHead / s.nKvHead;
+  const groupImp = range(s.nKvHead).map((g) => range(G).reduce((a, i) => a + imp[g * G + i], 0));
+  const drop = Math.min(s.nKvHead - 1, Math.round(ratio * s.nKvHead));
+  const order = range(s.nKvHead).sort((a, b) => groupImp[a] - groupImp[b] || a - b);
+  const kept = range(s.nKvHead).filter((g) => !order.slice(0, drop).includes(g));
+  setKeptHeads(l, s, imp, kept, G, st);
+}
+
+function remainingAttn(l: number, st: State, d: number, hd: number) {
+  return st.keptHeads[l].length ? attentionParams(d, hd, st.keptHeads[l].length, st.keptKv[l].length) : 0;
+}
+
+function compensate(
+  stats: BlockStats[],
+  layers: Analysis['model']['layers'],
+  st: State,
+  d: number,
+  hd: number,
+  need: number,
+  windowHi: number,
+  search: PlanMethod['search'],
+  limit?: number,
+  fallback: SearchFallback = 'undershoot',
+): SearchResult {
+  const cands: Candidate[] = [];
+  layers.forEach((_, l) => {
+    const a = remainingAttn(l, st, d, hd);
+    const m = mlpParams(d, st.keptChannels[l].length);
+    if (a + m > 0 && a > 0 && m > 0) cands.push({ kind: 'block', block: l, params: a + m, importance: stats[l].te });
+    if (a > 0) cands.push({ kind: 'attn', block: l, params: a, importance: stats[l].teAttn });
+    if (m > 0) cands.push({ kind: 'mlp', block: l, params: m, importance: stats[l].teMlp });
+  });
+  const r = search === 'greedy' ? greedySearch(cands, need, windowHi) : dfsSearch(cands, need, windowHi, limit, fallback);
+  for (const c of r.chosen) {
+    if (c.kind !== 'mlp') {
+      st.keptHeads[c.block] = [];
+      st.keptKv[c.block] = [];
+    }
+    if (c.kind !== 'attn') st.keptChannels[c.block] = [];
+  }
+  return r;
+}
+
+function fillChannels(
+  stats: BlockStats[],
+  layers: Analysis['model']['layers'],
+  st: State,
+  d: number,
+  hd: number,
+  total: number,
+  targetRemoved: number,
+  method: PlanMethod,
+  weights?: WeightMagnitudes,
+): number {
+  const step = channelParams(d) * method.align;
+  let filled = 0;
+  const order = layers.map((_, l) => l).sort((a, b) => stats[a].te - stats[b].te);
+  const removed = () => total - countedParams(d, hd, prunedShapes({ model: { dim: d, headDim: hd, layers } as never, blocks: toBlocks(layers, st, method.compensation) }));
+  let gap = targetRemoved - removed();
+  while (gap > method.tolerance * total * 0.5) {
+    let progressed = false;
+    for (const l of order) {
+      if (gap <= method.tolerance * total * 0.5) break;
+      const kept = st.keptChannels[l];
+      if (kept.length <= method.align) continue;
+      const imp = importanceOf(stats[l], l, method.importance, weights).channels;
+      const n = Math.min(kept.length - method.align, Math.max(method.align, Math.floor(gap / step) * method.align));
+      if (n * channelParams(d) > gap + method.tolerance * total) continue;
+      const drop = [...kept].sort((a, b) => imp[a] - imp[b] || a - b).slice(0, n);
+      st.keptChannels[l] = kept.filter((j) => !drop.includes(j));
+      filled += n;
+      gap = targetRemoved - removed();
+      progressed = true;
+    }
+    if (!progressed) break;
+  }
+  return filled;
+}
+
+function toBlocks(layers: Analysis['model']['layers'], st: State, compensate: boolean): BlockPlan[] {
+  return layers.map((_, l) => {
+    const ar = st.keptHeads[l].length === 0;
+    const mr = st.keptChannels[l].length === 0;
+    return {
+      index: l,
+      removed: ar && mr,
+      attention: { removed: ar, keptKvHeads: ar ? [] : st.keptKv[l], keptHeads: st.keptHeads[l] },
+      mlp: { removed: mr, keptChannels: st.keptChannels[l] },
+      compensate,
+    };
+  });
+}
+
+/** ShortGPT block drop (lowest block influence 1 − cos first) or attention-layer drop (lowest TE_attn first). */
+function dropBaseline(
+  name: 'block-drop' | 'layer-drop',
+  stats: BlockStats[],
+  layers: Analysis['model']['layers'],
+  st: State,
+  d: number,
+  hd: number,
+  targetRemoved: number,
+  notes: string[],
+) {
+  const order =
+    name === 'block-drop'
+      ? layers.map((_, l) => l).sort((a, b) => 1 - stats[a].cosine - (1 - stats[b].cosine) || a - b)
+      : layers.map((_, l) => l).filter((l) => layers[l].nHead > 0).sort((a, b) => stats[a].teAttn - stats[b].teAttn || a - b);
+  let removed = 0;
+  const chosen: number[] = [];
+  for (const l of order) {
+    const c = name === 'block-drop' ? blockParams(d, hd, layers[l]) : attentionParams(d, hd, layers[l].nHead, layers[l].nKvHead);
+    // take the next unit when that lands closer to the target than stopping here
+    if (Math.abs(removed + c - targetRemoved) > Math.abs(removed - targetRemoved)) break;
+    removed += c;
+    chosen.push(l);
+  }
+  for (const l of chosen) {
+    st.keptHeads[l] = [];
+    st.keptKv[l] = [];
+    if (name === 'block-drop') st.keptChannels[l] = [];
+  }
+  notes.push(`${name}: removed ${name === 'block-drop' ? 'blocks' : 'attention layers'} ${chosen.join(', ') || 'none'}`);
+}
+
+/** One shape for every block (a stock Llama config): the same MLP width everywhere, chosen per block by importance. */
+function uniformShape(
+  stats: BlockStats[],
+  layers: Analysis['model']['layers'],
+  st: State,
+  d: number,
+  hd: number,
+  p: number,
+  total: number,
+  method: PlanMethod,
+  weights: WeightMagnitudes | undefined,
+  notes: string[],
+) {
+  const ffn = layers[0].ffn;
+  if (layers.some((s) => s.ffn !== ffn || s.nHead !== layers[0].nHead || s.nKvHead !== layers[0].nKvHead))
+    throw new EntropruneError('EP_INVALID_ARGUMENT', '--uniform needs a model whose blocks all have the same shape');
+  const dropPerBlock = (p * total) / layers.length / channelParams(d);
+  const keep = Math.max(method.align, Math.round((ffn - dropPerBlock) / method.align) * method.align);
+  if (keep >= ffn || keep <= 0) throw new EntropruneError('EP_INVALID_ARGUMENT', `--uniform cannot reach ratio ${p} with MLP width ${ffn} and align ${method.align}`);
+  layers.forEach((_, l) => {
+    const imp = importanceOf(stats[l], l, method.importance, weights).channels;
+    st.keptChannels[l] = range(ffn).sort((a, b) => imp[b] - imp[a] || a - b).slice(0, keep).sort((a, b) => a - b);
+  });
+  notes.push(`uniform shape: every block keeps ${keep} of ${ffn} MLP channels and all heads`);
+}
