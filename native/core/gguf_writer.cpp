@@ -83,6 +83,10 @@ void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>&
   tensors_.push_back({name, shape, dtype, data});
 }
 
+void GgufWriter::add_tensor_f32(const std::string& name, const std::vector<int64_t>& shape, DType dtype, std::function<void(float*)> produce) {
+  tensors_.push_back({name, shape, dtype, nullptr, std::move(produce)});
+}
+
 void GgufWriter::write(const std::string& path) const {
   constexpr uint64_t kAlign = 32;
   std::string head;
@@ -116,8 +120,23 @@ void GgufWriter::write(const std::string& path) const {
   };
   if (std::fwrite(head.data(), 1, head.size(), f) != head.size()) fail();
   static const char zeros[kAlign] = {};
+  std::vector<float> f32;
+  std::vector<uint16_t> half;
   for (size_t i = 0; i < tensors_.size(); ++i) {
-    if (sizes[i] && std::fwrite(tensors_[i].data, 1, sizes[i], f) != sizes[i]) fail();
+    const Tensor& t = tensors_[i];
+    const void* src = t.data;
+    if (t.produce) {
+      const size_t n = sizes[i] / dtype_size(t.dtype);
+      f32.assign(n, 0.0f);
+      t.produce(f32.data());
+      src = f32.data();
+      if (t.dtype != DType::F32) {
+        half.resize(n);
+        for (size_t j = 0; j < n; ++j) half[j] = t.dtype == DType::F16 ? f32_to_f16(f32[j]) : f32_to_bf16(f32[j]);
+        src = half.data();
+      }
+    }
+    if (sizes[i] && std::fwrite(src, 1, sizes[i], f) != sizes[i]) fail();
     const uint64_t pad = (kAlign - sizes[i] % kAlign) % kAlign;
     if (pad && std::fwrite(zeros, 1, pad, f) != pad) fail();
   }

@@ -2,6 +2,7 @@
 // that build small synthetic models. Tensor data is streamed from caller-owned memory at write() time.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ class GgufWriter {
 
   // shape row-major, outermost first (as everywhere in the core); written fastest-first as GGUF wants.
   void add_tensor(const std::string& name, const std::vector<int64_t>& shape, DType dtype, const void* data);
+  // Lazy tensor: `produce` fills numel float32 values when write() reaches it; they are stored as `dtype`.
+  // Only one such tensor is in memory at a time.
+  void add_tensor_f32(const std::string& name, const std::vector<int64_t>& shape, DType dtype, std::function<void(float*)> produce);
 
   // Writes the whole file at `path` (the caller picks a temporary name and renames). Throws ep::Error.
   void write(const std::string& path) const;
@@ -34,6 +38,7 @@ class GgufWriter {
     std::vector<int64_t> shape;
     DType dtype;
     const void* data;
+    std::function<void(float*)> produce;
   };
   std::string kv_bytes_;
   uint64_t n_kv_ = 0;

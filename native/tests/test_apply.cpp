@@ -1,0 +1,175 @@
+// Apply + save: for every removal kind, the sliced model (written as GGUF and loaded back) gives the logits
+// of the full-size model with the removed units zeroed and the same biases; compensation adds exactly
+// W[:, removed]·μ.
+#include <cmath>
+#include <random>
+
+#include "core/apply.h"
+#include "core/error.h"
+#include "core/forward.h"
+#include "core/model.h"
+#include "core/save_gguf.h"
+#include "core/synthetic_model.h"
+#include "test_util.h"
+
+using namespace ep;
+
+namespace {
+
+std::unique_ptr<Model> base(const test::TempDir& t) {
+  SyntheticSpec spec;
+  ModelConfig& c = spec.config;
+  c.dim = 48;
+  c.vocab = 300;
+  c.head_dim = 8;
+  c.layers.assign(4, LayerShape{6, 2, 40, false, false, false});  // GQA: 3 query heads per KV head
+  spec.seed = 17;
+  write_synthetic_gguf(spec, t.file("base.gguf"));
+  return load_model(t.file("base.gguf"));
+}
+
+std::vector<BlockMeans> random_means(const Model& m, int seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> n(0, 0.3);
+  std::vector<BlockMeans> out;
+  for (const LayerShape& s : m.config.layers) {
+    BlockMeans b;
+    for (int i = 0; i < s.n_head * m.config.head_dim; ++i) b.head_mean.push_back(n(g));
+    for (int i = 0; i < s.ffn; ++i) b.channel_mean.push_back(n(g));
+    for (int i = 0; i < m.config.dim; ++i) { b.attn_out_mean.push_back(n(g)); b.mlp_out_mean.push_back(n(g)); }
+    out.push_back(b);
+  }
+  return out;
+}
+
+std::vector<PlanBlock> full_plan(const Model& m) {
+  std::vector<PlanBlock> p;
+  for (const LayerShape& s : m.config.layers) {
+    PlanBlock b;
+    for (int g = 0; g < s.n_kv_head; ++g) b.kept_kv.push_back(g);
+    for (int h = 0; h < s.n_head; ++h) b.kept_heads.push_back(h);
+    for (int j = 0; j < s.ffn; ++j) b.kept_channels.push_back(j);
+    p.push_back(b);
+  }
+  return p;
+}
+
+std::vector<float> logits(const Model& m, const std::vector<int32_t>& toks) {
+  std::vector<float> out(toks.size() * m.config.vocab);
+  ForwardRequest r;
+  r.tokens = toks.data();
+  r.n_seqs = 1;
+  r.seq_len = static_cast<int>(toks.size());
+  r.logits = out.data();
+  forward(m, r);
+  return out;
+}
+
+double compare(const Model& src, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means, const test::TempDir& t,
+               const std::string& tag, ModelConfig* sliced_config = nullptr) {
+  PrunedModel sliced = prune_model(src, plan, means, {});
+  PrunedModel zeroed = prune_model(src, plan, means, {true});
+  save_gguf(sliced, src, t.file(tag + "-sliced.gguf"), {});
+  save_gguf(zeroed, src, t.file(tag + "-zeroed.gguf"), {});
+  auto a = load_model(t.file(tag + "-sliced.gguf"));
+  auto b = load_model(t.file(tag + "-zeroed.gguf"));
+  if (sliced_config) *sliced_config = a->config;
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 24; ++i) toks.push_back((i * 37 + 5) % 300);
+  auto la = logits(*a, toks), lb = logits(*b, toks);
+  double diff = 0;
+  for (size_t i = 0; i < la.size(); ++i) diff = std::max(diff, static_cast<double>(std::abs(la[i] - lb[i])));
+  return diff;
+}
+
+}  // namespace
+
+TEST(Apply, EveryRemovalKindMatchesTheZeroedModel) {
+  test::TempDir t;
+  auto m = base(t);
+  auto means = random_means(*m, 1);
+  struct Case {
+    std::string name;
+    std::function<void(std::vector<PlanBlock>&)> edit;
+  };
+  std::vector<Case> cases = {
+      {"heads", [](auto& p) { p[1].kept_heads = {0, 2, 3, 5}; }},  // one query head from each KV group
+      {"kv-group", [](auto& p) { p[2].kept_kv = {1}; p[2].kept_heads = {3, 4, 5}; }},
+      {"channels", [](auto& p) { p[0].kept_channels = {1, 2, 3, 5, 8, 13, 21, 34}; }},
+      {"attention-layer", [](auto& p) { p[2].kept_kv.clear(); p[2].kept_heads.clear(); p[2].attn_removed = true; }},
+      {"attention-layer-0", [](auto& p) { p[0].kept_kv.clear(); p[0].kept_heads.clear(); p[0].attn_removed = true; }},
+      {"mlp-layer", [](auto& p) { p[1].kept_channels.clear(); p[1].mlp_removed = true; }},
+      {"mlp-layer-last", [](auto& p) { p[3].kept_channels.clear(); p[3].mlp_removed = true; }},
+      {"block", [](auto& p) { p[2] = PlanBlock{true, true, true, {}, {}, {}, true}; }},
+      {"block-0", [](auto& p) { p[0] = PlanBlock{true, true, true, {}, {}, {}, true}; }},
+      {"mixed", [](auto& p) {
+         p[0].kept_channels = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+         p[1] = PlanBlock{true, true, true, {}, {}, {}, true};
+         p[2].kept_kv = {0, 1}; p[2].kept_heads = {1, 2, 4, 5};
+         p[3].kept_channels.clear(); p[3].mlp_removed = true;
+       }},
+  };
+  for (const Case& c : cases) {
+    for (bool compensate : {true, false}) {
+      auto plan = full_plan(*m);
+      c.edit(plan);
+      for (auto& b : plan) b.compensate = compensate;
+      ModelConfig cfg;
+      const double diff = compare(*m, plan, means, t, c.name + (compensate ? "-c" : "-n"), &cfg);
+      EXPECT_LT(diff, 1e-4) << c.name << (compensate ? " with" : " without") << " compensation";
+    }
+  }
+}
+
+TEST(Apply, ShapesAndRenumbering) {
+  test::TempDir t;
+  auto m = base(t);
+  auto plan = full_plan(*m);
+  plan[1] = PlanBlock{true, true, true, {}, {}, {}, true};
+  plan[2].kept_kv = {1};
+  plan[2].kept_heads = {4, 5};
+  plan[3].kept_channels = {0, 1, 2};
+  PrunedModel p = prune_model(*m, plan, random_means(*m, 2));
+  ASSERT_EQ(p.config.n_layers(), 3);
+  EXPECT_EQ(p.source_block, (std::vector<int>{0, 2, 3}));
+  EXPECT_EQ(p.config.layers[1].n_head, 2);
+  EXPECT_EQ(p.config.layers[1].n_kv_head, 1);
+  EXPECT_EQ(p.config.layers[2].ffn, 3);
+  EXPECT_TRUE(p.config.layers[0].ffn_down_bias);  // the removed block's E[Δ] went upstream
+}
+
+TEST(Apply, CompensationAddsTheRemovedUnitsMeanContribution) {
+  test::TempDir t;
+  auto m = base(t);
+  auto means = random_means(*m, 3);
+  auto plan = full_plan(*m);
+  plan[1].kept_channels = {0, 1, 2, 3};  // channels 4..39 removed
+  PrunedModel p = prune_model(*m, plan, means);
+  std::vector<float> bias(48);
+  bool found = false;
+  for (auto& tensor : p.tensors)
+    if (tensor.name == "blk.1.ffn_down.bias") { tensor.fill(bias.data()); found = true; }
+  ASSERT_TRUE(found);
+  const LayerWeights& w = m->layers[1];
+  for (int o = 0; o < 48; ++o) {
+    double expect = 0;
+    for (int j = 4; j < 40; ++j) expect += static_cast<double>(w.w_down[o * 40 + j]) * means[1].channel_mean[j];
+    EXPECT_NEAR(bias[o], expect, 1e-5);
+  }
+}
+
+TEST(Apply, RejectsAPlanForAnotherModel) {
+  test::TempDir t;
+  auto m = base(t);
+  auto plan = full_plan(*m);
+  plan.pop_back();
+  EXPECT_THROW(prune_model(*m, plan, {}), Error);
+  plan = full_plan(*m);
+  plan[0].kept_channels.push_back(99);
+  try {
+    prune_model(*m, plan, {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("plan block 0: kept channel 99 out of range"), std::string::npos) << e.what();
+  }
+}
