@@ -11,6 +11,7 @@ export { waterFillRatios } from './plan/block-ratios';
 export { kmeans1d, defaultK } from './plan/kmeans';
 export { dfsSearch, greedySearch, type Candidate } from './plan/search';
 export * as accounting from './plan/accounting';
+export { applyPlan, defaultFormat, type ApplyOptions, type ApplyResult, type OutputFormat } from './apply/apply';
 export { setThreads, cudaInfo, resolveDevice, type DeviceRequest } from './runtime';
 export { EntropruneError, type EntropruneErrorCode } from './util/errors';
 export { native, type SyntheticModelSpec, type CudaProbe } from './native';

@@ -124,7 +124,19 @@ export interface SyntheticModelSpec {
   weightScale?: number;
 }
 
+export interface NativeApplyOptions {
+  blocks: { removed: boolean; attnRemoved: boolean; mlpRemoved: boolean; keptKvHeads: number[]; keptHeads: number[]; keptChannels: number[]; compensate: boolean }[];
+  means?: { headMean?: Float64Array; channelMean?: Float64Array; attnOutMean?: Float64Array; mlpOutMean?: Float64Array }[];
+  output: string;
+  format: 'gguf' | 'hf';
+  dtype: 'f32' | 'f16' | 'bf16';
+  zero: boolean;
+  vocabFile?: string;
+  shardBytes?: number;
+}
+
 export interface NativeBinding {
+  applyPlan(model: NativeModel, options: NativeApplyOptions): Promise<{ layers: number; tensors: number }>;
   NativeSpmTokenizer: new (path: string) => NativeSpmTokenizer;
   loadModel(path: string): Promise<NativeModel>;
   setThreads(n: number): number;

@@ -5,6 +5,9 @@ import * as fs from 'node:fs';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
+import { deviceOption, floatOption, interruptSignal, intOption } from './options';
+import { registerPruneCommands } from './prune-commands';
+
 import { perplexity } from '../evaluate/perplexity';
 import { analyzeToFile } from '../measure/analyze';
 import { readAnalysis } from '../measure/analysis';
@@ -16,28 +19,6 @@ import { cudaInfo, resolveDevice, setThreads, type DeviceRequest } from '../runt
 import { EntropruneError } from '../util/errors';
 import { ProgressBar } from '../util/progress';
 import { VERSION } from '../version';
-
-function intOption(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
-
-function deviceOption(value: string): DeviceRequest {
-  if (value === 'cpu' || value === 'cuda' || value === 'auto' || /^cuda:\d+$/.test(value)) return value as DeviceRequest;
-  throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
-}
-
-/** Ctrl-C / SIGTERM abort the running native job; the command then exits with 130. */
-function interruptSignal(): AbortSignal {
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  return controller.signal;
-}
 
 function readText(file: string): string {
   if (!fs.existsSync(file)) throw new EntropruneError('EP_IO', `${file}: text file not found`, file);
@@ -142,13 +123,6 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-function floatOption(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
-    return n;
-  };
-}
 
 interface PlanCliOptions {
   ratio: number;
@@ -330,6 +304,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .action(planCmd);
 
+  registerPruneCommands(program);
   return program;
 }
 

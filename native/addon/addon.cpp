@@ -74,6 +74,8 @@ static Napi::Value WriteSyntheticGguf(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value ApplyPlan(const Napi::CallbackInfo& info);
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", ModelWrap::Init(env));
   exports.Set("NativeSpmTokenizer", TokenizerWrap::Init(env));
@@ -82,6 +84,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   exports.Set("cudaProbe", Napi::Function::New(env, CudaProbe));
   exports.Set("writeSyntheticGguf", Napi::Function::New(env, WriteSyntheticGguf));
+  exports.Set("applyPlan", Napi::Function::New(env, ApplyPlan));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

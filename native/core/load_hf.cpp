@@ -93,8 +93,6 @@ std::unique_ptr<Model> load_hf(const std::string& dir) {
     if (cj.contains("eos_token_id") && cj["eos_token_id"].is_number_integer()) c.eos = cj["eos_token_id"].get<int>();
     else if (cj.contains("eos_token_id") && cj["eos_token_id"].is_array() && !cj["eos_token_id"].empty()) c.eos = cj["eos_token_id"][0].get<int>();
     const bool attn_bias = get_or<bool>(cj, "attention_bias", false);
-    const bool mlp_bias = get_or<bool>(cj, "mlp_bias", false);
-    if (mlp_bias) throw Error(ErrorCode::kUnsupported, config_path, "mlp_bias=true (biases on gate/up) is not supported");
     c.layers.assign(n_layers, LayerShape{n_heads, n_kv, ffn, attn_bias, attn_bias, false});
     if (cj.contains("rope_scaling") && cj["rope_scaling"].is_object()) {
       const nlohmann::json& rs = cj["rope_scaling"];
@@ -159,6 +157,18 @@ std::unique_ptr<Model> load_hf(const std::string& dir) {
   // Some exports store the head but no separate embedding (or vice versa) and mark the model tied.
   if (!m->tensors.count("tok_embd") && m->tensors.count("output")) c.tied_output = true;
   if (c.tied_output && m->tensors.count("tok_embd") && m->tensors.count("output")) m->tensors.erase("output");
+  // The engine has no gate/up biases: accept them only when they are all zero (as entroprune writes them for
+  // Llama's mlp_bias switch), refuse real ones by name.
+  for (const char* kind : {"ffn_gate.bias", "ffn_up.bias"})
+    for (int l = 0; l < c.n_layers(); ++l) {
+      auto it = m->tensors.find("blk." + std::to_string(l) + "." + kind);
+      if (it == m->tensors.end()) continue;
+      const TensorRef& t = it->second;
+      std::vector<float> v(t.numel());
+      convert_to_f32(t.dtype, t.file->range(t.offset, t.numel() * dtype_size(t.dtype), t.stored_name), v.data(), v.size());
+      for (float x : v)
+        if (x != 0.0f) throw Error(ErrorCode::kUnsupported, t.file->path(), "tensor '" + t.stored_name + "' is a non-zero gate/up bias, which is not supported");
+    }
   for (int l = 0; l < c.n_layers(); ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     c.layers[l].attn_out_bias = m->tensors.count(b + "attn_output.bias") > 0;

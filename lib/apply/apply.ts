@@ -1,0 +1,115 @@
+// Apply and save stage: slice the model by a plan, fold bias compensation, write GGUF or a Hugging Face
+// directory — atomically: everything goes to a temporary name beside the target, renamed when complete;
+// the input is never touched and an existing output is only replaced with `force`.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import type { Model } from '../load/model';
+import { LoadedAnalysis, readAnalysis } from '../measure/analysis';
+import { modelIdentity } from '../measure/analyze';
+import { native } from '../native';
+import { PruningPlan } from '../plan/plan';
+import { EntropruneError, fromNative } from '../util/errors';
+
+export type OutputFormat = 'gguf' | 'hf';
+
+export interface ApplyOptions {
+  output: string;
+  format?: OutputFormat;
+  dtype?: 'f32' | 'f16' | 'bf16';
+  force?: boolean;
+  /** analysis with the calibration means (default: the plan's `analysis` file) */
+  analysis?: LoadedAnalysis;
+  /** llama2.c tok*.bin to embed when writing GGUF from a llama2.c checkpoint */
+  vocabFile?: string;
+  /** keep shapes and zero the removed units (the equivalence reference) */
+  zeroInsteadOfSlice?: boolean;
+  shardBytes?: number;
+}
+
+export interface ApplyResult {
+  output: string;
+  format: OutputFormat;
+  layers: number;
+  tensors: number;
+  bytes: number;
+  seconds: number;
+}
+
+export function defaultFormat(model: Model, output: string): OutputFormat {
+  if (output.endsWith('.gguf')) return 'gguf';
+  if (model.info.format === 'hf') return 'hf';
+  return 'gguf';
+}
+
+function sizeOf(p: string): number {
+  const st = fs.statSync(p);
+  if (!st.isDirectory()) return st.size;
+  return fs.readdirSync(p).reduce((s, f) => s + sizeOf(path.join(p, f)), 0);
+}
+
+export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions): Promise<ApplyResult> {
+  const info = model.info;
+  const identity = modelIdentity(model);
+  if (plan.model.identity !== identity)
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `the plan was made for another model (identity ${plan.model.identity.slice(0, 12)}…, this model ${identity.slice(0, 12)}…): analyze and plan this model first`, info.path);
+  const format = o.format ?? defaultFormat(model, o.output);
+  const out = path.resolve(o.output);
+  if (out === path.resolve(info.path)) throw new EntropruneError('EP_INVALID_ARGUMENT', `${o.output}: the output would overwrite the input model`, o.output);
+  if (fs.existsSync(out) && !o.force) throw new EntropruneError('EP_IO', `${o.output}: already exists (pass --force to replace it)`, o.output);
+  const parent = path.dirname(out);
+  if (!fs.existsSync(parent)) throw new EntropruneError('EP_IO', `${parent}: output directory does not exist`, parent);
+  try {
+    fs.accessSync(parent, fs.constants.W_OK);
+  } catch {
+    throw new EntropruneError('EP_IO', `${parent}: output directory is not writable`, parent);
+  }
+  const needsMeans = plan.blocks.some((b) => b.compensate);
+  let analysis = o.analysis;
+  if (!analysis && needsMeans) {
+    if (!plan.analysis) throw new EntropruneError('EP_INVALID_ARGUMENT', 'bias compensation needs the analysis (calibration means): pass --analysis or plan with --no-compensation');
+    analysis = readAnalysis(path.resolve(plan.analysis));
+  }
+  const means = analysis
+    ? plan.blocks.map((_, l) => ({
+        headMean: analysis!.mean(l, 'headMean'),
+        channelMean: analysis!.mean(l, 'channelMean'),
+        attnOutMean: analysis!.mean(l, 'attnOutMean'),
+        mlpOutMean: analysis!.mean(l, 'mlpOutMean'),
+      }))
+    : undefined;
+  const tmp = path.join(parent, `.${path.basename(out)}.tmp-${process.pid}`);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  if (format === 'hf') fs.mkdirSync(tmp);
+  const removeTmp = () => fs.rmSync(tmp, { recursive: true, force: true });
+  process.once('exit', removeTmp);
+  const started = process.hrtime.bigint();
+  try {
+    const r = await native().applyPlan(model.handle, {
+      blocks: plan.blocks.map((b) => ({
+        removed: b.removed,
+        attnRemoved: b.attention.removed,
+        mlpRemoved: b.mlp.removed,
+        keptKvHeads: b.attention.keptKvHeads,
+        keptHeads: b.attention.keptHeads,
+        keptChannels: b.mlp.keptChannels,
+        compensate: b.compensate,
+      })),
+      means,
+      output: tmp,
+      format,
+      dtype: o.dtype ?? 'f32',
+      zero: o.zeroInsteadOfSlice ?? false,
+      vocabFile: o.vocabFile,
+      shardBytes: o.shardBytes,
+    });
+    if (fs.existsSync(out)) fs.rmSync(out, { recursive: true, force: true }); // --force
+    fs.renameSync(tmp, out);
+    return { output: out, format, layers: r.layers, tensors: r.tensors, bytes: sizeOf(out), seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+  } catch (e) {
+    removeTmp();
+    throw fromNative(e);
+  } finally {
+    process.removeListener('exit', removeTmp);
+  }
+}

@@ -1,0 +1,34 @@
+// Option parsers and process helpers shared by the CLI commands.
+import { InvalidArgumentError } from 'commander';
+
+import type { DeviceRequest } from '../runtime';
+
+export function intOption(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+export function deviceOption(value: string): DeviceRequest {
+  if (value === 'cpu' || value === 'cuda' || value === 'auto' || /^cuda:\d+$/.test(value)) return value as DeviceRequest;
+  throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
+}
+
+/** Ctrl-C / SIGTERM abort the running native job; the command then exits with 130. */
+export function interruptSignal(): AbortSignal {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return controller.signal;
+}
+
+export function floatOption(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
+    return n;
+  };
+}

@@ -1,0 +1,180 @@
+// CLI: apply, prune (analyze + plan + apply + verify) and verify.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+import { applyPlan, ApplyResult, OutputFormat } from '../apply/apply';
+import { loadModel } from '../load/model';
+import { tokenizerFor } from '../load/tokenizer';
+import { readAnalysis } from '../measure/analysis';
+import { analyzeToFile } from '../measure/analyze';
+import { readPlan, writePlan } from '../plan/plan';
+import { plan as makePlan } from '../plan/planner';
+import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
+import { ProgressBar } from '../util/progress';
+import { verify, VerifyRow } from '../verify/verify';
+import { deviceOption, interruptSignal, intOption } from './options';
+
+function vocabFileFor(modelPath: string, vocab: number): string | undefined {
+  const dir = path.dirname(modelPath);
+  for (const n of [`tok${vocab}.bin`, 'tokenizer.bin']) if (fs.existsSync(path.join(dir, n))) return path.join(dir, n);
+  return undefined;
+}
+
+function printVerify(rows: VerifyRow[], json?: boolean): boolean {
+  if (!json) {
+    process.stdout.write('runtime       result   detail\n');
+    for (const r of rows) process.stdout.write(`${r.runtime.padEnd(13)} ${r.status.padEnd(8)} ${r.detail}\n`);
+  }
+  return rows.every((r) => r.status !== 'fail');
+}
+
+function describe(r: ApplyResult): string {
+  return `wrote ${r.output} (${r.format}, ${r.layers} blocks, ${r.tensors} tensors, ${(r.bytes / 1e6).toFixed(2)} MB) in ${r.seconds.toFixed(2)} s`;
+}
+
+interface ApplyCli {
+  output: string;
+  format?: OutputFormat;
+  dtype: 'f32' | 'f16' | 'bf16';
+  analysis?: string;
+  force?: boolean;
+  verify: boolean;
+  json?: boolean;
+}
+
+interface PruneCli extends ApplyCli {
+  ratio: number;
+  calib: string;
+  tokenizer?: string;
+  samples?: number;
+  seqLen?: number;
+  seed: number;
+  method: 'entropy' | 'uniform' | 'block-drop' | 'layer-drop';
+  align: number;
+  uniform?: boolean;
+  threads?: number;
+  device: DeviceRequest;
+}
+
+export function registerPruneCommands(program: Command): void {
+  const formatOpt = () => new Option('--format <f>', 'gguf or hf (default: from the output name / the input format)').choices(['gguf', 'hf']);
+  const dtypeOpt = () => new Option('--dtype <t>', 'matrix dtype of the output').choices(['f32', 'f16', 'bf16']).default('f32');
+
+  program
+    .command('apply')
+    .description('slice a model by a plan, fold bias compensation, and write GGUF or a Hugging Face directory')
+    .argument('<model>', 'the model the plan was made for')
+    .argument('<plan>', 'plan.json')
+    .requiredOption('-o, --output <path>', 'output .gguf file or HF directory')
+    .addOption(formatOpt())
+    .addOption(dtypeOpt())
+    .option('--analysis <file>', 'analysis with the calibration means (default: the one the plan names)')
+    .option('--force', 'replace an existing output')
+    .option('--no-verify', 'skip the runtime check after writing')
+    .option('--json', 'print JSON')
+    .action(async (modelPath: string, planFile: string, o: ApplyCli) => {
+      const p = readPlan(planFile);
+      const model = await loadModel(modelPath);
+      const r = await applyPlan(model, p, {
+        output: o.output,
+        format: o.format,
+        dtype: o.dtype,
+        force: o.force,
+        analysis: o.analysis ? readAnalysis(o.analysis) : undefined,
+        vocabFile: model.info.format === 'llama2c' ? vocabFileFor(model.info.path, model.info.vocab) : undefined,
+      });
+      const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
+      if (o.json) process.stdout.write(JSON.stringify({ ...r, verify: rows }) + '\n');
+      else process.stdout.write(describe(r) + '\n');
+      if (!printVerify(rows, o.json)) process.exitCode = 1;
+    });
+
+  program
+    .command('prune')
+    .description('analyze + plan + apply (+ verify) in one run')
+    .argument('<model>', 'HF directory, .gguf file or llama2.c .bin')
+    .requiredOption('--ratio <r>', 'share of block linear weights to remove, in (0, 1)', (v: string) => {
+      const r = Number(v);
+      if (!(r > 0 && r < 1)) throw new InvalidArgumentError('ratio must lie strictly between 0 and 1');
+      return r;
+    })
+    .requiredOption('--calib <file>', 'calibration text, JSONL or pre-tokenized ids')
+    .requiredOption('-o, --output <path>', 'output .gguf file or HF directory (analysis and plan are written beside it)')
+    .option('--tokenizer <file>', 'tokenizer override')
+    .option('--samples <n>', 'calibration windows (default 128)', intOption('samples', 1))
+    .option('--seq-len <n>', 'calibration window length', intOption('seq-len', 2))
+    .option('--seed <n>', 'calibration seed', intOption('seed', 0), 0)
+    .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
+    .option('--align <n>', 'kept MLP widths rounded to multiples of N', intOption('align', 1), 1)
+    .option('--uniform', 'one shape for every block (stock Llama config; needed for HF output)')
+    .addOption(formatOpt())
+    .addOption(dtypeOpt())
+    .option('--force', 'replace existing outputs')
+    .option('--no-verify', 'skip the runtime check after writing')
+    .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
+    .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .option('--json', 'print JSON')
+    .action(async (modelPath: string, o: PruneCli) => {
+      setThreads(o.threads);
+      const device = resolveDevice(o.device);
+      if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+      const model = await loadModel(modelPath);
+      const base = o.output.replace(/\.gguf$/i, '').replace(/\/+$/, '');
+      const analysisFile = `${base}.analysis.json`;
+      const planFile = `${base}.plan.json`;
+      for (const f of [analysisFile, planFile])
+        if (fs.existsSync(f) && !o.force) throw new InvalidArgumentError(`${f} already exists (pass --force)`);
+      const bar = new ProgressBar('analyze', { quiet: o.json });
+      const a = await analyzeToFile(model, analysisFile, {
+        calib: o.calib,
+        tokenizer: /\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model, o.tokenizer),
+        samples: o.samples,
+        seqLen: o.seqLen,
+        seed: o.seed,
+        onProgress: (p) => bar.update(p),
+        signal: interruptSignal(),
+      });
+      bar.finish();
+      const p = makePlan(a.analysis, { ratio: o.ratio, method: o.method, align: o.align, uniformShape: o.uniform ?? false, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      writePlan(planFile, p);
+      const r = await applyPlan(model, p, {
+        output: o.output,
+        format: o.format,
+        dtype: o.dtype,
+        force: o.force,
+        analysis: readAnalysis(analysisFile),
+        vocabFile: model.info.format === 'llama2c' ? vocabFileFor(model.info.path, model.info.vocab) : undefined,
+      });
+      const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
+      if (o.json) {
+        process.stdout.write(JSON.stringify({ analysis: analysisFile, plan: planFile, target: p.target, achieved: p.achieved, ...r, verify: rows }) + '\n');
+      } else {
+        process.stdout.write(
+          `analysis ${analysisFile} (${a.seconds.toFixed(1)} s); plan ${planFile}: removed ${(p.achieved.ratio * 100).toFixed(2)} % of block weights ` +
+            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r)}\n`,
+        );
+      }
+      if (!printVerify(rows, o.json)) process.exitCode = 1;
+    });
+
+  program
+    .command('verify')
+    .description('load a pruned model in every available runtime and compare logits')
+    .argument('<pruned>', 'pruned model (.gguf or HF directory)')
+    .option('--against <original>', 'the original model, for a perplexity comparison')
+    .option('--plan <plan>', 'the plan it was made with (checked for consistency)')
+    .option('--json', 'print JSON')
+    .action(async (pruned: string, o: { against?: string; plan?: string; json?: boolean }) => {
+      if (o.plan) {
+        const p = readPlan(o.plan);
+        const m = await loadModel(pruned);
+        const kept = p.blocks.filter((b) => !b.removed).length;
+        if (m.info.layers.length !== kept) process.stderr.write(`entroprune: warning: the plan keeps ${kept} blocks but ${pruned} has ${m.info.layers.length}\n`);
+      }
+      const rows = await verify(pruned, { against: o.against });
+      if (o.json) process.stdout.write(JSON.stringify(rows) + '\n');
+      if (!printVerify(rows, o.json)) process.exitCode = 1;
+    });
+}

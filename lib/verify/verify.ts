@@ -1,0 +1,129 @@
+// Verify: load a pruned model in every runtime available for its format and compare logits on a few real
+// sequences. entroprune's own engine is the reference; llama.cpp (node-llama-cpp, optional: found through
+// ENTROPRUNE_LLAMA_PEER or the repository's test/peer) must agree on GGUF outputs.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { loadModel, Model } from '../load/model';
+import { tokenizerFor } from '../load/tokenizer';
+
+export interface VerifyRow {
+  runtime: string;
+  status: 'pass' | 'fail' | 'skipped';
+  detail: string;
+  maxLogitDiff?: number;
+  argmaxAgreement?: number;
+}
+
+export interface VerifyOptions {
+  /** text to draw sequences from (default: a built-in paragraph) */
+  text?: string;
+  sequences?: number;
+  seqLen?: number;
+  against?: string;
+  tolerance?: number;
+}
+
+const DEFAULT_TEXT =
+  'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ' +
+  'One day, she saw a big red ball under a tree. She wanted to play with it, so she asked her mom if she could take it home. ' +
+  'The history of the city goes back to the Roman period, when a small settlement grew along the river and became a market town.';
+
+export function llamaPeerScript(): string | undefined {
+  const candidates = [process.env.ENTROPRUNE_LLAMA_PEER, path.resolve(__dirname, '..', '..', 'test', 'peer'), path.resolve(__dirname, '..', '..', '..', 'test', 'peer')];
+  for (const dir of candidates) {
+    if (dir && fs.existsSync(path.join(dir, 'llama-logits.mjs')) && fs.existsSync(path.join(dir, 'node_modules', 'node-llama-cpp'))) return path.join(dir, 'llama-logits.mjs');
+  }
+  return undefined;
+}
+
+async function engineLogits(model: Model, seqs: number[][]): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  for (const s of seqs) out.push(await model.handle.evaluate({ tokens: Int32Array.from(s), nSeqs: 1, seqLen: s.length, output: 'logits' }).promise);
+  return out;
+}
+
+export function llamaCppLogits(script: string, modelFile: string, seqs: number[][]): Float32Array {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'entroprune-verify-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'tokens.json'), JSON.stringify({ sequences: seqs }));
+    const r = spawnSync(process.execPath, [script, modelFile, path.join(dir, 'tokens.json'), path.join(dir, 'out.bin'), '--threads', '1'], { encoding: 'utf8', timeout: 300_000 });
+    if (r.status !== 0) throw new Error(`llama.cpp could not run the model (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    const buf = fs.readFileSync(path.join(dir, 'out.bin'));
+    return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function verify(prunedPath: string, o: VerifyOptions = {}): Promise<VerifyRow[]> {
+  const rows: VerifyRow[] = [];
+  const model = await loadModel(prunedPath);
+  const tok = tokenizerFor(model);
+  const V = model.info.vocab;
+  const ids = Array.from(tok.encode(o.text ?? DEFAULT_TEXT.repeat(8), { bos: true }));
+  const seqLen = Math.min(o.seqLen ?? 64, ids.length);
+  const n = Math.max(1, Math.min(o.sequences ?? 2, Math.floor(ids.length / seqLen)));
+  const seqs = Array.from({ length: n }, (_, i) => ids.slice(i * seqLen, (i + 1) * seqLen));
+  const ours = await engineLogits(model, seqs);
+  const finite = ours.every((a) => a.every(Number.isFinite));
+  rows.push({ runtime: 'entroprune', status: finite ? 'pass' : 'fail', detail: finite ? `loaded (${model.info.arch}, ${model.info.layers.length} blocks), ${n}×${seqLen} positions scored` : 'non-finite logits' });
+  if (model.info.format === 'gguf') {
+    const script = llamaPeerScript();
+    if (!script) {
+      rows.push({ runtime: 'llama.cpp', status: 'skipped', detail: 'node-llama-cpp not installed (set ENTROPRUNE_LLAMA_PEER to a folder with it and llama-logits.mjs)' });
+    } else {
+      try {
+        const theirs = llamaCppLogits(script, prunedPath, seqs);
+        let maxDiff = 0;
+        let agree = 0;
+        for (let s = 0; s < n; s++)
+          for (let t = 0; t < seqLen; t++) {
+            let a = 0;
+            let b = 0;
+            for (let j = 0; j < V; j++) {
+              const x = ours[s][t * V + j];
+              const y = theirs[(s * seqLen + t) * V + j];
+              maxDiff = Math.max(maxDiff, Math.abs(x - y));
+              if (x > ours[s][t * V + a]) a = j;
+              if (y > theirs[(s * seqLen + t) * V + b]) b = j;
+            }
+            if (a === b) agree++;
+          }
+        const tol = o.tolerance ?? 1e-3;
+        rows.push({
+          runtime: 'llama.cpp',
+          status: maxDiff <= tol ? 'pass' : 'fail',
+          detail: `max |Δlogit| ${maxDiff.toExponential(2)} (tolerance ${tol}), argmax agrees ${agree}/${n * seqLen}`,
+          maxLogitDiff: maxDiff,
+          argmaxAgreement: agree / (n * seqLen),
+        });
+      } catch (e) {
+        rows.push({ runtime: 'llama.cpp', status: 'fail', detail: (e as Error).message });
+      }
+    }
+  }
+  if (o.against) {
+    const orig = await loadModel(o.against);
+    const ref = await engineLogits(orig, seqs);
+    const nll = (l: Float32Array[]) => {
+      let sum = 0;
+      let count = 0;
+      seqs.forEach((s, i) => {
+        for (let t = 0; t + 1 < s.length; t++) {
+          const row = l[i].subarray(t * V, (t + 1) * V);
+          const mx = Math.max(...row);
+          let z = 0;
+          for (const v of row) z += Math.exp(v - mx);
+          sum += Math.log(z) + mx - row[s[t + 1]];
+          count++;
+        }
+      });
+      return sum / count;
+    };
+    rows.push({ runtime: 'vs original', status: 'pass', detail: `perplexity on these sequences: original ${Math.exp(nll(ref)).toFixed(3)}, pruned ${Math.exp(nll(ours)).toFixed(3)}` });
+  }
+  return rows;
+}

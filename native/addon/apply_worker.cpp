@@ -1,0 +1,128 @@
+// applyPlan(model, {blocks, means, output, format, dtype, zero, vocabFile}) -> Promise<{layers, tensors}>:
+// slice + compensate + write, off the main thread. The JS side picks the temporary output name.
+#include <napi.h>
+
+#include "addon/js_errors.h"
+#include "addon/model_wrap.h"
+#include "core/apply.h"
+#include "core/save_gguf.h"
+#include "core/save_hf.h"
+#include "core/tokenizer_spm.h"
+
+namespace ep::addon {
+
+namespace {
+
+std::vector<int> ints(const Napi::Value& v) {
+  std::vector<int> out;
+  if (!v.IsArray()) return out;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  return out;
+}
+
+std::vector<double> doubles(const Napi::Object& o, const char* key) {
+  if (!o.Has(key) || !o.Get(key).IsTypedArray()) return {};
+  Napi::Float64Array a = o.Get(key).As<Napi::Float64Array>();
+  return std::vector<double>(a.Data(), a.Data() + a.ElementLength());
+}
+
+class ApplyWorker : public Napi::AsyncWorker {
+ public:
+  ApplyWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<PlanBlock> plan, std::vector<BlockMeans> means, std::string output,
+              std::string format, DType dtype, bool zero, std::string vocab_file, std::string source_dir, uint64_t shard_bytes)
+      : Napi::AsyncWorker(env), model_(std::move(model)), plan_(std::move(plan)), means_(std::move(means)), output_(std::move(output)),
+        format_(std::move(format)), dtype_(dtype), zero_(zero), vocab_file_(std::move(vocab_file)), source_dir_(std::move(source_dir)),
+        shard_bytes_(shard_bytes), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      ApplyOptions o;
+      o.zero_instead_of_slice = zero_;
+      PrunedModel pm = prune_model(*model_, plan_, means_, o);
+      layers_ = pm.config.n_layers();
+      tensors_ = static_cast<int>(pm.tensors.size());
+      if (format_ == "gguf") {
+        GgufSaveOptions g;
+        g.dtype = dtype_;
+        std::unique_ptr<SpmVocab> vocab;
+        if (!vocab_file_.empty()) {
+          vocab = std::make_unique<SpmVocab>(SpmVocab::from_llama2c_file(vocab_file_));
+          g.vocab = vocab.get();
+        }
+        save_gguf(pm, *model_, output_, g);
+      } else if (format_ == "hf") {
+        HfSaveOptions h;
+        h.dtype = dtype_;
+        h.shard_bytes = shard_bytes_;
+        save_hf(pm, *model_, output_, h);
+      } else {
+        throw Error(ErrorCode::kInvalidArgument, output_, "unknown output format '" + format_ + "'");
+      }
+    } catch (const std::exception& e) {
+      err_ = error_info(e);
+      SetError(err_.message);
+    }
+  }
+  void OnOK() override {
+    Napi::Object r = Napi::Object::New(Env());
+    r.Set("layers", layers_);
+    r.Set("tensors", tensors_);
+    deferred_.Resolve(r);
+  }
+  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::vector<PlanBlock> plan_;
+  std::vector<BlockMeans> means_;
+  std::string output_, format_;
+  DType dtype_;
+  bool zero_;
+  std::string vocab_file_, source_dir_;
+  uint64_t shard_bytes_;
+  int layers_ = 0, tensors_ = 0;
+  ErrorInfo err_;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace
+
+Napi::Value ApplyPlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ModelWrap* mw = Napi::ObjectWrap<ModelWrap>::Unwrap(info[0].As<Napi::Object>());
+  Napi::Object o = info[1].As<Napi::Object>();
+  std::vector<PlanBlock> plan;
+  Napi::Array blocks = o.Get("blocks").As<Napi::Array>();
+  for (uint32_t i = 0; i < blocks.Length(); ++i) {
+    Napi::Object b = blocks.Get(i).As<Napi::Object>();
+    PlanBlock p;
+    p.removed = b.Get("removed").ToBoolean();
+    p.attn_removed = b.Get("attnRemoved").ToBoolean();
+    p.mlp_removed = b.Get("mlpRemoved").ToBoolean();
+    p.kept_kv = ints(b.Get("keptKvHeads"));
+    p.kept_heads = ints(b.Get("keptHeads"));
+    p.kept_channels = ints(b.Get("keptChannels"));
+    p.compensate = b.Get("compensate").ToBoolean();
+    plan.push_back(std::move(p));
+  }
+  std::vector<BlockMeans> means;
+  if (o.Has("means") && o.Get("means").IsArray()) {
+    Napi::Array ms = o.Get("means").As<Napi::Array>();
+    for (uint32_t i = 0; i < ms.Length(); ++i) {
+      Napi::Object m = ms.Get(i).As<Napi::Object>();
+      means.push_back({doubles(m, "headMean"), doubles(m, "channelMean"), doubles(m, "attnOutMean"), doubles(m, "mlpOutMean")});
+    }
+  }
+  const std::string dt = o.Get("dtype").IsString() ? o.Get("dtype").As<Napi::String>().Utf8Value() : "f32";
+  const DType dtype = dt == "f16" ? DType::F16 : dt == "bf16" ? DType::BF16 : DType::F32;
+  auto* w = new ApplyWorker(env, mw->model, std::move(plan), std::move(means), o.Get("output").As<Napi::String>(), o.Get("format").As<Napi::String>(),
+                            dtype, o.Has("zero") && o.Get("zero").ToBoolean(),
+                            o.Has("vocabFile") && o.Get("vocabFile").IsString() ? o.Get("vocabFile").As<Napi::String>().Utf8Value() : "",
+                            "", o.Get("shardBytes").IsNumber() ? static_cast<uint64_t>(o.Get("shardBytes").As<Napi::Number>().DoubleValue()) : (5ull << 30));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace ep::addon
