@@ -1,0 +1,158 @@
+// Apply and save on the real models: each removal kind, sliced vs zeroed in entroprune's engine and the
+// written GGUF in llama.cpp (node-llama-cpp); round trips through every output format; atomic, safe writes.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { analyzeToFile, applyPlan, checkPlan, loadModel, plan, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
+import { llamaCppLogits, llamaPeerScript } from '../lib/verify/verify';
+import { runCli } from './helpers/cli';
+import { dataFile, STORIES_BIN, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
+
+const scratch = tempDir();
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+let stories: Model;
+let storiesPlan: PruningPlan;
+const analysisFile = path.join(scratch, 'stories.analysis.json');
+
+beforeAll(async () => {
+  stories = await loadModel(dataFile(STORIES_GGUF));
+  await analyzeToFile(stories, analysisFile, { calib: dataFile('text/wikitext-2-raw/wiki.valid.raw'), tokenizer: tokenizerFor(stories), samples: 16, seqLen: 128 });
+  storiesPlan = plan(readAnalysis(analysisFile).analysis, { ratio: 0.3, analysisFile });
+});
+
+function fullPlan(): PruningPlan {
+  const p = JSON.parse(JSON.stringify(storiesPlan)) as PruningPlan;
+  p.blocks.forEach((b, l) => {
+    const s = p.model.layers[l];
+    b.removed = false;
+    b.attention = { removed: false, keptKvHeads: [...Array(s.nKvHead).keys()], keptHeads: [...Array(s.nHead).keys()] };
+    b.mlp = { removed: false, keptChannels: [...Array(s.ffn).keys()] };
+  });
+  return p;
+}
+
+async function logitsOf(file: string, seqs: number[][]): Promise<Float32Array[]> {
+  const m = await loadModel(file);
+  const out = [];
+  for (const s of seqs) out.push(await m.handle.evaluate({ tokens: Int32Array.from(s), nSeqs: 1, seqLen: s.length, output: 'logits' }).promise);
+  return out;
+}
+
+const maxDiff = (a: Float32Array[], b: Float32Array) => {
+  let d = 0;
+  let off = 0;
+  for (const x of a) {
+    for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i] - b[off + i]));
+    off += x.length;
+  }
+  return d;
+};
+
+describe('each removal kind: sliced = zeroed (engine) and GGUF agrees with llama.cpp', () => {
+  const kinds: [string, (p: PruningPlan) => void][] = [
+    ['query heads', (p) => { p.blocks[1].attention.keptHeads = [0, 3, 5, 6]; }],
+    ['KV groups', (p) => { p.blocks[2].attention = { removed: false, keptKvHeads: [1, 3], keptHeads: [2, 3, 6, 7] }; }],
+    ['MLP channels', (p) => { p.blocks[0].mlp.keptChannels = p.blocks[0].mlp.keptChannels.filter((j) => j % 3 !== 0); }],
+    ['attention layer', (p) => { p.blocks[3].attention = { removed: true, keptKvHeads: [], keptHeads: [] }; }],
+    ['attention layer of block 0', (p) => { p.blocks[0].attention = { removed: true, keptKvHeads: [], keptHeads: [] }; }],
+    ['MLP layer', (p) => { p.blocks[2].mlp = { removed: true, keptChannels: [] }; }],
+    ['MLP layer of the last block', (p) => { p.blocks[4].mlp = { removed: true, keptChannels: [] }; }],
+    ['whole block', (p) => { p.blocks[2] = { ...p.blocks[2], removed: true, attention: { removed: true, keptKvHeads: [], keptHeads: [] }, mlp: { removed: true, keptChannels: [] } }; }],
+    ['whole block 0', (p) => { p.blocks[0] = { ...p.blocks[0], removed: true, attention: { removed: true, keptKvHeads: [], keptHeads: [] }, mlp: { removed: true, keptChannels: [] } }; }],
+    ['uniform width (llama arch)', (p) => { for (const b of p.blocks) b.mlp.keptChannels = b.mlp.keptChannels.slice(0, 128); }],
+  ];
+  for (const [name, edit] of kinds) {
+    it(name, async () => {
+      const p = fullPlan();
+      edit(p);
+      checkPlan(p);
+      const sliced = path.join(scratch, `${name.replace(/\W+/g, '-')}.gguf`);
+      const zeroed = path.join(scratch, `${name.replace(/\W+/g, '-')}.zero.gguf`);
+      await applyPlan(stories, p, { output: sliced });
+      await applyPlan(stories, p, { output: zeroed, zeroInsteadOfSlice: true });
+      const tok = tokenizerFor(stories);
+      const seq = Array.from(tok.encode(fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 3000), { bos: true }).subarray(0, 96));
+      const a = await logitsOf(sliced, [seq]);
+      const b = await logitsOf(zeroed, [seq]);
+      expect(maxDiff(a, b[0]), 'sliced vs zeroed').toBeLessThan(1e-4);
+      const script = llamaPeerScript();
+      expect(script, 'node-llama-cpp must be installed in test/peer (.ci/run does it)').toBeDefined();
+      const theirs = llamaCppLogits(script!, sliced, [seq]);
+      const d = maxDiff(a, theirs);
+      console.log(`${name}: engine vs llama.cpp max |Δlogit| ${d.toExponential(2)}`);
+      expect(d).toBeLessThan(5e-4);
+    });
+  }
+});
+
+describe('round trips', () => {
+  it('HF → prune (uniform) → HF → load: a stock Llama config, logits of the zeroed model', async () => {
+    const model = await loadModel(dataFile(TINY_HF));
+    const af = path.join(scratch, 'tiny.analysis.json');
+    await analyzeToFile(model, af, { calib: dataFile(TINYSTORIES_TEXT), tokenizer: tokenizerFor(model), samples: 8, seqLen: 128 });
+    const p = plan(readAnalysis(af).analysis, { ratio: 0.3, uniformShape: true, analysisFile: af, align: 8 });
+    const out = path.join(scratch, 'tiny-pruned');
+    const zero = path.join(scratch, 'tiny-zero');
+    await applyPlan(model, p, { output: out, format: 'hf' });
+    await applyPlan(model, p, { output: zero, format: 'hf', zeroInsteadOfSlice: true });
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    expect(cfg.architectures).toEqual(['LlamaForCausalLM']);
+    expect(cfg.intermediate_size).toBe(p.blocks[0].mlp.keptChannels.length);
+    expect(fs.existsSync(path.join(out, 'tokenizer.json'))).toBe(true);
+    const seq = Array.from({ length: 64 }, (_, i) => (i * 31 + 1) % 2048);
+    const a = await logitsOf(out, [seq]);
+    const b = await logitsOf(zero, [seq]);
+    expect(maxDiff(a, b[0])).toBeLessThan(1e-4);
+  });
+
+  it('llama2.c → prune (width) → GGUF with the tok512 vocab embedded, run by llama.cpp', async () => {
+    const model = await loadModel(dataFile(STORIES_BIN));
+    const af = path.join(scratch, 'bin.analysis.json');
+    await analyzeToFile(model, af, { calib: dataFile(TINYSTORIES_TEXT), tokenizer: tokenizerFor(model), samples: 8, seqLen: 128 });
+    const wp = plan(readAnalysis(af).analysis, { ratio: 0.25, granularity: 'width-only', analysisFile: af });
+    const out = path.join(scratch, 'from-bin.gguf');
+    await applyPlan(model, wp, { output: out, vocabFile: dataFile('models/stories260K/tok512.bin') });
+    const back = await loadModel(out);
+    expect(back.info.hasEmbeddedVocab).toBe(true);
+    const seq = Array.from(tokenizerFor(back).encode('Once upon a time there was a cat.', { bos: true }));
+    expect(seq).toEqual(Array.from(tokenizerFor(model).encode('Once upon a time there was a cat.', { bos: true })));
+    const ours = await logitsOf(out, [seq]);
+    const theirs = llamaCppLogits(llamaPeerScript()!, out, [seq]);
+    expect(maxDiff(ours, theirs)).toBeLessThan(5e-4);
+  });
+});
+
+describe('safe writes', () => {
+  it('refuses to overwrite without --force, never touches the input, leaves no temporary files', async () => {
+    const input = dataFile(STORIES_GGUF);
+    const hash = () => createHash('sha256').update(fs.readFileSync(input)).digest('hex');
+    const before = hash();
+    const planFile = path.join(scratch, 'p.json');
+    fs.writeFileSync(planFile, JSON.stringify(storiesPlan));
+    const out = path.join(scratch, 'cli.gguf');
+    fs.writeFileSync(out, 'precious');
+    const r = runCli(['apply', input, planFile, '-o', out, '--no-verify']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cli\.gguf: already exists \(pass --force/);
+    expect(fs.readFileSync(out, 'utf8')).toBe('precious');
+    const ok = runCli(['apply', input, planFile, '-o', out, '--force', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const j = JSON.parse(ok.stdout);
+    expect(j.verify.map((v: { status: string }) => v.status)).not.toContain('fail');
+    expect(hash()).toBe(before);
+    expect(fs.readdirSync(scratch).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    expect(runCli(['apply', input, planFile, '-o', input, '--force']).stderr).toMatch(/overwrite the input/);
+  });
+
+  it('refuses a plan made for another model', async () => {
+    const planFile = path.join(scratch, 'other.json');
+    fs.writeFileSync(planFile, JSON.stringify(storiesPlan));
+    const r = runCli(['apply', dataFile(STORIES_BIN), planFile, '-o', path.join(scratch, 'x.gguf')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/plan was made for another model/);
+  });
+});
