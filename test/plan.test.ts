@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import {
+  readAnalysis,
   achievedRatio,
   analyzeToFile,
   checkPlan,
@@ -174,6 +175,7 @@ describe('plans', () => {
       { granularity: 'depth-only' as const },
       { importance: 'activation' as const },
       { align: 32 },
+      { alignHeads: 4 },
       { uniformShape: true, align: 8 },
     ];
     for (const v of variants) {
@@ -181,6 +183,7 @@ describe('plans', () => {
       checkPlan(p);
       expect(p.achieved.ratio, JSON.stringify(v)).toBeGreaterThan(0.1);
       if (v.align) for (const b of p.blocks) if (!b.mlp.removed) expect(b.mlp.keptChannels.length % v.align).toBe(0);
+      if (v.alignHeads) for (const b of p.blocks) expect(b.attention.keptHeads.length % v.alignHeads).toBe(0);
       if (v.uniformShape) expect(new Set(p.blocks.map((b) => b.mlp.keptChannels.length)).size).toBe(1);
       if (v.method === 'block-drop') expect(p.blocks.every((b) => b.removed || (!b.attention.removed && !b.mlp.removed))).toBe(true);
       if (v.granularity === 'width-only') expect(p.blocks.every((b) => !b.removed)).toBe(true);
@@ -200,6 +203,10 @@ describe('plans', () => {
         const p = readPlan(out);
         expect(Math.abs(p.achieved.ratio - Number(ratio))).toBeLessThanOrEqual(0.005 + 1e-9);
       }
+      // the weight-magnitude ablation reads the model's weights
+      const pw = plan(readAnalysis(analysisFile).analysis, { ratio: 0.3, importance: 'weight', weights: model.handle.unitWeightMagnitudes() });
+      checkPlan(pw);
+      expect(Math.abs(pw.achieved.ratio - 0.3)).toBeLessThanOrEqual(0.005 + 1e-9);
     }
   });
 });

@@ -134,6 +134,7 @@ interface PlanCliOptions {
   granularity: PlanMethod['granularity'];
   k?: number;
   align: number;
+  alignHeads: number;
   uniform?: boolean;
   temperature: number;
   maxBlockRatio: number;
@@ -174,6 +175,7 @@ async function planCmd(analysisFile: string, o: PlanCliOptions): Promise<void> {
     granularity: o.granularity,
     k: o.k,
     align: o.align,
+    alignHeads: o.alignHeads,
     uniformShape: o.uniform ?? false,
     temperature: o.temperature,
     maxBlockRatio: o.maxBlockRatio,
@@ -293,6 +295,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--granularity <g>', 'which units may go').choices(['multi', 'width-only', 'depth-only']).default('multi'))
     .option('--k <n>', 'K-means clusters per layer (default: 3 at 30 %, 4 at 40 %, 6 at 50 %)', intOption('k', 1))
     .option('--align <n>', 'kept MLP widths rounded to multiples of N (e.g. 256 for llama.cpp K-quants)', intOption('align', 1), 1)
+    .option('--align-heads <n>', 'kept query-head counts rounded to multiples of N', intOption('align-heads', 1), 1)
     .option('--uniform', 'one shape for every block (a stock Llama config)')
     .option('--temperature <x>', 'β in w = s^-β', floatOption('temperature', 0), 1)
     .option('--max-block-ratio <x>', 'cap on any block\'s ratio', floatOption('max-block-ratio', 0), 0.9)

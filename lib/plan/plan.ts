@@ -43,6 +43,8 @@ export interface PlanMethod {
   maxBlockRatio: number;
   tolerance: number;
   align: number;
+  /** kept query-head counts rounded to multiples of this */
+  alignHeads: number;
   uniformShape: boolean;
 }
 

@@ -63,8 +63,10 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     maxBlockRatio: o.maxBlockRatio ?? 0.9,
     tolerance: o.tolerance ?? 0.005,
     align: o.align ?? 1,
+    alignHeads: o.alignHeads ?? 1,
     uniformShape: o.uniformShape ?? false,
   };
+  if (!Number.isInteger(method.alignHeads) || method.alignHeads < 1) throw new EntropruneError('EP_INVALID_ARGUMENT', `alignHeads must be a positive integer (got ${method.alignHeads})`);
   if (!Number.isInteger(method.align) || method.align < 1) throw new EntropruneError('EP_INVALID_ARGUMENT', `align must be a positive integer (got ${method.align})`);
   const { dim: d, headDim: hd } = analysis.model;
   const layers = analysis.model.layers;
@@ -98,11 +100,11 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
         const nm = mlpParams(d, layers[l].ffn);
         const [ba, bm] = splitBudget(budget, na, nm, stats[l].teAttn, stats[l].teMlp);
         if (method.name === 'uniform') {
-          pruneAttentionExact(l, plannedRatios[l], layers[l], imp.heads, st);
+          pruneAttentionExact(l, plannedRatios[l], layers[l], imp.heads, st, method.alignHeads);
           pruneMlpExact(l, plannedRatios[l], layers[l].ffn, imp.channels, st, method.align);
         } else {
           const k = method.k ?? defaultK(p);
-          pruneAttentionClusters(l, ba, layers[l], imp.heads, st, d, hd, k);
+          pruneAttentionClusters(l, ba, layers[l], imp.heads, st, d, hd, k, method.alignHeads);
           pruneMlpClusters(l, bm, layers[l].ffn, imp.channels, st, d, k, method.align);
         }
       }
@@ -237,7 +239,7 @@ function pruneMlpExact(l: number, ratio: number, ffn: number, imp: number[], st:
  * removed within budget; then the leftover budget trims the same number of lowest-importance query heads
  * from every kept group. With MHA every head is its own group.
  */
-function pruneAttentionClusters(l: number, budget: number, s: { nHead: number; nKvHead: number }, imp: number[], st: State, d: number, hd: number, k: number) {
+function pruneAttentionClusters(l: number, budget: number, s: { nHead: number; nKvHead: number }, imp: number[], st: State, d: number, hd: number, k: number, alignHeads: number) {
   if (s.nHead === 0 || budget <= 0) return;
   const G = s.nHead / s.nKvHead;
   const groupImp = range(s.nKvHead).map((g) => range(G).reduce((a, i) => a + imp[g * G + i], 0));
@@ -252,11 +254,35 @@ function pruneAttentionClusters(l: number, budget: number, s: { nHead: number; n
   const keptGroups = range(s.nKvHead).filter((g) => !removedGroups.has(g));
   const left = budget - removedGroups.size * groupCost;
   const trim = keptGroups.length ? Math.min(G - 1, Math.floor(left / (keptGroups.length * queryHeadParams(d, hd)))) : 0;
-  setKeptHeads(l, s, imp, keptGroups, G - Math.max(0, trim), st);
+  setKeptHeads(l, s, imp, keptGroups, G - Math.max(0, trim), st, alignHeads);
 }
 
-function setKeptHeads(l: number, s: { nHead: number; nKvHead: number }, imp: number[], keptGroups: number[], perGroup: number, st: State) {
+/**
+ * With --align-heads N the kept query-head count must be a multiple of N: pick the (groups, heads per group)
+ * closest to the requested count whose product is, keeping the most important groups.
+ */
+function alignHeadCount(s: { nHead: number; nKvHead: number }, groupImp: number[], keptGroups: number[], perGroup: number, n: number): [number[], number] {
   const G = s.nHead / s.nKvHead;
+  const want = keptGroups.length * perGroup;
+  if (n <= 1 || want === 0 || want % n === 0) return [keptGroups, perGroup];
+  let best: [number, number] | null = null;
+  for (let g = 1; g <= s.nKvHead; g++)
+    for (let p = 1; p <= G; p++) {
+      if ((g * p) % n !== 0) continue;
+      const cost = Math.abs(g * p - want);
+      if (!best || cost < Math.abs(best[0] * best[1] - want) || (cost === Math.abs(best[0] * best[1] - want) && g * p < best[0] * best[1])) best = [g, p];
+    }
+  if (!best) return [keptGroups, perGroup];
+  const order = [...Array(s.nKvHead).keys()].sort((a, b) => groupImp[b] - groupImp[a] || a - b);
+  // keep the chosen number of groups, preferring those already kept, then by importance
+  const ranked = [...keptGroups.sort((a, b) => groupImp[b] - groupImp[a] || a - b), ...order.filter((g) => !keptGroups.includes(g))];
+  return [ranked.slice(0, best[0]).sort((a, b) => a - b), best[1]];
+}
+
+function setKeptHeads(l: number, s: { nHead: number; nKvHead: number }, imp: number[], keptGroupsIn: number[], perGroupIn: number, st: State, alignHeads = 1) {
+  const G = s.nHead / s.nKvHead;
+  const groupImp = [...Array(s.nKvHead).keys()].map((g) => [...Array(G).keys()].reduce((a, i) => a + imp[g * G + i], 0));
+  const [keptGroups, perGroup] = alignHeadCount(s, groupImp, [...keptGroupsIn], perGroupIn, alignHeads);
   const heads: number[] = [];
   for (const g of keptGroups) {
     const members = range(G).map((i) => g * G + i).sort((a, b) => imp[b] - imp[a] || a - b);
@@ -267,14 +293,14 @@ function setKeptHeads(l: number, s: { nHead: number; nKvHead: number }, imp: num
 }
 
 /** Uniform baseline: drop round(p·n_kv) least important KV groups. */
-function pruneAttentionExact(l: number, ratio: number, s: { nHead: number; nKvHead: number }, imp: number[], st: State) {
+function pruneAttentionExact(l: number, ratio: number, s: { nHead: number; nKvHead: number }, imp: number[], st: State, alignHeads: number) {
   if (s.nHead === 0) return;
   const G = s.nHead / s.nKvHead;
   const groupImp = range(s.nKvHead).map((g) => range(G).reduce((a, i) => a + imp[g * G + i], 0));
   const drop = Math.min(s.nKvHead - 1, Math.round(ratio * s.nKvHead));
   const order = range(s.nKvHead).sort((a, b) => groupImp[a] - groupImp[b] || a - b);
   const kept = range(s.nKvHead).filter((g) => !order.slice(0, drop).includes(g));
-  setKeptHeads(l, s, imp, kept, G, st);
+  setKeptHeads(l, s, imp, kept, G, st, alignHeads);
 }
 
 function remainingAttn(l: number, st: State, d: number, hd: number) {
