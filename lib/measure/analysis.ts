@@ -10,6 +10,7 @@ import Ajv from 'ajv';
 
 import { EntropruneError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic';
+import { layerShapesSchema } from '../util/json-schema';
 
 export const ANALYSIS_FORMAT = 'entroprune.analysis';
 export const ANALYSIS_VERSION = 1;
@@ -81,15 +82,7 @@ export const analysisSchema = {
         vocab: { type: 'integer', minimum: 1 },
         headDim: { type: 'integer', minimum: 1 },
         identity: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-        layers: {
-          type: 'array',
-          minItems: 1,
-          items: {
-            type: 'object',
-            required: ['nHead', 'nKvHead', 'ffn'],
-            properties: { nHead: { type: 'integer', minimum: 0 }, nKvHead: { type: 'integer', minimum: 0 }, ffn: { type: 'integer', minimum: 0 } },
-          },
-        },
+        layers: layerShapesSchema,
       },
     },
     calibration: {

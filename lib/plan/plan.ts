@@ -7,6 +7,7 @@ import Ajv from 'ajv';
 
 import { EntropruneError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic';
+import { layerShapesSchema } from '../util/json-schema';
 import { countedParams, LayerShapeCount } from './accounting';
 
 export const PLAN_FORMAT = 'entroprune.plan';
@@ -77,15 +78,7 @@ export const planSchema = {
         identity: { type: 'string' },
         dim: { type: 'integer', minimum: 1 },
         headDim: { type: 'integer', minimum: 1 },
-        layers: {
-          type: 'array',
-          minItems: 1,
-          items: {
-            type: 'object',
-            required: ['nHead', 'nKvHead', 'ffn'],
-            properties: { nHead: { type: 'integer', minimum: 0 }, nKvHead: { type: 'integer', minimum: 0 }, ffn: { type: 'integer', minimum: 0 } },
-          },
-        },
+        layers: layerShapesSchema,
       },
     },
     target: {

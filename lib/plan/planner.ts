@@ -125,19 +125,7 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     if (filled > 0) notes.push(`fill: ${filled} more MLP channels removed to reach the target`);
   }
 
-  const blocks: BlockPlan[] = layers.map((s, l) => {
-    const attnRemoved = st.keptHeads[l].length === 0;
-    const mlpRemoved = st.keptChannels[l].length === 0;
-    return {
-      index: l,
-      removed: attnRemoved && mlpRemoved,
-      attention: { removed: attnRemoved, keptKvHeads: attnRemoved ? [] : st.keptKv[l], keptHeads: st.keptHeads[l] },
-      mlp: { removed: mlpRemoved, keptChannels: st.keptChannels[l] },
-      compensate: method.compensation,
-      plannedRatio: plannedRatios[l],
-      te: stats[l].te,
-    };
-  });
+  const blocks: BlockPlan[] = toBlocks(layers, st, method.compensation).map((b, l) => ({ ...b, plannedRatio: plannedRatios[l], te: stats[l].te }));
   const model = {
     identity: analysis.model.identity,
     dim: d,

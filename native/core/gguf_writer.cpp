@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/output_file.h"
 
 namespace ep {
 
@@ -80,7 +81,7 @@ void GgufWriter::copy_value(const std::string& k, const GgufValue& v) {
 }
 
 void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& shape, DType dtype, const void* data) {
-  tensors_.push_back({name, shape, dtype, data});
+  tensors_.push_back({name, shape, dtype, data, nullptr});
 }
 
 void GgufWriter::add_tensor_f32(const std::string& name, const std::vector<int64_t>& shape, DType dtype, std::function<void(float*)> produce) {
@@ -111,14 +112,8 @@ void GgufWriter::write(const std::string& path) const {
     offset += (sizes.back() + kAlign - 1) / kAlign * kAlign;
   }
   head.resize((head.size() + kAlign - 1) / kAlign * kAlign, '\0');
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) throw Error(ErrorCode::kIo, path, std::string("cannot create: ") + std::strerror(errno));
-  auto fail = [&]() {
-    int e = errno;
-    std::fclose(f);
-    throw Error(ErrorCode::kIo, path, std::string("write failed: ") + std::strerror(e) + " (disk full?)");
-  };
-  if (std::fwrite(head.data(), 1, head.size(), f) != head.size()) fail();
+  OutputFile f(path);
+  f.write(head.data(), head.size());
   static const char zeros[kAlign] = {};
   std::vector<float> f32;
   std::vector<uint16_t> half;
@@ -136,12 +131,11 @@ void GgufWriter::write(const std::string& path) const {
         src = half.data();
       }
     }
-    if (sizes[i] && std::fwrite(src, 1, sizes[i], f) != sizes[i]) fail();
+    f.write(src, sizes[i]);
     const uint64_t pad = (kAlign - sizes[i] % kAlign) % kAlign;
-    if (pad && std::fwrite(zeros, 1, pad, f) != pad) fail();
+    f.write(zeros, pad);
   }
-  if (std::fflush(f) != 0) fail();
-  if (std::fclose(f) != 0) throw Error(ErrorCode::kIo, path, std::string("close failed: ") + std::strerror(errno));
+  f.close();
 }
 
 }  // namespace ep

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/output_file.h"
 
 namespace ep {
 
@@ -135,15 +136,10 @@ void save_hf(const PrunedModel& pm, const Model& source, const std::string& dir,
     std::string hs = header.dump();
     hs.append((8 - hs.size() % 8) % 8, ' ');
     const std::string path = dir + "/" + fname;
-    FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f) throw Error(ErrorCode::kIo, path, std::string("cannot create: ") + std::strerror(errno));
-    auto fail = [&]() {
-      int e = errno;
-      std::fclose(f);
-      throw Error(ErrorCode::kIo, path, std::string("write failed: ") + std::strerror(e) + " (disk full?)");
-    };
+    OutputFile f(path);
     const uint64_t n = hs.size();
-    if (std::fwrite(&n, 8, 1, f) != 1 || std::fwrite(hs.data(), 1, hs.size(), f) != hs.size()) fail();
+    f.write(&n, 8);
+    f.write(hs.data(), hs.size());
     std::vector<float> buf;
     std::vector<uint16_t> half;
     for (size_t i : shards[k]) {
@@ -156,9 +152,9 @@ void save_hf(const PrunedModel& pm, const Model& source, const std::string& dir,
         for (size_t j = 0; j < buf.size(); ++j) half[j] = o.dtype == DType::F16 ? f32_to_f16(buf[j]) : f32_to_bf16(buf[j]);
         src = half.data();
       }
-      if (e.bytes && std::fwrite(src, 1, e.bytes, f) != e.bytes) fail();
+      f.write(src, e.bytes);
     }
-    if (std::fclose(f) != 0) throw Error(ErrorCode::kIo, path, "close failed (disk full?)");
+    f.close();
   }
   if (shards.size() > 1) {
     std::ofstream idx(dir + "/model.safetensors.index.json");
