@@ -5,7 +5,8 @@
 // instead, as the authors' evaluation code does, so published numbers can be matched.
 import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
-import { EntropruneError, fromNative } from '../util/errors';
+import { EntropruneError } from '../util/errors';
+import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 
 export interface PerplexityOptions {
@@ -55,17 +56,7 @@ export async function perplexityOfTokens(model: Model, stream: Int32Array, optio
     { tokens: tokens.slice(0, windows * seqLen), nSeqs: windows, seqLen, batchSeqs, output: 'nll' },
     (done, total) => options.onProgress?.({ done, total }),
   );
-  const onAbort = () => job.cancel();
-  options.signal?.addEventListener('abort', onAbort);
-  let nll: Float32Array;
-  try {
-    if (options.signal?.aborted) job.cancel();
-    nll = await job.promise;
-  } catch (e) {
-    throw fromNative(e);
-  } finally {
-    options.signal?.removeEventListener('abort', onAbort);
-  }
+  const nll = await awaitNativeJob(job, options.signal);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   let sum = 0;
   for (let i = 0; i < nll.length; i++) sum += nll[i];

@@ -10,6 +10,7 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
 import { native, NativeSpmTokenizer } from '../native';
 import { EntropruneError, fromNative } from '../util/errors';
+import { readJsonFile } from '../util/json-file';
 import type { Model } from './model';
 
 export interface Tokenizer {
@@ -68,13 +69,7 @@ class JsonTokenizer implements Tokenizer {
   }
 }
 
-function readJson(file: string): Record<string, unknown> {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new EntropruneError('EP_TOKENIZER', `${file}: cannot read tokenizer JSON: ${(e as Error).message}`, file);
-  }
-}
+const readJson = (file: string) => readJsonFile(file, 'tokenizer JSON', 'EP_TOKENIZER') as Record<string, unknown>;
 
 export function loadTokenizerJson(file: string, bosFallback = 1, eosFallback = 2): Tokenizer {
   const json = readJson(file);

@@ -10,6 +10,8 @@ import Ajv from 'ajv';
 
 import { EntropruneError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic';
+import { readJsonFile } from '../util/json-file';
+import type { CalibrationSet } from './calibration';
 import { layerShapesSchema } from '../util/json-schema';
 
 export const ANALYSIS_FORMAT = 'entroprune.analysis';
@@ -45,13 +47,8 @@ export interface Analysis {
     /** sha256 over the configuration and the tensor directory (names, dtypes, shapes, offsets, file sizes) */
     identity: string;
   };
-  calibration: {
-    file: string;
-    kind: 'text' | 'jsonl' | 'tokens';
-    streamTokens: number;
-    samples: number;
-    seqLen: number;
-    seed: number;
+  calibration: Pick<CalibrationSet, 'file' | 'kind' | 'streamTokens' | 'samples' | 'seqLen' | 'seed'> & {
+    /** tokens actually scored (samples × seqLen) */
     tokens: number;
     projected: boolean;
     jointDim: number;
@@ -178,12 +175,7 @@ export interface LoadedAnalysis {
 }
 
 export function readAnalysis(file: string): LoadedAnalysis {
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new EntropruneError('EP_FORMAT', `${file}: cannot read analysis JSON: ${(e as Error).message}`, file);
-  }
+  const json = readJsonFile(file, 'analysis JSON');
   if (!validate(json)) {
     const first = validate.errors?.[0];
     throw new EntropruneError('EP_FORMAT', `${file}: not a valid analysis file: ${first?.instancePath || '(root)'} ${first?.message ?? ''}`.trim(), file);

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 
 import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
-import { fromNative } from '../util/errors';
+import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 import { VERSION } from '../version';
 import { ANALYSIS_FORMAT, ANALYSIS_VERSION, Analysis, MeanName, writeAnalysis } from './analysis';
@@ -58,17 +58,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     },
     (done, total) => o.onProgress?.({ done, total }),
   );
-  const onAbort = () => job.cancel();
-  o.signal?.addEventListener('abort', onAbort);
-  if (o.signal?.aborted) job.cancel();
-  let r;
-  try {
-    r = await job.promise;
-  } catch (e) {
-    throw fromNative(e);
-  } finally {
-    o.signal?.removeEventListener('abort', onAbort);
-  }
+  const r = await awaitNativeJob(job, o.signal);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const means: AnalyzeResult['means'] = [];
   const blocks = r.blocks.map((b, index) => {

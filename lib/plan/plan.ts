@@ -1,12 +1,12 @@
 // The pruning plan: the typed, versioned, human-editable hand-off from the planner to `apply`.
 // Validated on load by a JSON schema (shape) and by semantic checks (indices in range, GQA consistency,
 // the plan matches the model it is applied to), each error naming the field.
-import * as fs from 'node:fs';
 
 import Ajv from 'ajv';
 
 import { EntropruneError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic';
+import { readJsonFile } from '../util/json-file';
 import { layerShapesSchema } from '../util/json-schema';
 import { countedParams, LayerShapeCount } from './accounting';
 
@@ -161,13 +161,7 @@ export function validatePlan(json: unknown, where = 'plan'): PruningPlan {
 }
 
 export function readPlan(file: string): PruningPlan {
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new EntropruneError('EP_FORMAT', `${file}: cannot read plan JSON: ${(e as Error).message}`, file);
-  }
-  return validatePlan(json, file);
+  return validatePlan(readJsonFile(file, 'plan JSON'), file);
 }
 
 export function writePlan(file: string, plan: PruningPlan): void {

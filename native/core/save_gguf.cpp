@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "core/gguf_file.h"
-#include "core/gguf_writer.h"
+#include "core/gguf_llama_meta.h"
 
 namespace ep {
 
@@ -42,13 +42,8 @@ void save_gguf(const PrunedModel& pm, const Model& source, const std::string& pa
     if (s.ffn == 0 && (s.n_head > 0 || l == L - 1)) { stub_ffn[l] = true; s.ffn = 1; }
     if (l == 0 && s.n_head == 0) { stub_attn[l] = true; s.n_head = 1; s.n_kv_head = 1; }
   }
-  bool uniform = true;
-  for (const LayerShape& s : c.layers)
-    if (s.n_head != c.layers[0].n_head || s.n_kv_head != c.layers[0].n_kv_head || s.ffn != c.layers[0].ffn || s.n_head == 0) uniform = false;
-  const std::string arch = uniform ? "llama" : "deci";
-
   GgufWriter w;
-  w.set_string("general.architecture", arch);
+  write_llama_hparams(w, c);
   w.set_string("general.name", o.name);
   w.set_u32("general.alignment", 32);
   std::unique_ptr<GgufFile> src;
@@ -70,41 +65,11 @@ void save_gguf(const PrunedModel& pm, const Model& source, const std::string& pa
       scores.push_back(o.vocab->score(i));
       types.push_back(byte ? 6 : (i == 0 ? 2 : (i == o.vocab->bos() || i == o.vocab->eos()) ? 3 : 1));
     }
-    w.set_string("tokenizer.ggml.model", "llama");
-    w.set_string_array("tokenizer.ggml.tokens", tokens);
-    w.set_f32_array("tokenizer.ggml.scores", scores);
-    w.set_i32_array("tokenizer.ggml.token_type", types);
-    w.set_u32("tokenizer.ggml.bos_token_id", o.vocab->bos());
-    w.set_u32("tokenizer.ggml.eos_token_id", o.vocab->eos());
+    write_spm_vocab(w, tokens, scores, types, o.vocab->bos(), o.vocab->eos());
     w.set_u32("tokenizer.ggml.unknown_token_id", 0);
   } else {
     throw Error(ErrorCode::kUnsupported, source.path,
                 "GGUF output needs the tokenizer in GGUF form: only GGUF and llama2.c (with tok*.bin) sources can be written as GGUF; use --format hf");
-  }
-  const std::string a = arch + ".";
-  w.set_u32(a + "context_length", static_cast<uint32_t>(c.context > 0 ? c.context : 2048));
-  w.set_u32(a + "embedding_length", static_cast<uint32_t>(d));
-  w.set_u32(a + "block_count", static_cast<uint32_t>(L));
-  w.set_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps);
-  w.set_f32(a + "rope.freq_base", c.rope_theta);
-  w.set_u32(a + "rope.dimension_count", static_cast<uint32_t>(hd));
-  w.set_u32(a + "attention.key_length", static_cast<uint32_t>(hd));
-  w.set_u32(a + "attention.value_length", static_cast<uint32_t>(hd));
-  w.set_u32(a + "vocab_size", static_cast<uint32_t>(c.vocab));
-  if (c.rope_scaling == "linear") {
-    w.set_string(a + "rope.scaling.type", "linear");
-    w.set_f32(a + "rope.scaling.factor", c.rope_linear_factor);
-  }
-  if (uniform) {
-    w.set_u32(a + "attention.head_count", c.layers[0].n_head);
-    w.set_u32(a + "attention.head_count_kv", c.layers[0].n_kv_head);
-    w.set_u32(a + "feed_forward_length", c.layers[0].ffn);
-  } else {
-    std::vector<int32_t> h, kv, f;
-    for (const LayerShape& s : c.layers) { h.push_back(s.n_head); kv.push_back(s.n_kv_head); f.push_back(s.ffn); }
-    w.set_i32_array(a + "attention.head_count", h);
-    w.set_i32_array(a + "attention.head_count_kv", kv);
-    w.set_i32_array(a + "feed_forward_length", f);
   }
   auto store = std::make_shared<std::vector<std::vector<float>>>();  // keeps rope_freqs alive until write()
   if (!c.rope_freq_factors.empty()) {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/gguf_writer.h"
+#include "core/gguf_llama_meta.h"
 
 namespace ep {
 
@@ -27,33 +27,9 @@ struct Rng {
 void write_synthetic_gguf(const SyntheticSpec& spec, const std::string& path) {
   const ModelConfig& c = spec.config;
   c.validate(path);
-  bool uniform = true;
-  for (const LayerShape& s : c.layers)
-    if (s.n_head != c.layers[0].n_head || s.n_kv_head != c.layers[0].n_kv_head || s.ffn != c.layers[0].ffn || s.n_head == 0 || s.ffn == 0)
-      uniform = false;
-  const std::string arch = uniform ? "llama" : "deci";
   GgufWriter w;
-  w.set_string("general.architecture", arch);
+  write_llama_hparams(w, c);
   w.set_string("general.name", "entroprune-synthetic");
-  w.set_u32(arch + ".context_length", static_cast<uint32_t>(c.context > 0 ? c.context : 2048));
-  w.set_u32(arch + ".embedding_length", c.dim);
-  w.set_u32(arch + ".block_count", static_cast<uint32_t>(c.n_layers()));
-  w.set_f32(arch + ".attention.layer_norm_rms_epsilon", c.norm_eps);
-  w.set_f32(arch + ".rope.freq_base", c.rope_theta);
-  w.set_u32(arch + ".rope.dimension_count", c.head_dim);
-  w.set_u32(arch + ".attention.key_length", c.head_dim);
-  w.set_u32(arch + ".attention.value_length", c.head_dim);
-  if (uniform) {
-    w.set_u32(arch + ".attention.head_count", c.layers[0].n_head);
-    w.set_u32(arch + ".attention.head_count_kv", c.layers[0].n_kv_head);
-    w.set_u32(arch + ".feed_forward_length", c.layers[0].ffn);
-  } else {
-    std::vector<int32_t> h, kv, f;
-    for (const LayerShape& s : c.layers) { h.push_back(s.n_head); kv.push_back(s.n_kv_head); f.push_back(s.ffn); }
-    w.set_i32_array(arch + ".attention.head_count", h);
-    w.set_i32_array(arch + ".attention.head_count_kv", kv);
-    w.set_i32_array(arch + ".feed_forward_length", f);
-  }
   if (spec.with_vocab && c.vocab >= 259) {
     std::vector<std::string> tokens;
     std::vector<float> scores;
@@ -73,12 +49,7 @@ void write_synthetic_gguf(const SyntheticSpec& spec, const std::string& path) {
       scores.push_back(-1e9f);
       types.push_back(4);
     }
-    w.set_string("tokenizer.ggml.model", "llama");
-    w.set_string_array("tokenizer.ggml.tokens", tokens);
-    w.set_f32_array("tokenizer.ggml.scores", scores);
-    w.set_i32_array("tokenizer.ggml.token_type", types);
-    w.set_u32("tokenizer.ggml.bos_token_id", 1);
-    w.set_u32("tokenizer.ggml.eos_token_id", 2);
+    write_spm_vocab(w, tokens, scores, types, 1, 2);
   }
   Rng rng{spec.seed};
   std::deque<std::vector<float>> store;
