@@ -2,9 +2,14 @@
 export { loadModel, Model, type ModelInfo } from './load/model';
 export { tokenizerFor, loadTokenizerFile, type Tokenizer } from './load/tokenizer';
 export { perplexity, perplexityOfTokens, defaultSeqLen, type PerplexityOptions, type PerplexityResult } from './evaluate/perplexity';
+export { evaluateTask, evaluateTasks, averageAccuracy, selectDocs, type TaskOptions, type TaskResult } from './evaluate/tasks/zero-shot';
+export { TASKS, PAPER_TASKS, taskSpec, loadTaskDocs, type TaskDoc, type ChoiceDoc, type TaskSpec } from './evaluate/tasks/task-files';
+export { encodeRequest, scoreEncoded, type EncodedRequest, type LoglikelihoodResult } from './evaluate/tasks/loglikelihood';
+export { choiceMetrics, meanWithError, pythonLength } from './evaluate/tasks/metrics';
 export { analyze, analyzeToFile, modelIdentity, type AnalyzeOptions, type AnalyzeResult } from './measure/analyze';
 export { readAnalysis, writeAnalysis, analysisSchema, type Analysis, type BlockStats, type LoadedAnalysis } from './measure/analysis';
-export { sampleCalibration, calibrationStream, seededRandom, sameFile } from './measure/calibration';
+export { sampleCalibration, calibrationStream, sameFile } from './measure/calibration';
+export { seededRandom, seededSubset } from './util/random';
 export { plan, splitBudget, type PlanOptions, type WeightMagnitudes } from './plan/planner';
 export { readPlan, writePlan, validatePlan, checkPlan, achievedRatio, prunedShapes, compensationBiases, planSchema, type PruningPlan, type BlockPlan, type PlanMethod } from './plan/plan';
 export { waterFillRatios } from './plan/block-ratios';

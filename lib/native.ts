@@ -42,6 +42,24 @@ export interface NativeEvaluateOptions {
   output?: 'nll' | 'logits';
 }
 
+export interface NativeScoreOptions {
+  /** all sequences back to back */
+  tokens: Int32Array;
+  /** tokens in each sequence */
+  lengths: Int32Array;
+  /** first scored position of each sequence (1 <= target < length) */
+  targets: Int32Array;
+  /** padded tokens per forward call (default 8192) */
+  batchTokens?: number;
+}
+
+export interface NativeScores {
+  /** summed log-probability of each target span */
+  logprob: Float64Array;
+  /** 1 when every target token is the greedy prediction */
+  greedy: Uint8Array;
+}
+
 export interface NativeJob<T> {
   promise: Promise<T>;
   cancel(): void;
@@ -91,6 +109,7 @@ export interface NativeModel {
   /** per layer: ‖Wq_h‖²+‖Wo[:,h]‖² per query head; ‖gate_j‖²+‖up_j‖²+‖down[:,j]‖² per channel */
   unitWeightMagnitudes(): { heads: number[][]; channels: number[][] };
   evaluate(options: NativeEvaluateOptions, onProgress?: (done: number, total: number) => void): NativeJob<Float32Array>;
+  score(options: NativeScoreOptions, onProgress?: (done: number, total: number) => void): NativeJob<NativeScores>;
   embeddedVocab(): NativeSpmTokenizer | null;
 }
 

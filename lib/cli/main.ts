@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { deviceOption, floatOption, interruptSignal, intOption } from './options';
+import { registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
 
 import { perplexity } from '../evaluate/perplexity';
@@ -258,6 +259,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--ppl-normalization <mode>', 'exact: mean over predicted tokens; wanda: sum / (windows·seqLen)').choices(['exact', 'wanda']).default('exact'))
     .option('--json', 'print one JSON object (ppl, tokens, seqLen, ...)')
     .action(evalPpl);
+  registerEvalCommands(evalCmd);
 
   program
     .command('analyze')

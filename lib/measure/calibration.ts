@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type { Tokenizer } from '../load/tokenizer';
+import { seededRandom } from '../util/random';
 import { EntropruneError } from '../util/errors';
 
 export interface CalibrationOptions {
@@ -22,18 +23,6 @@ export interface CalibrationSet {
   seed: number;
   starts: number[];
   tokens: Int32Array; // samples × seqLen
-}
-
-/** mulberry32: a tiny, portable 32-bit generator (JS numbers only, identical everywhere). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -220,6 +220,7 @@ void forward(const Model& model, const ForwardRequest& req) {
       const int target = req.tokens[row + 1];
       const int64_t b = row / T;
       req.nll[b * (T - 1) + t] = static_cast<float>(std::log(sum) + mx - lr[target]);
+      if (req.argmax) req.argmax[b * (T - 1) + t] = static_cast<int32_t>(std::max_element(lr, lr + V) - lr);
     }
   }
 }

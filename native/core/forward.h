@@ -32,6 +32,7 @@ struct ForwardRequest {
   int seq_len = 0;
   float* logits = nullptr;          // optional out [n_seqs * seq_len, vocab]
   float* nll = nullptr;             // optional out [n_seqs * (seq_len - 1)]: -log p(token[t+1] | tokens[..t])
+  int32_t* argmax = nullptr;        // optional out [n_seqs * (seq_len - 1)]: the greedy prediction after tokens[..t] (needs nll)
   ForwardHooks* hooks = nullptr;
   const std::atomic<bool>* cancel = nullptr;  // checked between layers; throws Error(kCancelled)
 };

@@ -1,0 +1,102 @@
+// CLI: `eval tasks` (zero-shot accuracy, lm-eval style) and `bench` (speed and memory, side by side).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { Command, Option } from 'commander';
+
+import { averageAccuracy, evaluateTasks, TaskResult } from '../evaluate/tasks/zero-shot';
+import { PAPER_TASKS, TASKS } from '../evaluate/tasks/task-files';
+import { loadModel } from '../load/model';
+import { tokenizerFor } from '../load/tokenizer';
+import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
+import { EntropruneError } from '../util/errors';
+import { ProgressBar } from '../util/progress';
+import { deviceOption, interruptSignal, intOption } from './options';
+
+/** --tasks-dir, else $ENTROPRUNE_TASKS_DIR, else the tasks/ folder of the shared data. */
+export function defaultTasksDir(explicit?: string): string {
+  if (explicit) return explicit;
+  if (process.env.ENTROPRUNE_TASKS_DIR) return process.env.ENTROPRUNE_TASKS_DIR;
+  const data = process.env.ENTROPRUNE_TEST_DATA ?? path.join('..', 'shared', 'data');
+  const dir = path.join(data, 'tasks');
+  if (fs.existsSync(dir)) return dir;
+  throw new EntropruneError('EP_IO', `no task folder found at ${dir}: pass --tasks-dir <folder with piqa.jsonl, arc_easy.jsonl, ...> or set ENTROPRUNE_TASKS_DIR`, dir);
+}
+
+export function parseTaskList(value: string): string[] {
+  const expanded = value.split(',').map((s) => s.trim()).filter(Boolean).flatMap((n) => (n === 'paper' ? PAPER_TASKS : n === 'all' ? Object.keys(TASKS) : [n]));
+  const names = [...new Set(expanded)];
+  for (const n of names) if (!TASKS[n]) throw new EntropruneError('EP_INVALID_ARGUMENT', `unknown task "${n}" (known: ${Object.keys(TASKS).join(', ')}, or "paper" / "all")`);
+  return names;
+}
+
+const pct = (x: number) => (x * 100).toFixed(2);
+
+export function taskTable(results: TaskResult[]): string {
+  const rows = results.map((r) => {
+    const norm = r.accNorm ? `${pct(r.accNorm.value).padStart(6)} ± ${pct(r.accNorm.stderr).padStart(5)}` : '       -       ';
+    const extra = r.ppl !== undefined ? `  ppl ${r.ppl.toFixed(2)}` : '';
+    return `${r.task.padEnd(14)} ${String(r.docs).padStart(6)}  ${pct(r.acc.value).padStart(6)} ± ${pct(r.acc.stderr).padStart(5)}  ${norm}  ${r.seconds.toFixed(1).padStart(7)} s${extra}`;
+  });
+  return [
+    'task             docs     acc (%)          acc_norm (%)       time',
+    ...rows,
+    `average (acc_norm where reported, else acc): ${pct(averageAccuracy(results))} %`,
+  ].join('\n');
+}
+
+interface TasksCli {
+  tasks: string;
+  tasksDir?: string;
+  limit?: number;
+  seed: number;
+  tokenizer?: string;
+  batchTokens?: number;
+  threads?: number;
+  device: DeviceRequest;
+  json?: boolean;
+}
+
+export function registerEvalCommands(evalCmd: Command): void {
+  evalCmd
+    .command('tasks')
+    .description('zero-shot multiple-choice accuracy, scored as lm-eval-harness does (acc, acc_norm)')
+    .argument('<model>', 'HF directory, .gguf file or llama2.c .bin')
+    .option('--tasks <list>', `comma-separated: ${Object.keys(TASKS).join(', ')}; "paper" = the paper's five; "all"`, 'paper')
+    .option('--tasks-dir <dir>', 'folder with the task files (default: $ENTROPRUNE_TASKS_DIR or ../shared/data/tasks)')
+    .option('--limit <n>', 'a seeded random subset of N documents per task', intOption('limit', 1))
+    .option('--seed <n>', 'subset seed', intOption('seed', 0), 0)
+    .option('--tokenizer <file>', 'tokenizer override')
+    .option('--batch-tokens <n>', 'padded tokens per forward call (default 8192)', intOption('batch-tokens', 1))
+    .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
+    .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .option('--json', 'print one JSON object')
+    .action(async (modelPath: string, o: TasksCli) => {
+      const threads = setThreads(o.threads);
+      const device = resolveDevice(o.device);
+      if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+      const names = parseTaskList(o.tasks);
+      const tasksDir = defaultTasksDir(o.tasksDir);
+      const model = await loadModel(modelPath);
+      const tokenizer = tokenizerFor(model, o.tokenizer);
+      const bars = new Map<string, ProgressBar>();
+      const results = await evaluateTasks(model, tokenizer, names, {
+        tasksDir,
+        limit: o.limit,
+        seed: o.seed,
+        batchTokens: o.batchTokens,
+        signal: interruptSignal(),
+        onProgress: (task, p) => {
+          let bar = bars.get(task);
+          if (!bar) bars.set(task, (bar = new ProgressBar(task.padEnd(13), { quiet: o.json })));
+          bar.update(p);
+          if (p.done === p.total) bar.finish();
+        },
+      });
+      if (o.json) {
+        process.stdout.write(JSON.stringify({ model: model.path, tokenizer: tokenizer.source, device: device.device, threads, limit: o.limit ?? null, seed: o.seed, average: averageAccuracy(results), tasks: results }) + '\n');
+      } else {
+        process.stdout.write(taskTable(results) + '\n');
+      }
+    });
+}

@@ -1,0 +1,105 @@
+// NativeModel.score(): log-likelihood of target spans (zero-shot evaluation), off the main thread.
+#include <atomic>
+
+#include "addon/js_errors.h"
+#include "addon/model_wrap.h"
+#include "core/score.h"
+
+namespace ep::addon {
+
+namespace {
+
+struct ScoreProgress {
+  int64_t done, total;
+};
+
+class ScoreWorker : public Napi::AsyncProgressQueueWorker<ScoreProgress> {
+ public:
+  ScoreWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, std::vector<ScoreSpan> spans,
+              int64_t batch_tokens, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncProgressQueueWorker<ScoreProgress>(env), model_(std::move(model)), tokens_(std::move(tokens)),
+        spans_(std::move(spans)), batch_tokens_(batch_tokens), cancel_(std::move(cancel)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      ScoreOptions o;
+      o.batch_tokens = batch_tokens_;
+      o.cancel = cancel_.get();
+      o.on_progress = [&](int64_t done, int64_t total) {
+        ScoreProgress p{done, total};
+        progress.Send(&p, 1);
+      };
+      out_ = score_spans(*model_, tokens_.data(), spans_, o);
+    } catch (const std::exception& e) {
+      err_ = error_info(e);
+      SetError(err_.message);
+    }
+  }
+  void OnProgress(const ScoreProgress* p, size_t count) override {
+    if (progress_.IsEmpty() || count == 0) return;
+    progress_.Call({Napi::Number::New(Env(), static_cast<double>(p[count - 1].done)),
+                    Napi::Number::New(Env(), static_cast<double>(p[count - 1].total))});
+  }
+  void OnOK() override {
+    Napi::Float64Array logprob = Napi::Float64Array::New(Env(), out_.size());
+    Napi::Uint8Array greedy = Napi::Uint8Array::New(Env(), out_.size());
+    for (size_t i = 0; i < out_.size(); ++i) {
+      logprob[i] = out_[i].logprob;
+      greedy[i] = out_[i].greedy ? 1 : 0;
+    }
+    Napi::Object o = Napi::Object::New(Env());
+    o.Set("logprob", logprob);
+    o.Set("greedy", greedy);
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::vector<int32_t> tokens_;
+  std::vector<ScoreSpan> spans_;
+  int64_t batch_tokens_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  Napi::FunctionReference progress_;
+  std::vector<SpanScore> out_;
+  ErrorInfo err_;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace
+
+// score({tokens: Int32Array, lengths: Int32Array, targets: Int32Array, batchTokens?}, onProgress?)
+//   Sequence i occupies the next lengths[i] tokens; tokens [targets[i], lengths[i]) of it are scored.
+//   -> {promise: Promise<{logprob: Float64Array, greedy: Uint8Array}>, cancel(): void}
+Napi::Value ModelWrap::Score(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "score(options, onProgress?)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
+  Napi::Int32Array lengths = o.Get("lengths").As<Napi::Int32Array>();
+  Napi::Int32Array targets = o.Get("targets").As<Napi::Int32Array>();
+  const int64_t batch_tokens = o.Get("batchTokens").IsNumber() ? o.Get("batchTokens").As<Napi::Number>().Int64Value() : 8192;
+  if (lengths.ElementLength() != targets.ElementLength()) throw Napi::RangeError::New(env, "score: lengths and targets differ in length");
+  std::vector<ScoreSpan> spans(lengths.ElementLength());
+  int64_t begin = 0;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    spans[i] = {begin, lengths[i], targets[i]};
+    begin += lengths[i];
+  }
+  if (begin != static_cast<int64_t>(toks.ElementLength())) throw Napi::RangeError::New(env, "score: tokens.length must equal the sum of lengths");
+  std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  auto* w = new ScoreWorker(env, model, std::move(tokens), std::move(spans), batch_tokens, cb, cancel);
+  Napi::Object job = Napi::Object::New(env);
+  job.Set("promise", w->promise());
+  job.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }));
+  w->Queue();
+  return job;
+}
+
+}  // namespace ep::addon
