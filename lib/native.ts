@@ -151,12 +151,14 @@ export interface NativeApplyOptions {
   dtype: 'f32' | 'f16' | 'bf16';
   zero: boolean;
   vocabFile?: string;
+  /** a vocabulary converted from tokenizer.json (GGUF output from a Hugging Face source) */
+  vocab?: NativeSpmTokenizer;
   shardBytes?: number;
 }
 
 export interface NativeBinding {
   applyPlan(model: NativeModel, options: NativeApplyOptions): Promise<{ layers: number; tensors: number }>;
-  NativeSpmTokenizer: new (path: string) => NativeSpmTokenizer;
+  NativeSpmTokenizer: new (source: string | { pieces: string[]; scores: Float32Array; bos: number; eos: number; source: string }) => NativeSpmTokenizer;
   loadModel(path: string): Promise<NativeModel>;
   setThreads(n: number): number;
   getThreads(): number;

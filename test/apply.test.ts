@@ -126,6 +126,44 @@ describe('round trips', () => {
   });
 });
 
+describe('Hugging Face source → GGUF', () => {
+  it('tokenizer.json converts to an embedded SentencePiece vocabulary that encodes real text identically; llama.cpp runs the heterogeneous result', async () => {
+    const model = await loadModel(dataFile(TINY_HF));
+    const af = path.join(scratch, 'tiny-gguf.analysis.json');
+    await analyzeToFile(model, af, { calib: dataFile(TINYSTORIES_TEXT), tokenizer: tokenizerFor(model), samples: 8, seqLen: 128 });
+    const p = plan(readAnalysis(af).analysis, { ratio: 0.3, granularity: 'width-only', analysisFile: af });
+    const out = path.join(scratch, 'tiny-from-hf.gguf');
+    await applyPlan(model, p, { output: out });
+    const back = await loadModel(out);
+    expect(back.info.hasEmbeddedVocab).toBe(true);
+    const embedded = tokenizerFor(back);
+    expect(embedded.kind).toBe('gguf');
+    for (const file of [TINYSTORIES_TEXT, 'text/wikitext-2-raw/wiki.valid.raw']) {
+      const text = fs.readFileSync(dataFile(file), 'utf8').slice(0, 60_000);
+      expect(Array.from(embedded.encode(text, { bos: true })), file).toEqual(Array.from(tokenizerFor(model).encode(text, { bos: true })));
+    }
+    const seq = Array.from(embedded.encode('Once upon a time, there was a little dog named Max.', { bos: true }));
+    const ours = await logitsOf(out, [seq]);
+    const theirs = llamaCppLogits(llamaPeerScript()!, out, [seq]);
+    expect(maxDiff(ours, theirs)).toBeLessThan(5e-4);
+  });
+
+  it('a tokenizer with no SentencePiece equivalent is refused, naming the file', async () => {
+    const model = await loadModel(dataFile(TINY_HF));
+    const dir = path.join(scratch, 'bytelevel-tok');
+    fs.mkdirSync(dir, { recursive: true });
+    const tj = JSON.parse(fs.readFileSync(path.join(dataFile(TINY_HF), 'tokenizer.json'), 'utf8'));
+    tj.normalizer = null;
+    tj.pre_tokenizer = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tj));
+    const af = path.join(scratch, 'tiny-gguf.analysis.json');
+    const p = plan(readAnalysis(af).analysis, { ratio: 0.3, granularity: 'width-only', analysisFile: af });
+    const out = path.join(scratch, 'refused.gguf');
+    await expect(applyPlan(model, p, { output: out, tokenizerJson: path.join(dir, 'tokenizer.json') })).rejects.toThrow(/bytelevel-tok\/tokenizer\.json: this tokenizer .*ByteLevel pre-tokenizer.*--format hf/);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+});
+
 describe('safe writes', () => {
   it('refuses to overwrite without --force, never touches the input, leaves no temporary files', async () => {
     const input = dataFile(STORIES_GGUF);

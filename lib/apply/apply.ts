@@ -7,7 +7,9 @@ import * as path from 'node:path';
 import type { Model } from '../load/model';
 import { LoadedAnalysis, readAnalysis } from '../measure/analysis';
 import { modelIdentity } from '../measure/analyze';
-import { native } from '../native';
+import { native, NativeSpmTokenizer } from '../native';
+import { loadTokenizerJson } from '../load/tokenizer';
+import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
 import { EntropruneError, fromNative } from '../util/errors';
 
@@ -22,6 +24,8 @@ export interface ApplyOptions {
   analysis?: LoadedAnalysis;
   /** llama2.c tok*.bin to embed when writing GGUF from a llama2.c checkpoint */
   vocabFile?: string;
+  /** tokenizer.json to convert and embed when writing GGUF from a Hugging Face model (default: the model's own) */
+  tokenizerJson?: string;
   /** keep shapes and zero the removed units (the equivalence reference) */
   zeroInsteadOfSlice?: boolean;
   shardBytes?: number;
@@ -78,6 +82,13 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
         mlpOutMean: analysis!.mean(l, 'mlpOutMean'),
       }))
     : undefined;
+  // A Hugging Face source carries its tokenizer as tokenizer.json; GGUF needs it as a SentencePiece vocabulary.
+  let vocab: NativeSpmTokenizer | undefined;
+  if (format === 'gguf' && info.format === 'hf') {
+    const file = o.tokenizerJson ?? path.join(info.path, 'tokenizer.json');
+    if (!fs.existsSync(file)) throw new EntropruneError('EP_TOKENIZER', `${file}: GGUF output embeds the tokenizer, and the model has no tokenizer.json (write --format hf, or pass the tokenizer)`, file);
+    vocab = spmVocabFromTokenizerJson(file, loadTokenizerJson(file, info.bos, info.eos));
+  }
   const tmp = path.join(parent, `.${path.basename(out)}.tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
   if (format === 'hf') fs.mkdirSync(tmp);
@@ -101,6 +112,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
       dtype: o.dtype ?? 'f32',
       zero: o.zeroInsteadOfSlice ?? false,
       vocabFile: o.vocabFile,
+      vocab,
       shardBytes: o.shardBytes,
     });
     if (fs.existsSync(out)) fs.rmSync(out, { recursive: true, force: true }); // --force

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "addon/js_errors.h"
+#include "addon/tokenizer_wrap.h"
 #include "addon/model_wrap.h"
 #include "core/apply.h"
 #include "core/save_gguf.h"
@@ -30,9 +31,9 @@ std::vector<double> doubles(const Napi::Object& o, const char* key) {
 class ApplyWorker : public Napi::AsyncWorker {
  public:
   ApplyWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<PlanBlock> plan, std::vector<BlockMeans> means, std::string output,
-              std::string format, DType dtype, bool zero, std::string vocab_file, std::string source_dir, uint64_t shard_bytes)
+              std::string format, DType dtype, bool zero, std::string vocab_file, std::shared_ptr<const SpmVocab> vocab, uint64_t shard_bytes)
       : Napi::AsyncWorker(env), model_(std::move(model)), plan_(std::move(plan)), means_(std::move(means)), output_(std::move(output)),
-        format_(std::move(format)), dtype_(dtype), zero_(zero), vocab_file_(std::move(vocab_file)), source_dir_(std::move(source_dir)),
+        format_(std::move(format)), dtype_(dtype), zero_(zero), vocab_file_(std::move(vocab_file)), vocab_(std::move(vocab)),
         shard_bytes_(shard_bytes), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
@@ -49,6 +50,8 @@ class ApplyWorker : public Napi::AsyncWorker {
         if (!vocab_file_.empty()) {
           vocab = std::make_unique<SpmVocab>(SpmVocab::from_llama2c_file(vocab_file_));
           g.vocab = vocab.get();
+        } else if (vocab_) {
+          g.vocab = vocab_.get();
         }
         save_gguf(pm, *model_, output_, g);
       } else if (format_ == "hf") {
@@ -79,7 +82,8 @@ class ApplyWorker : public Napi::AsyncWorker {
   std::string output_, format_;
   DType dtype_;
   bool zero_;
-  std::string vocab_file_, source_dir_;
+  std::string vocab_file_;
+  std::shared_ptr<const SpmVocab> vocab_;  // converted from tokenizer.json on the JS side
   uint64_t shard_bytes_;
   int layers_ = 0, tensors_ = 0;
   ErrorInfo err_;
@@ -114,12 +118,14 @@ Napi::Value ApplyPlan(const Napi::CallbackInfo& info) {
       means.push_back({doubles(m, "headMean"), doubles(m, "channelMean"), doubles(m, "attnOutMean"), doubles(m, "mlpOutMean")});
     }
   }
+  std::shared_ptr<const SpmVocab> vocab;
+  if (o.Get("vocab").IsObject()) vocab = Napi::ObjectWrap<TokenizerWrap>::Unwrap(o.Get("vocab").As<Napi::Object>())->vocab;
   const std::string dt = o.Get("dtype").IsString() ? o.Get("dtype").As<Napi::String>().Utf8Value() : "f32";
   const DType dtype = dt == "f16" ? DType::F16 : dt == "bf16" ? DType::BF16 : DType::F32;
   auto* w = new ApplyWorker(env, mw->model, std::move(plan), std::move(means), o.Get("output").As<Napi::String>(), o.Get("format").As<Napi::String>(),
                             dtype, o.Has("zero") && o.Get("zero").ToBoolean(),
                             o.Has("vocabFile") && o.Get("vocabFile").IsString() ? o.Get("vocabFile").As<Napi::String>().Utf8Value() : "",
-                            "", o.Get("shardBytes").IsNumber() ? static_cast<uint64_t>(o.Get("shardBytes").As<Napi::Number>().DoubleValue()) : (5ull << 30));
+                            vocab, o.Get("shardBytes").IsNumber() ? static_cast<uint64_t>(o.Get("shardBytes").As<Napi::Number>().DoubleValue()) : (5ull << 30));
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

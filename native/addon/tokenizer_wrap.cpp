@@ -23,8 +23,19 @@ TokenizerWrap::TokenizerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     vocab = guarded(env, [&] { return std::make_shared<const SpmVocab>(SpmVocab::from_llama2c_file(path)); });
   } else if (info.Length() == 1 && info[0].IsExternal()) {
     vocab = *info[0].As<Napi::External<std::shared_ptr<const SpmVocab>>>().Data();
+  } else if (info.Length() == 1 && info[0].IsObject()) {
+    // {pieces: string[] (spaces as "▁"), scores: Float32Array, bos, eos, source}: a vocabulary converted on the JS side.
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Array arr = o.Get("pieces").As<Napi::Array>();
+    Napi::Float32Array sc = o.Get("scores").As<Napi::Float32Array>();
+    std::vector<std::string> pieces(arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); ++i) pieces[i] = arr.Get(i).As<Napi::String>().Utf8Value();
+    std::vector<float> scores(sc.Data(), sc.Data() + sc.ElementLength());
+    const int bos = o.Get("bos").As<Napi::Number>().Int32Value(), eos = o.Get("eos").As<Napi::Number>().Int32Value();
+    const std::string source = o.Get("source").IsString() ? o.Get("source").As<Napi::String>().Utf8Value() : "vocabulary";
+    vocab = guarded(env, [&] { return std::make_shared<const SpmVocab>(SpmVocab::from_pieces(std::move(pieces), std::move(scores), {}, bos, eos, source)); });
   } else {
-    throw Napi::TypeError::New(env, "NativeSpmTokenizer(path: string)");
+    throw Napi::TypeError::New(env, "NativeSpmTokenizer(path: string | {pieces, scores, bos, eos, source})");
   }
 }
 

@@ -8,6 +8,9 @@
 
 namespace ep {
 
+// Text of a symbol that must never merge: no vocabulary piece contains a NUL byte.
+static const std::string kNoMerge("\0unk", 4);
+
 static int parse_byte_piece(const std::string& p) {  // "<0xAB>" -> 0xAB, else -1
   if (p.size() != 6 || p[0] != '<' || p[1] != '0' || p[2] != 'x' || p[5] != '>') return -1;
   auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
@@ -111,11 +114,15 @@ std::vector<int32_t> SpmVocab::encode(const std::string& raw, bool add_bos) cons
     auto it = lookup_.find(cp);
     if (it != lookup_.end()) {
       sym.push_back({it->second, i, 0, 0, 0, cp});
-    } else {
+    } else if (byte_id_[static_cast<unsigned char>(text[i])] >= 0) {
       for (size_t k = 0; k < n; ++k) {
         int id = byte_id_[static_cast<unsigned char>(text[i + k])];
-        sym.push_back({id < 0 ? 0 : id, i + k, 0, 0, 0, id < 0 ? std::string() : pieces_[id]});
+        sym.push_back({id < 0 ? 0 : id, i + k, 0, 0, 0, id < 0 ? kNoMerge : pieces_[id]});
       }
+    } else if (sym.empty() || sym.back().id != 0 || sym.back().text != kNoMerge) {
+      // No byte tokens: the code point becomes <unk> (id 0), and a run of unknown code points one <unk>,
+      // as SentencePiece and tokenizer.json's fuse_unk do. Its text never merges with a neighbour.
+      sym.push_back({0, i, 0, 0, 0, kNoMerge});
     }
     i += n;
   }
