@@ -8,7 +8,7 @@ import type { Model } from '../load/model';
 import { LoadedAnalysis, readAnalysis } from '../measure/analysis';
 import { modelIdentity } from '../measure/analyze';
 import { native, NativeSpmTokenizer } from '../native';
-import { loadTokenizerJson } from '../load/tokenizer';
+import { llama2cVocabFile, loadTokenizerJson } from '../load/tokenizer';
 import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
 import { EntropruneError, fromNative } from '../util/errors';
@@ -22,7 +22,7 @@ export interface ApplyOptions {
   force?: boolean;
   /** analysis with the calibration means (default: the plan's `analysis` file) */
   analysis?: LoadedAnalysis;
-  /** llama2.c tok*.bin to embed when writing GGUF from a llama2.c checkpoint */
+  /** llama2.c tok*.bin to embed when writing GGUF from a llama2.c checkpoint (default: the one beside it) */
   vocabFile?: string;
   /** tokenizer.json to convert and embed when writing GGUF from a Hugging Face model (default: the model's own) */
   tokenizerJson?: string;
@@ -111,7 +111,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
       format,
       dtype: o.dtype ?? 'f32',
       zero: o.zeroInsteadOfSlice ?? false,
-      vocabFile: o.vocabFile,
+      vocabFile: o.vocabFile ?? (format === 'gguf' && info.format === 'llama2c' ? llama2cVocabFile(info) : undefined),
       vocab,
       shardBytes: o.shardBytes,
     });

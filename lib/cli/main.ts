@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { deviceOption, floatOption, interruptSignal, intOption } from './options';
+import { registerCompareCommand } from './compare-command';
 import { registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
 
@@ -310,6 +311,7 @@ export function buildProgram(): Command {
     .action(planCmd);
 
   registerPruneCommands(program);
+  registerCompareCommand(program);
   return program;
 }
 

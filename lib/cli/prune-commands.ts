@@ -5,6 +5,14 @@ import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { applyPlan, ApplyResult, OutputFormat } from '../apply/apply';
+import { defaultSpeedSeqLen, evaluateModel } from '../evaluate/evaluate-model';
+import { averageAccuracy } from '../evaluate/tasks/zero-shot';
+import { type Model } from '../load/model';
+import { writeReport } from '../report/report';
+import { EntropruneError } from '../util/errors';
+import type { ProgressEvent } from '../util/progress';
+import { type PruningPlan } from '../plan/plan';
+import { defaultTasksDir, parseTaskList } from './eval-commands';
 import { loadModel } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
 import { readAnalysis } from '../measure/analysis';
@@ -15,12 +23,6 @@ import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
 import { ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
 import { deviceOption, interruptSignal, intOption } from './options';
-
-function vocabFileFor(modelPath: string, vocab: number): string | undefined {
-  const dir = path.dirname(modelPath);
-  for (const n of [`tok${vocab}.bin`, 'tokenizer.bin']) if (fs.existsSync(path.join(dir, n))) return path.join(dir, n);
-  return undefined;
-}
 
 function printVerify(rows: VerifyRow[], json?: boolean): boolean {
   if (!json) {
@@ -56,6 +58,57 @@ interface PruneCli extends ApplyCli {
   uniform?: boolean;
   threads?: number;
   device: DeviceRequest;
+  report?: string;
+  eval?: string;
+  evalSeqLen?: number;
+  evalMaxTokens?: number;
+  tasks: string;
+  tasksDir?: string;
+  limit?: number;
+}
+
+/** Evaluate the original and the pruned model side by side and write the HTML report. */
+async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFile: string, prunedFile: string): Promise<void> {
+  const texts = (o.eval ?? o.calib).split(',').map((f) => f.trim()).filter(Boolean);
+  for (const f of texts) if (!fs.existsSync(f)) throw new EntropruneError('EP_IO', `${f}: evaluation text not found`, f);
+  const tasks = o.tasks === 'none' ? [] : parseTaskList(o.tasks);
+  const tokenizer = tokenizerFor(model, o.tokenizer);
+  const pruned = await loadModel(prunedFile);
+  const bars = new Map<string, ProgressBar>();
+  const options = {
+    texts: texts.map((file) => ({ file, text: fs.readFileSync(file, 'utf8') })),
+    seqLen: o.evalSeqLen,
+    maxTokens: o.evalMaxTokens,
+    tasks,
+    tasksDir: tasks.length ? defaultTasksDir(o.tasksDir) : undefined,
+    limit: o.limit,
+    seed: o.seed,
+    speedSeqLen: defaultSpeedSeqLen(model),
+    signal: interruptSignal(),
+    onProgress: (label: string, ev: ProgressEvent) => {
+      let bar = bars.get(label);
+      if (!bar) bars.set(label, (bar = new ProgressBar(label.slice(0, 40).padEnd(40), { quiet: o.json })));
+      bar.update(ev);
+      if (ev.done === ev.total) bar.finish();
+    },
+  };
+  const before = await evaluateModel(model, tokenizer, 'original', options);
+  const after = await evaluateModel(pruned, tokenizer, 'pruned', options);
+  const row = (label: string, params: number, e: typeof before, speedup: number) => ({
+    label, params, ppl: e.ppl, tasks: e.tasks, averageAccuracy: e.tasks.length ? averageAccuracy(e.tasks) : null, speedup,
+  });
+  writeReport(o.report!, {
+    title: `entroprune — ${path.basename(model.info.path)} pruned ${(p.achieved.ratio * 100).toFixed(1)} % (${p.method.name})`,
+    modelPath: model.info.path,
+    analysis: readAnalysis(analysisFile).analysis,
+    plans: [{ label: `${p.method.name} ${(p.target.ratio * 100).toFixed(0)} %`, plan: p }],
+    evalTexts: texts,
+    rows: [
+      row('original', model.info.parameterCount, before, 1),
+      row(`pruned (${p.method.name} ${(p.target.ratio * 100).toFixed(0)} %)`, Math.round(model.info.parameterCount * (1 - p.achieved.wholeModelRatio)), after, after.tokensPerSecond / before.tokensPerSecond),
+    ],
+    notes: [`Output ${prunedFile}. Plan: ${p.notes.join(' ')}`],
+  });
 }
 
 export function registerPruneCommands(program: Command): void {
@@ -83,7 +136,6 @@ export function registerPruneCommands(program: Command): void {
         dtype: o.dtype,
         force: o.force,
         analysis: o.analysis ? readAnalysis(o.analysis) : undefined,
-        vocabFile: model.info.format === 'llama2c' ? vocabFileFor(model.info.path, model.info.vocab) : undefined,
       });
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
       if (o.json) process.stdout.write(JSON.stringify({ ...r, verify: rows }) + '\n');
@@ -115,6 +167,13 @@ export function registerPruneCommands(program: Command): void {
     .option('--no-verify', 'skip the runtime check after writing')
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
     .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .option('--report <file>', 'evaluate before and after, and write a self-contained HTML report')
+    .option('--eval <files>', 'text(s) for the report\'s perplexity, comma-separated (default: the calibration text)')
+    .option('--eval-seq-len <n>', 'perplexity window length', intOption('eval-seq-len', 2))
+    .option('--eval-max-tokens <n>', 'score only the first N tokens of each text', intOption('eval-max-tokens', 2), 65536)
+    .option('--tasks <list>', 'zero-shot tasks for the report ("paper", "all", a list, or "none")', 'none')
+    .option('--tasks-dir <dir>', 'folder with the task files')
+    .option('--limit <n>', 'a seeded random subset of N documents per task', intOption('limit', 1))
     .option('--json', 'print JSON')
     .action(async (modelPath: string, o: PruneCli) => {
       setThreads(o.threads);
@@ -145,15 +204,15 @@ export function registerPruneCommands(program: Command): void {
         dtype: o.dtype,
         force: o.force,
         analysis: readAnalysis(analysisFile),
-        vocabFile: model.info.format === 'llama2c' ? vocabFileFor(model.info.path, model.info.vocab) : undefined,
       });
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
+      if (o.report) await pruneReport(o, model, p, analysisFile, r.output);
       if (o.json) {
-        process.stdout.write(JSON.stringify({ analysis: analysisFile, plan: planFile, target: p.target, achieved: p.achieved, ...r, verify: rows }) + '\n');
+        process.stdout.write(JSON.stringify({ analysis: analysisFile, plan: planFile, report: o.report, target: p.target, achieved: p.achieved, ...r, verify: rows }) + '\n');
       } else {
         process.stdout.write(
           `analysis ${analysisFile} (${a.seconds.toFixed(1)} s); plan ${planFile}: removed ${(p.achieved.ratio * 100).toFixed(2)} % of block weights ` +
-            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r)}\n`,
+            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r)}\n` + (o.report ? `report written to ${o.report}\n` : ''),
         );
       }
       if (!printVerify(rows, o.json)) process.exitCode = 1;

@@ -107,6 +107,13 @@ export function loadTokenizerFile(file: string): Tokenizer {
   return loadLlama2cTokenizer(file);
 }
 
+/** llama2.c checkpoints keep their vocabulary beside them as tok<vocab>.bin or tokenizer.bin. */
+export function llama2cVocabFile(info: { path: string; vocab: number }): string | undefined {
+  const dir = path.dirname(info.path);
+  for (const name of [`tok${info.vocab}.bin`, 'tokenizer.bin']) if (fs.existsSync(path.join(dir, name))) return path.join(dir, name);
+  return undefined;
+}
+
 /** The tokenizer that belongs to `model`, or the one given, checked against the model's vocabulary. */
 export function tokenizerFor(model: Model, explicit?: string): Tokenizer {
   const info = model.info;
@@ -120,13 +127,8 @@ export function tokenizerFor(model: Model, explicit?: string): Tokenizer {
     const v = model.handle.embeddedVocab();
     if (v) tok = new SpmTokenizer('gguf', info.path, v);
   } else {
-    const dir = path.dirname(info.path);
-    for (const name of [`tok${info.vocab}.bin`, 'tokenizer.bin']) {
-      if (fs.existsSync(path.join(dir, name))) {
-        tok = loadLlama2cTokenizer(path.join(dir, name));
-        break;
-      }
-    }
+    const file = llama2cVocabFile(info);
+    if (file) tok = loadLlama2cTokenizer(file);
   }
   if (!tok) {
     const where =

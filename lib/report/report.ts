@@ -1,0 +1,216 @@
+// The HTML report: one self-contained file (inline CSS and SVG, no network) that shows what the model told
+// us (transfer entropy per block, unit entropies with their K-means groups), what the plan did (per-block
+// ratios, kept heads and channels), and what it cost (perplexity, accuracy, speed). A few lines of inline
+// script only mark each plot as rendered, so a headless browser test can check the page really draws.
+import * as path from 'node:path';
+
+import type { CellResult, CompareState } from '../compare/compare';
+import { orderedCells } from '../compare/compare';
+import type { TaskResult } from '../evaluate/tasks/zero-shot';
+import type { Analysis } from '../measure/analysis';
+import { blockParams } from '../plan/accounting';
+import { defaultK, kmeans1d } from '../plan/kmeans';
+import { prunedShapes, type PruningPlan } from '../plan/plan';
+import { writeFileAtomic } from '../util/atomic';
+import { VERSION } from '../version';
+import { esc, groupedBars, heatMap, lineChart, stackedHistogram } from './svg';
+
+/** One evaluated model: the original or a pruned one. */
+export interface EvaluatedModel {
+  label: string;
+  params: number;
+  ratio?: number;
+  /** perplexity per evaluation text */
+  ppl: number[];
+  tasks: TaskResult[];
+  averageAccuracy: number | null;
+  speedup: number;
+}
+
+export interface ReportInput {
+  title: string;
+  modelPath: string;
+  analysis: Analysis;
+  /** plans to draw (per-block ratios, heat maps, entropy groups) */
+  plans: { label: string; plan: PruningPlan }[];
+  evalTexts: string[];
+  rows: EvaluatedModel[];
+  compare?: CompareState;
+  notes?: string[];
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}`;
+const taskAcc = (t: TaskResult) => (t.accNorm ?? t.acc).value;
+
+function resultsTable(input: ReportInput): string {
+  const tasks = [...new Set(input.rows.flatMap((r) => r.tasks.map((t) => t.task)))];
+  const head = ['model', 'params', ...input.evalTexts.map((f) => `PPL ${path.basename(f)}`), ...tasks, ...(tasks.length ? ['avg'] : []), 'speed-up'];
+  const rows = input.rows.map((r) => [
+    r.label,
+    r.params >= 1e9 ? `${(r.params / 1e9).toFixed(2)} B` : r.params >= 1e6 ? `${(r.params / 1e6).toFixed(2)} M` : `${(r.params / 1e3).toFixed(0)} K`,
+    ...r.ppl.map((x) => (x >= 1e4 ? x.toExponential(2) : x.toFixed(2))),
+    ...tasks.map((n) => {
+      const t = r.tasks.find((x) => x.task === n);
+      return t ? pct(taskAcc(t)) : '–';
+    }),
+    ...(tasks.length ? [r.averageAccuracy === null ? '–' : pct(r.averageAccuracy)] : []),
+    `${r.speedup.toFixed(2)}×`,
+  ]);
+  return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c, i) => `<td${i ? ' class="num"' : ''}>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>` +
+    (tasks.length ? '<p class="note">Accuracies in %: acc_norm where the task reports it, acc otherwise (WinoGrande, BoolQ, LAMBADA), as the paper averages them. Speed-up: forward tokens/s over the original\'s, measured side by side in the same run.</p>' : '');
+}
+
+function blockRatioSeries(p: PruningPlan): number[] {
+  const { dim, headDim, layers } = p.model;
+  const kept = prunedShapes(p);
+  return layers.map((s, l) => 1 - blockParams(dim, headDim, kept[l]) / blockParams(dim, headDim, s));
+}
+
+function headHeat(p: PruningPlan, id: string, label: string): string {
+  const maxHeads = Math.max(...p.model.layers.map((s) => s.nHead));
+  const values = p.blocks.map((b, l) => {
+    const kept = new Set(b.attention.keptHeads);
+    return Array.from({ length: maxHeads }, (_, h) => (h < p.model.layers[l].nHead ? (kept.has(h) ? 1 : 0) : null));
+  });
+  return heatMap(id, `Kept attention heads — ${label}`, p.blocks.map((b) => `block ${b.index}`), maxHeads, values, {
+    colLabel: 'query head',
+    cellTitle: (r, c, v) => `block ${r}, head ${c}: ${v === null ? 'absent' : v ? 'kept' : 'removed'}`,
+  });
+}
+
+function channelHeat(p: PruningPlan, id: string, label: string): string {
+  const maxFfn = Math.max(...p.model.layers.map((s) => s.ffn));
+  const bins = Math.min(64, maxFfn);
+  const values = p.blocks.map((b, l) => {
+    const ffn = p.model.layers[l].ffn;
+    const kept = new Uint8Array(ffn);
+    for (const c of b.mlp.keptChannels) kept[c] = 1;
+    return Array.from({ length: bins }, (_, k) => {
+      const lo = Math.floor((k * maxFfn) / bins), hi = Math.min(ffn, Math.floor(((k + 1) * maxFfn) / bins));
+      if (lo >= ffn) return null;
+      let n = 0;
+      for (let c = lo; c < hi; c++) n += kept[c];
+      return hi > lo ? n / (hi - lo) : null;
+    });
+  });
+  return heatMap(id, `Kept MLP channels (share per bin of ${Math.ceil(maxFfn / bins)}) — ${label}`, p.blocks.map((b) => `block ${b.index}`), bins, values, { colLabel: 'channel index (binned)' });
+}
+
+/** Channel (and head) entropies per block, coloured by the K-means groups the planner forms. */
+function entropyGroups(a: Analysis, p: PruningPlan | undefined, idPrefix: string): string {
+  const k = p?.method.k ?? defaultK(p?.target.ratio ?? 0.3);
+  const out: string[] = [];
+  for (const b of a.blocks) {
+    const plot = (kind: 'channel' | 'head', values: number[] | undefined, kept: number[] | undefined) => {
+      if (!values || values.length < 2) return;
+      const cl = kmeans1d(values, k);
+      const keptSet = new Set(kept ?? []);
+      const names = cl.centroids.map((c, g) => {
+        const members = cl.assignment.map((x, i) => (x === g ? i : -1)).filter((i) => i >= 0);
+        const removed = p ? members.filter((i) => !keptSet.has(i)).length : 0;
+        return `g${g} μ=${c.toFixed(2)}${p ? ` (${removed}/${members.length} cut)` : ''}`;
+      });
+      out.push(stackedHistogram(`${idPrefix}-${kind}-${b.index}`, `Block ${b.index}: ${kind} entropies (K-means, k=${k})`, values, cl.assignment, names, { xLabel: `${kind} entropy (nats)`, width: 340 }));
+    };
+    const bp = p?.blocks[b.index];
+    plot('channel', b.mlp?.channelEntropy, bp && !bp.mlp.removed ? bp.mlp.keptChannels : bp ? [] : undefined);
+    plot('head', b.attention?.headEntropy, bp && !bp.attention.removed ? bp.attention.keptHeads : bp ? [] : undefined);
+  }
+  return `<div class="grid">${out.join('')}</div>`;
+}
+
+function compareCharts(state: CompareState): string {
+  const cells = orderedCells(state);
+  const orig = cells.find((c) => c.method === 'original');
+  const byMethod = (f: (c: CellResult) => number | null) =>
+    state.settings.methods.map((m) => ({
+      name: m,
+      points: [...(orig ? [[0, f(orig)] as [number, number | null]] : []), ...cells.filter((c) => c.method === m).map((c) => [c.ratio, f(c)] as [number, number | null])].filter(
+        (pt): pt is [number, number] => pt[1] !== null && Number.isFinite(pt[1]),
+      ),
+    }));
+  const charts = state.settings.evalTexts.map((f, i) => lineChart(`cmp-ppl-${i}`, `Perplexity on ${path.basename(f)}`, 'pruning ratio', 'perplexity (log)', byMethod((c) => c.ppl[i]), { log: true }));
+  if (state.settings.tasks.length) charts.push(lineChart('cmp-acc', 'Average zero-shot accuracy', 'pruning ratio', 'accuracy', byMethod((c) => c.averageAccuracy)));
+  charts.push(lineChart('cmp-speed', 'Forward speed-up over the original', 'pruning ratio', 'speed-up ×', byMethod((c) => c.speedup)));
+  return `<div class="grid">${charts.join('')}</div>`;
+}
+
+function beforeAfterCharts(input: ReportInput): string {
+  const charts: string[] = [];
+  const labels = input.rows.map((r) => r.label);
+  if (input.evalTexts.length)
+    charts.push(groupedBars('ba-ppl', 'Perplexity before and after', input.evalTexts.map((f) => path.basename(f)), input.rows.map((r) => ({ name: r.label, values: r.ppl })), 'perplexity (log)', { log: true }));
+  const tasks = [...new Set(input.rows.flatMap((r) => r.tasks.map((t) => t.task)))];
+  if (tasks.length)
+    charts.push(groupedBars('ba-acc', 'Zero-shot accuracy before and after', tasks, input.rows.map((r) => ({ name: r.label, values: tasks.map((n) => { const t = r.tasks.find((x) => x.task === n); return t ? taskAcc(t) : NaN; }) })), 'accuracy'));
+  charts.push(groupedBars('ba-speed', 'Forward speed-up', ['speed-up'], input.rows.map((r) => ({ name: r.label, values: [r.speedup] })), 'tokens/s ÷ original', { width: 300 }));
+  void labels;
+  return `<div class="grid">${charts.join('')}</div>`;
+}
+
+export function renderReport(input: ReportInput): string {
+  const a = input.analysis;
+  const blocks = a.blocks.map((b) => `${b.index}`);
+  const te = groupedBars('te', 'Transfer entropy per block (nats)', blocks, [
+    { name: 'TE block', values: a.blocks.map((b) => b.te) },
+    { name: 'TE attention', values: a.blocks.map((b) => b.teAttn) },
+    { name: 'TE MLP', values: a.blocks.map((b) => b.teMlp) },
+  ], 'nats');
+  const ratios = input.plans.length
+    ? groupedBars('block-ratios', 'Per-block pruning ratio (share of block weights removed)', blocks, [
+        ...input.plans.filter((p) => p.plan.method.name === 'entropy').slice(0, 1).map((p) => ({ name: `planned (${p.label})`, values: p.plan.blocks.map((b) => b.plannedRatio ?? NaN) })),
+        ...input.plans.map((p) => ({ name: `achieved (${p.label})`, values: blockRatioSeries(p.plan) })),
+      ], 'ratio')
+    : '';
+  const heat = input.plans.map((p, i) => headHeat(p.plan, `heads-${i}`, p.label) + channelHeat(p.plan, `channels-${i}`, p.label)).join('');
+  const entropyPlan = input.plans.find((p) => p.plan.method.name === 'entropy')?.plan ?? input.plans[0]?.plan;
+  const cal = a.calibration;
+  const css = `body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:4px 8px}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.grid{display:flex;flex-wrap:wrap;gap:12px}svg.plot{background:#fff;border:1px solid #eee}.grid svg{flex:none}.note{color:#666;font-size:12.5px}
+.tick{font-size:10.5px;fill:#555}.axis{font-size:11.5px;fill:#333}.lg{font-size:11px;fill:#333}.ttl{font-size:12.5px;font-weight:600;fill:#222}.grid line,.grid line.grid{stroke:#eee}line.grid{stroke:#eee}code{background:#f4f4f4;padding:0 3px}`;
+  const script = `window.addEventListener('load',function(){var ps=document.querySelectorAll('svg.plot'),ok=0;for(var i=0;i<ps.length;i++){var r=ps[i].getBoundingClientRect();var marks=ps[i].querySelectorAll('rect.bar,rect.cell,polyline.line,circle').length;var good=r.width>50&&r.height>50&&marks>0;ps[i].setAttribute('data-rendered',good?'yes':'no');if(good)ok++;}document.body.setAttribute('data-plots',String(ps.length));document.body.setAttribute('data-plots-rendered',String(ok));});`;
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(input.title)}</title><style>${css}</style></head><body>
+<h1>${esc(input.title)}</h1>
+<p>Model <code>${esc(input.modelPath)}</code> (${a.model.layers.length} blocks, hidden ${a.model.dim}, ${a.model.arch}). Calibration: ${cal.samples} × ${cal.seqLen} tokens of <code>${esc(path.basename(cal.file))}</code>, seed ${cal.seed}${cal.projected ? `, hidden states projected to ${cal.jointDim} dimensions` : ''}. Made by entroprune ${esc(VERSION)} on ${new Date().toISOString().slice(0, 10)}.</p>
+${(input.notes ?? []).map((n) => `<p class="note">${esc(n)}</p>`).join('')}
+<h2>Results</h2>
+${resultsTable(input)}
+${input.compare ? compareCharts(input.compare) : beforeAfterCharts(input)}
+<h2>How much to prune: transfer entropy and per-block ratios</h2>
+<p class="note">TE<sub>l</sub> = I(y; Δ<sub>l</sub> | h<sub>l−1</sub>): how much block l tells the output beyond its input. Blocks that tell less lose more.</p>
+<div class="grid">${te}${ratios}</div>
+<h2>What to prune: kept heads and channels</h2>
+<div class="grid">${heat}</div>
+<h2>Unit entropies and their K-means groups${entropyPlan ? ` (${esc(input.plans.find((p) => p.plan === entropyPlan)!.label)})` : ''}</h2>
+${entropyGroups(a, entropyPlan, 'ent')}
+<script>${script}</script>
+</body></html>
+`;
+}
+
+export function writeReport(file: string, input: ReportInput): void {
+  writeFileAtomic(file, renderReport(input));
+}
+
+export function writeCompareReport(file: string, state: CompareState, outDir: string, analysis: Analysis, plans: { label: string; plan: PruningPlan }[]): void {
+  const rows = orderedCells(state).map((c) => ({
+    label: c.method === 'original' ? 'original' : `${c.method} ${(c.ratio * 100).toFixed(0)} %`,
+    params: c.params,
+    ratio: c.ratio,
+    ppl: c.ppl,
+    tasks: c.tasks,
+    averageAccuracy: c.averageAccuracy,
+    speedup: c.speedup,
+  }));
+  writeReport(file, {
+    title: `entroprune comparison — ${path.basename(state.settings.model)}`,
+    modelPath: state.settings.model,
+    analysis,
+    plans,
+    evalTexts: state.settings.evalTexts,
+    rows,
+    compare: state,
+    notes: [`Working directory ${outDir}; methods ${state.settings.methods.join(', ')}; ratios ${state.settings.ratios.join(', ')}${state.settings.limit ? `; tasks on seeded subsets of ${state.settings.limit} documents` : ''}.`],
+  });
+}
