@@ -60,6 +60,14 @@ export interface NativeScores {
   greedy: Uint8Array;
 }
 
+export interface NativeGeneration {
+  tokens: Int32Array;
+  prefillSeconds: number;
+  decodeSeconds: number;
+  decodeSteps: number;
+  cacheBytes: number;
+}
+
 export interface NativeJob<T> {
   promise: Promise<T>;
   cancel(): void;
@@ -110,6 +118,8 @@ export interface NativeModel {
   unitWeightMagnitudes(): { heads: number[][]; channels: number[][] };
   evaluate(options: NativeEvaluateOptions, onProgress?: (done: number, total: number) => void): NativeJob<Float32Array>;
   score(options: NativeScoreOptions, onProgress?: (done: number, total: number) => void): NativeJob<NativeScores>;
+  /** greedy decoding through the KV cache, prefill and decode timed apart */
+  generate(options: { prompt: Int32Array; tokens: number }): NativeJob<NativeGeneration>;
   embeddedVocab(): NativeSpmTokenizer | null;
 }
 

@@ -81,13 +81,16 @@ describe('compare', () => {
     expect(again.stderr).not.toMatch(/== (analyze|original|entropy|uniform|block-drop)/);
     expect(JSON.parse(fs.readFileSync(file, 'utf8')).cells).toEqual(before.cells);
     // as if the run had been killed during "uniform 50 %"
+    const lost = before.cells['uniform@0.5'];
     delete before.cells['uniform@0.5'];
     fs.writeFileSync(file, JSON.stringify(before));
     const resumed = runCli(args);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr.match(/^== .*$/gm)).toEqual(['== uniform 50 %']);
     const after = JSON.parse(fs.readFileSync(file, 'utf8'));
-    expect(after.cells['uniform@0.5'].ppl[0]).toBeCloseTo(JSON.parse(JSON.stringify(after.cells['uniform@0.5'].ppl[0])), 12);
+    // the redone cell reproduces the lost one (plans and perplexity are deterministic)
+    expect(after.cells['uniform@0.5'].ppl[0]).toBeCloseTo(lost.ppl[0], 6);
+    expect(after.cells['uniform@0.5'].tasks.map((t: { acc: { value: number } }) => t.acc.value)).toEqual(lost.tasks.map((t: { acc: { value: number } }) => t.acc.value));
     expect(after.cells['entropy@0.3']).toEqual(before.cells['entropy@0.3']);
   });
 

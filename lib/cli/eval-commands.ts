@@ -1,9 +1,11 @@
 // CLI: `eval tasks` (zero-shot accuracy, lm-eval style) and `bench` (speed and memory, side by side).
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { Command, Option } from 'commander';
 
+import { bench, BenchEngine, benchTable } from '../evaluate/bench';
 import { averageAccuracy, evaluateTasks, TaskResult } from '../evaluate/tasks/zero-shot';
 import { PAPER_TASKS, TASKS } from '../evaluate/tasks/task-files';
 import { loadModel } from '../load/model';
@@ -55,6 +57,40 @@ interface TasksCli {
   threads?: number;
   device: DeviceRequest;
   json?: boolean;
+}
+
+interface BenchCli {
+  against?: string;
+  prompt: number;
+  generate: number;
+  threads?: number;
+  rounds: number;
+  engine: 'all' | BenchEngine;
+  json?: boolean;
+}
+
+export function registerBenchCommand(program: Command): void {
+  program
+    .command('bench')
+    .description('prefill and decode speed and peak memory, in entroprune\'s engine and llama.cpp, side by side')
+    .argument('<model>', 'model to measure (e.g. the pruned .gguf)')
+    .option('--against <model>', 'baseline measured in the same run (e.g. the original)')
+    .option('--prompt <n>', 'prompt tokens (prefill)', intOption('prompt', 1), 256)
+    .option('--generate <n>', 'tokens generated greedily (decode)', intOption('generate', 1), 64)
+    .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
+    .option('--rounds <n>', 'alternating rounds; medians are reported', intOption('rounds', 1), 3)
+    .addOption(new Option('--engine <name>', 'engines to run').choices(['all', 'entroprune', 'llama.cpp']).default('all'))
+    .option('--json', 'print JSON')
+    .action(async (modelPath: string, o: BenchCli) => {
+      const threads = o.threads ?? os.availableParallelism();
+      const options = { prompt: o.prompt, generate: o.generate, threads, rounds: o.rounds, engines: o.engine === 'all' ? undefined : [o.engine], signal: interruptSignal() };
+      const bar = new ProgressBar('bench', { quiet: o.json });
+      const rows = await bench(modelPath, o.against, { ...options, onProgress: (done, total) => bar.update({ done, total }) });
+      bar.finish();
+      if (o.json) process.stdout.write(JSON.stringify({ ...options, signal: undefined, rows }) + '\n');
+      else process.stdout.write(benchTable(rows, options) + '\n');
+      if (rows.every((r) => r.status !== 'ok')) process.exitCode = 1;
+    });
 }
 
 export function registerEvalCommands(evalCmd: Command): void {

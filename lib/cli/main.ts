@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { deviceOption, floatOption, interruptSignal, intOption } from './options';
 import { registerCompareCommand } from './compare-command';
-import { registerEvalCommands } from './eval-commands';
+import { registerBenchCommand, registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
 
 import { perplexity } from '../evaluate/perplexity';
@@ -312,6 +312,7 @@ export function buildProgram(): Command {
 
   registerPruneCommands(program);
   registerCompareCommand(program);
+  registerBenchCommand(program);
   return program;
 }
 

@@ -31,6 +31,12 @@ const DEFAULT_TEXT =
   'One day, she saw a big red ball under a tree. She wanted to play with it, so she asked her mom if she could take it home. ' +
   'The history of the city goes back to the Roman period, when a small settlement grew along the river and became a market town.';
 
+/** The folder with node-llama-cpp and the peer scripts (test/peer in a checkout, or $ENTROPRUNE_LLAMA_PEER). */
+export function llamaPeerDir(): string | undefined {
+  const script = llamaPeerScript();
+  return script ? path.dirname(script) : undefined;
+}
+
 export function llamaPeerScript(): string | undefined {
   const candidates = [process.env.ENTROPRUNE_LLAMA_PEER, path.resolve(__dirname, '..', '..', 'test', 'peer'), path.resolve(__dirname, '..', '..', '..', 'test', 'peer')];
   for (const dir of candidates) {

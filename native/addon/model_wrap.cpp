@@ -14,7 +14,7 @@ Napi::FunctionReference* ModelWrap::constructor = nullptr;
 
 Napi::Function ModelWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeModel",
-                                 {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("evaluate", &ModelWrap::Evaluate), InstanceMethod("score", &ModelWrap::Score),
+                                 {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("evaluate", &ModelWrap::Evaluate), InstanceMethod("score", &ModelWrap::Score), InstanceMethod("generate", &ModelWrap::Generate),
                                   InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("unitWeightMagnitudes", &ModelWrap::UnitWeightMagnitudes), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
                                   InstanceMethod("embeddedVocab", &ModelWrap::EmbeddedVocab)});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/layer_ops.h"
 #include "core/ops_cpu.h"
 #include "core/simd_math.h"
 #include "core/threads.h"
@@ -14,61 +15,6 @@
 namespace ep {
 
 namespace {
-
-// y[rows, out] = x[rows, in] · Wᵀ (+ bias), W row-major [out, in] as stored by every format.
-void linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(out), static_cast<int>(in),
-              1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 0.0f, y, static_cast<int>(out));
-  if (bias) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < out; ++j) y[r * out + j] += bias[j];
-  }
-}
-
-void add_inplace(float* x, const float* y, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
-}
-
-// cos/sin of every (position, frequency) pair, computed in double once per call: [seq_len, head_dim/2].
-void rope_tables(const ModelConfig& c, int seq_len, std::vector<float>& cos_t, std::vector<float>& sin_t) {
-  const int half = c.head_dim / 2;
-  cos_t.resize(static_cast<size_t>(seq_len) * half);
-  sin_t.resize(cos_t.size());
-  for (int i = 0; i < half; ++i) {
-    double freq = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.head_dim);
-    if (!c.rope_freq_factors.empty()) freq /= c.rope_freq_factors[i];
-    if (c.rope_scaling == "linear") freq /= c.rope_linear_factor;
-    for (int p = 0; p < seq_len; ++p) {
-      const double a = p * freq;
-      cos_t[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(a));
-      sin_t[static_cast<size_t>(p) * half + i] = static_cast<float>(std::sin(a));
-    }
-  }
-}
-
-// Rotate every head of x [rows, n_heads*head_dim] in place.
-void apply_rope(const ModelConfig& c, float* x, int64_t rows, int seq_len, int n_heads, const std::vector<float>& cos_t,
-                const std::vector<float>& sin_t) {
-  const int hd = c.head_dim, half = hd / 2;
-  const bool interleaved = c.rope_layout == RopeLayout::kInterleaved;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int pos = static_cast<int>(r % seq_len);
-    const float* cs = &cos_t[static_cast<size_t>(pos) * half];
-    const float* sn = &sin_t[static_cast<size_t>(pos) * half];
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = x + r * n_heads * hd + h * hd;
-      for (int i = 0; i < half; ++i) {
-        const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * cs[i] - x1 * sn[i];
-        v[b] = x0 * sn[i] + x1 * cs[i];
-      }
-    }
-  }
-}
 
 // Causal grouped-query attention. q [rows, nh*hd], k/v [rows, nkv*hd] -> out [rows, nh*hd].
 // One task per (sequence, head). Each gathers its KV head transposed (kt, vt: [hd][seq_len]) so that every
@@ -140,7 +86,7 @@ void forward(const Model& model, const ForwardRequest& req) {
   std::vector<float> q(N * max_q), k(N * max_kv), v(N * max_kv), att(N * max_q);
   std::vector<float> gate(N * max_ffn), up(N * max_ffn);
   std::vector<float> cos_t, sin_t;
-  rope_tables(c, T, cos_t, sin_t);
+  rope_tables(c, 0, T, cos_t, sin_t);
 
   // x = embedding rows  [N, d]
 #pragma omp parallel for schedule(static)
@@ -170,8 +116,7 @@ void forward(const Model& model, const ForwardRequest& req) {
       if (hk) hk->attn_output(l, tmp.data(), N, d);
       add_inplace(x.data(), tmp.data(), N * d);
     } else if (w.bo) {  // removed attention layer whose compensation constant was kept as a bias
-      for (int64_t r = 0; r < N; ++r)
-        for (int j = 0; j < d; ++j) x[r * d + j] += w.bo[j];
+      add_row_bias(x.data(), w.bo, N, d);
     }
 
     // ---- MLP: m = Wdown · (silu(Wgate xn) ⊙ Wup xn) (+ b_down);  x += m
@@ -180,18 +125,13 @@ void forward(const Model& model, const ForwardRequest& req) {
       rmsnorm_cpu(x.data(), w.ffn_norm, xn.data(), N, d, c.norm_eps);
       linear(xn.data(), w.w_gate, nullptr, gate.data(), N, d, f);  // [N, f]
       linear(xn.data(), w.w_up, nullptr, up.data(), N, d, f);      // [N, f]
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < N * f; ++i) {
-        const float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-      }
+      swiglu(gate.data(), up.data(), N * f);
       if (hk) hk->mlp_act(l, gate.data(), N, f);
       linear(gate.data(), w.w_down, w.b_down, tmp.data(), N, f, d);
       if (hk) hk->mlp_output(l, tmp.data(), N, d);
       add_inplace(x.data(), tmp.data(), N * d);
     } else if (w.b_down) {
-      for (int64_t r = 0; r < N; ++r)
-        for (int j = 0; j < d; ++j) x[r * d + j] += w.b_down[j];
+      add_row_bias(x.data(), w.b_down, N, d);
     }
     if (hk) hk->block_output(l, x.data(), N, d);
   }

@@ -1,0 +1,72 @@
+// Incremental decoding with the KV cache against the batched forward pass (its reference): the logits after
+// every step equal the full forward's logits at that position, for GQA, biases and heterogeneous layers
+// (a removed attention layer carrying a compensation bias, a removed MLP).
+#include <cmath>
+#include <random>
+
+#include "core/decode.h"
+#include "core/error.h"
+#include "core/forward.h"
+#include "core/model.h"
+#include "core/synthetic_model.h"
+#include "test_util.h"
+
+using namespace ep;
+
+namespace {
+
+std::unique_ptr<Model> heterogeneous(const test::TempDir& t) {
+  SyntheticSpec spec;
+  ModelConfig& c = spec.config;
+  c.dim = 48;
+  c.vocab = 300;
+  c.head_dim = 8;
+  c.layers = {LayerShape{6, 2, 40, true, true, true}, LayerShape{0, 0, 24, false, true, true}, LayerShape{4, 4, 0, false, true, true},
+              LayerShape{6, 3, 32, false, false, false}};
+  spec.seed = 23;
+  write_synthetic_gguf(spec, t.file("h.gguf"));
+  return load_model(t.file("h.gguf"));
+}
+
+}  // namespace
+
+TEST(Decode, EveryStepMatchesTheFullForward) {
+  test::TempDir t;
+  auto m = heterogeneous(t);
+  const int V = m->config.vocab, T = 19;
+  std::mt19937 g(4);
+  std::vector<int32_t> toks(T);
+  for (int32_t& x : toks) x = static_cast<int32_t>(g() % V);
+  std::vector<float> full(static_cast<size_t>(T) * V);
+  ForwardRequest r;
+  r.tokens = toks.data();
+  r.n_seqs = 1;
+  r.seq_len = T;
+  r.logits = full.data();
+  forward(*m, r);
+
+  // A 6-token prompt in one step, then chunks of 1, 2 and 1 tokens, then single tokens to the end.
+  DecodeSession s(*m, T);
+  std::vector<float> lg(V);
+  std::vector<int> chunks = {6, 1, 2, 1};
+  while (s.pos() < T) {
+    const int n = chunks.empty() ? 1 : chunks.front();
+    if (!chunks.empty()) chunks.erase(chunks.begin());
+    s.step(&toks[s.pos()], n, lg.data());
+    const int last = s.pos() - 1;
+    double worst = 0;
+    for (int v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(lg[v] - full[static_cast<size_t>(last) * V + v])));
+    EXPECT_LT(worst, 1e-4) << "position " << last;
+  }
+  EXPECT_EQ(s.cache_bytes(), int64_t{T} * (2 + 0 + 4 + 3) * 8 * 2 * 4);
+  EXPECT_THROW(s.step(toks.data(), 1, lg.data()), Error);  // full
+}
+
+TEST(Decode, RejectsOutOfVocabularyTokens) {
+  test::TempDir t;
+  auto m = heterogeneous(t);
+  DecodeSession s(*m, 4);
+  const int32_t bad = m->config.vocab;
+  EXPECT_THROW(s.step(&bad, 1, nullptr), Error);
+  EXPECT_EQ(s.pos(), 0);
+}
