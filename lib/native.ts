@@ -157,7 +157,7 @@ export interface NativeApplyOptions {
   blocks: { removed: boolean; attnRemoved: boolean; mlpRemoved: boolean; keptKvHeads: number[]; keptHeads: number[]; keptChannels: number[]; compensate: boolean }[];
   means?: { headMean?: Float64Array; channelMean?: Float64Array; attnOutMean?: Float64Array; mlpOutMean?: Float64Array }[];
   output: string;
-  format: 'gguf' | 'hf';
+  format: 'gguf' | 'hf' | 'llama2c';
   dtype: 'f32' | 'f16' | 'bf16';
   zero: boolean;
   vocabFile?: string;

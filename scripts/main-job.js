@@ -3,7 +3,8 @@
 // `npm run main`: the main job on the bundled default model — stories260K from the shared data folder
 // (ENTROPRUNE_TEST_DATA, default ../shared/data): prune 30 % of its block weights with the paper's method
 // (calibration on WikiText-2 valid), verify the result in every runtime available, and compare WikiText-2
-// test and TinyStories perplexity before and after. Outputs go to ./out/ (replaced on every run).
+// test and TinyStories perplexity and zero-shot accuracy before and after (out/report.html), and time both
+// models in both engines. Outputs go to ./out/ (replaced on every run).
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -27,7 +28,9 @@ const run = (args) => {
 };
 const texts = [path.join(data, 'text', 'wikitext-2-raw', 'wiki.test.raw'), path.join(data, 'text', 'tinystories', 'tinystories_validation_head.txt')];
 run(['info', model]);
-run(['prune', model, '--ratio', ratio, '--calib', path.join(data, 'text', 'wikitext-2-raw', 'wiki.valid.raw'), '--seq-len', '512', '-o', output, '--force']);
-for (const text of texts) {
-  for (const m of [model, output]) run(['eval', 'ppl', m, '--text', text, '--seq-len', '512', '--max-tokens', '131072']);
-}
+// Prune, verify in every runtime, evaluate before/after (perplexity on both texts, the paper's five
+// zero-shot tasks on seeded 200-document subsets) and write the HTML report; then time both models.
+run(['prune', model, '--ratio', ratio, '--calib', path.join(data, 'text', 'wikitext-2-raw', 'wiki.valid.raw'), '--seq-len', '512', '-o', output, '--force',
+  '--report', path.join(outDir, 'report.html'), '--eval', texts.join(','), '--eval-seq-len', '512', '--eval-max-tokens', '131072',
+  '--tasks', 'paper', '--limit', '200', '--tasks-dir', path.join(data, 'tasks')]);
+if (output.endsWith('.gguf')) run(['bench', output, '--against', model, '--rounds', '3']);

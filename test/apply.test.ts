@@ -126,6 +126,42 @@ describe('round trips', () => {
   });
 });
 
+describe('llama2.c output', () => {
+  it('llama2.c → prune (uniform width, whole blocks, no compensation) → llama2.c: same logits as the GGUF of that plan; other plans refused', async () => {
+    const model = await loadModel(dataFile(STORIES_BIN));
+    const af = path.join(scratch, 'l2c.analysis.json');
+    await analyzeToFile(model, af, { calib: dataFile(TINYSTORIES_TEXT), tokenizer: tokenizerFor(model), samples: 8, seqLen: 128 });
+    const wp = plan(readAnalysis(af).analysis, { ratio: 0.3, granularity: 'width-only', uniformShape: true, compensation: false, analysisFile: af });
+    // keep every query head (llama2.c's q is dim × dim) and drop one whole block as well
+    wp.blocks.forEach((b, l) => {
+      b.attention = { removed: false, keptKvHeads: [...Array(wp.model.layers[l].nKvHead).keys()], keptHeads: [...Array(wp.model.layers[l].nHead).keys()] };
+    });
+    wp.blocks[3].removed = true;
+    wp.blocks[3].attention.removed = true;
+    wp.blocks[3].mlp.removed = true;
+    const bin = path.join(scratch, 'pruned.bin');
+    const gguf = path.join(scratch, 'pruned-ref.gguf');
+    const r = await applyPlan(model, wp, { output: bin });
+    expect(r.format).toBe('llama2c');
+    await applyPlan(model, wp, { output: gguf });
+    const back = await loadModel(bin);
+    expect(back.info.format).toBe('llama2c');
+    expect(back.info.layers).toHaveLength(4);
+    const width = wp.blocks[0].mlp.keptChannels.length;
+    expect(back.info.layers.every((s) => s.ffn === width && s.nHead === 8 && s.nKvHead === 4)).toBe(true);
+    expect(width).toBeLessThan(172);
+    // loading ran the checkpoint's exact size check (28 + floats × 4 bytes); logits match the GGUF of the same plan
+    const seq = Array.from(tokenizerFor(model).encode('Once upon a time there was a cat.', { bos: true }));
+    const a = await logitsOf(bin, [seq]);
+    const b = await logitsOf(gguf, [seq]);
+    expect(maxDiff(a, b[0])).toBeLessThan(1e-5);
+    // compensation biases and per-block widths have no place in the format
+    const het = plan(readAnalysis(af).analysis, { ratio: 0.3, analysisFile: af });
+    await expect(applyPlan(model, het, { output: path.join(scratch, 'het.bin') })).rejects.toThrow(/llama2\.c checkpoint cannot hold this plan: .*--granularity width-only --uniform --no-compensation/);
+    expect(fs.existsSync(path.join(scratch, 'het.bin'))).toBe(false);
+  });
+});
+
 describe('Hugging Face source → GGUF', () => {
   it('tokenizer.json converts to an embedded SentencePiece vocabulary that encodes real text identically; llama.cpp runs the heterogeneous result', async () => {
     const model = await loadModel(dataFile(TINY_HF));

@@ -13,7 +13,7 @@ import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
 import { EntropruneError, fromNative } from '../util/errors';
 
-export type OutputFormat = 'gguf' | 'hf';
+export type OutputFormat = 'gguf' | 'hf' | 'llama2c';
 
 export interface ApplyOptions {
   output: string;
@@ -42,6 +42,7 @@ export interface ApplyResult {
 
 export function defaultFormat(model: Model, output: string): OutputFormat {
   if (output.endsWith('.gguf')) return 'gguf';
+  if (output.endsWith('.bin')) return 'llama2c';
   if (model.info.format === 'hf') return 'hf';
   return 'gguf';
 }
@@ -92,6 +93,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
   const tmp = path.join(parent, `.${path.basename(out)}.tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
   if (format === 'hf') fs.mkdirSync(tmp);
+  if (format === 'llama2c' && (o.dtype ?? 'f32') !== 'f32') throw new EntropruneError('EP_UNSUPPORTED', `${o.output}: llama2.c checkpoints are float32 only (drop --dtype)`, o.output);
   const removeTmp = () => fs.rmSync(tmp, { recursive: true, force: true });
   process.once('exit', removeTmp);
   const started = process.hrtime.bigint();

@@ -68,7 +68,7 @@ interface PruneCli extends ApplyCli {
 }
 
 /** Evaluate the original and the pruned model side by side and write the HTML report. */
-async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFile: string, prunedFile: string): Promise<void> {
+async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFile: string, prunedFile: string): Promise<string> {
   const texts = (o.eval ?? o.calib).split(',').map((f) => f.trim()).filter(Boolean);
   for (const f of texts) if (!fs.existsSync(f)) throw new EntropruneError('EP_IO', `${f}: evaluation text not found`, f);
   const tasks = o.tasks === 'none' ? [] : parseTaskList(o.tasks);
@@ -97,22 +97,31 @@ async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFi
   const row = (label: string, params: number, e: typeof before, speedup: number) => ({
     label, params, ppl: e.ppl, tasks: e.tasks, averageAccuracy: e.tasks.length ? averageAccuracy(e.tasks) : null, speedup,
   });
+  const rows = [
+    row('original', model.info.parameterCount, before, 1),
+    row(`pruned (${p.method.name} ${(p.target.ratio * 100).toFixed(0)} %)`, Math.round(model.info.parameterCount * (1 - p.achieved.wholeModelRatio)), after, after.tokensPerSecond / before.tokensPerSecond),
+  ];
   writeReport(o.report!, {
     title: `entroprune — ${path.basename(model.info.path)} pruned ${(p.achieved.ratio * 100).toFixed(1)} % (${p.method.name})`,
     modelPath: model.info.path,
     analysis: readAnalysis(analysisFile).analysis,
     plans: [{ label: `${p.method.name} ${(p.target.ratio * 100).toFixed(0)} %`, plan: p }],
     evalTexts: texts,
-    rows: [
-      row('original', model.info.parameterCount, before, 1),
-      row(`pruned (${p.method.name} ${(p.target.ratio * 100).toFixed(0)} %)`, Math.round(model.info.parameterCount * (1 - p.achieved.wholeModelRatio)), after, after.tokensPerSecond / before.tokensPerSecond),
-    ],
+    rows,
     notes: [`Output ${prunedFile}. Plan: ${p.notes.join(' ')}`],
   });
+  // The same numbers as a few terminal lines.
+  return rows
+    .map((r) => {
+      const ppl = r.ppl.map((x, i) => `ppl ${path.basename(texts[i])} ${x.toFixed(2)}`).join(', ');
+      const acc = r.averageAccuracy === null ? '' : `, avg accuracy ${(r.averageAccuracy * 100).toFixed(2)} % (${r.tasks.map((t) => `${t.task} ${((t.accNorm ?? t.acc).value * 100).toFixed(1)}`).join(', ')})`;
+      return `${r.label}: ${ppl}${acc}, forward speed ${r.speedup.toFixed(2)}×`;
+    })
+    .join('\n');
 }
 
 export function registerPruneCommands(program: Command): void {
-  const formatOpt = () => new Option('--format <f>', 'gguf or hf (default: from the output name / the input format)').choices(['gguf', 'hf']);
+  const formatOpt = () => new Option('--format <f>', 'gguf, hf or llama2c (default: from the output name / the input format)').choices(['gguf', 'hf', 'llama2c']);
   const dtypeOpt = () => new Option('--dtype <t>', 'matrix dtype of the output').choices(['f32', 'f16', 'bf16']).default('f32');
 
   program
@@ -206,13 +215,13 @@ export function registerPruneCommands(program: Command): void {
         analysis: readAnalysis(analysisFile),
       });
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
-      if (o.report) await pruneReport(o, model, p, analysisFile, r.output);
+      const summary = o.report ? await pruneReport(o, model, p, analysisFile, r.output) : '';
       if (o.json) {
         process.stdout.write(JSON.stringify({ analysis: analysisFile, plan: planFile, report: o.report, target: p.target, achieved: p.achieved, ...r, verify: rows }) + '\n');
       } else {
         process.stdout.write(
           `analysis ${analysisFile} (${a.seconds.toFixed(1)} s); plan ${planFile}: removed ${(p.achieved.ratio * 100).toFixed(2)} % of block weights ` +
-            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r)}\n` + (o.report ? `report written to ${o.report}\n` : ''),
+            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r)}\n` + (o.report ? `${summary}\nreport written to ${o.report}\n` : ''),
         );
       }
       if (!printVerify(rows, o.json)) process.exitCode = 1;

@@ -1,4 +1,4 @@
-// applyPlan(model, {blocks, means, output, format, dtype, zero, vocabFile}) -> Promise<{layers, tensors}>:
+// applyPlan(model, {blocks, means, output, format: gguf|hf|llama2c, dtype, zero, vocabFile, vocab}) -> Promise<{layers, tensors}>:
 // slice + compensate + write, off the main thread. The JS side picks the temporary output name.
 #include <napi.h>
 
@@ -8,6 +8,7 @@
 #include "core/apply.h"
 #include "core/save_gguf.h"
 #include "core/save_hf.h"
+#include "core/save_llama2c.h"
 #include "core/tokenizer_spm.h"
 
 namespace ep::addon {
@@ -59,6 +60,8 @@ class ApplyWorker : public Napi::AsyncWorker {
         h.dtype = dtype_;
         h.shard_bytes = shard_bytes_;
         save_hf(pm, *model_, output_, h);
+      } else if (format_ == "llama2c") {
+        save_llama2c(pm, output_);
       } else {
         throw Error(ErrorCode::kInvalidArgument, output_, "unknown output format '" + format_ + "'");
       }

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/gguf_file.h"
 #include "core/gguf_llama_meta.h"
+#include "core/rope_layout.h"
 
 namespace ep {
 
@@ -17,18 +18,6 @@ std::string gguf_name(const std::string& canonical) {
   return canonical + ".weight";
 }
 
-// HF "rotate_half" rows → GGUF interleaved rows, per head: new 2i ← old i, new 2i+1 ← old i + hd/2.
-std::function<void(float*)> to_interleaved(std::function<void(float*)> inner, int64_t rows, int64_t cols, int hd) {
-  return [=](float* dst) {
-    std::vector<float> tmp(static_cast<size_t>(rows) * cols);
-    inner(tmp.data());
-    for (int64_t h = 0; h < rows / hd; ++h)
-      for (int i = 0; i < hd / 2; ++i) {
-        std::memcpy(dst + (h * hd + 2 * i) * cols, tmp.data() + (h * hd + i) * cols, cols * sizeof(float));
-        std::memcpy(dst + (h * hd + 2 * i + 1) * cols, tmp.data() + (h * hd + i + hd / 2) * cols, cols * sizeof(float));
-      }
-  };
-}
 }  // namespace
 
 void save_gguf(const PrunedModel& pm, const Model& source, const std::string& path, const GgufSaveOptions& o) {

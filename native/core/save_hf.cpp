@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/output_file.h"
+#include "core/rope_layout.h"
 
 namespace ep {
 
@@ -29,19 +30,6 @@ std::string hf_name(const std::string& c) {
       {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"}, {"ffn_gate", "mlp.gate_proj"},
       {"ffn_up", "mlp.up_proj"}, {"ffn_down", "mlp.down_proj"}};
   return "model.layers." + n + "." + parts.at(kind) + (bias ? ".bias" : ".weight");
-}
-
-// GGUF/llama2.c interleaved rows → HF rotate_half rows, per head: new i ← old 2i, new i + hd/2 ← old 2i+1.
-std::function<void(float*)> to_half(std::function<void(float*)> inner, int64_t rows, int64_t cols, int hd) {
-  return [=](float* dst) {
-    std::vector<float> tmp(static_cast<size_t>(rows) * cols);
-    inner(tmp.data());
-    for (int64_t h = 0; h < rows / hd; ++h)
-      for (int i = 0; i < hd / 2; ++i) {
-        std::memcpy(dst + (h * hd + i) * cols, tmp.data() + (h * hd + 2 * i) * cols, cols * sizeof(float));
-        std::memcpy(dst + (h * hd + i + hd / 2) * cols, tmp.data() + (h * hd + 2 * i + 1) * cols, cols * sizeof(float));
-      }
-  };
 }
 
 struct Entry {
