@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { analyzeToFile, applyPlan, checkPlan, loadModel, plan, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
+import { analyzeToFile, applyPlan, checkPlan, loadModel, native, plan, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
 import { llamaCppLogits, llamaPeerScript } from '../lib/verify/verify';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_BIN, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
@@ -123,6 +123,51 @@ describe('round trips', () => {
     const ours = await logitsOf(out, [seq]);
     const theirs = llamaCppLogits(llamaPeerScript()!, out, [seq]);
     expect(maxDiff(ours, theirs)).toBeLessThan(5e-4);
+  });
+});
+
+describe('Nemotron-NAS (DeciLMForCausalLM) output', () => {
+  it('a heterogeneous plan with whole attention layers and 256-multiple MLP widths → block_configs → read back: same logits as its GGUF', async () => {
+    const src = path.join(scratch, 'nas-src.gguf');
+    native().writeSyntheticGguf({ dim: 64, vocab: 512, headDim: 16, layers: Array.from({ length: 4 }, () => ({ nHead: 4, nKvHead: 2, ffn: 768 })), seed: 9 }, src);
+    const model = await loadModel(src);
+    const af = path.join(scratch, 'nas.analysis.json');
+    await analyzeToFile(model, af, { calib: dataFile('text/wikitext-2-raw/wiki.valid.raw'), tokenizer: tokenizerFor(model), samples: 8, seqLen: 64 });
+    const p = plan(readAnalysis(af).analysis, { ratio: 0.4, align: 256, alignHeads: 4, analysisFile: af });
+    const shapes = p.blocks.filter((b) => !b.removed).map((b) => [b.attention.keptHeads.length, b.mlp.keptChannels.length]);
+    expect(new Set(shapes.map((s) => JSON.stringify(s))).size).toBeGreaterThan(1); // really heterogeneous
+    for (const [h, f] of shapes) {
+      expect([0, 4]).toContain(h);
+      expect(f % 256).toBe(0);
+    }
+    const hf = path.join(scratch, 'nas-hf');
+    const gguf = path.join(scratch, 'nas.gguf');
+    await applyPlan(model, p, { output: hf, format: 'hf' });
+    await applyPlan(model, p, { output: gguf });
+    const cfg = JSON.parse(fs.readFileSync(path.join(hf, 'config.json'), 'utf8'));
+    expect(cfg.architectures).toEqual(['DeciLMForCausalLM']);
+    expect(cfg.num_attention_heads).toBe(4);
+    expect(cfg.block_configs).toHaveLength(shapes.length);
+    cfg.block_configs.forEach((bc: { attention: { no_op: boolean; n_heads_in_group: number | null }; ffn: { no_op: boolean; ffn_mult: number | null } }, i: number) => {
+      expect(bc.attention.no_op).toBe(shapes[i][0] === 0);
+      expect(bc.ffn.no_op).toBe(shapes[i][1] === 0);
+      if (!bc.ffn.no_op) expect(Math.ceil(Math.trunc((2 * bc.ffn.ffn_mult! * 64) / 3) / 256) * 256).toBe(shapes[i][1]); // the reference formula
+    });
+    const back = await loadModel(hf);
+    expect(back.info.layers.map((l) => [l.nHead, l.ffn])).toEqual(shapes);
+    const seq = Array.from({ length: 48 }, (_, i) => (i * 37 + 5) % 512);
+    const a = await logitsOf(hf, [seq]);
+    const b = await logitsOf(gguf, [seq]);
+    expect(maxDiff(a, b[0])).toBeLessThan(1e-4);
+  });
+
+  it('a plan the layout cannot hold is refused with the options that fit', async () => {
+    const model = await loadModel(path.join(scratch, 'nas-src.gguf'));
+    const af = path.join(scratch, 'nas.analysis.json');
+    const p = plan(readAnalysis(af).analysis, { ratio: 0.4, analysisFile: af });
+    const out = path.join(scratch, 'nas-refused');
+    await expect(applyPlan(model, p, { output: out, format: 'hf' })).rejects.toThrow(/Nemotron-NAS \(DeciLMForCausalLM\) layout cannot hold it: block \d+ .*--align 256 --align-heads/);
+    expect(fs.existsSync(out)).toBe(false);
   });
 });
 

@@ -59,6 +59,40 @@ T get_or(const nlohmann::json& j, const char* key, T fallback) {
   return it->get<T>();
 }
 
+// Nemotron-NAS (DeciLMForCausalLM) per-layer shapes: attention {n_heads_in_group, no_op}, ffn {ffn_mult,
+// no_op}. The query-head count is global; KV heads = heads / n_heads_in_group; the MLP width is
+// ffn_mult · 2·hidden/3 rounded up to a multiple of 256, computed in the same double operations as the
+// reference Python (int(2 * ffn_mult * hidden / 3), then the next multiple of 256).
+void read_block_configs(const nlohmann::json& blocks, ModelConfig& c, int n_heads, const std::string& where) {
+  if (!blocks.is_array() || blocks.size() != c.layers.size())
+    fail_format(where, "block_configs must list one entry per layer (" + std::to_string(c.layers.size()) + ")");
+  for (size_t l = 0; l < blocks.size(); ++l) {
+    const nlohmann::json& a = blocks[l].at("attention");
+    const nlohmann::json& f = blocks[l].at("ffn");
+    const std::string at = "block_configs[" + std::to_string(l) + "]";
+    if (get_or<bool>(a, "replace_with_linear", false) || get_or<bool>(f, "replace_with_linear", false))
+      throw Error(ErrorCode::kUnsupported, where, at + ": replace_with_linear layers are not supported");
+    LayerShape& s = c.layers[l];
+    if (get_or<bool>(a, "no_op", false)) {
+      s.n_head = s.n_kv_head = 0;
+      s.attn_qkv_bias = s.attn_out_bias = false;  // a no-op sublayer has no weights at all
+    } else {
+      const int g = a.at("n_heads_in_group").get<int>();
+      if (g <= 0 || n_heads % g != 0) fail_format(where, at + ".attention.n_heads_in_group " + std::to_string(g) + " does not divide " + std::to_string(n_heads));
+      s.n_head = n_heads;
+      s.n_kv_head = n_heads / g;
+    }
+    if (get_or<bool>(f, "no_op", false)) {
+      s.ffn = 0;
+    } else {
+      const double mult = f.at("ffn_mult").get<double>();
+      const int64_t raw = static_cast<int64_t>(2.0 * mult * c.dim / 3.0);
+      s.ffn = static_cast<int>((raw + 255) / 256 * 256);
+      if (s.ffn <= 0) fail_format(where, at + ".ffn.ffn_mult gives no MLP width");
+    }
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Model> load_hf(const std::string& dir) {
@@ -71,15 +105,16 @@ std::unique_ptr<Model> load_hf(const std::string& dir) {
   ModelConfig& c = m->config;
   try {
     const std::string type = get_or<std::string>(cj, "model_type", "llama");
-    if (type != "llama" && type != "mistral")
-      throw Error(ErrorCode::kUnsupported, config_path, "model_type '" + type + "' is not supported (llama or mistral)");
+    const bool nas = cj.contains("block_configs");
+    if (type != "llama" && type != "mistral" && !(nas && (type == "nemotron-nas" || type == "deci")))
+      throw Error(ErrorCode::kUnsupported, config_path, "model_type '" + type + "' is not supported (llama, mistral, or nemotron-nas with block_configs)");
     c.arch = "llama";
     c.dim = cj.at("hidden_size").get<int>();
     c.vocab = cj.at("vocab_size").get<int>();
     const int n_layers = cj.at("num_hidden_layers").get<int>();
     const int n_heads = cj.at("num_attention_heads").get<int>();
     const int n_kv = get_or<int>(cj, "num_key_value_heads", n_heads);
-    const int ffn = cj.at("intermediate_size").get<int>();
+    const int ffn = nas ? 0 : cj.at("intermediate_size").get<int>();
     if (n_layers <= 0 || n_layers > 4096 || n_heads <= 0)
       fail_format(config_path, "num_hidden_layers and num_attention_heads must be positive");
     c.head_dim = get_or<int>(cj, "head_dim", c.dim / n_heads);
@@ -94,6 +129,7 @@ std::unique_ptr<Model> load_hf(const std::string& dir) {
     else if (cj.contains("eos_token_id") && cj["eos_token_id"].is_array() && !cj["eos_token_id"].empty()) c.eos = cj["eos_token_id"][0].get<int>();
     const bool attn_bias = get_or<bool>(cj, "attention_bias", false);
     c.layers.assign(n_layers, LayerShape{n_heads, n_kv, ffn, attn_bias, attn_bias, false});
+    if (nas) read_block_configs(cj["block_configs"], c, n_heads, config_path);
     if (cj.contains("rope_scaling") && cj["rope_scaling"].is_object()) {
       const nlohmann::json& rs = cj["rope_scaling"];
       const std::string rt = get_or<std::string>(rs, "rope_type", get_or<std::string>(rs, "type", "default"));

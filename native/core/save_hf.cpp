@@ -47,16 +47,44 @@ void copy_file(const std::string& from, const std::string& to) {
   if (!out) throw Error(ErrorCode::kIo, to, "cannot write");
 }
 
+// What the Nemotron-NAS (DeciLM) config can say: every layer that keeps attention keeps all query heads
+// (one global count, head_dim = hidden / heads) with any KV grouping; every MLP width is a multiple of 256;
+// a removed sublayer is a no-op with no weights. Returns the global head count; refuses anything else.
+int check_nas_expressible(const PrunedModel& pm, const std::string& dir) {
+  const ModelConfig& c = pm.config;
+  auto refuse = [&](const std::string& why) {
+    throw Error(ErrorCode::kUnsupported, dir,
+                "this plan gives blocks different shapes, and the Nemotron-NAS (DeciLMForCausalLM) layout cannot hold it: " + why +
+                    ". Plan with --align 256 --align-heads <query heads> (whole attention layers, MLP widths in multiples of 256), "
+                    "with --uniform for a stock LlamaForCausalLM, or write GGUF (llama.cpp's deci architecture)");
+  };
+  const int heads = c.dim / c.head_dim;
+  if (heads * c.head_dim != c.dim) refuse("head_dim × heads must equal hidden_size");
+  for (int l = 0; l < c.n_layers(); ++l) {
+    const LayerShape& s = c.layers[l];
+    const std::string b = "block " + std::to_string(l);
+    if (s.n_head != 0 && s.n_head != heads) refuse(b + " keeps " + std::to_string(s.n_head) + " of " + std::to_string(heads) + " query heads");
+    if (s.ffn % 256 != 0) refuse(b + " has MLP width " + std::to_string(s.ffn) + ", not a multiple of 256");
+    for (const PrunedTensor& t : pm.tensors) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      if (t.name.rfind(p, 0) != 0) continue;
+      const bool attn = t.name.find(".attn_") != std::string::npos, ffn = t.name.find(".ffn_") != std::string::npos;
+      if ((attn && s.n_head == 0) || (ffn && s.ffn == 0)) refuse(b + " keeps " + t.name + " for a removed sublayer");
+    }
+  }
+  return heads;
+}
+
 }  // namespace
 
 void save_hf(const PrunedModel& pm, const Model& source, const std::string& dir, const HfSaveOptions& o) {
   const ModelConfig& c = pm.config;
   const int L = c.n_layers();
+  bool uniform = true;
   for (const LayerShape& s : c.layers)
-    if (s.n_head != c.layers[0].n_head || s.n_kv_head != c.layers[0].n_kv_head || s.ffn != c.layers[0].ffn || s.n_head == 0 || s.ffn == 0)
-      throw Error(ErrorCode::kUnsupported, dir,
-                  "this plan gives blocks different shapes, which a stock LlamaForCausalLM cannot hold; write it as GGUF (--format gguf, "
-                  "llama.cpp's deci architecture) or plan with --uniform for a Hugging Face output");
+    uniform = uniform && s.n_head == c.layers[0].n_head && s.n_kv_head == c.layers[0].n_kv_head && s.ffn == c.layers[0].ffn && s.n_head > 0 && s.ffn > 0;
+  // Heterogeneous plans go to the Nemotron-NAS layout when it can hold them (see check_nas_expressible).
+  const int nas_heads = uniform ? 0 : check_nas_expressible(pm, dir);
   const int64_t d = c.dim, hd = c.head_dim;
   bool attn_bias = false, mlp_bias = false, qkv_bias = false;
   for (const LayerShape& s : c.layers) {
@@ -84,13 +112,13 @@ void save_hf(const PrunedModel& pm, const Model& source, const std::string& dir,
   for (int l = 0; l < L; ++l) {  // Llama's attention_bias / mlp_bias switch on every bias of the kind
     const LayerShape& s = c.layers[l];
     const std::string b = "blk." + std::to_string(l) + ".";
-    if (attn_bias) {
+    if (attn_bias && s.n_head > 0) {
       if (!present[b + "attn_q.bias"]) push(hf_name(b + "attn_q.bias"), {s.n_head * hd}, zeros(s.n_head * hd));
       if (!present[b + "attn_k.bias"]) push(hf_name(b + "attn_k.bias"), {s.n_kv_head * hd}, zeros(s.n_kv_head * hd));
       if (!present[b + "attn_v.bias"]) push(hf_name(b + "attn_v.bias"), {s.n_kv_head * hd}, zeros(s.n_kv_head * hd));
       if (!present[b + "attn_output.bias"]) push(hf_name(b + "attn_output.bias"), {d}, zeros(d));
     }
-    if (mlp_bias) {
+    if (mlp_bias && s.ffn > 0) {
       push(hf_name(b + "ffn_gate.bias"), {s.ffn}, zeros(s.ffn));
       push(hf_name(b + "ffn_up.bias"), {s.ffn}, zeros(s.ffn));
       if (!present[b + "ffn_down.bias"]) push(hf_name(b + "ffn_down.bias"), {d}, zeros(d));
@@ -157,6 +185,23 @@ void save_hf(const PrunedModel& pm, const Model& source, const std::string& dir,
       {"max_position_embeddings", c.context > 0 ? c.context : 2048}, {"tie_word_embeddings", c.tied_output}, {"bos_token_id", c.bos},
       {"eos_token_id", c.eos}, {"hidden_act", "silu"}, {"attention_bias", attn_bias}, {"mlp_bias", mlp_bias},
       {"torch_dtype", o.dtype == DType::F32 ? "float32" : o.dtype == DType::F16 ? "float16" : "bfloat16"}};
+  if (nas_heads > 0) {
+    // Nemotron-NAS: one global query-head count, per-layer KV grouping and MLP multiplier, no-op sublayers.
+    cfg["architectures"] = {"DeciLMForCausalLM"};
+    cfg["model_type"] = "nemotron-nas";
+    cfg["num_attention_heads"] = nas_heads;
+    cfg.erase("num_key_value_heads");
+    cfg.erase("intermediate_size");
+    nlohmann::json blocks = nlohmann::json::array();
+    for (const LayerShape& s : c.layers) {
+      nlohmann::json a = {{"no_op", s.n_head == 0}, {"replace_with_linear", false}, {"n_heads_in_group", nullptr}};
+      if (s.n_head > 0) a["n_heads_in_group"] = s.n_head / s.n_kv_head;
+      nlohmann::json f = {{"no_op", s.ffn == 0}, {"replace_with_linear", false}, {"ffn_mult", nullptr}};
+      if (s.ffn > 0) f["ffn_mult"] = 1.5 * s.ffn / static_cast<double>(d);  // int(2·mult·d/3) = width (± rounding), a multiple of 256
+      blocks.push_back({{"attention", a}, {"ffn", f}});
+    }
+    cfg["block_configs"] = blocks;
+  }
   if (c.rope_scaling == "linear") cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_linear_factor}};
   if (c.rope_scaling == "llama3") {
     // Carry the source's Llama-3 rope scaling block verbatim when it came from a Hugging Face config.

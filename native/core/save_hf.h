@@ -1,9 +1,10 @@
 // Writes a pruned model as a Hugging Face directory: config.json, model.safetensors (sharded with an
 // index past `shard_bytes`), and the source's tokenizer files. A model whose blocks share one shape is a
 // stock LlamaForCausalLM that transformers loads unmodified (biases from compensation are written with
-// attention_bias / mlp_bias and zero biases where Llama expects them). Heterogeneous models are refused
-// with the reason: the Nemotron-NAS (DeciLM) layout vLLM runs can only express MLP widths of the form
-// multiple-of-256 and a global query-head count (see README, "Output formats").
+// attention_bias / mlp_bias and zero biases where Llama expects them). A heterogeneous model is written in
+// the Nemotron-NAS (DeciLMForCausalLM, block_configs) layout vLLM runs, when that layout can express it:
+// whole attention layers kept or removed (one global query-head count), MLP widths multiples of 256;
+// otherwise it is refused with the planner options that produce an expressible plan.
 #pragma once
 #include <cstdint>
 #include <string>
