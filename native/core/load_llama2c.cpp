@@ -13,14 +13,15 @@ std::unique_ptr<Model> load_llama2c(const std::string& path) {
   std::memcpy(h, file->range(0, sizeof(h), "llama2.c header (7 int32)"), sizeof(h));
   const int dim = h[0], hidden = h[1], n_layers = h[2], n_heads = h[3], n_kv = h[4], seq_len = h[6];
   const bool shared = h[5] > 0;
-  const int vocab = shared ? h[5] : -h[5];
+  const int64_t vocab64 = shared ? int64_t{h[5]} : -int64_t{h[5]};  // 64-bit: -INT32_MIN must not overflow
   auto bad = [&](const std::string& what) { fail_format(path, "not a llama2.c checkpoint: " + what); };
   if (dim <= 0 || dim > 65536) bad("dim " + std::to_string(dim) + " is invalid");
   if (hidden <= 0 || hidden > (1 << 20)) bad("hidden_dim " + std::to_string(hidden) + " is invalid");
   if (n_layers <= 0 || n_layers > 1024) bad("n_layers " + std::to_string(n_layers) + " is invalid");
   if (n_heads <= 0 || dim % n_heads != 0) bad("n_heads " + std::to_string(n_heads) + " does not divide dim " + std::to_string(dim));
   if (n_kv <= 0 || n_heads % n_kv != 0) bad("n_kv_heads " + std::to_string(n_kv) + " does not divide n_heads");
-  if (vocab <= 0 || vocab > (1 << 24)) bad("vocab_size " + std::to_string(h[5]) + " is invalid");
+  if (vocab64 <= 0 || vocab64 > (1 << 24)) bad("vocab_size " + std::to_string(h[5]) + " is invalid");
+  const int vocab = static_cast<int>(vocab64);
   if (seq_len <= 0 || seq_len > (1 << 24)) bad("seq_len " + std::to_string(seq_len) + " is invalid");
 
   auto m = std::make_unique<Model>();

@@ -84,6 +84,17 @@ TEST(Formats, TruncatedLlama2c) {
   EXPECT_NE(e.find("truncated"), std::string::npos) << e;
 }
 
+// Found by fuzz_llama2c: a vocab_size of INT32_MIN (untied flag + magnitude) used to overflow on negation.
+TEST(Formats, Llama2cExtremeVocabSize) {
+  test::TempDir t;
+  const int32_t h[7] = {64, 172, 5, 8, 4, INT32_MIN, 512};
+  std::vector<char> bytes(reinterpret_cast<const char*>(h), reinterpret_cast<const char*>(h) + sizeof(h));
+  bytes.resize(4096, 0);
+  test::write_all(t.file("odd.bin"), bytes);
+  std::string e = error_of(t.file("odd.bin"));
+  EXPECT_NE(e.find("vocab_size -2147483648 is invalid"), std::string::npos) << e;
+}
+
 TEST(Formats, TruncatedGguf) {
   REQUIRE_DATA(kGguf);
   test::TempDir t;
