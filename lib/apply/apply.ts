@@ -64,6 +64,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
   if (fs.existsSync(out) && !o.force) throw new EntropruneError('EP_IO', `${o.output}: already exists (pass --force to replace it)`, o.output);
   const parent = path.dirname(out);
   if (!fs.existsSync(parent)) throw new EntropruneError('EP_IO', `${parent}: output directory does not exist`, parent);
+  if (!fs.statSync(parent).isDirectory()) throw new EntropruneError('EP_IO', `${parent}: is not a directory, so ${path.basename(out)} cannot be written in it`, parent);
   try {
     fs.accessSync(parent, fs.constants.W_OK);
   } catch {
@@ -122,7 +123,9 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
     return { output: out, format, layers: r.layers, tensors: r.tensors, bytes: sizeOf(out), seconds: Number(process.hrtime.bigint() - started) / 1e9 };
   } catch (e) {
     removeTmp();
-    throw fromNative(e);
+    // Name the output the user asked for, not its temporary stand-in (which is gone now).
+    const err = fromNative(e);
+    throw err.file?.startsWith(tmp) || err.message.includes(tmp) ? new EntropruneError(err.code, err.message.split(tmp).join(out), out) : err;
   } finally {
     process.removeListener('exit', removeTmp);
   }

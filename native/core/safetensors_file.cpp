@@ -47,7 +47,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
     else if (t.dtype_name == "F64" || t.dtype_name == "I64" || t.dtype_name == "U64") esz = 8;
     else if (t.dtype_name == "I32" || t.dtype_name == "U32") esz = 4;
     else if (t.dtype_name == "I16" || t.dtype_name == "U16") esz = 2;
-    else if (t.dtype_name == "I8" || t.dtype_name == "U8" || t.dtype_name == "BOOL" || t.dtype_name.rfind("F8", 0) == 0) esz = 1;
+    else if (t.dtype_name == "I8" || t.dtype_name == "U8" || t.dtype_name == "BOOL" || t.dtype_name == "F8_E4M3" || t.dtype_name == "F8_E5M2") esz = 1;
     else fail_format(path, what + ": unknown dtype '" + t.dtype_name + "'");
     uint64_t numel = 1;
     for (const auto& d : e["shape"]) {

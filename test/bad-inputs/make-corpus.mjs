@@ -1,0 +1,174 @@
+// The bad-input corpus: ≥ 30 broken models, tokenizers, texts, plans and output paths, generated from the
+// shared data's real files (nothing binary is committed). Each case says how to run entroprune on it and
+// what a good refusal looks like: a non-zero exit, a message naming the file and the problem, inputs left
+// unchanged, no output and no temporary file left behind.
+//
+//   node test/bad-inputs/make-corpus.mjs <dir>    # writes the corpus and <dir>/cases.json
+//   import { makeCorpus } from './make-corpus.mjs' # used by test/bad-inputs.test.ts
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Byte offsets inside a GGUF file (v2/v3): where each tensor's info fields live. */
+export function ggufLayout(buf) {
+  let p = 0;
+  const u32 = () => { const v = buf.readUInt32LE(p); p += 4; return v; };
+  const u64 = () => { const v = Number(buf.readBigUInt64LE(p)); p += 8; return v; };
+  const str = () => { const n = u64(); const s = buf.toString('utf8', p, p + n); p += n; return s; };
+  const sizes = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  const skip = (t) => {
+    if (t === 8) str();
+    else if (t === 9) { const et = u32(); const n = u64(); for (let i = 0; i < n; i++) skip(et); }
+    else p += sizes[t];
+  };
+  p = 4;
+  const version = u32();
+  const countsAt = p;
+  const nTensors = u64(), nKv = u64();
+  for (let i = 0; i < nKv; i++) { str(); skip(u32()); }
+  const tensors = [];
+  for (let i = 0; i < nTensors; i++) {
+    const name = str();
+    const nDimsAt = p;
+    const nd = u32();
+    const dimsAt = p;
+    p += 8 * nd;
+    const typeAt = p;
+    p += 4;
+    const offsetAt = p;
+    p += 8;
+    tensors.push({ name, nDimsAt, dimsAt, typeAt, offsetAt });
+  }
+  return { version, countsAt, tensors };
+}
+
+function safetensorsFile(entries, data) {
+  const header = Buffer.from(JSON.stringify(entries));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  return Buffer.concat([len, header, data]);
+}
+
+/**
+ * Writes the corpus into `dir` from the shared data folder `data`. Returns the cases:
+ * {name, args, expect: RegExp source, code: 1|2, inputs: [files that must stay as they are], outputs: [paths that must not appear]}.
+ */
+export function makeCorpus(dir, data) {
+  fs.mkdirSync(dir, { recursive: true });
+  const at = (...p) => path.join(dir, ...p);
+  const D = (...p) => path.join(data, ...p);
+  const gguf = fs.readFileSync(D('models', 'stories260K', 'stories260K.gguf'));
+  const bin = fs.readFileSync(D('models', 'stories260K', 'stories260K.bin'));
+  const hfDir = D('models', 'tinystories-656K');
+  const calib = D('text', 'tinystories', 'tinystories_validation_head.txt');
+  const cases = [];
+  const write = (name, bytes) => { fs.writeFileSync(at(name), bytes); return at(name); };
+  const patch = (src, edits) => { const b = Buffer.from(src); for (const [off, fn] of edits) fn(b, off); return b; };
+  const info = (name, file, expect) => cases.push({ name, args: ['info', file], expect, code: 1, inputs: [file], outputs: [] });
+  const layout = ggufLayout(gguf);
+  const t0 = layout.tensors[0], t5 = layout.tensors[5];
+
+  // ---- GGUF
+  info('gguf: cut inside the header', write('cut-header.gguf', gguf.subarray(0, 10)), 'cut-header\\.gguf.*(outside|truncated|header)');
+  info('gguf: cut inside the tensor data', write('cut-data.gguf', gguf.subarray(0, Math.floor(gguf.length * 0.6))), 'cut-data\\.gguf.*(outside|truncated|extends)');
+  info('gguf: bad magic', write('magic.gguf', patch(gguf, [[0, (b) => b.write('GGUX', 0)]])), 'magic\\.gguf.*not a GGUF file');
+  info('gguf: unsupported version', write('version.gguf', patch(gguf, [[4, (b) => b.writeUInt32LE(99, 4)]])), 'version\\.gguf.*version 99 is not supported');
+  info('gguf: tensor count larger than the file can hold', write('count.gguf', patch(gguf, [[layout.countsAt, (b, o) => b.writeBigUInt64LE(1n << 40n, o)]])), 'count\\.gguf.*claims');
+  info('gguf: metadata count larger than the file can hold', write('kvcount.gguf', patch(gguf, [[layout.countsAt + 8, (b, o) => b.writeBigUInt64LE(1n << 40n, o)]])), 'kvcount\\.gguf.*claims');
+  info('gguf: tensor offset outside the file', write('offset.gguf', patch(gguf, [[t5.offsetAt, (b, o) => b.writeBigUInt64LE(1n << 33n, o)]])), `offset\\.gguf.*${t5.name.replace(/\./g, '\\.')}.*outside`);
+  info('gguf: quantized tensor (Q4_0)', write('quant.gguf', patch(gguf, [[t0.typeAt, (b, o) => b.writeUInt32LE(2, o)]])), `quant\\.gguf.*Q4_0`);
+  info('gguf: tensor shape that contradicts the config', write('shape.gguf', patch(gguf, [[t5.dimsAt, (b, o) => b.writeBigUInt64LE(BigInt(Number(b.readBigUInt64LE(o)) / 2), o)]])), 'shape\\.gguf.*(shape|size|expected|outside|offset)');
+  info('gguf: five dimensions', write('dims.gguf', patch(gguf, [[t0.nDimsAt, (b, o) => b.writeUInt32LE(5, o)]])), 'dims\\.gguf.*dimensions');
+
+  // ---- llama2.c
+  info('llama2.c: truncated', write('cut.bin', bin.subarray(0, bin.length - 1000)), 'cut\\.bin.*truncated');
+  info('llama2.c: trailing data', write('trail.bin', Buffer.concat([bin, Buffer.alloc(100)])), 'trail\\.bin.*trailing data');
+  info('llama2.c: heads do not divide dim', write('heads.bin', patch(bin, [[12, (b, o) => b.writeInt32LE(7, o)]])), 'heads\\.bin.*n_heads 7 does not divide');
+  info('llama2.c: absurd vocabulary', write('vocab.bin', patch(bin, [[20, (b, o) => b.writeInt32LE(-2147483648, o)]])), 'vocab\\.bin.*vocab_size');
+
+  // ---- Hugging Face directories
+  const hfCopy = (name, edit) => {
+    const d = at(name);
+    fs.mkdirSync(d, { recursive: true });
+    for (const f of fs.readdirSync(hfDir)) fs.copyFileSync(path.join(hfDir, f), path.join(d, f));
+    edit(d);
+    return d;
+  };
+  const st = fs.readFileSync(path.join(hfDir, 'model.safetensors'));
+  const stHeaderLen = Number(st.readBigUInt64LE(0));
+  const stHeader = JSON.parse(st.toString('utf8', 8, 8 + stHeaderLen));
+  const stData = st.subarray(8 + stHeaderLen);
+  const withHeader = (edit) => { const h = JSON.parse(JSON.stringify(stHeader)); edit(h); return safetensorsFile(h, stData); };
+  const someTensor = Object.keys(stHeader).find((k) => k.includes('layers.0.mlp.down_proj'));
+  const info2 = (name, d, expect) => cases.push({ name, args: ['info', d], expect, code: 1, inputs: [path.join(d, 'model.safetensors'), path.join(d, 'config.json')].filter((f) => fs.existsSync(f)), outputs: [] });
+  info2('safetensors: implausible header length', hfCopy('hf-hlen', (d) => { const b = Buffer.from(st); b.writeBigUInt64LE(1n << 50n, 0); fs.writeFileSync(path.join(d, 'model.safetensors'), b); }), 'model\\.safetensors.*header length');
+  info2('safetensors: header is not JSON', hfCopy('hf-json', (d) => { const b = Buffer.from(st); b.write('!', 8); fs.writeFileSync(path.join(d, 'model.safetensors'), b); }), 'model\\.safetensors.*not valid JSON');
+  info2('safetensors: unknown dtype', hfCopy('hf-dtype', (d) => fs.writeFileSync(path.join(d, 'model.safetensors'), withHeader((h) => { h[someTensor].dtype = 'F8_E9M9'; }))), `model\\.safetensors.*unknown dtype 'F8_E9M9'`);
+  info2('safetensors: integer weights', hfCopy('hf-int', (d) => fs.writeFileSync(path.join(d, 'model.safetensors'), withHeader((h) => { h[someTensor].dtype = 'I8'; h[someTensor].data_offsets[1] = h[someTensor].data_offsets[0] + h[someTensor].shape.reduce((a, b) => a * b, 1); }))), 'model\\.safetensors.*(I8|dtype)');
+  info2('safetensors: offsets beyond the data', hfCopy('hf-offsets', (d) => fs.writeFileSync(path.join(d, 'model.safetensors'), withHeader((h) => { h[someTensor].data_offsets = [stData.length, stData.length + 4 * h[someTensor].shape.reduce((a, b) => a * b, 1)]; }))), 'model\\.safetensors.*outside the data section');
+  info2('safetensors: overlapping tensors', hfCopy('hf-overlap', (d) => fs.writeFileSync(path.join(d, 'model.safetensors'), withHeader((h) => { const ks = Object.keys(h).filter((k) => k !== '__metadata__'); h[ks[1]].data_offsets = [...h[ks[0]].data_offsets]; h[ks[1]].shape = [...h[ks[0]].shape]; }))), 'model\\.safetensors.*overlap');
+  info2('safetensors: truncated data', hfCopy('hf-cut', (d) => fs.writeFileSync(path.join(d, 'model.safetensors'), st.subarray(0, st.length - 4096))), 'model\\.safetensors.*outside the data section');
+  info2('config.json: not JSON', hfCopy('hf-cfg', (d) => fs.writeFileSync(path.join(d, 'config.json'), '{"hidden_size": 128,')), 'config\\.json.*not valid JSON');
+  info2('config.json: missing hidden_size', hfCopy('hf-cfg2', (d) => { const c = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8')); delete c.hidden_size; fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(c)); }), 'config\\.json.*hidden_size');
+  info2('config.json: shape/config mismatch', hfCopy('hf-shape', (d) => { const c = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8')); c.intermediate_size = 512; fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(c)); }), 'hf-shape.*(shape|expected)');
+  info2('config.json: unsupported architecture', hfCopy('hf-arch', (d) => { const c = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8')); c.model_type = 'gpt2'; fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(c)); }), 'config\\.json.*gpt2.*not supported');
+  info2('sharded: a missing shard', hfCopy('hf-shard', (d) => {
+    fs.renameSync(path.join(d, 'model.safetensors'), path.join(d, 'model-00001-of-00002.safetensors'));
+    const map = Object.fromEntries(Object.keys(stHeader).filter((k) => k !== '__metadata__').map((k, i) => [k, i % 2 ? 'model-00002-of-00002.safetensors' : 'model-00001-of-00002.safetensors']));
+    fs.writeFileSync(path.join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: map }));
+  }), 'model-00002-of-00002\\.safetensors');
+  cases.push({ name: 'model path that does not exist', args: ['info', at('nowhere.gguf')], expect: 'nowhere\\.gguf: no such file', code: 1, inputs: [], outputs: [] });
+
+  // ---- tokenizers and texts
+  const stories = D('models', 'stories260K', 'stories260K.gguf');
+  const wiki = D('text', 'wikitext-2-raw', 'wiki.test.raw');
+  cases.push({ name: 'tokenizer of another model (2048 tokens for a 512-token model)', args: ['eval', 'ppl', stories, '--text', wiki, '--tokenizer', path.join(hfDir, 'tokenizer.json')], expect: 'tokenizer\\.json: the tokenizer has 2048 tokens but the model .* has a vocabulary of 512', code: 1, inputs: [stories], outputs: [] });
+  cases.push({ name: 'tokenizer.json that is not JSON', args: ['eval', 'ppl', stories, '--text', wiki, '--tokenizer', write('bad-tokenizer.json', '{"model": ')], expect: 'bad-tokenizer\\.json', code: 1, inputs: [stories], outputs: [] });
+  const empty = write('empty.txt', '');
+  cases.push({ name: 'empty evaluation text', args: ['eval', 'ppl', stories, '--text', empty], expect: 'empty\\.txt: the text file is empty', code: 1, inputs: [stories], outputs: [] });
+  const short = write('short.txt', 'Once upon a time.');
+  cases.push({ name: 'evaluation text shorter than one window', args: ['eval', 'ppl', stories, '--text', short, '--seq-len', '256'], expect: 'fewer than one window', code: 1, inputs: [stories], outputs: [] });
+  cases.push({ name: 'empty calibration text', args: ['analyze', stories, '--calib', empty, '-o', at('a-empty.json')], expect: 'empty\\.txt', code: 1, inputs: [stories], outputs: [at('a-empty.json')] });
+  cases.push({ name: 'calibration text too short for one window', args: ['analyze', stories, '--calib', short, '--seq-len', '256', '-o', at('a-short.json')], expect: 'short\\.txt', code: 1, inputs: [stories], outputs: [at('a-short.json')] });
+
+  // ---- ratios, plans and outputs
+  cases.push({ name: 'ratio above 1', args: ['prune', stories, '--ratio', '1.5', '--calib', calib, '-o', at('r.gguf')], expect: 'ratio must lie strictly between 0 and 1', code: 2, inputs: [stories], outputs: [at('r.gguf')] });
+  cases.push({ name: 'ratio 0', args: ['prune', stories, '--ratio', '0', '--calib', calib, '-o', at('r0.gguf')], expect: 'ratio must lie strictly between 0 and 1', code: 2, inputs: [stories], outputs: [at('r0.gguf')] });
+  return { cases, at, write };
+}
+
+/** Plans and outputs need a real analysis first; the test adds these cases after running analyze/plan. */
+export function planCases(dir, data, goodPlan) {
+  const at = (...p) => path.join(dir, ...p);
+  const stories = path.join(data, 'models', 'stories260K', 'stories260K.gguf');
+  const hf = path.join(data, 'models', 'tinystories-656K');
+  const plan = JSON.parse(fs.readFileSync(goodPlan, 'utf8'));
+  const writePlan = (name, edit) => { const p = JSON.parse(JSON.stringify(plan)); edit(p); fs.writeFileSync(at(name), JSON.stringify(p)); return at(name); };
+  const cases = [];
+  const apply = (name, model, planFile, out, expect, extra = []) => cases.push({ name, args: ['apply', model, planFile, '-o', out, '--no-verify', ...extra], expect, code: 1, inputs: [model, planFile], outputs: [out] });
+  apply('plan made for another model', hf, goodPlan, at('other.gguf'), 'plan was made for another model');
+  apply('plan with a head index out of range', stories, writePlan('p-range.json', (p) => { const b = p.blocks.find((x) => !x.attention.removed) ?? p.blocks[0]; b.attention.removed = false; b.attention.keptKvHeads = [0]; b.attention.keptHeads = [0, 99]; }), at('range.gguf'), 'p-range\\.json.*(99|range|head)');
+  apply('plan with uneven GQA groups', stories, writePlan('p-gqa.json', (p) => { const b = p.blocks[0]; b.removed = false; b.attention = { removed: false, keptKvHeads: [0, 1], keptHeads: [0, 1, 2] }; }), at('gqa.gguf'), 'p-gqa\\.json.*(group|KV|same number)');
+  apply('plan that is not JSON', stories, (fs.writeFileSync(at('p-bad.json'), '{"format": "entroprune.plan", '), at('p-bad.json')), at('bad.gguf'), 'p-bad\\.json.*(JSON|valid)');
+  apply('plan of another format', stories, writePlan('p-format.json', (p) => { p.format = 'something.else'; }), at('fmt.gguf'), 'p-format\\.json.*format');
+  const existing = at('exists.gguf');
+  fs.writeFileSync(existing, 'do not touch');
+  cases.push({ name: 'output exists (no --force)', args: ['apply', stories, goodPlan, '-o', existing, '--no-verify'], expect: 'exists\\.gguf: already exists \\(pass --force', code: 1, inputs: [stories, goodPlan, existing], outputs: [] });
+  cases.push({ name: 'output would overwrite the input', args: ['apply', stories, goodPlan, '-o', stories, '--no-verify', '--force'], expect: 'would overwrite the input model', code: 1, inputs: [stories, goodPlan], outputs: [] });
+  const notDir = at('a-file');
+  fs.writeFileSync(notDir, 'x');
+  apply('output directory is a file', stories, goodPlan, path.join(notDir, 'out.gguf'), 'a-file.*(not a directory|does not exist|cannot)');
+  apply('output directory does not exist', stories, goodPlan, at('no', 'such', 'dir', 'out.gguf'), 'does not exist');
+  // Disk full: a file-size limit makes write() fail with EFBIG partway (SIGXFSZ ignored), like a full disk.
+  cases.push({ name: 'disk full while writing', args: ['apply', stories, goodPlan, '-o', at('full.gguf'), '--no-verify'], expect: 'full\\.gguf.*(cannot write|File too large|No space|write)', code: 1, inputs: [stories, goodPlan], outputs: [at('full.gguf')], fileSizeLimitKb: 200 });
+  return cases;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const dir = process.argv[2];
+  if (!dir) { console.error('usage: make-corpus.mjs <dir>'); process.exit(2); }
+  const data = process.env.ENTROPRUNE_TEST_DATA ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'data');
+  const { cases } = makeCorpus(dir, data);
+  fs.writeFileSync(path.join(dir, 'cases.json'), JSON.stringify(cases, null, 1));
+  console.log(`${cases.length} cases written to ${dir} (plan and output cases need an analysis: see test/bad-inputs.test.ts)`);
+}
