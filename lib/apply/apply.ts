@@ -12,6 +12,7 @@ import { llama2cVocabFile, loadTokenizerJson } from '../load/tokenizer';
 import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
 import { EntropruneError, fromNative } from '../util/errors';
+import { interrupted, trackTemporary } from '../util/interrupt';
 
 export type OutputFormat = 'gguf' | 'hf' | 'llama2c';
 
@@ -96,7 +97,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
   if (format === 'hf') fs.mkdirSync(tmp);
   if (format === 'llama2c' && (o.dtype ?? 'f32') !== 'f32') throw new EntropruneError('EP_UNSUPPORTED', `${o.output}: llama2.c checkpoints are float32 only (drop --dtype)`, o.output);
   const removeTmp = () => fs.rmSync(tmp, { recursive: true, force: true });
-  process.once('exit', removeTmp);
+  const untrack = trackTemporary(tmp); // removed on Ctrl-C / SIGTERM and at exit
   const started = process.hrtime.bigint();
   try {
     const r = await native().applyPlan(model.handle, {
@@ -118,15 +119,17 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
       vocab,
       shardBytes: o.shardBytes,
     });
+    if (interrupted()) throw new EntropruneError('EP_CANCELLED', 'cancelled');
     if (fs.existsSync(out)) fs.rmSync(out, { recursive: true, force: true }); // --force
     fs.renameSync(tmp, out);
     return { output: out, format, layers: r.layers, tensors: r.tensors, bytes: sizeOf(out), seconds: Number(process.hrtime.bigint() - started) / 1e9 };
   } catch (e) {
     removeTmp();
+    if (interrupted()) throw new EntropruneError('EP_CANCELLED', 'cancelled');
     // Name the output the user asked for, not its temporary stand-in (which is gone now).
     const err = fromNative(e);
     throw err.file?.startsWith(tmp) || err.message.includes(tmp) ? new EntropruneError(err.code, err.message.split(tmp).join(out), out) : err;
   } finally {
-    process.removeListener('exit', removeTmp);
+    untrack();
   }
 }

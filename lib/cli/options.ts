@@ -16,14 +16,7 @@ export function deviceOption(value: string): DeviceRequest {
   throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
 }
 
-/** Ctrl-C / SIGTERM abort the running native job; the command then exits with 130. */
-export function interruptSignal(): AbortSignal {
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  return controller.signal;
-}
+export { interruptSignal } from '../util/interrupt';
 
 export function floatOption(name: string, min: number) {
   return (value: string): number => {

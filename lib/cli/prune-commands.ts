@@ -137,6 +137,7 @@ export function registerPruneCommands(program: Command): void {
     .option('--no-verify', 'skip the runtime check after writing')
     .option('--json', 'print JSON')
     .action(async (modelPath: string, planFile: string, o: ApplyCli) => {
+      interruptSignal(); // Ctrl-C / SIGTERM remove the temporary output
       const p = readPlan(planFile);
       const model = await loadModel(modelPath);
       const r = await applyPlan(model, p, {

@@ -4,14 +4,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { EntropruneError } from './errors';
+import { trackTemporary } from './interrupt';
 
 export function writeFileAtomic(file: string, data: string | Buffer): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
+  const untrack = trackTemporary(tmp);
   try {
     fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, file);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw new EntropruneError('EP_IO', `${file}: cannot write: ${(e as Error).message}`, file);
+  } finally {
+    untrack();
   }
 }

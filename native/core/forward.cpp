@@ -119,6 +119,7 @@ void forward(const Model& model, const ForwardRequest& req) {
       add_row_bias(x.data(), w.bo, N, d);
     }
 
+    check_cancel(req);  // also between the sublayers: a layer over a large batch can take seconds
     // ---- MLP: m = Wdown · (silu(Wgate xn) ⊙ Wup xn) (+ b_down);  x += m
     if (s.ffn > 0) {
       const int f = s.ffn;
