@@ -122,6 +122,9 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
     if (interrupted()) throw new EntropruneError('EP_CANCELLED', 'cancelled');
     if (fs.existsSync(out)) fs.rmSync(out, { recursive: true, force: true }); // --force
     fs.renameSync(tmp, out);
+    // A llama2.c checkpoint finds its vocabulary beside it: bring the source's along (never replacing one).
+    const vocabFile = info.format === 'llama2c' ? llama2cVocabFile(info) : undefined;
+    if (format === 'llama2c' && vocabFile && !fs.existsSync(path.join(parent, path.basename(vocabFile)))) fs.copyFileSync(vocabFile, path.join(parent, path.basename(vocabFile)));
     return { output: out, format, layers: r.layers, tensors: r.tensors, bytes: sizeOf(out), seconds: Number(process.hrtime.bigint() - started) / 1e9 };
   } catch (e) {
     removeTmp();

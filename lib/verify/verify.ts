@@ -67,7 +67,14 @@ export function llamaCppLogits(script: string, modelFile: string, seqs: number[]
 export async function verify(prunedPath: string, o: VerifyOptions = {}): Promise<VerifyRow[]> {
   const rows: VerifyRow[] = [];
   const model = await loadModel(prunedPath);
-  const tok = tokenizerFor(model);
+  // A pruned model keeps its original's vocabulary: borrow the original's tokenizer when none came along.
+  let tok;
+  try {
+    tok = tokenizerFor(model);
+  } catch (e) {
+    if (!o.against) throw e;
+    tok = tokenizerFor(await loadModel(o.against));
+  }
   const V = model.info.vocab;
   const ids = Array.from(tok.encode(o.text ?? DEFAULT_TEXT.repeat(8), { bos: true }));
   const seqLen = Math.min(o.seqLen ?? 64, ids.length);
