@@ -62,6 +62,8 @@ export async function perplexityOfTokens(model: Model, stream: Int32Array, optio
   for (let i = 0; i < nll.length; i++) sum += nll[i];
   const normalization = options.normalization ?? 'exact';
   const meanNll = sum / (normalization === 'wanda' ? windows * seqLen : nll.length);
+  if (!Number.isFinite(meanNll))
+    throw new EntropruneError('EP_FORMAT', `${model.path}: the loss is NaN or infinite: the model's weights or activations are not finite (entroprune analyze names the first bad tensor)`, model.path);
   return {
     ppl: Math.exp(meanNll),
     meanNll,

@@ -240,6 +240,9 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         progress.Send(&p, 1);
       }
       result_ = analyze_capture(capture, model_->config, ridge_);
+    } catch (const NonFiniteActivations& e) {
+      err_ = error_info(Error(ErrorCode::kFormat, model_->path, model_->nonfinite_report(e.layer()).c_str()));
+      SetError(err_.message);
     } catch (const std::exception& e) {
       err_ = error_info(e);
       SetError(err_.message);

@@ -160,8 +160,11 @@ void StatisticsCapture::block_output(int l, const float* h, int64_t rows, int di
       na += x * x;
       nb += y * y;
     }
-    cos_row[r] = dot / std::max(1e-30, std::sqrt(na * nb));
-  }
+    // A NaN or infinity anywhere in the row makes nb non-finite: flagged below, before it poisons the moments.
+    cos_row[r] = std::isfinite(nb) ? dot / std::max(1e-30, std::sqrt(na * nb)) : std::nan("");
+  }  for (int64_t r = 0; r < rows; ++r)
+    if (std::isnan(cos_row[r])) throw NonFiniteActivations(l);
+
   for (double c : cos_row) cos_sum_[l] += c;
 }
 

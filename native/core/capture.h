@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/error.h"
 #include "core/forward.h"
 #include "core/model_config.h"
 #include "core/moments.h"
@@ -37,6 +38,18 @@ struct ChannelStats {
   void merge(const ChannelStats& o);
   std::vector<double> mean() const;
   std::vector<double> variance() const;
+};
+
+// Thrown from block_output when a block's output holds NaN or infinity, so no statistic is computed from
+// it; the caller names the culprit with Model::nonfinite_report(layer).
+class NonFiniteActivations : public Error {
+ public:
+  explicit NonFiniteActivations(int layer)
+      : Error(ErrorCode::kFormat, "", "the activations became NaN or infinite in block " + std::to_string(layer)), layer_(layer) {}
+  int layer() const { return layer_; }
+
+ private:
+  int layer_;
 };
 
 class StatisticsCapture : public ForwardHooks {

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <tuple>
+#include <vector>
 
 #include "core/error.h"
 
@@ -130,6 +132,49 @@ std::unique_ptr<Model> load_model(const std::string& path) {
     return load_gguf(path);
   throw Error(ErrorCode::kUnsupported, path,
               "unknown model format: expected a Hugging Face directory, a .gguf file or a llama2.c .bin checkpoint");
+}
+
+}  // namespace ep
+
+namespace ep {
+
+std::string Model::nonfinite_report(int layer) const {
+  const ModelConfig& c = config;
+  const int64_t d = c.dim, hd = c.head_dim;
+  auto first_bad = [](const float* p, int64_t n) -> int64_t {
+    if (!p) return -1;
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(p[i])) return i;
+    return -1;
+  };
+  auto stored = [&](const std::string& canonical) {
+    for (const char* suffix : {"", ".weight"}) {
+      auto it = tensors.find(canonical + suffix);
+      if (it != tensors.end()) return it->second.stored_name;
+    }
+    return canonical;
+  };
+  const std::string head = "the activations became NaN or infinite in block " + std::to_string(layer) + ": ";
+  std::vector<std::pair<std::string, std::pair<const float*, int64_t>>> candidates = {{"tok_embd", {tok_embd, int64_t{c.vocab} * d}}};
+  for (int l = 0; l <= layer && l < c.n_layers(); ++l) {
+    const LayerShape& s = c.layers[l];
+    const LayerWeights& w = layers[l];
+    const int64_t q = int64_t{s.n_head} * hd, kv = int64_t{s.n_kv_head} * hd, f = s.ffn;
+    const std::string b = "blk." + std::to_string(l) + ".";
+    for (const auto& [name, ptr, n] : std::vector<std::tuple<std::string, const float*, int64_t>>{
+             {"attn_norm", w.attn_norm, d}, {"attn_q", w.wq, q * d}, {"attn_k", w.wk, kv * d}, {"attn_v", w.wv, kv * d},
+             {"attn_q.bias", w.bq, q}, {"attn_k.bias", w.bk, kv}, {"attn_v.bias", w.bv, kv}, {"attn_output", w.wo, d * q},
+             {"attn_output.bias", w.bo, d}, {"ffn_norm", w.ffn_norm, d}, {"ffn_gate", w.w_gate, f * d}, {"ffn_up", w.w_up, f * d},
+             {"ffn_down", w.w_down, d * f}, {"ffn_down.bias", w.b_down, d}})
+      candidates.push_back({b + name, {ptr, n}});
+  }
+  for (const auto& [name, data] : candidates) {
+    const int64_t i = first_bad(data.first, data.second);
+    if (i >= 0)
+      return head + "tensor '" + stored(name) + "' holds " + (std::isnan(data.first[i]) ? "NaN" : "an infinity") + " at element " +
+             std::to_string(i) + " (a corrupt or badly converted checkpoint)";
+  }
+  return head + "every weight up to it is finite, so the values overflowed float32 (an unstable checkpoint, or a dtype it was not made for)";
 }
 
 }  // namespace ep

@@ -64,6 +64,9 @@ class Model {
   void bind_weights();
   // Parameter counts: all weights, and the linear weights inside the blocks (METHOD.md section 7).
   uint64_t parameter_count() const;
+  // For activations that went NaN/Inf in block `layer`: names the first tensor of that block (or the token
+  // embeddings) holding a NaN or infinity, or says that the weights are finite and the values overflowed.
+  std::string nonfinite_report(int layer) const;
   uint64_t block_linear_parameter_count() const;
 
  private:

@@ -37,9 +37,10 @@ export function ggufLayout(buf) {
     p += 4;
     const offsetAt = p;
     p += 8;
-    tensors.push({ name, nDimsAt, dimsAt, typeAt, offsetAt });
+    tensors.push({ name, nDimsAt, dimsAt, typeAt, offsetAt, offset: Number(buf.readBigUInt64LE(offsetAt)) });
   }
-  return { version, countsAt, tensors };
+  const dataStart = Math.ceil(p / 32) * 32; // general.alignment is 32 in every file used here
+  return { version, countsAt, tensors, dataStart };
 }
 
 function safetensorsFile(entries, data) {
@@ -78,6 +79,10 @@ export function makeCorpus(dir, data) {
   info('gguf: tensor offset outside the file', write('offset.gguf', patch(gguf, [[t5.offsetAt, (b, o) => b.writeBigUInt64LE(1n << 33n, o)]])), `offset\\.gguf.*${t5.name.replace(/\./g, '\\.')}.*outside`);
   info('gguf: quantized tensor (Q4_0)', write('quant.gguf', patch(gguf, [[t0.typeAt, (b, o) => b.writeUInt32LE(2, o)]])), `quant\\.gguf.*Q4_0`);
   info('gguf: tensor shape that contradicts the config', write('shape.gguf', patch(gguf, [[t5.dimsAt, (b, o) => b.writeBigUInt64LE(BigInt(Number(b.readBigUInt64LE(o)) / 2), o)]])), 'shape\\.gguf.*(shape|size|expected|outside|offset)');
+  const down2 = layout.tensors.find((t) => t.name === 'blk.2.ffn_down.weight');
+  const nanFile = write('nan.gguf', patch(gguf, [[layout.dataStart + down2.offset + 4 * 37, (b, o) => b.writeFloatLE(NaN, o)]]));
+  cases.push({ name: 'gguf: a NaN weight (named by analyze)', args: ['analyze', nanFile, '--calib', calib, '--samples', '4', '--seq-len', '64', '-o', at('nan.analysis.json')], expect: "nan\\.gguf: the activations became NaN or infinite in block 2: tensor 'blk\\.2\\.ffn_down\\.weight' holds NaN at element 37", code: 1, inputs: [nanFile], outputs: [at('nan.analysis.json')] });
+  cases.push({ name: 'gguf: a NaN weight (perplexity refuses to print NaN)', args: ['eval', 'ppl', nanFile, '--text', calib, '--seq-len', '64', '--max-tokens', '256'], expect: 'nan\\.gguf: the loss is NaN or infinite', code: 1, inputs: [nanFile], outputs: [] });
   info('gguf: five dimensions', write('dims.gguf', patch(gguf, [[t0.nDimsAt, (b, o) => b.writeUInt32LE(5, o)]])), 'dims\\.gguf.*dimensions');
 
   // ---- llama2.c
