@@ -21,6 +21,7 @@ interface Case {
   inputs: string[];
   outputs: string[];
   fileSizeLimitKb?: number;
+  env?: Record<string, string>;
 }
 
 const dir = tempDir();
@@ -53,7 +54,7 @@ function run(c: Case) {
   const before = new Map(c.inputs.map((f) => [f, sha(f)]));
   const r = c.fileSizeLimitKb
     ? spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f ${c.fileSizeLimitKb}; exec "$0" "$@"`, process.execPath, CLI, ...c.args], { encoding: 'utf8', timeout: 120_000 })
-    : spawnSync(process.execPath, [CLI, ...c.args], { encoding: 'utf8', timeout: 120_000 });
+    : spawnSync(process.execPath, [CLI, ...c.args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...c.env } });
   expect(r.status, `${c.name}\n${r.stderr}`).toBe(c.code);
   expect(r.stderr, c.name).toMatch(new RegExp(c.expect));
   expect(r.stderr, c.name).not.toMatch(/internal error|Segmentation|Aborted|at .*\.js:\d+/);

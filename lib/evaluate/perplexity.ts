@@ -6,6 +6,7 @@
 import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
 import { EntropruneError } from '../util/errors';
+import { ensureFits, forwardBytes } from '../util/memory';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 
@@ -51,6 +52,7 @@ export async function perplexityOfTokens(model: Model, stream: Int32Array, optio
   if (windows === 0)
     throw new EntropruneError('EP_INVALID_ARGUMENT', `the text has ${tokens.length} tokens, fewer than one window of seq-len ${seqLen}: use a longer text or a smaller --seq-len`);
   const batchSeqs = options.batchSeqs ?? Math.max(1, Math.floor(8192 / seqLen));
+  ensureFits('perplexity', model.path, { activations: forwardBytes(model.info, batchSeqs * seqLen) }, 'lower --batch (windows per forward call) or --seq-len');
   const started = process.hrtime.bigint();
   const job = model.handle.evaluate(
     { tokens: tokens.slice(0, windows * seqLen), nSeqs: windows, seqLen, batchSeqs, output: 'nll' },

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 
 import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
+import { captureBytes, ensureFits, forwardBytes } from '../util/memory';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 import { VERSION } from '../version';
@@ -39,18 +40,24 @@ export function modelIdentity(model: Model): string {
 export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeResult> {
   const info = model.info;
   const seqLen = o.seqLen ?? Math.min(2048, info.context > 0 ? info.context : 2048);
-  const { kind, stream } = calibrationStream(o.calib, o.tokenizer);
-  const calib = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: o.samples, seqLen, seed: o.seed });
+  // Memory first: refuse before the (possibly long) tokenization of the calibration text.
   const maxDim = o.maxDim ?? 1024;
   const projDim = o.projDim ?? 512;
   const ridge = o.ridge ?? 1e-6;
+  const batchSeqs = o.batchSeqs ?? Math.max(1, Math.floor(4096 / seqLen));
+  ensureFits('analyze', info.path, {
+    statistics: captureBytes(info, batchSeqs * seqLen, maxDim, projDim),
+    activations: forwardBytes(info, batchSeqs * seqLen),
+  }, 'lower --batch (activations grow with the tokens per call), --proj-dim or --max-dim (statistics grow with the square of the projection), or use a machine with more memory');
+  const { kind, stream } = calibrationStream(o.calib, o.tokenizer);
+  const calib = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: o.samples, seqLen, seed: o.seed });
   const started = process.hrtime.bigint();
   const job = model.handle.analyze(
     {
       tokens: calib.tokens,
       nSeqs: calib.samples,
       seqLen,
-      batchSeqs: o.batchSeqs ?? Math.max(1, Math.floor(4096 / seqLen)),
+      batchSeqs,
       maxDim,
       projDim,
       seed: calib.seed,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/memory_info.h"
 
 namespace ep {
 
@@ -37,6 +38,15 @@ const float* Model::view(const TensorRef& t) {
 void Model::bind_weights() {
   const ModelConfig& c = config;
   const std::string& file = path;
+  // Weights stored as F16/BF16 are converted to float32 copies: check that they fit before allocating any.
+  uint64_t to_convert = 0;
+  for (const auto& [name, t] : tensors)
+    if (t.dtype != DType::F32) to_convert += t.numel() * sizeof(float);
+  const uint64_t available = available_memory_bytes();
+  if (available > 0 && to_convert > available)
+    throw Error(ErrorCode::kUnsupported, file,
+                "its F16/BF16 weights take " + format_bytes(to_convert) + " once converted to float32, but only " + format_bytes(available) +
+                    " of memory is available: use a machine with more memory (or free some); float32 checkpoints are used in place without a copy");
   auto get = [&](const std::string& name, std::vector<int64_t> shape, bool required) -> const float* {
     auto it = tensors.find(name);
     if (it == tensors.end()) {
