@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "addon/js_errors.h"
+#include "addon/native_job.h"
 #include "addon/model_wrap.h"
 #include "core/decode.h"
 
@@ -80,11 +81,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   if (p.ElementLength() == 0 || n < 1) throw Napi::RangeError::New(env, "generate: a non-empty prompt and tokens >= 1");
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   auto* w = new GenerateWorker(env, model, std::vector<int32_t>(p.Data(), p.Data() + p.ElementLength()), n, cancel);
-  Napi::Object job = Napi::Object::New(env);
-  job.Set("promise", w->promise());
-  job.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }));
-  w->Queue();
-  return job;
+  return queue_job(env, w, cancel);
 }
 
 }  // namespace ep::addon

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "addon/js_errors.h"
+#include "addon/native_job.h"
 #include "addon/tokenizer_wrap.h"
 #include "core/analysis.h"
 #include "core/capture.h"
@@ -324,11 +325,7 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
   auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, c,
                               ridge, cb, cancel);
-  Napi::Object job = Napi::Object::New(env);
-  job.Set("promise", w->promise());
-  job.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }));
-  w->Queue();
-  return job;
+  return queue_job(env, w, cancel);
 }
 
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
@@ -357,11 +354,7 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
   auto* w = new EvaluateWorker(env, model, std::move(tokens), n_seqs, seq_len, batch, logits, cb, cancel);
-  Napi::Object job = Napi::Object::New(env);
-  job.Set("promise", w->promise());
-  job.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }));
-  w->Queue();
-  return job;
+  return queue_job(env, w, cancel);
 }
 
 }  // namespace ep::addon

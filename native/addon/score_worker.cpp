@@ -2,6 +2,7 @@
 #include <atomic>
 
 #include "addon/js_errors.h"
+#include "addon/native_job.h"
 #include "addon/model_wrap.h"
 #include "core/score.h"
 
@@ -95,11 +96,7 @@ Napi::Value ModelWrap::Score(const Napi::CallbackInfo& info) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
   auto* w = new ScoreWorker(env, model, std::move(tokens), std::move(spans), batch_tokens, cb, cancel);
-  Napi::Object job = Napi::Object::New(env);
-  job.Set("promise", w->promise());
-  job.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }));
-  w->Queue();
-  return job;
+  return queue_job(env, w, cancel);
 }
 
 }  // namespace ep::addon
