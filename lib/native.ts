@@ -167,7 +167,7 @@ export interface NativeApplyOptions {
 }
 
 export interface NativeBinding {
-  applyPlan(model: NativeModel, options: NativeApplyOptions): Promise<{ layers: number; tensors: number }>;
+  applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number }>;
   NativeSpmTokenizer: new (source: string | { pieces: string[]; scores: Float32Array; bos: number; eos: number; source: string }) => NativeSpmTokenizer;
   loadModel(path: string): Promise<NativeModel>;
   setThreads(n: number): number;

@@ -13,6 +13,8 @@ import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
 import { EntropruneError, fromNative } from '../util/errors';
 import { interrupted, trackTemporary } from '../util/interrupt';
+import { awaitNativeJob } from '../util/native-job';
+import type { ProgressEvent } from '../util/progress';
 
 export type OutputFormat = 'gguf' | 'hf' | 'llama2c';
 
@@ -30,6 +32,10 @@ export interface ApplyOptions {
   /** keep shapes and zero the removed units (the equivalence reference) */
   zeroInsteadOfSlice?: boolean;
   shardBytes?: number;
+  /** tensors written so far */
+  onProgress?: (p: ProgressEvent) => void;
+  /** cancels between tensors (Ctrl-C in the CLI) */
+  signal?: AbortSignal;
 }
 
 export interface ApplyResult {
@@ -100,7 +106,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
   const untrack = trackTemporary(tmp); // removed on Ctrl-C / SIGTERM and at exit
   const started = process.hrtime.bigint();
   try {
-    const r = await native().applyPlan(model.handle, {
+    const job = native().applyPlan(model.handle, {
       blocks: plan.blocks.map((b) => ({
         removed: b.removed,
         attnRemoved: b.attention.removed,
@@ -118,7 +124,8 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
       vocabFile: o.vocabFile ?? (format === 'gguf' && info.format === 'llama2c' ? llama2cVocabFile(info) : undefined),
       vocab,
       shardBytes: o.shardBytes,
-    });
+    }, (done, total) => o.onProgress?.({ done, total }));
+    const r = await awaitNativeJob(job, o.signal);
     if (interrupted()) throw new EntropruneError('EP_CANCELLED', 'cancelled');
     if (fs.existsSync(out)) fs.rmSync(out, { recursive: true, force: true }); // --force
     fs.renameSync(tmp, out);

@@ -137,16 +137,19 @@ export function registerPruneCommands(program: Command): void {
     .option('--no-verify', 'skip the runtime check after writing')
     .option('--json', 'print JSON')
     .action(async (modelPath: string, planFile: string, o: ApplyCli) => {
-      interruptSignal(); // Ctrl-C / SIGTERM remove the temporary output
       const p = readPlan(planFile);
       const model = await loadModel(modelPath);
+      const bar = new ProgressBar('apply', { quiet: o.json });
       const r = await applyPlan(model, p, {
+        onProgress: (ev) => bar.update(ev),
+        signal: interruptSignal(), // Ctrl-C / SIGTERM: stop between tensors, remove the temporary output
         output: o.output,
         format: o.format,
         dtype: o.dtype,
         force: o.force,
         analysis: o.analysis ? readAnalysis(o.analysis) : undefined,
       });
+      bar.finish();
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
       if (o.json) process.stdout.write(JSON.stringify({ ...r, verify: rows }) + '\n');
       else process.stdout.write(describe(r) + '\n');
@@ -208,13 +211,17 @@ export function registerPruneCommands(program: Command): void {
       bar.finish();
       const p = makePlan(a.analysis, { ratio: o.ratio, method: o.method, align: o.align, uniformShape: o.uniform ?? false, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
       writePlan(planFile, p);
+      const applyBar = new ProgressBar('apply', { quiet: o.json });
       const r = await applyPlan(model, p, {
+        onProgress: (ev) => applyBar.update(ev),
+        signal: interruptSignal(),
         output: o.output,
         format: o.format,
         dtype: o.dtype,
         force: o.force,
         analysis: readAnalysis(analysisFile),
       });
+      applyBar.finish();
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
       const summary = o.report ? await pruneReport(o, model, p, analysisFile, r.output) : '';
       if (o.json) {

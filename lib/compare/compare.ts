@@ -201,7 +201,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       const planFile = path.join(o.out, 'plans', `${method}-${ratio}.plan.json`);
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);
-      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis });
+      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
       try {
         const pruned = await loadModel(modelFile);
         const e = await evaluate(pruned, `${method} ${ratio}`);

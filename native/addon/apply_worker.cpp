@@ -1,8 +1,12 @@
-// applyPlan(model, {blocks, means, output, format: gguf|hf|llama2c, dtype, zero, vocabFile, vocab}) -> Promise<{layers, tensors}>:
+// applyPlan(model, {blocks, means, output, format: gguf|hf|llama2c, dtype, zero, vocabFile, vocab}, onProgress?)
+//   -> {promise: Promise<{layers, tensors}>, cancel()}:
 // slice + compensate + write, off the main thread. The JS side picks the temporary output name.
 #include <napi.h>
 
+#include <atomic>
+
 #include "addon/js_errors.h"
+#include "addon/native_job.h"
 #include "addon/tokenizer_wrap.h"
 #include "addon/model_wrap.h"
 #include "core/apply.h"
@@ -29,21 +33,39 @@ std::vector<double> doubles(const Napi::Object& o, const char* key) {
   return std::vector<double>(a.Data(), a.Data() + a.ElementLength());
 }
 
-class ApplyWorker : public Napi::AsyncWorker {
+struct ApplyProgress {
+  int done, total;
+};
+
+class ApplyWorker : public Napi::AsyncProgressQueueWorker<ApplyProgress> {
  public:
   ApplyWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<PlanBlock> plan, std::vector<BlockMeans> means, std::string output,
-              std::string format, DType dtype, bool zero, std::string vocab_file, std::shared_ptr<const SpmVocab> vocab, uint64_t shard_bytes)
-      : Napi::AsyncWorker(env), model_(std::move(model)), plan_(std::move(plan)), means_(std::move(means)), output_(std::move(output)),
+              std::string format, DType dtype, bool zero, std::string vocab_file, std::shared_ptr<const SpmVocab> vocab, uint64_t shard_bytes,
+              Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncProgressQueueWorker<ApplyProgress>(env), cancel_(std::move(cancel)), model_(std::move(model)), plan_(std::move(plan)), means_(std::move(means)), output_(std::move(output)),
         format_(std::move(format)), dtype_(dtype), zero_(zero), vocab_file_(std::move(vocab_file)), vocab_(std::move(vocab)),
-        shard_bytes_(shard_bytes), deferred_(Napi::Promise::Deferred::New(env)) {}
+        shard_bytes_(shard_bytes), deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
+  }
   Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override {
+  void Execute(const ExecutionProgress& progress) override {
     try {
       ApplyOptions o;
       o.zero_instead_of_slice = zero_;
       PrunedModel pm = prune_model(*model_, plan_, means_, o);
       layers_ = pm.config.n_layers();
       tensors_ = static_cast<int>(pm.tensors.size());
+      // Every writer asks each tensor for its data in turn: count them for progress, and stop between
+      // tensors when cancelled, whatever the output format.
+      auto written = std::make_shared<int>(0);
+      for (PrunedTensor& t : pm.tensors) {
+        t.fill = [inner = t.fill, written, total = tensors_, cancel = cancel_, &progress](float* dst) {
+          if (cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+          inner(dst);
+          ApplyProgress p{++*written, total};
+          progress.Send(&p, 1);
+        };
+      }
       if (format_ == "gguf") {
         GgufSaveOptions g;
         g.dtype = dtype_;
@@ -70,6 +92,10 @@ class ApplyWorker : public Napi::AsyncWorker {
       SetError(err_.message);
     }
   }
+  void OnProgress(const ApplyProgress* p, size_t count) override {
+    if (progress_.IsEmpty() || count == 0) return;
+    progress_.Call({Napi::Number::New(Env(), p[count - 1].done), Napi::Number::New(Env(), p[count - 1].total)});
+  }
   void OnOK() override {
     Napi::Object r = Napi::Object::New(Env());
     r.Set("layers", layers_);
@@ -79,6 +105,8 @@ class ApplyWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
 
  private:
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  Napi::FunctionReference progress_;
   std::shared_ptr<const Model> model_;
   std::vector<PlanBlock> plan_;
   std::vector<BlockMeans> means_;
@@ -121,6 +149,7 @@ Napi::Value ApplyPlan(const Napi::CallbackInfo& info) {
       means.push_back({doubles(m, "headMean"), doubles(m, "channelMean"), doubles(m, "attnOutMean"), doubles(m, "mlpOutMean")});
     }
   }
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<const SpmVocab> vocab;
   if (o.Get("vocab").IsObject()) vocab = Napi::ObjectWrap<TokenizerWrap>::Unwrap(o.Get("vocab").As<Napi::Object>())->vocab;
   const std::string dt = o.Get("dtype").IsString() ? o.Get("dtype").As<Napi::String>().Utf8Value() : "f32";
@@ -128,10 +157,9 @@ Napi::Value ApplyPlan(const Napi::CallbackInfo& info) {
   auto* w = new ApplyWorker(env, mw->model, std::move(plan), std::move(means), o.Get("output").As<Napi::String>(), o.Get("format").As<Napi::String>(),
                             dtype, o.Has("zero") && o.Get("zero").ToBoolean(),
                             o.Has("vocabFile") && o.Get("vocabFile").IsString() ? o.Get("vocabFile").As<Napi::String>().Utf8Value() : "",
-                            vocab, o.Get("shardBytes").IsNumber() ? static_cast<uint64_t>(o.Get("shardBytes").As<Napi::Number>().DoubleValue()) : (5ull << 30));
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+                            vocab, o.Get("shardBytes").IsNumber() ? static_cast<uint64_t>(o.Get("shardBytes").As<Napi::Number>().DoubleValue()) : (5ull << 30),
+                            info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function(), cancel);
+  return queue_job(env, w, cancel);
 }
 
 }  // namespace ep::addon
