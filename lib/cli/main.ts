@@ -317,6 +317,9 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Handle Ctrl-C / SIGTERM from the first moment (loading a model or tokenizing a text takes time too):
+  // the running job is cancelled, temporary outputs are removed, the exit code is 130.
+  interruptSignal();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
