@@ -28,13 +28,15 @@ export function interruptSignal(graceMs = 3000): AbortSignal {
   const c = new AbortController();
   controller = c;
   const onSignal = () => {
-    if (c.signal.aborted) {
+    const leave = () => {
       removeTemporaries();
+      process.stderr.write('entroprune: interrupted\n');
       process.exit(130);
-    }
+    };
+    if (c.signal.aborted) leave();
     c.abort();
     removeTemporaries();
-    setTimeout(() => process.exit(130), graceMs).unref();
+    setTimeout(leave, graceMs).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
