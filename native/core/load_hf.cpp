@@ -2,6 +2,10 @@
 // LLaMA-2/3, Vicuna and Mistral-style GQA (LlamaForCausalLM / MistralForCausalLM).
 #include <sys/stat.h>
 
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <stdexcept>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -52,11 +56,41 @@ std::string canonical_name(const std::string& hf) {
   return "";
 }
 
+// A config value of the wrong kind or out of range (a float where an int belongs, 1e60 heads): reported as a
+// format error naming the field. nlohmann's own get<int>() would cast such a double silently (undefined
+// behaviour when it does not fit; found by fuzz_safetensors).
+struct ConfigValueError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename T>
+T as(const nlohmann::json& v, const char* key) {
+  if constexpr (std::is_same_v<T, int>) {
+    if (!v.is_number_integer()) throw ConfigValueError(std::string("field '") + key + "' must be an integer");
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(INT32_MAX) : (v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX))
+      throw ConfigValueError(std::string("field '") + key + "' is out of range");
+    return static_cast<int>(v.get<int64_t>());
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) throw ConfigValueError(std::string("field '") + key + "' must be a number");
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || std::fabs(d) > static_cast<double>(std::numeric_limits<T>::max()))
+      throw ConfigValueError(std::string("field '") + key + "' is out of range");
+    return static_cast<T>(d);
+  } else {
+    return v.get<T>();
+  }
+}
+
 template <typename T>
 T get_or(const nlohmann::json& j, const char* key, T fallback) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  return it->get<T>();
+  return as<T>(*it, key);
+}
+
+template <typename T>
+T need(const nlohmann::json& j, const char* key) {
+  return as<T>(j.at(key), key);
 }
 
 // Nemotron-NAS (DeciLMForCausalLM) per-layer shapes: attention {n_heads_in_group, no_op}, ffn {ffn_mult,
@@ -77,7 +111,7 @@ void read_block_configs(const nlohmann::json& blocks, ModelConfig& c, int n_head
       s.n_head = s.n_kv_head = 0;
       s.attn_qkv_bias = s.attn_out_bias = false;  // a no-op sublayer has no weights at all
     } else {
-      const int g = a.at("n_heads_in_group").get<int>();
+      const int g = need<int>(a, "n_heads_in_group");
       if (g <= 0 || n_heads % g != 0) fail_format(where, at + ".attention.n_heads_in_group " + std::to_string(g) + " does not divide " + std::to_string(n_heads));
       s.n_head = n_heads;
       s.n_kv_head = n_heads / g;
@@ -85,7 +119,8 @@ void read_block_configs(const nlohmann::json& blocks, ModelConfig& c, int n_head
     if (get_or<bool>(f, "no_op", false)) {
       s.ffn = 0;
     } else {
-      const double mult = f.at("ffn_mult").get<double>();
+      const double mult = need<double>(f, "ffn_mult");
+      if (!(mult > 0 && mult < 1e6)) fail_format(where, at + ".ffn.ffn_mult " + std::to_string(mult) + " is out of range");
       const int64_t raw = static_cast<int64_t>(2.0 * mult * c.dim / 3.0);
       s.ffn = static_cast<int>((raw + 255) / 256 * 256);
       if (s.ffn <= 0) fail_format(where, at + ".ffn.ffn_mult gives no MLP width");
@@ -109,12 +144,12 @@ std::unique_ptr<Model> load_hf(const std::string& dir) {
     if (type != "llama" && type != "mistral" && !(nas && (type == "nemotron-nas" || type == "deci")))
       throw Error(ErrorCode::kUnsupported, config_path, "model_type '" + type + "' is not supported (llama, mistral, or nemotron-nas with block_configs)");
     c.arch = "llama";
-    c.dim = cj.at("hidden_size").get<int>();
-    c.vocab = cj.at("vocab_size").get<int>();
-    const int n_layers = cj.at("num_hidden_layers").get<int>();
-    const int n_heads = cj.at("num_attention_heads").get<int>();
+    c.dim = need<int>(cj, "hidden_size");
+    c.vocab = need<int>(cj, "vocab_size");
+    const int n_layers = need<int>(cj, "num_hidden_layers");
+    const int n_heads = need<int>(cj, "num_attention_heads");
     const int n_kv = get_or<int>(cj, "num_key_value_heads", n_heads);
-    const int ffn = nas ? 0 : cj.at("intermediate_size").get<int>();
+    const int ffn = nas ? 0 : need<int>(cj, "intermediate_size");
     if (n_layers <= 0 || n_layers > 4096 || n_heads <= 0)
       fail_format(config_path, "num_hidden_layers and num_attention_heads must be positive");
     c.head_dim = get_or<int>(cj, "head_dim", c.dim / n_heads);
@@ -125,8 +160,8 @@ std::unique_ptr<Model> load_hf(const std::string& dir) {
     c.tied_output = get_or<bool>(cj, "tie_word_embeddings", false);
     c.rope_layout = RopeLayout::kHalf;
     c.bos = get_or<int>(cj, "bos_token_id", 1);
-    if (cj.contains("eos_token_id") && cj["eos_token_id"].is_number_integer()) c.eos = cj["eos_token_id"].get<int>();
-    else if (cj.contains("eos_token_id") && cj["eos_token_id"].is_array() && !cj["eos_token_id"].empty()) c.eos = cj["eos_token_id"][0].get<int>();
+    if (cj.contains("eos_token_id") && cj["eos_token_id"].is_number_integer()) c.eos = as<int>(cj["eos_token_id"], "eos_token_id");
+    else if (cj.contains("eos_token_id") && cj["eos_token_id"].is_array() && !cj["eos_token_id"].empty()) c.eos = as<int>(cj["eos_token_id"][0], "eos_token_id");
     const bool attn_bias = get_or<bool>(cj, "attention_bias", false);
     c.layers.assign(n_layers, LayerShape{n_heads, n_kv, ffn, attn_bias, attn_bias, false});
     if (nas) read_block_configs(cj["block_configs"], c, n_heads, config_path);
@@ -134,18 +169,20 @@ std::unique_ptr<Model> load_hf(const std::string& dir) {
       const nlohmann::json& rs = cj["rope_scaling"];
       const std::string rt = get_or<std::string>(rs, "rope_type", get_or<std::string>(rs, "type", "default"));
       if (rt == "llama3") {
-        c.set_llama3_rope_scaling(rs.at("factor").get<float>(), get_or<float>(rs, "low_freq_factor", 1.0f),
+        c.set_llama3_rope_scaling(need<float>(rs, "factor"), get_or<float>(rs, "low_freq_factor", 1.0f),
                                   get_or<float>(rs, "high_freq_factor", 4.0f),
                                   get_or<int>(rs, "original_max_position_embeddings", 8192));
       } else if (rt == "linear") {
         c.rope_scaling = "linear";
-        c.rope_linear_factor = rs.at("factor").get<float>();
+        c.rope_linear_factor = need<float>(rs, "factor");
       } else if (rt != "default") {
         throw Error(ErrorCode::kUnsupported, config_path, "rope_scaling type '" + rt + "' is not supported (llama3, linear)");
       }
     }
   } catch (const nlohmann::json::exception& e) {
     fail_format(config_path, std::string("missing or mistyped field: ") + e.what());
+  } catch (const ConfigValueError& e) {
+    fail_format(config_path, e.what());
   }
   c.validate(config_path);
 

@@ -207,6 +207,16 @@ TEST(Formats, HfBadConfig) {
   write_text(t.file("config.json"), R"({"model_type":"llama"})");
   e = error_of(t.path());
   EXPECT_NE(e.find("hidden_size"), std::string::npos) << e;
+  // Found by fuzz_safetensors: a huge float where an int belongs used to be cast silently (undefined behaviour).
+  write_text(t.file("config.json"), R"({"hidden_size":5e59,"vocab_size":3,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":4})");
+  e = error_of(t.path());
+  EXPECT_NE(e.find("field 'hidden_size' must be an integer"), std::string::npos) << e;
+  write_text(t.file("config.json"), R"({"hidden_size":4,"vocab_size":3,"num_hidden_layers":1,"num_attention_heads":99999999999,"intermediate_size":4})");
+  e = error_of(t.path());
+  EXPECT_NE(e.find("field 'num_attention_heads' is out of range"), std::string::npos) << e;
+  write_text(t.file("config.json"), R"({"hidden_size":4,"vocab_size":3,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":4,"rms_norm_eps":1e300})");
+  e = error_of(t.path());
+  EXPECT_NE(e.find("field 'rms_norm_eps' is out of range"), std::string::npos) << e;
 }
 
 TEST(Formats, HfMissingShard) {
