@@ -7,7 +7,7 @@ import { compare, comparePlans, compareTable, type CompareSettings } from '../co
 import { readAnalysis } from '../measure/analysis';
 import type { PlanMethod } from '../plan/plan';
 import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
-import { ProgressBar } from '../util/progress';
+import { progressByLabel } from '../util/progress';
 import { defaultTasksDir, parseTaskList } from './eval-commands';
 import { deviceOption, interruptSignal, intOption } from './options';
 import { writeCompareReport } from '../report/report';
@@ -91,8 +91,6 @@ export function registerCompareCommand(program: Command): void {
         methods: o.methods,
         speedSeqLen: 0,
       };
-      let bar: ProgressBar | undefined;
-      let barLabel = '';
       const state = await compare(settings, {
         out: o.out,
         keepModels: o.keepModels,
@@ -100,16 +98,8 @@ export function registerCompareCommand(program: Command): void {
         onStep: (label) => {
           if (!o.json) process.stderr.write(`== ${label}\n`);
         },
-        onProgress: (label, p) => {
-          if (label !== barLabel) {
-            bar?.finish();
-            bar = new ProgressBar(label.slice(0, 40).padEnd(40), { quiet: o.json });
-            barLabel = label;
-          }
-          bar!.update(p);
-        },
+        onProgress: progressByLabel({ quiet: o.json }),
       });
-      bar?.finish();
       if (o.report) {
         const outDir = path.resolve(o.out);
         writeCompareReport(o.report, state, outDir, readAnalysis(path.join(outDir, state.analysis)).analysis, comparePlans(state, outDir));

@@ -12,7 +12,7 @@ import { loadModel } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
 import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
 import { EntropruneError } from '../util/errors';
-import { ProgressBar } from '../util/progress';
+import { progressByLabel, ProgressBar } from '../util/progress';
 import { deviceOption, interruptSignal, intOption } from './options';
 
 /** --tasks-dir, else $ENTROPRUNE_TASKS_DIR, else the tasks/ folder of the shared data. */
@@ -115,19 +115,13 @@ export function registerEvalCommands(evalCmd: Command): void {
       const tasksDir = defaultTasksDir(o.tasksDir);
       const model = await loadModel(modelPath);
       const tokenizer = tokenizerFor(model, o.tokenizer);
-      const bars = new Map<string, ProgressBar>();
       const results = await evaluateTasks(model, tokenizer, names, {
         tasksDir,
         limit: o.limit,
         seed: o.seed,
         batchTokens: o.batchTokens,
         signal: interruptSignal(),
-        onProgress: (task, p) => {
-          let bar = bars.get(task);
-          if (!bar) bars.set(task, (bar = new ProgressBar(task.padEnd(13), { quiet: o.json })));
-          bar.update(p);
-          if (p.done === p.total) bar.finish();
-        },
+        onProgress: progressByLabel({ quiet: o.json, width: 13 }),
       });
       if (o.json) {
         process.stdout.write(JSON.stringify({ model: model.path, tokenizer: tokenizer.source, device: device.device, threads, limit: o.limit ?? null, seed: o.seed, average: averageAccuracy(results), tasks: results }) + '\n');

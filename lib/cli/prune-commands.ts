@@ -5,12 +5,11 @@ import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { applyPlan, ApplyResult, OutputFormat } from '../apply/apply';
-import { defaultSpeedSeqLen, evaluateModel } from '../evaluate/evaluate-model';
+import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs } from '../evaluate/evaluate-model';
 import { averageAccuracy } from '../evaluate/tasks/zero-shot';
 import { type Model } from '../load/model';
 import { writeReport } from '../report/report';
 import { EntropruneError } from '../util/errors';
-import type { ProgressEvent } from '../util/progress';
 import { type PruningPlan } from '../plan/plan';
 import { defaultTasksDir, parseTaskList } from './eval-commands';
 import { loadModel } from '../load/model';
@@ -20,7 +19,7 @@ import { analyzeToFile } from '../measure/analyze';
 import { readPlan, writePlan } from '../plan/plan';
 import { plan as makePlan } from '../plan/planner';
 import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
-import { ProgressBar } from '../util/progress';
+import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
 import { deviceOption, interruptSignal, intOption } from './options';
 
@@ -74,26 +73,22 @@ async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFi
   const tasks = o.tasks === 'none' ? [] : parseTaskList(o.tasks);
   const tokenizer = tokenizerFor(model, o.tokenizer);
   const pruned = await loadModel(prunedFile);
-  const bars = new Map<string, ProgressBar>();
   const options = {
-    texts: texts.map((file) => ({ file, text: fs.readFileSync(file, 'utf8') })),
+    inputs: prepareEvalInputs(model, tokenizer, {
+      texts: texts.map((file) => ({ file, text: fs.readFileSync(file, 'utf8') })),
+      maxTokens: o.evalMaxTokens,
+      tasks,
+      tasksDir: tasks.length ? defaultTasksDir(o.tasksDir) : undefined,
+      limit: o.limit,
+      seed: o.seed,
+    }),
     seqLen: o.evalSeqLen,
-    maxTokens: o.evalMaxTokens,
-    tasks,
-    tasksDir: tasks.length ? defaultTasksDir(o.tasksDir) : undefined,
-    limit: o.limit,
-    seed: o.seed,
     speedSeqLen: defaultSpeedSeqLen(model),
     signal: interruptSignal(),
-    onProgress: (label: string, ev: ProgressEvent) => {
-      let bar = bars.get(label);
-      if (!bar) bars.set(label, (bar = new ProgressBar(label.slice(0, 40).padEnd(40), { quiet: o.json })));
-      bar.update(ev);
-      if (ev.done === ev.total) bar.finish();
-    },
+    onProgress: progressByLabel({ quiet: o.json }),
   };
-  const before = await evaluateModel(model, tokenizer, 'original', options);
-  const after = await evaluateModel(pruned, tokenizer, 'pruned', options);
+  const before = await evaluateModel(model, 'original', options);
+  const after = await evaluateModel(pruned, 'pruned', options);
   const row = (label: string, params: number, e: typeof before, speedup: number) => ({
     label, params, ppl: e.ppl, tasks: e.tasks, averageAccuracy: e.tasks.length ? averageAccuracy(e.tasks) : null, speedup,
   });

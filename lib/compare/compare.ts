@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { applyPlan } from '../apply/apply';
-import { defaultSpeedSeqLen, evaluateModel, type ModelEvalOptions } from '../evaluate/evaluate-model';
+import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs, type EvalInputs } from '../evaluate/evaluate-model';
 import { prefillThroughput } from '../evaluate/speed';
 import { averageAccuracy, TaskResult } from '../evaluate/tasks/zero-shot';
 import { loadModel, type Model } from '../load/model';
@@ -155,19 +155,23 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
     analysis = readAnalysis(analysisFile);
   }
 
-  const evalOptions: ModelEvalOptions = {
-    texts: settings.evalTexts.map((file, i) => ({ file, text: texts[i] })),
-    seqLen: settings.evalSeqLen || undefined,
-    maxTokens: settings.evalMaxTokens,
-    tasks: settings.tasks,
-    tasksDir: settings.tasksDir,
-    limit: settings.limit,
-    seed: settings.seed,
-    speedSeqLen,
-    onProgress: o.onProgress,
-    signal: o.signal,
-  };
-  const evaluate = (m: Model, label: string) => evaluateModel(m, tokenizer, label, evalOptions);
+  // Texts and task requests are tokenized once, on first use (a resumed run with nothing left does none).
+  let inputs: EvalInputs | undefined;
+  const evaluate = (m: Model, label: string) =>
+    evaluateModel(m, label, {
+      inputs: (inputs ??= prepareEvalInputs(model, tokenizer, {
+        texts: settings.evalTexts.map((file, i) => ({ file, text: texts[i] })),
+        maxTokens: settings.evalMaxTokens,
+        tasks: settings.tasks,
+        tasksDir: settings.tasksDir,
+        limit: settings.limit,
+        seed: settings.seed,
+      })),
+      seqLen: settings.evalSeqLen || undefined,
+      speedSeqLen,
+      onProgress: o.onProgress,
+      signal: o.signal,
+    });
 
   // ---- the original: the reference row and the speed baseline
   const originalKey = cellKey('original', 0);

@@ -1,23 +1,41 @@
 // One model's yardsticks in one call — perplexity on each text, zero-shot accuracy, forward throughput —
-// shared by `compare` and `prune --report` so both measure exactly the same way.
+// shared by `compare` and `prune --report` so both measure exactly the same way. The inputs are tokenized
+// once (prepareEvalInputs) and then scored on every model: the original and its pruned versions share the
+// vocabulary, and tokenizing long texts and thousands of task requests costs as much as scoring them.
 import * as path from 'node:path';
 
 import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
 import type { ProgressEvent } from '../util/progress';
-import { perplexity } from './perplexity';
+import { encodeStreamPrefix, perplexityOfTokens } from './perplexity';
 import { prefillThroughput } from './speed';
-import { evaluateTasks, TaskResult } from './tasks/zero-shot';
+import { PreparedTask, prepareTasks, scoreTasks, TaskResult } from './tasks/zero-shot';
 
-export interface ModelEvalOptions {
-  /** texts (already read) and their file names, for labels */
+export interface EvalInputs {
+  /** each text's token stream (its first maxTokens tokens), with the file it came from, for labels */
+  texts: { file: string; tokens: Int32Array }[];
+  tasks: PreparedTask[];
+}
+
+export interface EvalInputOptions {
   texts: { file: string; text: string }[];
-  seqLen?: number;
   maxTokens?: number;
   tasks: string[];
   tasksDir?: string;
   limit?: number;
   seed?: number;
+}
+
+export function prepareEvalInputs(model: Model, tokenizer: Tokenizer, o: EvalInputOptions): EvalInputs {
+  return {
+    texts: o.texts.map(({ file, text }) => ({ file, tokens: encodeStreamPrefix(tokenizer, text, o.maxTokens) })),
+    tasks: o.tasks.length ? prepareTasks(model, tokenizer, o.tasks, { tasksDir: o.tasksDir!, limit: o.limit, seed: o.seed }) : [],
+  };
+}
+
+export interface ModelEvalOptions {
+  inputs: EvalInputs;
+  seqLen?: number;
   /** sequence length of the throughput measurement */
   speedSeqLen: number;
   onProgress?: (label: string, p: ProgressEvent) => void;
@@ -30,20 +48,17 @@ export interface ModelEval {
   tokensPerSecond: number;
 }
 
-export async function evaluateModel(m: Model, tokenizer: Tokenizer, label: string, o: ModelEvalOptions): Promise<ModelEval> {
+export async function evaluateModel(m: Model, label: string, o: ModelEvalOptions): Promise<ModelEval> {
   const ppl: number[] = [];
-  for (const { file, text } of o.texts) {
-    const r = await perplexity(m, tokenizer, text, {
+  for (const { file, tokens } of o.inputs.texts) {
+    const r = await perplexityOfTokens(m, tokens, {
       seqLen: o.seqLen,
-      maxTokens: o.maxTokens,
       onProgress: (p) => o.onProgress?.(`${label} ppl ${path.basename(file)}`, p),
       signal: o.signal,
     });
     ppl.push(r.ppl);
   }
-  const tasks = o.tasks.length
-    ? await evaluateTasks(m, tokenizer, o.tasks, { tasksDir: o.tasksDir!, limit: o.limit, seed: o.seed, onProgress: (t, p) => o.onProgress?.(`${label} ${t}`, p), signal: o.signal })
-    : [];
+  const tasks = await scoreTasks(m, o.inputs.tasks, { onProgress: (t, p) => o.onProgress?.(`${label} ${t}`, p), signal: o.signal });
   const speed = await prefillThroughput(m, { seqLen: o.speedSeqLen, repeats: 3, signal: o.signal });
   return { ppl, tasks, tokensPerSecond: speed.tokensPerSecond };
 }

@@ -38,3 +38,14 @@ export class ProgressBar {
     if (this.enabled) this.stream.write('\n');
   }
 }
+
+/** One bar per label (a stage, a text, a task), each closed when it completes; quiet off a terminal. */
+export function progressByLabel(o: { quiet?: boolean; width?: number } = {}): (label: string, p: ProgressEvent) => void {
+  const bars = new Map<string, ProgressBar>();
+  return (label, p) => {
+    let bar = bars.get(label);
+    if (!bar) bars.set(label, (bar = new ProgressBar(label.slice(0, o.width ?? 40).padEnd(o.width ?? 40), { quiet: o.quiet })));
+    bar.update(p);
+    if (p.done === p.total) bar.finish();
+  };
+}

@@ -7,7 +7,7 @@ import type { ProgressEvent } from '../../util/progress';
 import { seededSubset } from '../../util/random';
 import { EncodedRequest, encodeRequest, maxLengthOf, scoreEncoded } from './loglikelihood';
 import { choiceMetrics, meanWithError, MeanWithError } from './metrics';
-import { loadTaskDocs, TaskDoc, taskSpec } from './task-files';
+import { loadTaskDocs, TaskDoc, TaskSpec, taskSpec } from './task-files';
 
 export interface TaskOptions {
   /** folder with the task files (the shared data's tasks/) */
@@ -41,7 +41,17 @@ export function selectDocs(docs: TaskDoc[], limit: number | undefined, seed: num
   return seededSubset(docs.length, limit, seed).map((i) => docs[i]);
 }
 
-export async function evaluateTask(model: Model, tokenizer: Tokenizer, name: string, o: TaskOptions): Promise<TaskResult> {
+/** A task's documents, selected and tokenized once: scoring it on several models (the original and each
+ *  pruned one, which share the vocabulary and context) then costs only the forward passes. */
+export interface PreparedTask {
+  task: string;
+  spec: TaskSpec;
+  docs: TaskDoc[];
+  totalDocs: number;
+  encoded: EncodedRequest[];
+}
+
+export function prepareTask(model: Model, tokenizer: Tokenizer, name: string, o: Pick<TaskOptions, 'tasksDir' | 'limit' | 'seed'>): PreparedTask {
   const spec = taskSpec(name);
   const all = loadTaskDocs(spec, o.tasksDir);
   const docs = selectDocs(all, o.limit, o.seed ?? 0);
@@ -51,15 +61,24 @@ export async function evaluateTask(model: Model, tokenizer: Tokenizer, name: str
     if (d.kind === 'choice') for (const r of d.requests) encoded.push(encodeRequest(tokenizer, r, maxLength));
     else encoded.push(encodeRequest(tokenizer, d, maxLength));
   }
+  return { task: name, spec, docs, totalDocs: all.length, encoded };
+}
+
+export function prepareTasks(model: Model, tokenizer: Tokenizer, names: string[], o: Pick<TaskOptions, 'tasksDir' | 'limit' | 'seed'>): PreparedTask[] {
+  for (const n of names) taskSpec(n); // fail on a typo before any work
+  return names.map((n) => prepareTask(model, tokenizer, n, o));
+}
+
+export async function scoreTask(model: Model, t: PreparedTask, o: Pick<TaskOptions, 'batchTokens' | 'onProgress' | 'signal'> = {}): Promise<TaskResult> {
   const started = process.hrtime.bigint();
-  const scores = await scoreEncoded(model, encoded, { batchTokens: o.batchTokens, onProgress: (p) => o.onProgress?.(name, p), signal: o.signal });
+  const scores = await scoreEncoded(model, t.encoded, { batchTokens: o.batchTokens, onProgress: (p) => o.onProgress?.(t.task, p), signal: o.signal });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 
   const acc: number[] = [];
   const accNorm: number[] = [];
   let lambadaLogprob = 0;
   let at = 0;
-  for (const d of docs) {
+  for (const d of t.docs) {
     if (d.kind === 'choice') {
       const lps = d.requests.map((_, i) => scores[at + i].logprob);
       at += d.requests.length;
@@ -73,22 +92,29 @@ export async function evaluateTask(model: Model, tokenizer: Tokenizer, name: str
     }
   }
   return {
-    task: name,
-    docs: docs.length,
-    totalDocs: all.length,
+    task: t.task,
+    docs: t.docs.length,
+    totalDocs: t.totalDocs,
     acc: meanWithError(acc),
-    accNorm: spec.metrics.includes('acc_norm') ? meanWithError(accNorm) : undefined,
-    ppl: spec.metrics.includes('ppl') ? Math.exp(-lambadaLogprob / docs.length) : undefined,
+    accNorm: t.spec.metrics.includes('acc_norm') ? meanWithError(accNorm) : undefined,
+    ppl: t.spec.metrics.includes('ppl') ? Math.exp(-lambadaLogprob / t.docs.length) : undefined,
     seconds,
-    tokens: encoded.reduce((a, r) => a + r.tokens.length, 0),
+    tokens: t.encoded.reduce((n, r) => n + r.tokens.length, 0),
   };
 }
 
-export async function evaluateTasks(model: Model, tokenizer: Tokenizer, names: string[], o: TaskOptions): Promise<TaskResult[]> {
-  for (const n of names) taskSpec(n); // fail on a typo before any work
+export async function scoreTasks(model: Model, tasks: PreparedTask[], o: Pick<TaskOptions, 'batchTokens' | 'onProgress' | 'signal'> = {}): Promise<TaskResult[]> {
   const out: TaskResult[] = [];
-  for (const n of names) out.push(await evaluateTask(model, tokenizer, n, o));
+  for (const t of tasks) out.push(await scoreTask(model, t, o));
   return out;
+}
+
+export async function evaluateTask(model: Model, tokenizer: Tokenizer, name: string, o: TaskOptions): Promise<TaskResult> {
+  return scoreTask(model, prepareTask(model, tokenizer, name, o), o);
+}
+
+export async function evaluateTasks(model: Model, tokenizer: Tokenizer, names: string[], o: TaskOptions): Promise<TaskResult[]> {
+  return scoreTasks(model, prepareTasks(model, tokenizer, names, o), o);
 }
 
 /** Mean accuracy over tasks, the paper's "Avg" column (acc_norm where the task reports it, as the paper does). */
