@@ -173,6 +173,8 @@ export interface NativeBinding {
   setThreads(n: number): number;
   getThreads(): number;
   cudaProbe(): CudaProbe;
+  /** MemAvailable or ENTROPRUNE_MEMORY_LIMIT in bytes, 0 when unknown: the figure every memory check uses */
+  availableMemory(): number;
   writeSyntheticGguf(spec: SyntheticModelSpec, path: string): void;
   abiVersion: number;
 }

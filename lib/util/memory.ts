@@ -1,23 +1,13 @@
 // Memory estimates made before the heavy work starts, so that a run that cannot fit is refused with what to
 // change instead of being killed by the OOM killer halfway. The formulas follow the buffers the native
 // forward pass and statistics capture allocate (README, "Memory of the accumulators").
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-
 import type { ModelInfo } from '../load/model';
+import { native } from '../native';
 import { EntropruneError } from './errors';
 
-/** MemAvailable, or ENTROPRUNE_MEMORY_LIMIT (bytes) when set; the native loader reads the same two. */
+/** The same figure the native loader checks against (MemAvailable, or ENTROPRUNE_MEMORY_LIMIT). */
 export function availableMemory(): number {
-  const limit = process.env.ENTROPRUNE_MEMORY_LIMIT;
-  if (limit) return Number(limit);
-  try {
-    const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
-    if (m) return Number(m[1]) * 1024;
-  } catch {
-    // not Linux
-  }
-  return os.freemem();
+  return native().availableMemory();
 }
 
 export const gib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);

@@ -5,6 +5,7 @@
 #include "addon/js_errors.h"
 #include "addon/model_wrap.h"
 #include "addon/tokenizer_wrap.h"
+#include "core/memory_info.h"
 #include "core/synthetic_model.h"
 #include "core/threads.h"
 #include "cuda/cuda_runtime_api.h"
@@ -76,6 +77,11 @@ static Napi::Value WriteSyntheticGguf(const Napi::CallbackInfo& info) {
 
 Napi::Value ApplyPlan(const Napi::CallbackInfo& info);
 
+// availableMemory(): bytes the core's memory checks work with (MemAvailable, or ENTROPRUNE_MEMORY_LIMIT; 0 if unknown)
+static Napi::Value AvailableMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(available_memory_bytes()));
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", ModelWrap::Init(env));
   exports.Set("NativeSpmTokenizer", TokenizerWrap::Init(env));
@@ -85,6 +91,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaProbe", Napi::Function::New(env, CudaProbe));
   exports.Set("writeSyntheticGguf", Napi::Function::New(env, WriteSyntheticGguf));
   exports.Set("applyPlan", Napi::Function::New(env, ApplyPlan));
+  exports.Set("availableMemory", Napi::Function::New(env, AvailableMemory));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

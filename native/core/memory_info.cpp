@@ -5,6 +5,8 @@
 #include <cstring>
 #include <fstream>
 
+#include <unistd.h>
+
 namespace ep {
 
 uint64_t available_memory_bytes() {
@@ -15,7 +17,9 @@ uint64_t available_memory_bytes() {
   std::string unit;
   while (in >> key >> kb >> unit)
     if (key == "MemAvailable:") return kb * 1024;
-  return 0;
+  // No /proc/meminfo (not Linux): free physical pages, what Node's os.freemem() reports.
+  const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
 }
 
 std::string format_bytes(uint64_t b) {

@@ -6,8 +6,9 @@
 
 namespace ep {
 
-// MemAvailable from /proc/meminfo, or ENTROPRUNE_MEMORY_LIMIT (bytes) when set (for tests and for sharing a
-// machine); 0 when unknown (never refuse then).
+// ENTROPRUNE_MEMORY_LIMIT (bytes) when set (for tests and for sharing a machine), else MemAvailable from
+// /proc/meminfo, else the free physical pages; 0 when unknown (never refuse then). The JS side asks this
+// same function, so every check in the program uses one figure.
 uint64_t available_memory_bytes();
 
 std::string format_bytes(uint64_t bytes);
