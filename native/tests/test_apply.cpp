@@ -10,6 +10,7 @@
 #include "core/model.h"
 #include "core/save_gguf.h"
 #include "core/synthetic_model.h"
+#include "forward_util.h"
 #include "test_util.h"
 
 using namespace ep;
@@ -54,17 +55,6 @@ std::vector<PlanBlock> full_plan(const Model& m) {
   return p;
 }
 
-std::vector<float> logits(const Model& m, const std::vector<int32_t>& toks) {
-  std::vector<float> out(toks.size() * m.config.vocab);
-  ForwardRequest r;
-  r.tokens = toks.data();
-  r.n_seqs = 1;
-  r.seq_len = static_cast<int>(toks.size());
-  r.logits = out.data();
-  forward(m, r);
-  return out;
-}
-
 double compare(const Model& src, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means, const test::TempDir& t,
                const std::string& tag, ModelConfig* sliced_config = nullptr) {
   PrunedModel sliced = prune_model(src, plan, means, {});
@@ -76,7 +66,7 @@ double compare(const Model& src, const std::vector<PlanBlock>& plan, const std::
   if (sliced_config) *sliced_config = a->config;
   std::vector<int32_t> toks;
   for (int i = 0; i < 24; ++i) toks.push_back((i * 37 + 5) % 300);
-  auto la = logits(*a, toks), lb = logits(*b, toks);
+  auto la = test::full_logits(*a, toks), lb = test::full_logits(*b, toks);
   double diff = 0;
   for (size_t i = 0; i < la.size(); ++i) diff = std::max(diff, static_cast<double>(std::abs(la[i] - lb[i])));
   return diff;

@@ -9,6 +9,7 @@
 #include "core/forward.h"
 #include "core/model.h"
 #include "core/synthetic_model.h"
+#include "forward_util.h"
 #include "test_util.h"
 
 using namespace ep;
@@ -37,13 +38,7 @@ TEST(Decode, EveryStepMatchesTheFullForward) {
   std::mt19937 g(4);
   std::vector<int32_t> toks(T);
   for (int32_t& x : toks) x = static_cast<int32_t>(g() % V);
-  std::vector<float> full(static_cast<size_t>(T) * V);
-  ForwardRequest r;
-  r.tokens = toks.data();
-  r.n_seqs = 1;
-  r.seq_len = T;
-  r.logits = full.data();
-  forward(*m, r);
+  const std::vector<float> full = test::full_logits(*m, toks);
 
   // A 6-token prompt in one step, then chunks of 1, 2 and 1 tokens, then single tokens to the end.
   DecodeSession s(*m, T);

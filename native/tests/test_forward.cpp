@@ -8,6 +8,7 @@
 #include "core/forward.h"
 #include "core/model.h"
 #include "core/synthetic_model.h"
+#include "forward_util.h"
 #include "test_util.h"
 
 using namespace ep;
@@ -350,13 +351,7 @@ TEST(Forward, Stories260KFirstStepAfterBos) {
 static std::vector<int32_t> greedy(const Model& m, int steps) {
   std::vector<int32_t> toks{1};
   for (int s = 0; s < steps; ++s) {
-    std::vector<float> logits(toks.size() * m.config.vocab);
-    ForwardRequest r;
-    r.tokens = toks.data();
-    r.n_seqs = 1;
-    r.seq_len = static_cast<int>(toks.size());
-    r.logits = logits.data();
-    forward(m, r);
+    const std::vector<float> logits = test::full_logits(m, toks);
     const float* last = &logits[(toks.size() - 1) * m.config.vocab];
     toks.push_back(static_cast<int32_t>(std::max_element(last, last + m.config.vocab) - last));
   }

@@ -9,6 +9,7 @@
 #include "core/model.h"
 #include "core/score.h"
 #include "core/synthetic_model.h"
+#include "forward_util.h"
 #include "test_util.h"
 
 using namespace ep;
@@ -30,13 +31,7 @@ std::unique_ptr<Model> small_model(const test::TempDir& t) {
 // log p(tokens[t] | tokens[..t-1]) for every t >= 1, and the argmax after each prefix, from full logits.
 void reference(const Model& m, const std::vector<int32_t>& seq, std::vector<double>& logp, std::vector<int>& best) {
   const int V = m.config.vocab, T = static_cast<int>(seq.size());
-  std::vector<float> lg(static_cast<size_t>(T) * V);
-  ForwardRequest r;
-  r.tokens = seq.data();
-  r.n_seqs = 1;
-  r.seq_len = T;
-  r.logits = lg.data();
-  forward(m, r);
+  const std::vector<float> lg = test::full_logits(m, seq);
   logp.assign(T, 0);
   best.assign(T, -1);
   for (int t = 1; t < T; ++t) {
