@@ -68,6 +68,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
   const format = o.format ?? defaultFormat(model, o.output);
   const out = path.resolve(o.output);
   if (out === path.resolve(info.path)) throw new EntropruneError('EP_INVALID_ARGUMENT', `${o.output}: the output would overwrite the input model`, o.output);
+  if (format === 'llama2c' && (o.dtype ?? 'f32') !== 'f32') throw new EntropruneError('EP_UNSUPPORTED', `${o.output}: llama2.c checkpoints are float32 only (drop --dtype)`, o.output);
   if (fs.existsSync(out) && !o.force) throw new EntropruneError('EP_IO', `${o.output}: already exists (pass --force to replace it)`, o.output);
   const parent = path.dirname(out);
   if (!fs.existsSync(parent)) throw new EntropruneError('EP_IO', `${parent}: output directory does not exist`, parent);
@@ -91,6 +92,8 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
         mlpOutMean: analysis!.mean(l, 'mlpOutMean'),
       }))
     : undefined;
+  // A llama2.c source keeps its vocabulary beside it (tok<vocab>.bin): embedded in a GGUF output, copied beside a llama2.c one.
+  const sourceVocab = info.format === 'llama2c' ? llama2cVocabFile(info) : undefined;
   // A Hugging Face source carries its tokenizer as tokenizer.json; GGUF needs it as a SentencePiece vocabulary.
   let vocab: NativeSpmTokenizer | undefined;
   if (format === 'gguf' && info.format === 'hf') {
@@ -101,7 +104,6 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
   const tmp = path.join(parent, `.${path.basename(out)}.tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
   if (format === 'hf') fs.mkdirSync(tmp);
-  if (format === 'llama2c' && (o.dtype ?? 'f32') !== 'f32') throw new EntropruneError('EP_UNSUPPORTED', `${o.output}: llama2.c checkpoints are float32 only (drop --dtype)`, o.output);
   const removeTmp = () => fs.rmSync(tmp, { recursive: true, force: true });
   const untrack = trackTemporary(tmp); // removed on Ctrl-C / SIGTERM and at exit
   const started = process.hrtime.bigint();
@@ -121,7 +123,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
       format,
       dtype: o.dtype ?? 'f32',
       zero: o.zeroInsteadOfSlice ?? false,
-      vocabFile: o.vocabFile ?? (format === 'gguf' && info.format === 'llama2c' ? llama2cVocabFile(info) : undefined),
+      vocabFile: o.vocabFile ?? (format === 'gguf' ? sourceVocab : undefined),
       vocab,
       shardBytes: o.shardBytes,
     }, (done, total) => o.onProgress?.({ done, total }));
@@ -130,8 +132,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
     if (fs.existsSync(out)) fs.rmSync(out, { recursive: true, force: true }); // --force
     fs.renameSync(tmp, out);
     // A llama2.c checkpoint finds its vocabulary beside it: bring the source's along (never replacing one).
-    const vocabFile = info.format === 'llama2c' ? llama2cVocabFile(info) : undefined;
-    if (format === 'llama2c' && vocabFile && !fs.existsSync(path.join(parent, path.basename(vocabFile)))) fs.copyFileSync(vocabFile, path.join(parent, path.basename(vocabFile)));
+    if (format === 'llama2c' && sourceVocab && !fs.existsSync(path.join(parent, path.basename(sourceVocab)))) fs.copyFileSync(sourceVocab, path.join(parent, path.basename(sourceVocab)));
     return { output: out, format, layers: r.layers, tensors: r.tensors, bytes: sizeOf(out), seconds: Number(process.hrtime.bigint() - started) / 1e9 };
   } catch (e) {
     removeTmp();
