@@ -1,5 +1,7 @@
 #include "core/gguf_file.h"
 
+#include <cstdint>
+
 #include <cstring>
 
 #include "core/error.h"
@@ -71,7 +73,22 @@ int64_t GgufFile::get_int(const std::string& key) const {
   if (!v) fail_format(file->path(), "missing metadata key '" + key + "'");
   if (v->type == GgufType::ARRAY || v->type == GgufType::STRING || !v->is_integer)
     fail_format(file->path(), "metadata key '" + key + "' is not an integer");
+  // doubles at or beyond 2^63 (a uint64 near its maximum) do not convert to int64_t
+  if (!(v->number >= -9.2e18 && v->number <= 9.2e18)) fail_format(file->path(), "metadata key '" + key + "' is out of range");
   return static_cast<int64_t>(v->number);
+}
+
+int GgufFile::get_i32(const std::string& key) const {
+  const int64_t v = get_int(key);
+  if (v < INT32_MIN || v > INT32_MAX) fail_format(file->path(), "metadata key '" + key + "' = " + std::to_string(v) + " is out of range");
+  return static_cast<int>(v);
+}
+
+int GgufFile::int_in_range(const std::string& key, double x, int64_t lo, int64_t hi) const {
+  if (!(x >= static_cast<double>(lo) && x <= static_cast<double>(hi)) || x != static_cast<double>(static_cast<int64_t>(x)))
+    fail_format(file->path(), "metadata '" + key + "' holds " + std::to_string(x) + ", expected an integer in [" + std::to_string(lo) + ", " +
+                                  std::to_string(hi) + "]");
+  return static_cast<int>(x);
 }
 
 double GgufFile::get_float(const std::string& key) const {

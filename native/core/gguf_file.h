@@ -47,6 +47,11 @@ struct GgufFile {
   const GgufValue* find(const std::string& key) const;
   // Typed getters that throw a format error naming the key when missing or of the wrong kind.
   int64_t get_int(const std::string& key) const;
+  int get_i32(const std::string& key) const;  // get_int, checked to fit an int
+  // A number already found (a scalar, or an array element) as an int in [lo, hi], else a format error naming
+  // the key: metadata numbers are widened to double and a hostile file can put any value there, so every
+  // narrowing cast goes through a range check first.
+  int int_in_range(const std::string& key, double x, int64_t lo, int64_t hi) const;
   double get_float(const std::string& key) const;
   std::string get_string(const std::string& key) const;
 };

@@ -23,10 +23,10 @@ std::vector<int> per_layer(const GgufFile& g, const std::string& key, int n_laye
       fail_format(g.file->path(), "metadata '" + key + "' has " + std::to_string(v->numbers.size()) + " entries for " +
                                       std::to_string(n_layers) + " layers");
     std::vector<int> r;
-    for (double x : v->numbers) r.push_back(static_cast<int>(x));
+    for (double x : v->numbers) r.push_back(g.int_in_range(key, x, -1, INT32_MAX));
     return r;
   }
-  return std::vector<int>(n_layers, static_cast<int>(g.get_int(key)));
+  return std::vector<int>(n_layers, g.get_i32(key));
 }
 
 std::shared_ptr<SpmVocab> embedded_vocab(const GgufFile& g) {
@@ -37,9 +37,10 @@ std::shared_ptr<SpmVocab> embedded_vocab(const GgufFile& g) {
   if (const GgufValue* s = g.find("tokenizer.ggml.scores")) scores.assign(s->numbers.begin(), s->numbers.end());
   else scores.assign(tokens->strings.size(), 0.0f);
   std::vector<int> types;
-  if (const GgufValue* t = g.find("tokenizer.ggml.token_type")) for (double x : t->numbers) types.push_back(static_cast<int>(x));
-  int bos = g.find("tokenizer.ggml.bos_token_id") ? static_cast<int>(g.get_int("tokenizer.ggml.bos_token_id")) : 1;
-  int eos = g.find("tokenizer.ggml.eos_token_id") ? static_cast<int>(g.get_int("tokenizer.ggml.eos_token_id")) : 2;
+  if (const GgufValue* t = g.find("tokenizer.ggml.token_type"))
+    for (double x : t->numbers) types.push_back(g.int_in_range("tokenizer.ggml.token_type", x, INT32_MIN, INT32_MAX));
+  int bos = g.find("tokenizer.ggml.bos_token_id") ? g.get_i32("tokenizer.ggml.bos_token_id") : 1;
+  int eos = g.find("tokenizer.ggml.eos_token_id") ? g.get_i32("tokenizer.ggml.eos_token_id") : 2;
   return std::make_shared<SpmVocab>(SpmVocab::from_pieces(tokens->strings, scores, types, bos, eos, g.file->path()));
 }
 
@@ -56,14 +57,14 @@ std::unique_ptr<Model> load_gguf(const std::string& path) {
   ModelConfig& c = m->config;
   c.arch = arch;
   const std::string a = arch + ".";
-  c.dim = static_cast<int>(g.get_int(a + "embedding_length"));
-  const int n_layers = static_cast<int>(g.get_int(a + "block_count"));
+  c.dim = g.get_i32(a + "embedding_length");
+  const int n_layers = g.get_i32(a + "block_count");
   if (n_layers <= 0 || n_layers > 4096) fail_format(path, a + "block_count " + std::to_string(n_layers) + " is invalid");
   std::vector<int> heads = per_layer(g, a + "attention.head_count", n_layers, true, 0);
   std::vector<int> kv = per_layer(g, a + "attention.head_count_kv", n_layers, false, -1);
   std::vector<int> ffn = per_layer(g, a + "feed_forward_length", n_layers, true, 0);
   const int max_heads = *std::max_element(heads.begin(), heads.end());
-  c.head_dim = g.find(a + "attention.key_length") ? static_cast<int>(g.get_int(a + "attention.key_length"))
+  c.head_dim = g.find(a + "attention.key_length") ? g.get_i32(a + "attention.key_length")
                                                    : (max_heads > 0 ? c.dim / max_heads : 0);
   if (g.find(a + "attention.value_length") && g.get_int(a + "attention.value_length") != c.head_dim)
     throw Error(ErrorCode::kUnsupported, path, "key_length and value_length differ");
@@ -71,7 +72,7 @@ std::unique_ptr<Model> load_gguf(const std::string& path) {
     throw Error(ErrorCode::kUnsupported, path, "partial RoPE (rope.dimension_count != head size) is not supported");
   c.norm_eps = static_cast<float>(g.get_float(a + "attention.layer_norm_rms_epsilon"));
   c.rope_theta = g.find(a + "rope.freq_base") ? static_cast<float>(g.get_float(a + "rope.freq_base")) : 10000.0f;
-  c.context = g.find(a + "context_length") ? static_cast<int>(g.get_int(a + "context_length")) : 0;
+  c.context = g.find(a + "context_length") ? g.get_i32(a + "context_length") : 0;
   c.rope_layout = RopeLayout::kInterleaved;
   if (const GgufValue* st = g.find(a + "rope.scaling.type"); st && st->str == "linear") {
     c.rope_scaling = "linear";
@@ -110,6 +111,7 @@ std::unique_ptr<Model> load_gguf(const std::string& path) {
   auto tok = m->tensors.find("tok_embd");
   if (tok == m->tensors.end()) fail_format(path, "missing tensor 'token_embd.weight'");
   if (tok->second.shape.size() != 2) fail_format(path, "tensor 'token_embd.weight' must be 2-D");
+  if (tok->second.shape[0] > INT32_MAX) fail_format(path, "tensor 'token_embd.weight' has an impossible vocabulary size");
   c.vocab = static_cast<int>(tok->second.shape[0]);
   c.tied_output = m->tensors.count("output") == 0;
   for (int l = 0; l < n_layers; ++l) {
@@ -125,8 +127,8 @@ std::unique_ptr<Model> load_gguf(const std::string& path) {
     s.attn_out_bias = m->tensors.count(b + "attn_output.bias") > 0;
     s.ffn_down_bias = m->tensors.count(b + "ffn_down.bias") > 0;
   }
-  if (const GgufValue* v = g.find("tokenizer.ggml.bos_token_id")) c.bos = static_cast<int>(v->number);
-  if (const GgufValue* v = g.find("tokenizer.ggml.eos_token_id")) c.eos = static_cast<int>(v->number);
+  if (g.find("tokenizer.ggml.bos_token_id")) c.bos = g.get_i32("tokenizer.ggml.bos_token_id");
+  if (g.find("tokenizer.ggml.eos_token_id")) c.eos = g.get_i32("tokenizer.ggml.eos_token_id");
   c.validate(path);
   m->bind_weights();
   m->embedded_vocab = embedded_vocab(g);

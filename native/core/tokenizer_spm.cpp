@@ -39,15 +39,21 @@ SpmVocab SpmVocab::from_llama2c_file(const std::string& path) {
   std::memcpy(&max_len, f.range(0, 4, "max_token_length"), 4);
   pos = 4;
   if (max_len <= 0 || max_len > 4096) fail_format(path, "not a llama2.c tokenizer: max_token_length " + std::to_string(max_len) + " is implausible");
+  // Bounds-checked reads whose error text is built only on failure: a vocabulary has tens of thousands of
+  // tokens, and formatting three messages per token up front dominated the load.
+  auto at = [&](uint64_t off, uint64_t n, const char* field) -> const uint8_t* {
+    if (off > f.size() || n > f.size() - off) return f.range(off, n, "token " + std::to_string(v.pieces_.size()) + " " + field);
+    return f.data() + off;
+  };
   while (pos < f.size()) {
     float score;
     int32_t len;
-    std::memcpy(&score, f.range(pos, 4, "token " + std::to_string(v.pieces_.size()) + " score"), 4);
-    std::memcpy(&len, f.range(pos + 4, 4, "token " + std::to_string(v.pieces_.size()) + " length"), 4);
+    std::memcpy(&score, at(pos, 4, "score"), 4);
+    std::memcpy(&len, at(pos + 4, 4, "length"), 4);
     if (len < 0 || len > max_len)
       fail_format(path, "token " + std::to_string(v.pieces_.size()) + " has length " + std::to_string(len) +
                             " outside 0.." + std::to_string(max_len) + ": not a llama2.c tokenizer or truncated");
-    const uint8_t* p = f.range(pos + 8, static_cast<uint64_t>(len), "token " + std::to_string(v.pieces_.size()) + " bytes");
+    const uint8_t* p = at(pos + 8, static_cast<uint64_t>(len), "bytes");
     v.pieces_.emplace_back(reinterpret_cast<const char*>(p), static_cast<size_t>(len));
     v.scores_.push_back(score);
     pos += 8 + static_cast<uint64_t>(len);

@@ -1,5 +1,6 @@
 // Loaders: the same model from llama2.c and GGUF is bit-identical; HF configs read right; bad files give
 // clear errors that name the file and the problem.
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -115,6 +116,25 @@ TEST(Formats, GgufHeaderThatLiesAboutCounts) {
   test::write_all(t.file("lie.gguf"), bytes);
   std::string e = error_of(t.file("lie.gguf"));
   EXPECT_NE(e.find("more than the file can hold"), std::string::npos) << e;
+}
+
+// Found by fuzz_gguf: an eos_token_id of 0xFFFFFFFF (uint32) was cast from double to int unchecked.
+TEST(Formats, GgufTokenIdOutOfRange) {
+  REQUIRE_DATA(kGguf);
+  test::TempDir t;
+  auto bytes = test::read_all(data_dir() + "/" + kGguf);
+  const std::string key = "tokenizer.ggml.eos_token_id";
+  auto at = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+  ASSERT_NE(at, bytes.end());
+  const size_t value = static_cast<size_t>(at - bytes.begin()) + key.size() + 4;  // after the uint32 type tag
+  uint32_t type, huge = 0xFFFFFFFFu;
+  std::memcpy(&type, bytes.data() + value - 4, 4);
+  ASSERT_EQ(type, 4u);  // GGUF_TYPE_UINT32
+  std::memcpy(bytes.data() + value, &huge, 4);
+  test::write_all(t.file("eos.gguf"), bytes);
+  std::string e = error_of(t.file("eos.gguf"));
+  EXPECT_NE(e.find("eos.gguf"), std::string::npos) << e;
+  EXPECT_NE(e.find("'tokenizer.ggml.eos_token_id' = 4294967295 is out of range"), std::string::npos) << e;
 }
 
 TEST(Formats, GgufQuantizedTensorNamed) {
