@@ -82,7 +82,12 @@ export interface NativeAnalyzeOptions {
   projDim: number;
   seed: number;
   ridge: number;
+  /** precision of the joint covariance cross-products (default auto: float64 up to 1024 wide, else float32) */
+  products?: CovarianceProducts;
 }
+
+/** float32 = blocked ssyrk into float64 sums; float64 = dsyrk; auto = float64 while the joint vector is ≤ 1024 wide */
+export type CovarianceProducts = 'auto' | 'float32' | 'float64';
 
 export interface NativeBlockAnalysis {
   hasAttn: boolean;
@@ -105,6 +110,8 @@ export interface NativeBlockAnalysis {
 export interface NativeAnalysis {
   tokens: number;
   jointDim: number;
+  /** the joint moments' cross-product precision actually used ('auto' resolved) */
+  products: Exclude<CovarianceProducts, 'auto'>;
   projected: boolean;
   ridge: number;
   blocks: NativeBlockAnalysis[];

@@ -67,6 +67,20 @@ describe('analyze', () => {
     // A different seed draws different windows.
     const c = await analyzeToFile(model, path.join(scratch, 'c.json'), { calib: dataFile(WIKI_VALID), tokenizer: tok, samples: 16, seqLen: 256, seed: 8 });
     expect(c.analysis.blocks[0].te).not.toBe(a.analysis.blocks[0].te);
+    // 4 × 64 wide joint vectors: 'auto' takes float64 products; float32 on the same windows stays close
+    // (README, "Covariance precision") and is recorded as such.
+    expect(a.analysis.calibration.products).toBe('float64');
+    const f = await analyzeToFile(model, path.join(scratch, 'f32.json'), {
+      calib: dataFile(WIKI_VALID), tokenizer: tok, samples: 16, seqLen: 256, seed: 7, products: 'float32',
+    });
+    expect(f.analysis.calibration.products).toBe('float32');
+    for (const [i, blk] of f.analysis.blocks.entries()) {
+      const ref = a.analysis.blocks[i];
+      expect(blk.te).not.toBe(ref.te);  // a different code path really ran
+      expect(Math.abs(blk.te - ref.te)).toBeLessThan(1e-3 * ref.te);
+      expect(Math.abs(blk.teAttn - ref.teAttn)).toBeLessThan(5e-3 * ref.teAttn);
+      expect(blk.attention?.headEntropy).toEqual(ref.attention?.headEntropy);
+    }
   });
 
   it('validation names the field, and a tampered means file is refused', async () => {

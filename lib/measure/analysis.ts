@@ -11,6 +11,7 @@ import Ajv from 'ajv';
 import { EntropruneError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic';
 import { readJsonFile } from '../util/json-file';
+import type { CovarianceProducts } from '../native';
 import type { CalibrationSet } from './calibration';
 import { layerShapesSchema } from '../util/json-schema';
 
@@ -55,6 +56,8 @@ export interface Analysis {
     maxDim: number;
     projDim: number;
     ridge: number;
+    /** cross-product precision of the joint moments; absent in files from before it was an option (float64) */
+    products?: Exclude<CovarianceProducts, 'auto'>;
   };
   blocks: BlockStats[];
   means: { file: string; sha256: string; entries: { block: number; name: MeanName; offset: number; length: number }[] };
@@ -95,6 +98,7 @@ export const analysisSchema = {
         projected: { type: 'boolean' },
         jointDim: { type: 'integer', minimum: 1 },
         ridge: { type: 'number', minimum: 0 },
+        products: { enum: ['float32', 'float64'] },
       },
     },
     blocks: {

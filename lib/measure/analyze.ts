@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 
 import type { Model } from '../load/model';
+import type { CovarianceProducts } from '../native';
 import type { Tokenizer } from '../load/tokenizer';
 import { captureBytes, ensureFits, forwardBytes } from '../util/memory';
 import { awaitNativeJob } from '../util/native-job';
@@ -22,6 +23,8 @@ export interface AnalyzeOptions {
   maxDim?: number; // 1024: project hidden states when d > maxDim
   projDim?: number; // 512
   ridge?: number; // 1e-6
+  /** joint covariance cross-products: 'auto' (default: float64 up to 1024 wide, float32 above), 'float32' or 'float64' */
+  products?: CovarianceProducts;
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -44,6 +47,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   const maxDim = o.maxDim ?? 1024;
   const projDim = o.projDim ?? 512;
   const ridge = o.ridge ?? 1e-6;
+  const products = o.products ?? 'auto';
   const batchSeqs = o.batchSeqs ?? Math.max(1, Math.floor(4096 / seqLen));
   ensureFits('analyze', info.path, {
     statistics: captureBytes(info, batchSeqs * seqLen, maxDim, projDim),
@@ -62,6 +66,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       projDim,
       seed: calib.seed,
       ridge,
+      products,
     },
     (done, total) => o.onProgress?.({ done, total }),
   );
@@ -112,6 +117,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       maxDim,
       projDim,
       ridge,
+      products: r.products,
     },
     blocks,
   };

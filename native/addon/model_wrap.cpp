@@ -264,6 +264,7 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     o.Set("tokens", static_cast<double>(result_.tokens));
     o.Set("jointDim", result_.joint_dim);
     o.Set("projected", result_.projected);
+    o.Set("products", result_.float32_products ? "float32" : "float64");
     o.Set("ridge", result_.ridge);
     Napi::Array blocks = Napi::Array::New(env, result_.blocks.size());
     for (size_t i = 0; i < result_.blocks.size(); ++i) {
@@ -320,6 +321,11 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   c.max_dim = o.Get("maxDim").As<Napi::Number>().Int32Value();
   c.proj_dim = o.Get("projDim").As<Napi::Number>().Int32Value();
   c.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().DoubleValue());
+  if (o.Has("products") && !o.Get("products").IsUndefined()) {
+    const std::string p = o.Get("products").As<Napi::String>();
+    if (p != "auto" && p != "float32" && p != "float64") throw Napi::RangeError::New(env, "analyze: products must be 'auto', 'float32' or 'float64'");
+    if (p != "auto") c.products = p == "float64" ? Accumulation::kFloat64 : Accumulation::kBlockedFloat32;
+  }
   const double ridge = o.Get("ridge").As<Napi::Number>().DoubleValue();
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();

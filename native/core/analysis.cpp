@@ -53,6 +53,7 @@ AnalysisResult analyze_capture(const StatisticsCapture& cap, const ModelConfig& 
   res.tokens = cap.tokens();
   res.joint_dim = cap.joint_dim();
   res.projected = cap.projected();
+  res.float32_products = cap.products() == Accumulation::kBlockedFloat32;
   res.ridge = ridge;
   const int r = cap.joint_dim();
   const Combo Y{{0, 1.0}}, H{{1, 1.0}}, A{{2, 1.0}}, M{{3, 1.0}}, U{{1, 1.0}, {2, 1.0}}, D{{2, 1.0}, {3, 1.0}};

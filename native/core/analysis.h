@@ -26,6 +26,7 @@ struct AnalysisResult {
   int64_t tokens = 0;
   int joint_dim = 0;
   bool projected = false;
+  bool float32_products = false;  // the joint moments' cross-products (CaptureOptions::products, resolved)
   double ridge = 0;
   std::vector<BlockAnalysis> blocks;
 };

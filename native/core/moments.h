@@ -49,7 +49,7 @@ class Moments {
   bool has_shift_ = false;
   std::vector<double> shift_, sum_, cross_;
   std::vector<double> scratch_;
-  std::vector<float> scratch_f_, cross_f_, shift_f_;
+  std::vector<float> scratch_f_, cross_f_, shift_f_, ones_f_, sum_f_;
 };
 
 }  // namespace ep

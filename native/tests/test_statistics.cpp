@@ -101,13 +101,13 @@ TEST(Moments, StridedColumnsSelectASubVector) {
 }
 
 TEST(Moments, BlockedFloat32AgreesWithFloat64) {
-  const int n = 2000, d = 40;
+  const int n = 9000, d = 40;  // two full 4096-row float blocks and a partial one
   auto x = random_rows(n, d, 13, 50.0f);
   Moments exact(d), fast(d, Accumulation::kBlockedFloat32), fast2(d, Accumulation::kBlockedFloat32), part(d, Accumulation::kBlockedFloat32);
   exact.add(x.data(), n, d);
   fast.add(x.data(), n, d);
-  fast2.add(x.data(), 700, d);
-  part.add(x.data() + 700 * d, n - 700, d);
+  fast2.add(x.data(), 4700, d);
+  part.add(x.data() + 4700 * d, n - 4700, d);
   fast2.merge(part);
   auto ce = exact.covariance();
   for (const Moments* m : {&fast, &fast2}) {
