@@ -6,6 +6,7 @@
 #include "addon/native_job.h"
 #include "addon/tokenizer_wrap.h"
 #include "core/analysis.h"
+#include "core/calibrate.h"
 #include "core/capture.h"
 #include "core/forward.h"
 
@@ -62,6 +63,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("parameterCount", static_cast<double>(model->parameter_count()));
   o.Set("blockLinearParameterCount", static_cast<double>(model->block_linear_parameter_count()));
   o.Set("convertedBytes", static_cast<double>(model->converted_bytes));
+  o.Set("streamsLayers", model->streams_layers());
   o.Set("hasEmbeddedVocab", static_cast<bool>(model->embedded_vocab));
   return o;
 }
@@ -125,11 +127,12 @@ namespace {
 
 class LoadWorker : public Napi::AsyncWorker {
  public:
-  LoadWorker(Napi::Env env, std::string path) : Napi::AsyncWorker(env), path_(std::move(path)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  LoadWorker(Napi::Env env, std::string path, LoadOptions options)
+      : Napi::AsyncWorker(env), path_(std::move(path)), options_(options), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      model_ = load_model(path_);
+      model_ = load_model(path_, options_);
     } catch (const std::exception& e) {
       err_ = error_info(e);
       SetError(err_.message);
@@ -145,6 +148,7 @@ class LoadWorker : public Napi::AsyncWorker {
 
  private:
   std::string path_;
+  LoadOptions options_;
   std::unique_ptr<Model> model_;
   ErrorInfo err_;
   Napi::Promise::Deferred deferred_;
@@ -218,9 +222,9 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
   AnalyzeWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, int batch,
-                CaptureOptions capture, double ridge, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+                bool streamed, CaptureOptions capture, double ridge, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : Napi::AsyncProgressQueueWorker<Progress>(env), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs),
-        seq_len_(seq_len), batch_(batch), capture_opts_(capture), ridge_(ridge), cancel_(std::move(cancel)),
+        seq_len_(seq_len), batch_(batch), streamed_(streamed), capture_opts_(capture), ridge_(ridge), cancel_(std::move(cancel)),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
   }
@@ -229,17 +233,13 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   void Execute(const ExecutionProgress& progress) override {
     try {
       StatisticsCapture capture(model_->config, capture_opts_);
-      for (int s0 = 0; s0 < n_seqs_; s0 += batch_) {
-        ForwardRequest r;
-        r.tokens = tokens_.data() + static_cast<size_t>(s0) * seq_len_;
-        r.n_seqs = std::min(batch_, n_seqs_ - s0);
-        r.seq_len = seq_len_;
-        r.hooks = &capture;
-        r.cancel = cancel_.get();
-        forward(*model_, r);
-        Progress p{s0 + r.n_seqs, n_seqs_};
+      const CalibrationBatches in{tokens_.data(), n_seqs_, seq_len_, batch_};
+      auto report = [&](int64_t done, int64_t total) {
+        Progress p{static_cast<int>(done), static_cast<int>(total)};
         progress.Send(&p, 1);
-      }
+      };
+      if (streamed_) calibrate_streamed(*model_, in, capture, cancel_.get(), report);
+      else calibrate(*model_, in, capture, cancel_.get(), report);
       result_ = analyze_capture(capture, model_->config, ridge_);
     } catch (const NonFiniteActivations& e) {
       err_ = error_info(Error(ErrorCode::kFormat, model_->path, model_->nonfinite_report(e.layer()).c_str()));
@@ -296,6 +296,7 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   std::shared_ptr<const Model> model_;
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_, batch_;
+  bool streamed_;
   CaptureOptions capture_opts_;
   double ridge_;
   std::shared_ptr<std::atomic<bool>> cancel_;
@@ -327,16 +328,22 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
     if (p != "auto") c.products = p == "float64" ? Accumulation::kFloat64 : Accumulation::kBlockedFloat32;
   }
   const double ridge = o.Get("ridge").As<Napi::Number>().DoubleValue();
+  const bool streamed = o.Has("stream") && o.Get("stream").ToBoolean().Value();
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
-  auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, c,
+  auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, streamed, c,
                               ridge, cb, cancel);
   return queue_job(env, w, cancel);
 }
 
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "loadModel(path: string)");
-  auto* w = new LoadWorker(info.Env(), info[0].As<Napi::String>());
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "loadModel(path: string, {streamLayers?})");
+  LoadOptions options;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    options.stream_layers = o.Has("streamLayers") && o.Get("streamLayers").ToBoolean().Value();
+  }
+  auto* w = new LoadWorker(info.Env(), info[0].As<Napi::String>(), options);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

@@ -52,6 +52,29 @@ void copy_cols(const float* src, int64_t rows, int64_t cols, const std::vector<i
     for (int64_t j = 0; j < k; ++j) dst[r * k + j] = src[r * cols + keep[j]];
 }
 
+// Block l's float matrices for the deferred tensor fills. The writers ask for a block's tensors one after
+// another, so caching the last block keeps a streamed model's conversions at one block in memory and one
+// conversion per block; a model bound at load just hands out its views.
+class BlockCache {
+ public:
+  explicit BlockCache(const Model& m) : m_(m) {}
+  const LayerWeights& get(int l) {
+    if (!m_.streams_layers()) return m_.layers[l];
+    if (l != cached_) {
+      buffers_.clear();
+      weights_ = m_.layer_weights(l, buffers_);
+      cached_ = l;
+    }
+    return weights_;
+  }
+
+ private:
+  const Model& m_;
+  int cached_ = -1;
+  LayerBuffers buffers_;
+  LayerWeights weights_;
+};
+
 }  // namespace
 
 PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means, const ApplyOptions& opt) {
@@ -96,8 +119,9 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
   for (int l = 0; l < L; ++l) {
     const PlanBlock& b = plan[l];
     const LayerShape& s = c.layers[l];
-    const LayerWeights& w = m.layers[l];
     if (!b.compensate || l >= static_cast<int>(means.size())) continue;
+    LayerBuffers converted;  // a streamed model's block matrices, for this block's compensation only
+    const LayerWeights w = m.layer_weights(l, converted);
     const BlockMeans& mm = means[l];
     const bool attn_gone = s.n_head > 0 && b.kept_heads.empty();
     const bool mlp_gone = s.ffn > 0 && b.kept_channels.empty();
@@ -179,12 +203,16 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
   add("output_norm", {d}, [&m, d](float* dst) { std::memcpy(dst, m.output_norm, d * sizeof(float)); });
   if (!out.config.tied_output) add("output", {V, d}, [&m, V, d](float* dst) { std::memcpy(dst, m.output, V * d * sizeof(float)); });
 
+  auto blocks = std::make_shared<BlockCache>(m);
   int nl = 0;
   for (int l = 0; l < L; ++l) {
     const PlanBlock& b = plan[l];
     if (b.removed && !zero) continue;
     const LayerShape& s = c.layers[l];
-    const LayerWeights& w = m.layers[l];
+    // The fills run later, tensor by tensor as the writer asks; `weight(&LayerWeights::wq)` fetches the
+    // source matrix then, through a one-block cache so that a streamed model converts each block once.
+    auto weight = [blocks, l](const float* LayerWeights::*field) { return [blocks, l, field] { return blocks->get(l).*field; }; };
+    const LayerWeights& w = m.layers[l];  // norms and biases: always bound
     LayerShape ns;
     const std::string p = "blk." + std::to_string(nl) + ".";
     const bool keep_attn = s.n_head > 0 && !b.kept_heads.empty();
@@ -215,18 +243,19 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
       ns.n_head = zero ? s.n_head : static_cast<int>(b.kept_heads.size());
       ns.n_kv_head = zero ? s.n_kv_head : static_cast<int>(b.kept_kv.size());
       const int64_t q = s.n_head * hd, nq = static_cast<int64_t>(head_rows->size()), nkv = static_cast<int64_t>(kv_rows->size());
-      auto rows_with_mask = [zero](const float* src, int64_t cols, std::shared_ptr<std::vector<int64_t>> rows, std::shared_ptr<std::vector<char>> alive) {
+      auto rows_with_mask = [zero](std::function<const float*()> src, int64_t cols, std::shared_ptr<std::vector<int64_t>> rows,
+                                   std::shared_ptr<std::vector<char>> alive) {
         return [=](float* dst) {
-          copy_rows(src, cols, *rows, dst);
+          copy_rows(src(), cols, *rows, dst);
           if (zero) for (size_t i = 0; i < rows->size(); ++i) if (!(*alive)[(*rows)[i]]) std::memset(dst + i * cols, 0, cols * sizeof(float));
         };
       };
       add(p + "attn_norm", {d}, [w, d](float* dst) { std::memcpy(dst, w.attn_norm, d * sizeof(float)); });
-      add(p + "attn_q", {nq, d}, rows_with_mask(w.wq, d, head_rows, head_alive));
-      add(p + "attn_k", {nkv, d}, rows_with_mask(w.wk, d, kv_rows, kv_alive));
-      add(p + "attn_v", {nkv, d}, rows_with_mask(w.wv, d, kv_rows, kv_alive));
-      add(p + "attn_output", {d, nq}, [w, d, q, head_rows, head_alive, zero](float* dst) {
-        copy_cols(w.wo, d, q, *head_rows, dst);
+      add(p + "attn_q", {nq, d}, rows_with_mask(weight(&LayerWeights::wq), d, head_rows, head_alive));
+      add(p + "attn_k", {nkv, d}, rows_with_mask(weight(&LayerWeights::wk), d, kv_rows, kv_alive));
+      add(p + "attn_v", {nkv, d}, rows_with_mask(weight(&LayerWeights::wv), d, kv_rows, kv_alive));
+      add(p + "attn_output", {d, nq}, [wo = weight(&LayerWeights::wo), d, q, head_rows, head_alive, zero](float* dst) {
+        copy_cols(wo(), d, q, *head_rows, dst);
         const int64_t k = static_cast<int64_t>(head_rows->size());
         if (zero) for (int64_t r = 0; r < d; ++r) for (int64_t j = 0; j < k; ++j) if (!(*head_alive)[(*head_rows)[j]]) dst[r * k + j] = 0;
       });
@@ -245,17 +274,18 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
     if (write_mlp) {
       ns.ffn = static_cast<int>(channels->size());
       const int64_t f = s.ffn, nf = ns.ffn;
-      auto rows_masked = [zero, d](const float* src, std::shared_ptr<std::vector<int64_t>> rows, std::shared_ptr<std::vector<char>> alive) {
+      auto rows_masked = [zero, d](std::function<const float*()> src, std::shared_ptr<std::vector<int64_t>> rows,
+                                   std::shared_ptr<std::vector<char>> alive) {
         return [=](float* dst) {
-          copy_rows(src, d, *rows, dst);
+          copy_rows(src(), d, *rows, dst);
           if (zero) for (size_t i = 0; i < rows->size(); ++i) if (!(*alive)[(*rows)[i]]) std::memset(dst + i * d, 0, d * sizeof(float));
         };
       };
       add(p + "ffn_norm", {d}, [w, d](float* dst) { std::memcpy(dst, w.ffn_norm, d * sizeof(float)); });
-      add(p + "ffn_gate", {nf, d}, rows_masked(w.w_gate, channels, ch_alive));
-      add(p + "ffn_up", {nf, d}, rows_masked(w.w_up, channels, ch_alive));
-      add(p + "ffn_down", {d, nf}, [w, d, f, channels, ch_alive, zero](float* dst) {
-        copy_cols(w.w_down, d, f, *channels, dst);
+      add(p + "ffn_gate", {nf, d}, rows_masked(weight(&LayerWeights::w_gate), channels, ch_alive));
+      add(p + "ffn_up", {nf, d}, rows_masked(weight(&LayerWeights::w_up), channels, ch_alive));
+      add(p + "ffn_down", {d, nf}, [w_down = weight(&LayerWeights::w_down), d, f, channels, ch_alive, zero](float* dst) {
+        copy_cols(w_down(), d, f, *channels, dst);
         const int64_t k = static_cast<int64_t>(channels->size());
         if (zero) for (int64_t r = 0; r < d; ++r) for (int64_t j = 0; j < k; ++j) if (!(*ch_alive)[(*channels)[j]]) dst[r * k + j] = 0;
       });

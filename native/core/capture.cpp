@@ -170,18 +170,20 @@ void StatisticsCapture::block_output(int l, const float* h, int64_t rows, int di
 void StatisticsCapture::final_hidden(const float* y, int64_t rows, int dim) {
   std::vector<float> yp(static_cast<size_t>(rows) * r_);
   project(y, rows, yp.data());
-  std::vector<float> joint(static_cast<size_t>(rows) * 4 * r_);
-  for (int l = 0; l < config_.n_layers(); ++l) {
-    for (int64_t r = 0; r < rows; ++r) {
-      float* row = &joint[static_cast<size_t>(r) * 4 * r_];
-      std::copy_n(&yp[r * r_], r_, row);
-      std::copy_n(&h_buf_[l][r * r_], r_, row + r_);
-      std::copy_n(&a_buf_[l][r * r_], r_, row + 2 * r_);
-      std::copy_n(&m_buf_[l][r * r_], r_, row + 3 * r_);
-    }
-    block_[l].add(joint.data(), rows, 4 * r_);
+  for (int l = 0; l < config_.n_layers(); ++l) fold_block(l, yp.data(), rows);
+  add_tokens(rows);
+}
+
+void StatisticsCapture::fold_block(int l, const float* yp, int64_t rows) {
+  joint_.resize(static_cast<size_t>(rows) * 4 * r_);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = &joint_[static_cast<size_t>(r) * 4 * r_];
+    std::copy_n(&yp[r * r_], r_, row);
+    std::copy_n(&h_buf_[l][r * r_], r_, row + r_);
+    std::copy_n(&a_buf_[l][r * r_], r_, row + 2 * r_);
+    std::copy_n(&m_buf_[l][r * r_], r_, row + 3 * r_);
   }
-  tokens_ += rows;
+  block_[l].add(joint_.data(), rows, 4 * r_);
 }
 
 void StatisticsCapture::merge(const StatisticsCapture& o) {

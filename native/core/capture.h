@@ -10,7 +10,8 @@
 //   per channel   mean and variance of silu(gate)·up: entropy and the down_proj compensation mean
 //
 // y (the final normalised hidden state) is known only at the end of a forward call, so the projected
-// per-block vectors of the current batch are kept until final_hidden() and then folded in.
+// per-block vectors of the current batch are kept until final_hidden() and then folded in. A block-major
+// driver that already knows y folds each block in right after it instead (fold_block).
 // Captures merge: one per thread / device / batch, summed at the end, equals one pass over everything.
 #pragma once
 #include <cstdint>
@@ -75,6 +76,13 @@ class StatisticsCapture : public ForwardHooks {
 
   void merge(const StatisticsCapture& other);
 
+  // For drivers that run the model block by block and know y before the blocks (calibrate_streamed):
+  // project y rows as final_hidden would, fold block l's current batch in with those rows of y, and count
+  // the tokens once at the end. final_hidden(y) is exactly project + fold_block for every block + add_tokens.
+  void project_output(const float* y, int64_t rows, float* out) const { project(y, rows, out); }
+  void fold_block(int l, const float* y_projected, int64_t rows);
+  void add_tokens(int64_t rows) { tokens_ += rows; }
+
   int joint_dim() const { return r_; }       // r: dimension of each projected vector
   bool projected() const { return projected_; }
   Accumulation products() const { return products_; }  // what the joint moments use (resolved from the options)
@@ -107,6 +115,7 @@ class StatisticsCapture : public ForwardHooks {
   int64_t rows_ = 0;
   std::vector<std::vector<float>> h_buf_, a_buf_, m_buf_;
   std::vector<float> h_in_;
+  std::vector<float> joint_;  // one batch of (y, h, a, m) rows for block_[l].add
 };
 
 }  // namespace ep

@@ -14,6 +14,10 @@ namespace ep {
 
 DecodeSession::DecodeSession(const Model& model, int max_len) : model_(model), max_len_(max_len) {
   if (max_len <= 0) throw Error(ErrorCode::kInvalidArgument, model.path, "decode length must be positive");
+  // Token-by-token decoding touches every block per token: converting streamed blocks on each step would be
+  // slower than any use of it, so generation needs the weights bound at load.
+  if (model.streams_layers())
+    throw Error(ErrorCode::kUnsupported, model.path, "generation needs the model loaded without layer streaming (drop --stream)");
   const ModelConfig& c = model.config;
   k_.resize(c.n_layers());
   v_.resize(c.n_layers());

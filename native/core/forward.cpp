@@ -64,78 +64,105 @@ void check_cancel(const ForwardRequest& req) {
 
 }  // namespace
 
+ForwardScratch::ForwardScratch(const ModelConfig& c, int64_t rows) {
+  int max_q = 0, max_kv = 0, max_ffn = 0;
+  for (const LayerShape& s : c.layers) {
+    max_q = std::max(max_q, s.n_head * c.head_dim);
+    max_kv = std::max(max_kv, s.n_kv_head * c.head_dim);
+    max_ffn = std::max(max_ffn, s.ffn);
+  }
+  xn.resize(rows * c.dim);
+  tmp.resize(rows * c.dim);
+  q.resize(rows * max_q);
+  k.resize(rows * max_kv);
+  v.resize(rows * max_kv);
+  att.resize(rows * max_q);
+  gate.resize(rows * max_ffn);
+  up.resize(rows * max_ffn);
+}
+
+void check_tokens(const Model& model, const int32_t* tokens, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= model.config.vocab)
+      throw Error(ErrorCode::kInvalidArgument, model.path,
+                  "token id " + std::to_string(tokens[i]) + " is outside the vocabulary of " + std::to_string(model.config.vocab) +
+                      " (tokenizer does not match the model?)");
+}
+
+void embed_tokens(const Model& model, const int32_t* tokens, int64_t n, float* x) {
+  const int d = model.config.dim;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) std::copy_n(model.tok_embd + static_cast<int64_t>(tokens[r]) * d, d, &x[r * d]);
+}
+
+void forward_block(const ModelConfig& c, int l, const LayerWeights& w, float* x, int n_seqs, int T, const RopeTables& rope,
+                   ForwardScratch& buf, ForwardHooks* hk, const std::atomic<bool>* cancel) {
+  const LayerShape& s = c.layers[l];
+  const int d = c.dim, hd = c.head_dim;
+  const int64_t N = static_cast<int64_t>(n_seqs) * T;
+  auto check_cancel = [cancel] {
+    if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+  };
+  check_cancel();
+  if (hk) hk->block_input(l, x, N, d);
+
+  // ---- attention: a = Wo · attn(RoPE(Wq xn), RoPE(Wk xn), Wv xn) (+ bo);  x += a
+  if (s.n_head > 0) {
+    const int qd = s.n_head * hd, kvd = s.n_kv_head * hd;
+    rmsnorm_cpu(x, w.attn_norm, buf.xn.data(), N, d, c.norm_eps);
+    linear(buf.xn.data(), w.wq, w.bq, buf.q.data(), N, d, qd);   // q [N, qd]
+    linear(buf.xn.data(), w.wk, w.bk, buf.k.data(), N, d, kvd);  // k [N, kvd]
+    linear(buf.xn.data(), w.wv, w.bv, buf.v.data(), N, d, kvd);  // v [N, kvd]
+    apply_rope(c, buf.q.data(), N, T, s.n_head, rope.cos, rope.sin);
+    apply_rope(c, buf.k.data(), N, T, s.n_kv_head, rope.cos, rope.sin);
+    attention(c, s, buf.q.data(), buf.k.data(), buf.v.data(), buf.att.data(), n_seqs, T);  // att [N, qd]
+    if (hk) hk->attn_heads(l, buf.att.data(), N, s.n_head, hd);
+    // a_l goes through its own buffer (not a beta=1 GEMM into x) so that results are bit-identical
+    // with and without hooks: the statistics see exactly the numbers the plain forward computes.
+    linear(buf.att.data(), w.wo, w.bo, buf.tmp.data(), N, qd, d);
+    if (hk) hk->attn_output(l, buf.tmp.data(), N, d);
+    add_inplace(x, buf.tmp.data(), N * d);
+  } else if (w.bo) {  // removed attention layer whose compensation constant was kept as a bias
+    add_row_bias(x, w.bo, N, d);
+  }
+
+  check_cancel();  // also between the sublayers: a layer over a large batch can take seconds
+  // ---- MLP: m = Wdown · (silu(Wgate xn) ⊙ Wup xn) (+ b_down);  x += m
+  if (s.ffn > 0) {
+    const int f = s.ffn;
+    rmsnorm_cpu(x, w.ffn_norm, buf.xn.data(), N, d, c.norm_eps);
+    linear(buf.xn.data(), w.w_gate, nullptr, buf.gate.data(), N, d, f);  // [N, f]
+    linear(buf.xn.data(), w.w_up, nullptr, buf.up.data(), N, d, f);      // [N, f]
+    swiglu(buf.gate.data(), buf.up.data(), N * f);
+    if (hk) hk->mlp_act(l, buf.gate.data(), N, f);
+    linear(buf.gate.data(), w.w_down, w.b_down, buf.tmp.data(), N, f, d);
+    if (hk) hk->mlp_output(l, buf.tmp.data(), N, d);
+    add_inplace(x, buf.tmp.data(), N * d);
+  } else if (w.b_down) {
+    add_row_bias(x, w.b_down, N, d);
+  }
+  if (hk) hk->block_output(l, x, N, d);
+}
+
 void forward(const Model& model, const ForwardRequest& req) {
   const ModelConfig& c = model.config;
   if (req.n_seqs <= 0 || req.seq_len <= 0) throw Error(ErrorCode::kInvalidArgument, model.path, "empty batch");
-  const int d = c.dim, hd = c.head_dim, T = req.seq_len;
+  const int d = c.dim, T = req.seq_len;
   const int64_t N = static_cast<int64_t>(req.n_seqs) * T;
-  for (int64_t i = 0; i < N; ++i)
-    if (req.tokens[i] < 0 || req.tokens[i] >= c.vocab)
-      throw Error(ErrorCode::kInvalidArgument, model.path,
-                  "token id " + std::to_string(req.tokens[i]) + " is outside the vocabulary of " + std::to_string(c.vocab) +
-                      " (tokenizer does not match the model?)");
+  check_tokens(model, req.tokens, N);
   num_threads();  // initialise the thread settings once
 
-  int max_q = 0, max_kv = 0, max_ffn = 0;
-  for (const LayerShape& s : c.layers) {
-    max_q = std::max(max_q, s.n_head * hd);
-    max_kv = std::max(max_kv, s.n_kv_head * hd);
-    max_ffn = std::max(max_ffn, s.ffn);
-  }
-  std::vector<float> x(N * d), xn(N * d), tmp(N * d);
-  std::vector<float> q(N * max_q), k(N * max_kv), v(N * max_kv), att(N * max_q);
-  std::vector<float> gate(N * max_ffn), up(N * max_ffn);
-  std::vector<float> cos_t, sin_t;
-  rope_tables(c, 0, T, cos_t, sin_t);
-
-  // x = embedding rows  [N, d]
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r) std::copy_n(model.tok_embd + static_cast<int64_t>(req.tokens[r]) * d, d, &x[r * d]);
-
-  ForwardHooks* hk = req.hooks;
+  std::vector<float> x(N * d);
+  ForwardScratch scratch(c, N);
+  RopeTables rope;
+  rope_tables(c, 0, T, rope.cos, rope.sin);
+  embed_tokens(model, req.tokens, N, x.data());  // x = embedding rows [N, d]
   for (int l = 0; l < c.n_layers(); ++l) {
-    check_cancel(req);
-    const LayerShape& s = c.layers[l];
-    const LayerWeights& w = model.layers[l];
-    if (hk) hk->block_input(l, x.data(), N, d);
-
-    // ---- attention: a = Wo · attn(RoPE(Wq xn), RoPE(Wk xn), Wv xn) (+ bo);  x += a
-    if (s.n_head > 0) {
-      const int qd = s.n_head * hd, kvd = s.n_kv_head * hd;
-      rmsnorm_cpu(x.data(), w.attn_norm, xn.data(), N, d, c.norm_eps);
-      linear(xn.data(), w.wq, w.bq, q.data(), N, d, qd);   // q [N, qd]
-      linear(xn.data(), w.wk, w.bk, k.data(), N, d, kvd);  // k [N, kvd]
-      linear(xn.data(), w.wv, w.bv, v.data(), N, d, kvd);  // v [N, kvd]
-      apply_rope(c, q.data(), N, T, s.n_head, cos_t, sin_t);
-      apply_rope(c, k.data(), N, T, s.n_kv_head, cos_t, sin_t);
-      attention(c, s, q.data(), k.data(), v.data(), att.data(), req.n_seqs, T);  // att [N, qd]
-      if (hk) hk->attn_heads(l, att.data(), N, s.n_head, hd);
-      // a_l goes through its own buffer (not a beta=1 GEMM into x) so that results are bit-identical
-      // with and without hooks: the statistics see exactly the numbers the plain forward computes.
-      linear(att.data(), w.wo, w.bo, tmp.data(), N, qd, d);
-      if (hk) hk->attn_output(l, tmp.data(), N, d);
-      add_inplace(x.data(), tmp.data(), N * d);
-    } else if (w.bo) {  // removed attention layer whose compensation constant was kept as a bias
-      add_row_bias(x.data(), w.bo, N, d);
-    }
-
-    check_cancel(req);  // also between the sublayers: a layer over a large batch can take seconds
-    // ---- MLP: m = Wdown · (silu(Wgate xn) ⊙ Wup xn) (+ b_down);  x += m
-    if (s.ffn > 0) {
-      const int f = s.ffn;
-      rmsnorm_cpu(x.data(), w.ffn_norm, xn.data(), N, d, c.norm_eps);
-      linear(xn.data(), w.w_gate, nullptr, gate.data(), N, d, f);  // [N, f]
-      linear(xn.data(), w.w_up, nullptr, up.data(), N, d, f);      // [N, f]
-      swiglu(gate.data(), up.data(), N * f);
-      if (hk) hk->mlp_act(l, gate.data(), N, f);
-      linear(gate.data(), w.w_down, w.b_down, tmp.data(), N, f, d);
-      if (hk) hk->mlp_output(l, tmp.data(), N, d);
-      add_inplace(x.data(), tmp.data(), N * d);
-    } else if (w.b_down) {
-      add_row_bias(x.data(), w.b_down, N, d);
-    }
-    if (hk) hk->block_output(l, x.data(), N, d);
+    LayerBuffers converted;  // a streamed model's block matrices, converted for this block only
+    forward_block(c, l, model.layer_weights(l, converted), x.data(), req.n_seqs, T, rope, scratch, req.hooks, req.cancel);
   }
+  std::vector<float>& xn = scratch.xn;
+  ForwardHooks* hk = req.hooks;
   check_cancel(req);
   rmsnorm_cpu(x.data(), model.output_norm, xn.data(), N, d, c.norm_eps);
   if (hk) hk->final_hidden(xn.data(), N, d);
@@ -144,10 +171,10 @@ void forward(const Model& model, const ForwardRequest& req) {
   if (!req.logits && !req.nll) return;
   const int V = c.vocab;
   const int64_t chunk = req.logits ? N : std::max<int64_t>(1, std::min<int64_t>(N, (64ll << 20) / (4ll * V)));
-  std::vector<float> scratch(req.logits ? 0 : chunk * V);
+  std::vector<float> logit_chunk(req.logits ? 0 : chunk * V);
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t rows = std::min(chunk, N - r0);
-    float* lg = req.logits ? req.logits + r0 * V : scratch.data();
+    float* lg = req.logits ? req.logits + r0 * V : logit_chunk.data();
     linear(&xn[r0 * d], model.output, nullptr, lg, rows, d, V);
     if (!req.nll) continue;
 #pragma omp parallel for schedule(static)

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "core/model.h"
 
@@ -38,5 +39,25 @@ struct ForwardRequest {
 };
 
 void forward(const Model& model, const ForwardRequest& req);
+
+// ---- The same pass one block at a time, for drivers that run every calibration sequence through block l
+// before block l+1 (calibrate.h: layer streaming). forward() is these steps in a loop, so both orders
+// compute bit-identical activations for the same batches.
+
+// Activation buffers of one block over `rows` token rows (sized for the widest block).
+struct ForwardScratch {
+  ForwardScratch(const ModelConfig& c, int64_t rows);
+  std::vector<float> xn, tmp, q, k, v, att, gate, up;
+};
+struct RopeTables {
+  std::vector<float> cos, sin;  // [seq_len, head_dim/2] from position 0 (rope_tables in layer_ops.h)
+};
+// Throws naming the model when a token id lies outside the vocabulary.
+void check_tokens(const Model& model, const int32_t* tokens, int64_t n);
+// x[r] = embedding row of tokens[r], x [n, d]
+void embed_tokens(const Model& model, const int32_t* tokens, int64_t n, float* x);
+// Block l in place on x [n_seqs * T, d] (sequences of T tokens, positions from 0), calling the hooks.
+void forward_block(const ModelConfig& c, int l, const LayerWeights& w, float* x, int n_seqs, int T, const RopeTables& rope,
+                   ForwardScratch& scratch, ForwardHooks* hooks, const std::atomic<bool>* cancel);
 
 }  // namespace ep

@@ -46,7 +46,7 @@ std::shared_ptr<SpmVocab> embedded_vocab(const GgufFile& g) {
 
 }  // namespace
 
-std::unique_ptr<Model> load_gguf(const std::string& path) {
+std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions& options) {
   GgufFile g = read_gguf(path);
   auto m = std::make_unique<Model>();
   m->path = path;
@@ -130,7 +130,7 @@ std::unique_ptr<Model> load_gguf(const std::string& path) {
   if (g.find("tokenizer.ggml.bos_token_id")) c.bos = g.get_i32("tokenizer.ggml.bos_token_id");
   if (g.find("tokenizer.ggml.eos_token_id")) c.eos = g.get_i32("tokenizer.ggml.eos_token_id");
   c.validate(path);
-  m->bind_weights();
+  m->bind_weights(options);
   m->embedded_vocab = embedded_vocab(g);
   return m;
 }

@@ -130,7 +130,7 @@ void read_block_configs(const nlohmann::json& blocks, ModelConfig& c, int n_head
 
 }  // namespace
 
-std::unique_ptr<Model> load_hf(const std::string& dir) {
+std::unique_ptr<Model> load_hf(const std::string& dir, const LoadOptions& options) {
   const std::string config_path = dir + "/config.json";
   if (!file_exists(config_path)) throw Error(ErrorCode::kIo, dir, "not a Hugging Face model directory: config.json is missing");
   nlohmann::json cj = read_json(config_path);
@@ -248,7 +248,7 @@ std::unique_ptr<Model> load_hf(const std::string& dir) {
     c.layers[l].attn_qkv_bias = m->tensors.count(b + "attn_q.bias") > 0;
     c.layers[l].ffn_down_bias = m->tensors.count(b + "ffn_down.bias") > 0;
   }
-  m->bind_weights();
+  m->bind_weights(options);
   return m;
 }
 

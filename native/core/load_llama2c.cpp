@@ -7,7 +7,7 @@
 
 namespace ep {
 
-std::unique_ptr<Model> load_llama2c(const std::string& path) {
+std::unique_ptr<Model> load_llama2c(const std::string& path, const LoadOptions& options) {
   auto file = std::make_shared<MappedFile>(path);
   int32_t h[7];
   std::memcpy(h, file->range(0, sizeof(h), "llama2.c header (7 int32)"), sizeof(h));
@@ -76,7 +76,7 @@ std::unique_ptr<Model> load_llama2c(const std::string& path) {
   add("output_norm", {dim});
   off += static_cast<uint64_t>(seq_len) * hs * 4;  // freq_cis_real + freq_cis_imag: unused
   if (!shared) add("output", {vocab, dim});
-  m->bind_weights();
+  m->bind_weights(options);
   return m;
 }
 

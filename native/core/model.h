@@ -1,6 +1,8 @@
 // A loaded model: its configuration, the tensors as stored in the file(s), and float32 views the engine
 // reads. F32 tensors that are 4-byte aligned are used in place from the memory map; F16/BF16 (and
-// misaligned F32) are converted once into owned buffers.
+// misaligned F32) are converted once into owned buffers — or, for a model loaded to stream its layers
+// (LoadOptions::stream_layers), converted block by block when a pass reaches that block and freed after it,
+// so a BF16 checkpoint needs float32 memory for one block at a time instead of all of them.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -47,6 +49,13 @@ struct LayerWeights {
   const float* b_down = nullptr;     // optional [dim]
 };
 
+struct LoadOptions {
+  bool stream_layers = false;  // see the file comment: convert block weights on use instead of at load
+};
+
+// The float32 copies of one block's weights made by Model::layer_weights for a streamed model; freed with it.
+using LayerBuffers = std::vector<std::vector<float>>;
+
 class Model {
  public:
   ModelConfig config;
@@ -60,8 +69,13 @@ class Model {
   std::shared_ptr<SpmVocab> embedded_vocab;  // GGUF-embedded SentencePiece vocab, if any
   uint64_t converted_bytes = 0;              // bytes copied because the stored dtype is not F32
 
-  // Check every tensor against the config, then build the float views. Throws naming the tensor.
-  void bind_weights();
+  // Check every tensor against the config, then build the float views. Throws naming the tensor. With
+  // stream_layers, block tensors that need a float32 copy are checked but left unbound (null in `layers`).
+  void bind_weights(const LoadOptions& options = {});
+  bool streams_layers() const { return stream_layers_; }
+  // Block l's float views: `layers[l]` itself when every tensor is bound, else a copy of it whose unbound
+  // tensors are converted into `buffers` (which must outlive the returned views).
+  LayerWeights layer_weights(int l, LayerBuffers& buffers) const;
   // Parameter counts: all weights, and the linear weights inside the blocks (METHOD.md section 7).
   uint64_t parameter_count() const;
   // For activations that went NaN/Inf in block `layer`: names the first tensor of that block (or the token
@@ -71,13 +85,18 @@ class Model {
 
  private:
   const float* view(const TensorRef& t);
+  // Fills block l's views with get(name, shape, required) — one list of a block's tensors for binding at
+  // load (bind_weights) and for converting on use (layer_weights).
+  template <typename Get>
+  void fill_layer(int l, LayerWeights& w, Get&& get) const;
   std::deque<std::vector<float>> owned_;
+  bool stream_layers_ = false;
 };
 
 // Load from a Hugging Face directory, a .gguf file or a llama2.c .bin checkpoint (chosen by path).
-std::unique_ptr<Model> load_model(const std::string& path);
-std::unique_ptr<Model> load_hf(const std::string& dir);
-std::unique_ptr<Model> load_gguf(const std::string& path);
-std::unique_ptr<Model> load_llama2c(const std::string& path);
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+std::unique_ptr<Model> load_hf(const std::string& dir, const LoadOptions& options = {});
+std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions& options = {});
+std::unique_ptr<Model> load_llama2c(const std::string& path, const LoadOptions& options = {});
 
 }  // namespace ep

@@ -1,0 +1,41 @@
+// The measure stage's driver: calibration sequences through the model with the statistics capture attached.
+//
+// Two orders, bit-identical results for the same batches:
+//   calibrate           batch-major — each batch of sequences through every block (forward() with hooks).
+//                       Memory: one batch of activations; every block's weights are read once per batch.
+//   calibrate_streamed  block-major (layer streaming) — every sequence through block l before block l+1,
+//                       the hidden states of all calibration tokens kept between blocks. Each block's weights
+//                       are touched once per pass (a streamed model converts them once per pass, one block in
+//                       memory at a time), which is what lets a model larger than memory be analyzed. The joint
+//                       moments need y (the final hidden state) with every block's vectors, so it runs two
+//                       passes: the first computes y for all tokens (kept projected, r floats per token), the
+//                       second captures with y known. Memory: (d + r) floats per calibration token.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "core/capture.h"
+#include "core/model.h"
+
+namespace ep {
+
+struct CalibrationBatches {
+  const int32_t* tokens = nullptr;  // [n_seqs * seq_len]
+  int n_seqs = 0;
+  int seq_len = 0;
+  int batch_seqs = 1;  // sequences per forward call
+};
+
+// (done, total) in units of work the driver defines; called from the worker thread.
+using CalibrationProgress = std::function<void(int64_t done, int64_t total)>;
+
+void calibrate(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture, const std::atomic<bool>* cancel,
+               const CalibrationProgress& progress);
+void calibrate_streamed(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture, const std::atomic<bool>* cancel,
+                        const CalibrationProgress& progress);
+
+// Bytes calibrate_streamed keeps for the whole run besides the capture: hidden states and projected y.
+uint64_t streamed_state_bytes(const ModelConfig& c, int64_t tokens, int joint_dim);
+
+}  // namespace ep
