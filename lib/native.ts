@@ -31,6 +31,8 @@ export interface NativeModelInfo {
   parameterCount: number;
   blockLinearParameterCount: number;
   convertedBytes: number;
+  /** loaded with streamLayers: BF16/F16 block matrices are converted when a pass reaches their block */
+  streamsLayers: boolean;
   hasEmbeddedVocab: boolean;
 }
 
@@ -84,6 +86,8 @@ export interface NativeAnalyzeOptions {
   ridge: number;
   /** precision of the joint covariance cross-products (default auto: float64 up to 1024 wide, else float32) */
   products?: CovarianceProducts;
+  /** block-major layer streaming (two passes; bit-identical results) instead of batch-major */
+  stream?: boolean;
 }
 
 /** float32 = blocked ssyrk into float64 sums; float64 = dsyrk; auto = float64 while the joint vector is ≤ 1024 wide */
@@ -176,7 +180,7 @@ export interface NativeApplyOptions {
 export interface NativeBinding {
   applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number }>;
   NativeSpmTokenizer: new (source: string | { pieces: string[]; scores: Float32Array; bos: number; eos: number; source: string }) => NativeSpmTokenizer;
-  loadModel(path: string): Promise<NativeModel>;
+  loadModel(path: string, options?: { streamLayers?: boolean }): Promise<NativeModel>;
   setThreads(n: number): number;
   getThreads(): number;
   cudaProbe(): CudaProbe;

@@ -13,6 +13,33 @@ const scratch = tempDir();
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 const WIKI_VALID = 'text/wikitext-2-raw/wiki.valid.raw';
 
+// A copy of a float32 safetensors model directory with every tensor stored as BF16 (the upper halves).
+function bf16Copy(src: string, dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of fs.readdirSync(src)) if (f.endsWith('.json')) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+  const st = fs.readFileSync(path.join(src, 'model.safetensors'));
+  const n = Number(st.readBigUInt64LE(0));
+  const header = JSON.parse(st.toString('utf8', 8, 8 + n)) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+  const data = st.subarray(8 + n);
+  const parts: Buffer[] = [];
+  let off = 0;
+  for (const [name, e] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const from = data.subarray(e.data_offsets[0], e.data_offsets[1]);
+    const to = Buffer.alloc(from.length / 2);
+    for (let i = 0; i < to.length / 2; i++) to.writeUInt16LE(from.readUInt16LE(4 * i + 2), 2 * i);
+    e.dtype = 'BF16';
+    e.data_offsets = [off, off + to.length];
+    off += to.length;
+    parts.push(to);
+  }
+  const json = Buffer.from(JSON.stringify(header).padEnd(Math.ceil(JSON.stringify(header).length / 8) * 8, ' '));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([len, json, ...parts]));
+  return dir;
+}
+
 describe('calibration sampling', () => {
   it('is a pure function of the seed, within bounds, windows copied from the stream', () => {
     const stream = Int32Array.from({ length: 5000 }, (_, i) => i % 500);
@@ -109,6 +136,38 @@ describe('analyze', () => {
     expect(a.model.format).toBe('hf');
     expect(a.blocks[0].attention?.headEntropy).toHaveLength(8);
     expect(a.blocks[1].mlp?.channelEntropy).toHaveLength(384);
+  });
+
+  it('layer streaming: a BF16 model too large to convert whole analyzes block by block, with identical results', async () => {
+    const bf16 = bf16Copy(dataFile(TINY_HF), path.join(scratch, 'tiny-bf16'));
+    const bound = await loadModel(bf16);
+    const streamed = await loadModel(bf16, { streamLayers: true });
+    expect(streamed.info.streamsLayers).toBe(true);
+    expect(streamed.info.convertedBytes).toBeLessThan(0.5 * bound.info.convertedBytes);  // embeddings only
+    // A memory figure between "embeddings + one block" and "every block" (the stand-in for a small machine)
+    const limit = String(Math.round(0.85 * bound.info.convertedBytes));
+    // pre-tokenized calibration (seeded random ids): no tokenizer run in the three CLI calls
+    const ids = path.join(scratch, 'ids.json');
+    const next = seededRandom(11);
+    fs.writeFileSync(ids, JSON.stringify(Array.from({ length: 4000 }, () => Math.floor(next() * bound.info.vocab))));
+    const args = (out: string) => ['analyze', bf16, '--calib', ids, '--samples', '6', '--seq-len', '64', '--batch', '1',
+      '--max-dim', '64', '--proj-dim', '16', '-o', out, '--json'];
+    const refused = runCli(args(path.join(scratch, 'refused.json')), 170_000, { ENTROPRUNE_MEMORY_LIMIT: limit });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/tiny-bf16: its F16\/BF16 weights take .* once converted to float32.*--stream/);
+    const out = path.join(scratch, 'streamed.json');
+    const ok = runCli([...args(out), '--stream'], 170_000, { ENTROPRUNE_MEMORY_LIMIT: limit });
+    expect(ok.code, ok.stderr).toBe(0);
+    const reference = path.join(scratch, 'reference.json');
+    expect(runCli(args(reference)).code).toBe(0);  // no limit, weights converted at load, batch-major
+    expect(readAnalysis(out).analysis.blocks).toEqual(readAnalysis(reference).analysis.blocks);
+    // prune end to end: analyze, plan and apply (blocks converted one at a time for slicing) write the same bytes
+    const prune = (o: string, extra: string[]) =>
+      runCli(['prune', bf16, '--ratio', '0.3', '--calib', ids, '--samples', '6', '--seq-len', '64', '-o', o, '--no-verify', '--json', ...extra]);
+    const [a, b] = [path.join(scratch, 'p-stream.gguf'), path.join(scratch, 'p-ref.gguf')];
+    expect(prune(a, ['--stream']).code).toBe(0);
+    expect(prune(b, []).code).toBe(0);
+    expect(fs.readFileSync(a).equals(fs.readFileSync(b))).toBe(true);
   });
 
   it('an interrupted or failed analyze leaves no output behind', () => {

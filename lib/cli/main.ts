@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { deviceOption, floatOption, interruptSignal, intOption } from './options';
+import { deviceOption, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
 import { registerCompareCommand } from './compare-command';
 import { registerBenchCommand, registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
@@ -81,6 +81,7 @@ interface AnalyzeCliOptions {
   projDim: number;
   ridge: number;
   products: CovarianceProducts;
+  stream?: boolean;
   threads?: number;
   device: DeviceRequest;
   output: string;
@@ -91,7 +92,7 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
   const threads = setThreads(o.threads);
   const device = resolveDevice(o.device);
   if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
-  const model = await loadModel(modelPath);
+  const model = await loadModel(modelPath, { streamLayers: o.stream });
   const needsTokenizer = !/\.(json|tokens|i32)$/i.test(o.calib) || /\.jsonl$/i.test(o.calib);
   const tokenizer = needsTokenizer ? tokenizerFor(model, o.tokenizer) : undefined;
   const bar = new ProgressBar('analyze', { quiet: o.json });
@@ -106,6 +107,7 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     projDim: o.projDim,
     ridge: o.ridge,
     products: o.products,
+    stream: o.stream,
     onProgress: (p) => bar.update(p),
     signal: interruptSignal(),
   });
@@ -283,6 +285,7 @@ export function buildProgram(): Command {
         .choices(['auto', 'float32', 'float64'])
         .default('auto'),
     )
+    .option('--stream', STREAM_HELP)
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
     .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
     .option('-o, --output <file>', 'analysis JSON to write', 'analysis.json')

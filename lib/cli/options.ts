@@ -3,6 +3,9 @@ import { InvalidArgumentError } from 'commander';
 
 import type { DeviceRequest } from '../runtime';
 
+export const STREAM_HELP =
+  'layer streaming: run the calibration block by block and convert BF16/F16 weights one block at a time (models larger than memory; same results)';
+
 export function intOption(name: string, min: number) {
   return (value: string): number => {
     const n = Number(value);

@@ -21,7 +21,7 @@ import { plan as makePlan } from '../plan/planner';
 import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { deviceOption, interruptSignal, intOption } from './options';
+import { deviceOption, interruptSignal, intOption, STREAM_HELP } from './options';
 
 function printVerify(rows: VerifyRow[], json?: boolean): boolean {
   if (!json) {
@@ -51,6 +51,7 @@ interface PruneCli extends ApplyCli {
   tokenizer?: string;
   samples?: number;
   seqLen?: number;
+  stream?: boolean;
   seed: number;
   method: 'entropy' | 'uniform' | 'block-drop' | 'layer-drop';
   align: number;
@@ -173,6 +174,7 @@ export function registerPruneCommands(program: Command): void {
     .addOption(dtypeOpt())
     .option('--force', 'replace existing outputs')
     .option('--no-verify', 'skip the runtime check after writing')
+    .option('--stream', STREAM_HELP)
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
     .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
     .option('--report <file>', 'evaluate before and after, and write a self-contained HTML report')
@@ -187,7 +189,7 @@ export function registerPruneCommands(program: Command): void {
       setThreads(o.threads);
       const device = resolveDevice(o.device);
       if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
-      const model = await loadModel(modelPath);
+      const model = await loadModel(modelPath, { streamLayers: o.stream });
       const base = o.output.replace(/\.gguf$/i, '').replace(/\/+$/, '');
       const analysisFile = `${base}.analysis.json`;
       const planFile = `${base}.plan.json`;

@@ -27,12 +27,22 @@ export class Model {
   }
 }
 
-export async function loadModel(modelPath: string): Promise<Model> {
+export interface LoadModelOptions {
+  /**
+   * Layer streaming: leave BF16/F16 block matrices in the file and convert each block when a pass reaches
+   * it (one block in float32 memory at a time, instead of the whole model). Analysis then runs block by
+   * block too (`analyze` with `stream`); forward passes, apply and evaluation work as usual, converting
+   * blocks as they go; generation needs a model loaded without it.
+   */
+  streamLayers?: boolean;
+}
+
+export async function loadModel(modelPath: string, options: LoadModelOptions = {}): Promise<Model> {
   if (!fs.existsSync(modelPath)) {
     throw new EntropruneError('EP_IO', `${modelPath}: no such file or directory (expected a Hugging Face model directory, a .gguf file or a llama2.c .bin checkpoint)`, modelPath);
   }
   try {
-    return Model.fromHandle(await native().loadModel(modelPath));
+    return Model.fromHandle(await native().loadModel(modelPath, { streamLayers: options.streamLayers ?? false }));
   } catch (e) {
     throw fromNative(e);
   }

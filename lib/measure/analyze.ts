@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Model } from '../load/model';
 import type { CovarianceProducts } from '../native';
 import type { Tokenizer } from '../load/tokenizer';
-import { captureBytes, ensureFits, forwardBytes } from '../util/memory';
+import { captureBytes, ensureFits, forwardBytes, streamedStateBytes } from '../util/memory';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 import { VERSION } from '../version';
@@ -25,6 +25,13 @@ export interface AnalyzeOptions {
   ridge?: number; // 1e-6
   /** joint covariance cross-products: 'auto' (default: float64 up to 1024 wide, float32 above), 'float32' or 'float64' */
   products?: CovarianceProducts;
+  /**
+   * Block-major layer streaming: every calibration window through block l before block l+1, in two passes
+   * (final hidden states first, then the capture), with the hidden states of all windows kept in memory
+   * ((d + r) floats per token). Bit-identical to the default order; each block's weights are read once per
+   * pass instead of once per batch. Default: on when the model was loaded with `streamLayers`.
+   */
+  stream?: boolean;
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -36,7 +43,7 @@ export interface AnalyzeResult {
 }
 
 export function modelIdentity(model: Model): string {
-  const { path: _p, convertedBytes: _c, ...config } = model.info;
+  const { path: _p, convertedBytes: _c, streamsLayers: _s, ...config } = model.info;
   return createHash('sha256').update(JSON.stringify(config)).update(model.handle.tensorDirectory()).digest('hex');
 }
 
@@ -48,11 +55,16 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   const projDim = o.projDim ?? 512;
   const ridge = o.ridge ?? 1e-6;
   const products = o.products ?? 'auto';
+  const streamed = o.stream ?? info.streamsLayers;
   const batchSeqs = o.batchSeqs ?? Math.max(1, Math.floor(4096 / seqLen));
+  const samples = o.samples ?? 128;
   ensureFits('analyze', info.path, {
     statistics: captureBytes(info, batchSeqs * seqLen, maxDim, projDim),
     activations: forwardBytes(info, batchSeqs * seqLen),
-  }, 'lower --batch (activations grow with the tokens per call), --proj-dim or --max-dim (statistics grow with the square of the projection), or use a machine with more memory');
+    ...(streamed ? { 'hidden states': streamedStateBytes(info, samples * seqLen, maxDim, projDim) } : {}),
+  }, streamed
+    ? 'lower --samples or --seq-len (streaming keeps (d + r) floats per calibration token), --batch, --proj-dim or --max-dim, or drop --stream'
+    : 'lower --batch (activations grow with the tokens per call), --proj-dim or --max-dim (statistics grow with the square of the projection), or use a machine with more memory');
   const { kind, stream } = calibrationStream(o.calib, o.tokenizer);
   const calib = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: o.samples, seqLen, seed: o.seed });
   const started = process.hrtime.bigint();
@@ -67,6 +79,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       seed: calib.seed,
       ridge,
       products,
+      stream: streamed,
     },
     (done, total) => o.onProgress?.({ done, total }),
   );

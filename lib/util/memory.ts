@@ -28,6 +28,12 @@ export function captureBytes(info: ModelInfo, tokensPerBatch: number, maxDim: nu
   return perBlock.reduce((a, b) => a + b, 0) + 3 * r * 8 * tokensPerBatch * info.layers.length;
 }
 
+/** What block-major streaming keeps for the whole run: every token's hidden state and its projected y. */
+export function streamedStateBytes(info: ModelInfo, tokens: number, maxDim: number, projDim: number): number {
+  const r = info.dim > maxDim ? projDim : info.dim;
+  return 4 * tokens * (info.dim + r);
+}
+
 /** Refuse when `parts` add up to more than the available memory; `advice` says what to change. */
 export function ensureFits(what: string, file: string, parts: Record<string, number>, advice: string): void {
   const need = Object.values(parts).reduce((a, b) => a + b, 0);
