@@ -1,5 +1,5 @@
 // entroprune's Node API. The pipeline: load → capture → measure → plan → apply → save → evaluate.
-export { loadModel, Model, type ModelInfo } from './load/model';
+export { loadModel, Model, type ModelInfo, type LoadModelOptions } from './load/model';
 export { tokenizerFor, loadTokenizerFile, type Tokenizer } from './load/tokenizer';
 export { perplexity, perplexityOfTokens, defaultSeqLen, type PerplexityOptions, type PerplexityResult } from './evaluate/perplexity';
 export { evaluateTask, evaluateTasks, averageAccuracy, selectDocs, type TaskOptions, type TaskResult } from './evaluate/tasks/zero-shot';
@@ -21,3 +21,4 @@ export { setThreads, cudaInfo, resolveDevice, type DeviceRequest } from './runti
 export { EntropruneError, type EntropruneErrorCode } from './util/errors';
 export { native, type SyntheticModelSpec, type CudaProbe } from './native';
 export { VERSION } from './version';
+export { writeSyntheticModel, SYNTHETIC_PRESETS, type SyntheticPreset, type SyntheticOptions } from './synthetic';

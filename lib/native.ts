@@ -101,6 +101,8 @@ export interface NativeBlockAnalysis {
   teMlp: number;
   cosine: number;
   maxRidgeEffect: number;
+  /** relative ridge the block's TE terms used: the requested one, or raised 10× at a time up to 1e-2 */
+  ridge: number;
   headEntropy: Float64Array;
   headEnergy: Float64Array;
   channelEntropy: Float64Array;
@@ -187,6 +189,11 @@ export interface NativeBinding {
   /** MemAvailable or ENTROPRUNE_MEMORY_LIMIT in bytes, 0 when unknown: the figure every memory check uses */
   availableMemory(): number;
   writeSyntheticGguf(spec: SyntheticModelSpec, path: string): void;
+  writeSyntheticModel(
+    spec: { preset: string; layers?: number; dtype?: 'f32' | 'f16' | 'bf16'; seed?: number; format: 'gguf' | 'hf' },
+    path: string,
+    onProgress?: (done: number, total: number) => void,
+  ): NativeJob<void>;
   abiVersion: number;
 }
 

@@ -15,3 +15,9 @@ cmake --build build-gpu -j"$(nproc)"
 ENTROPRUNE_REQUIRE_GPU=1 ctest --test-dir build-gpu -L gpu --output-on-failure
 ctest --test-dir build-gpu -L cpu --output-on-failure
 ./build-gpu/bench_covariance 2048 8192 3
+# Stage timings on a LLaMA-2-7B-shaped BF16 model (random weights): 13.5 GB written once, then load, forward,
+# analyze (block-major streaming, weights converted per block), apply + save. Small calibration (4 × 512)
+# because the forward pass is still the CPU's.
+SYN=${ENTROPRUNE_SYNTH_DIR:-/tmp}/entroprune-llama2-7b.gguf
+[ -f "$SYN" ] || ./build-gpu/entroprune_synth llama2-7b "$SYN" --dtype bf16
+./build-gpu/entroprune_timing "$SYN" --samples 4 --seq-len 512 --batch 1 --stream

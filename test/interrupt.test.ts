@@ -115,4 +115,17 @@ describe('interrupts', () => {
     expect(Object.keys(after)).toHaveLength(7);
     for (const k of Object.keys(done)) expect(after[k]).toEqual(done[k]);
   }, 240_000);
+
+  it('SIGINT while synth writes a 70B-shaped block: stopped between tensors, nothing left behind', async () => {
+    const out = path.join(dir, 'l70.gguf');
+    // one block of llama2-70b plus its 32000 × 8192 embeddings and head: ~1.4 GB in BF16, seconds to write
+    const r = await interrupt(['synth', 'llama2-70b', '--layers', '1', '-o', out], 'SIGINT', () => leftovers(dir).some((f) => f.startsWith('.l70.gguf.tmp-')));
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.msAfterSignal).toBeLessThan(8000);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(leftovers(dir)).toEqual([]);
+    const again = runCli(['synth', 'llama2-70b', '-o', big]);  // an existing output is never replaced without --force
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/big\.gguf: already exists \(pass --force/);
+  });
 });

@@ -9,6 +9,7 @@ import { deviceOption, floatOption, interruptSignal, intOption, STREAM_HELP } fr
 import { registerCompareCommand } from './compare-command';
 import { registerBenchCommand, registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
+import { registerSynthCommand } from './synth-command';
 
 import { perplexity } from '../evaluate/perplexity';
 import { analyzeToFile } from '../measure/analyze';
@@ -324,6 +325,7 @@ export function buildProgram(): Command {
   registerPruneCommands(program);
   registerCompareCommand(program);
   registerBenchCommand(program);
+  registerSynthCommand(program);
   return program;
 }
 

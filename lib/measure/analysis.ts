@@ -29,6 +29,8 @@ export interface BlockStats {
   /** mean cos(h_{l−1}, h_l); ShortGPT's block influence is 1 − cosine */
   cosine: number;
   maxRidgeEffect: number;
+  /** relative ridge the TE terms used, when it had to be raised above calibration.ridge (singular joint covariance) */
+  ridge?: number;
   attention: { nHead: number; nKvHead: number; headEntropy: number[]; headEnergy: number[] } | null;
   mlp: { width: number; channelEntropy: number[]; channelEnergy: number[] } | null;
 }
@@ -112,6 +114,7 @@ export const analysisSchema = {
           teAttn: { type: 'number' },
           teMlp: { type: 'number' },
           cosine: { type: 'number' },
+          ridge: { type: 'number', exclusiveMinimum: 0 },
           attention: {
             anyOf: [
               { type: 'null' },

@@ -97,6 +97,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       teMlp: b.teMlp,
       cosine: b.cosine,
       maxRidgeEffect: b.maxRidgeEffect,
+      ...(b.ridge > ridge ? { ridge: b.ridge } : {}),
       attention: b.hasAttn
         ? { nHead: shape.nHead, nKvHead: shape.nKvHead, headEntropy: Array.from(b.headEntropy), headEnergy: Array.from(b.headEnergy) }
         : null,

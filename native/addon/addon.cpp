@@ -76,6 +76,7 @@ static Napi::Value WriteSyntheticGguf(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ApplyPlan(const Napi::CallbackInfo& info);
+Napi::Value WriteSyntheticModel(const Napi::CallbackInfo& info);
 
 // availableMemory(): bytes the core's memory checks work with (MemAvailable, or ENTROPRUNE_MEMORY_LIMIT; 0 if unknown)
 static Napi::Value AvailableMemory(const Napi::CallbackInfo& info) {
@@ -91,6 +92,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaProbe", Napi::Function::New(env, CudaProbe));
   exports.Set("writeSyntheticGguf", Napi::Function::New(env, WriteSyntheticGguf));
   exports.Set("applyPlan", Napi::Function::New(env, ApplyPlan));
+  exports.Set("writeSyntheticModel", Napi::Function::New(env, WriteSyntheticModel));
   exports.Set("availableMemory", Napi::Function::New(env, AvailableMemory));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;

@@ -277,6 +277,7 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
       x.Set("teMlp", b.te_mlp);
       x.Set("cosine", b.cosine);
       x.Set("maxRidgeEffect", b.max_ridge_effect);
+      x.Set("ridge", b.ridge);
       x.Set("headEntropy", f64(b.head_entropy));
       x.Set("headEnergy", f64(b.head_energy));
       x.Set("channelEntropy", f64(b.channel_entropy));

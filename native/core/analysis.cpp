@@ -65,20 +65,34 @@ AnalysisResult analyze_capture(const StatisticsCapture& cap, const ModelConfig& 
     b.has_mlp = s.ffn > 0;
     b.cosine = cap.block_cosine(l);
     const std::vector<double> C = cap.block_moments(l).covariance();
-    if (b.has_attn || b.has_mlp) {
-      TeTerm t = conditional_mi(C, r, Y, D, H, ridge);
-      b.te = t.value;
-      b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
-    }
-    if (b.has_attn) {
-      TeTerm t = conditional_mi(C, r, Y, A, H, ridge);
-      b.te_attn = t.value;
-      b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
-    }
-    if (b.has_mlp) {
-      TeTerm t = conditional_mi(C, r, Y, M, U, ridge);
-      b.te_mlp = t.value;
-      b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
+    // A joint covariance that is singular to rounding (fewer tokens than its dimension, or float32 products
+    // on a near-deterministic last block) can fail Cholesky even with the ridge: retry the whole block with
+    // a 10× larger ridge, up to kMaxRidge, so its three TE terms keep one consistent ridge (recorded).
+    for (b.ridge = ridge;; b.ridge *= 10) {
+      try {
+        b.max_ridge_effect = 0;
+        if (b.has_attn || b.has_mlp) {
+          TeTerm t = conditional_mi(C, r, Y, D, H, b.ridge);
+          b.te = t.value;
+          b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
+        }
+        if (b.has_attn) {
+          TeTerm t = conditional_mi(C, r, Y, A, H, b.ridge);
+          b.te_attn = t.value;
+          b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
+        }
+        if (b.has_mlp) {
+          TeTerm t = conditional_mi(C, r, Y, M, U, b.ridge);
+          b.te_mlp = t.value;
+          b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
+        }
+        break;
+      } catch (const std::domain_error&) {
+        if (b.ridge * 10 > kMaxRidge)
+          throw std::domain_error("block " + std::to_string(l) + ": the joint covariance is not positive definite even with a ridge of " +
+                                  std::to_string(b.ridge) + " (NaN activations, or far fewer calibration tokens than its dimension " +
+                                  std::to_string(4 * r) + ")");
+      }
     }
     const int hd = config.head_dim;
     for (const Moments& hm : cap.head_moments(l)) {

@@ -14,6 +14,7 @@ struct BlockAnalysis {
   bool has_attn = false, has_mlp = false;
   double te = 0, te_attn = 0, te_mlp = 0;
   double cosine = 0;            // mean cos(h_{l−1}, h_l): ShortGPT block influence = 1 − cosine
+  double ridge = 0;             // relative ridge the TE terms used (the requested one, or raised 10× at a time)
   double max_ridge_effect = 0;  // largest relative change the ridge made to a log det of this block
   std::vector<double> head_entropy, head_energy;        // [n_head]: ½log((2πe)^hd det Σ_q), E‖o_q‖²
   std::vector<double> channel_entropy, channel_energy;  // [ffn]: ½log(2πe σ²), E[x²]
@@ -30,6 +31,9 @@ struct AnalysisResult {
   double ridge = 0;
   std::vector<BlockAnalysis> blocks;
 };
+
+// The largest relative ridge analyze_capture raises a block's to before giving up.
+constexpr double kMaxRidge = 1e-2;
 
 AnalysisResult analyze_capture(const StatisticsCapture& capture, const ModelConfig& config, double ridge);
 

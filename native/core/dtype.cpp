@@ -67,6 +67,7 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
       std::memcpy(dst, s, n * 4);
       return;
     case DType::F16:
+#pragma omp parallel for schedule(static) if (n >= (1u << 20))
       for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, s + 2 * i, 2);
@@ -74,6 +75,7 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
       }
       return;
     case DType::BF16:
+#pragma omp parallel for schedule(static) if (n >= (1u << 20))
       for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, s + 2 * i, 2);

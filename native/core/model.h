@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/float_buffer.h"
 #include "core/mapped_file.h"
 #include "core/model_config.h"
 
@@ -54,7 +55,7 @@ struct LoadOptions {
 };
 
 // The float32 copies of one block's weights made by Model::layer_weights for a streamed model; freed with it.
-using LayerBuffers = std::vector<std::vector<float>>;
+using LayerBuffers = std::vector<FloatBuffer>;
 
 class Model {
  public:
@@ -89,7 +90,7 @@ class Model {
   // load (bind_weights) and for converting on use (layer_weights).
   template <typename Get>
   void fill_layer(int l, LayerWeights& w, Get&& get) const;
-  std::deque<std::vector<float>> owned_;
+  std::deque<FloatBuffer> owned_;
   bool stream_layers_ = false;
 };
 

@@ -3,13 +3,11 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory>
 
-#include "core/apply.h"
 #include "core/error.h"
 #include "core/gguf_llama_meta.h"
 #include "core/gguf_writer.h"
-#include "core/model.h"
-#include "core/save_hf.h"
 
 namespace ep {
 
@@ -143,6 +141,19 @@ ModelConfig synthetic_preset(const std::string& name, int layers) {
   return c;
 }
 
+std::vector<SyntheticTensor> synthetic_tensors(const SyntheticSpec& spec) {
+  std::vector<SyntheticTensor> out;
+  const std::vector<Recipe> all = recipes(spec);
+  const int total = static_cast<int>(all.size());
+  auto done = std::make_shared<int>(0);
+  for (const Recipe& t : all) {
+    auto fill = producer(spec, t);
+    if (spec.on_tensor) fill = [fill, done, total, cb = spec.on_tensor](float* dst) { cb((*done)++, total); fill(dst); };
+    out.push_back({t.name, t.shape, fill});
+  }
+  return out;
+}
+
 void write_synthetic_gguf(const SyntheticSpec& spec, const std::string& path) {
   const ModelConfig& c = spec.config;
   c.validate(path);
@@ -150,31 +161,12 @@ void write_synthetic_gguf(const SyntheticSpec& spec, const std::string& path) {
   write_llama_hparams(w, c);
   w.set_string("general.name", "entroprune-synthetic");
   if (spec.with_vocab && c.vocab >= 259) write_byte_vocab(w, c.vocab);
-  for (const Recipe& t : recipes(spec)) {
+  for (SyntheticTensor& t : synthetic_tensors(spec)) {
     const bool bias = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
     const std::string name = t.name == "tok_embd" ? "token_embd.weight" : bias ? t.name : t.name + ".weight";
-    w.add_tensor_f32(name, t.shape, t.shape.size() == 2 ? spec.dtype : DType::F32, producer(spec, t));
+    w.add_tensor_f32(name, t.shape, t.shape.size() == 2 ? spec.dtype : DType::F32, std::move(t.fill));
   }
   w.write(path);
-}
-
-void write_synthetic_hf(const SyntheticSpec& spec, const std::string& dir) {
-  spec.config.validate(dir);
-  // The Hugging Face writer takes a pruned model (canonical names + lazy fills) and a source for metadata:
-  // a synthetic model is a pruned model that kept everything, from a source that has no files to copy.
-  PrunedModel m;
-  m.config = spec.config;
-  // The config's layout stays interleaved, as in the GGUF: save_hf then permutes q/k into Hugging Face's
-  // half layout, so both files hold the same function.
-  for (const Recipe& t : recipes(spec)) m.tensors.push_back({t.name, t.shape, producer(spec, t)});
-  for (int l = 0; l < m.config.n_layers(); ++l) m.source_block.push_back(l);
-  Model source;
-  source.config = m.config;
-  source.path = dir;
-  source.format = "synthetic";
-  HfSaveOptions o;
-  o.dtype = spec.dtype;
-  save_hf(m, source, dir, o);
 }
 
 }  // namespace ep

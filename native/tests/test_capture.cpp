@@ -210,3 +210,28 @@ TEST(Capture, ProjectionIsOrthonormalAndDeterministic) {
   auto r1 = analyze_capture(c1, m->config, 1e-6), r2 = analyze_capture(c2, m->config, 1e-6);
   for (int l = 0; l < 4; ++l) EXPECT_EQ(r1.blocks[l].te, r2.blocks[l].te);
 }
+
+// Fewer tokens than the joint dimension (48 rows, 128 wide) make every joint covariance singular; with a
+// ridge far below the rounding noise, Cholesky fails and analyze_capture raises each block's ridge 10× at a
+// time until it succeeds, records it, and keeps the three TE terms of a block on that one ridge.
+TEST(Capture, SingularJointCovarianceRaisesTheRidge) {
+  test::TempDir t;
+  auto m = synthetic(t);
+  auto a = tokens(3 * 16, 9);
+  CaptureOptions o;
+  o.products = Accumulation::kBlockedFloat32;
+  StatisticsCapture cap(m->config, o);
+  run(*m, &cap, a, 3, 16);
+  const double tiny = 1e-16;
+  auto res = analyze_capture(cap, m->config, tiny);
+  bool raised = false;
+  for (const BlockAnalysis& b : res.blocks) {
+    EXPECT_GE(b.ridge, tiny);
+    EXPECT_LE(b.ridge, kMaxRidge);
+    raised = raised || b.ridge > tiny;
+    EXPECT_TRUE(std::isfinite(b.te));
+  }
+  EXPECT_TRUE(raised);
+  // the requested ridge when it suffices
+  for (const BlockAnalysis& b : analyze_capture(cap, m->config, 1e-2).blocks) EXPECT_EQ(b.ridge, 1e-2);
+}

@@ -1,0 +1,87 @@
+// writeSyntheticModel({preset, layers?, dtype?, seed?, format}, path, onProgress?) -> {promise, cancel()}:
+// a random-weight model at a real shape (core/synthetic_model.h), written off the main thread with progress
+// per tensor and a cancel the writer honours between tensors. `path` is written directly: the JS side
+// writes to a temporary name and renames.
+#include <napi.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+
+#include "addon/js_errors.h"
+#include "addon/native_job.h"
+#include "core/error.h"
+#include "core/synthetic_model.h"
+
+namespace ep::addon {
+
+namespace {
+
+struct SynthProgress {
+  int done, total;
+};
+
+class SynthWorker : public Napi::AsyncProgressQueueWorker<SynthProgress> {
+ public:
+  SynthWorker(Napi::Env env, SyntheticSpec spec, std::string path, bool hf, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncProgressQueueWorker<SynthProgress>(env), spec_(std::move(spec)), path_(std::move(path)), hf_(hf), cancel_(std::move(cancel)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      spec_.on_tensor = [&](int done, int total) {
+        if (cancel_->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+        SynthProgress p{done, total};
+        progress.Send(&p, 1);
+      };
+      if (hf_) write_synthetic_hf(spec_, path_);
+      else write_synthetic_gguf(spec_, path_);
+    } catch (const std::exception& e) {
+      err_ = error_info(e);
+      SetError(err_.message);
+    }
+  }
+  void OnProgress(const SynthProgress* p, size_t count) override {
+    if (progress_.IsEmpty() || count == 0) return;
+    progress_.Call({Napi::Number::New(Env(), p[count - 1].done), Napi::Number::New(Env(), p[count - 1].total)});
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+
+ private:
+  SyntheticSpec spec_;
+  std::string path_;
+  bool hf_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  Napi::FunctionReference progress_;
+  ErrorInfo err_;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace
+
+Napi::Value WriteSyntheticModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsString())
+    throw Napi::TypeError::New(env, "writeSyntheticModel({preset, layers?, dtype?, seed?, format}, path, onProgress?)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  SyntheticSpec spec;
+  const std::string dtype = o.Has("dtype") ? o.Get("dtype").As<Napi::String>().Utf8Value() : "bf16";
+  if (dtype != "f32" && dtype != "f16" && dtype != "bf16") throw Napi::RangeError::New(env, "dtype must be f32, f16 or bf16");
+  spec.dtype = dtype == "f32" ? DType::F32 : dtype == "f16" ? DType::F16 : DType::BF16;
+  if (o.Has("seed")) spec.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().DoubleValue());
+  const int layers = o.Has("layers") ? o.Get("layers").As<Napi::Number>().Int32Value() : 0;
+  const bool hf = o.Has("format") && o.Get("format").As<Napi::String>().Utf8Value() == "hf";
+  const std::string preset = o.Get("preset").As<Napi::String>();
+  guarded(env, [&] {
+    spec.config = synthetic_preset(preset, layers);
+    return 0;
+  });
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
+  return queue_job(env, new SynthWorker(env, spec, info[1].As<Napi::String>(), hf, cb, cancel), cancel);
+}
+
+}  // namespace ep::addon
