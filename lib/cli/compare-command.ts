@@ -6,10 +6,10 @@ import { Command, InvalidArgumentError } from 'commander';
 import { compare, comparePlans, compareTable, type CompareSettings } from '../compare/compare';
 import { readAnalysis } from '../measure/analysis';
 import type { PlanMethod } from '../plan/plan';
-import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
+import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel } from '../util/progress';
 import { defaultTasksDir, parseTaskList } from './eval-commands';
-import { deviceOption, interruptSignal, intOption } from './options';
+import { announceDevice, deviceOpt, interruptSignal, intOption } from './options';
 import { writeCompareReport } from '../report/report';
 
 const METHODS: PlanMethod['name'][] = ['entropy', 'uniform', 'block-drop', 'layer-drop'];
@@ -68,12 +68,11 @@ export function registerCompareCommand(program: Command): void {
     .option('--keep-models', 'keep every pruned GGUF in <out>/models')
     .option('--report <file>', 'also write a self-contained HTML report')
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
-    .option('--device <device>', 'cpu, cuda, cuda:N or auto', deviceOption, 'auto' as DeviceRequest)
+    .addOption(deviceOpt())
     .option('--json', 'print the final state as JSON')
     .action(async (modelPath: string, o: CompareCli) => {
       setThreads(o.threads);
-      const device = resolveDevice(o.device);
-      if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+      announceDevice(o.device, o.json);
       const tasks = o.tasks === 'none' ? [] : parseTaskList(o.tasks);
       const settings: CompareSettings = {
         model: modelPath,

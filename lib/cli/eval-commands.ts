@@ -10,10 +10,10 @@ import { averageAccuracy, evaluateTasks, TaskResult } from '../evaluate/tasks/ze
 import { PAPER_TASKS, TASKS } from '../evaluate/tasks/task-files';
 import { loadModel } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
-import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
+import { setThreads, type DeviceRequest } from '../runtime';
 import { EntropruneError } from '../util/errors';
 import { progressByLabel, ProgressBar } from '../util/progress';
-import { deviceOption, interruptSignal, intOption } from './options';
+import { announceDevice, deviceOpt, interruptSignal, intOption } from './options';
 
 /** --tasks-dir, else $ENTROPRUNE_TASKS_DIR, else the tasks/ folder of the shared data. */
 export function defaultTasksDir(explicit?: string): string {
@@ -60,6 +60,7 @@ interface TasksCli {
 }
 
 interface BenchCli {
+  device: DeviceRequest;
   against?: string;
   prompt: number;
   generate: number;
@@ -80,8 +81,10 @@ export function registerBenchCommand(program: Command): void {
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
     .option('--rounds <n>', 'alternating rounds; medians are reported', intOption('rounds', 1), 3)
     .addOption(new Option('--engine <name>', 'engines to run').choices(['all', 'entroprune', 'llama.cpp']).default('all'))
+    .addOption(deviceOpt())
     .option('--json', 'print JSON')
     .action(async (modelPath: string, o: BenchCli) => {
+      announceDevice(o.device, o.json);
       const threads = o.threads ?? os.availableParallelism();
       const options = { prompt: o.prompt, generate: o.generate, threads, rounds: o.rounds, engines: o.engine === 'all' ? undefined : [o.engine], signal: interruptSignal() };
       const bar = new ProgressBar('bench', { quiet: o.json });
@@ -105,12 +108,11 @@ export function registerEvalCommands(evalCmd: Command): void {
     .option('--tokenizer <file>', 'tokenizer override')
     .option('--batch-tokens <n>', 'padded tokens per forward call (default 8192)', intOption('batch-tokens', 1))
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
-    .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .addOption(deviceOpt())
     .option('--json', 'print one JSON object')
     .action(async (modelPath: string, o: TasksCli) => {
       const threads = setThreads(o.threads);
-      const device = resolveDevice(o.device);
-      if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+      const device = announceDevice(o.device, o.json);
       const names = parseTaskList(o.tasks);
       const tasksDir = defaultTasksDir(o.tasksDir);
       const model = await loadModel(modelPath);

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { deviceOption, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
 import { registerCompareCommand } from './compare-command';
 import { registerBenchCommand, registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
@@ -19,7 +19,7 @@ import { PlanMethod, PruningPlan, writePlan } from '../plan/plan';
 import { loadModel } from '../load/model';
 import type { CovarianceProducts } from '../native';
 import { tokenizerFor } from '../load/tokenizer';
-import { cudaInfo, resolveDevice, setThreads, type DeviceRequest } from '../runtime';
+import { cudaInfo, setThreads, type DeviceRequest } from '../runtime';
 import { EntropruneError } from '../util/errors';
 import { ProgressBar } from '../util/progress';
 import { VERSION } from '../version';
@@ -45,8 +45,7 @@ interface PplOptions {
 
 async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
   const threads = setThreads(o.threads);
-  const device = resolveDevice(o.device);
-  if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+  const device = announceDevice(o.device, o.json);
   const text = readText(o.text);
   const model = await loadModel(modelPath);
   const tokenizer = tokenizerFor(model, o.tokenizer);
@@ -91,8 +90,7 @@ interface AnalyzeCliOptions {
 
 async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void> {
   const threads = setThreads(o.threads);
-  const device = resolveDevice(o.device);
-  if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+  const device = announceDevice(o.device, o.json);
   const model = await loadModel(modelPath, { streamLayers: o.stream });
   const needsTokenizer = !/\.(json|tokens|i32)$/i.test(o.calib) || /\.jsonl$/i.test(o.calib);
   const tokenizer = needsTokenizer ? tokenizerFor(model, o.tokenizer) : undefined;
@@ -262,7 +260,7 @@ export function buildProgram(): Command {
     .option('--max-tokens <n>', 'use only the first N tokens of the text', intOption('max-tokens', 2))
     .option('--batch <n>', 'windows per forward call', intOption('batch', 1))
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
-    .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .addOption(deviceOpt())
     .addOption(new Option('--ppl-normalization <mode>', 'exact: mean over predicted tokens; wanda: sum / (windows·seqLen)').choices(['exact', 'wanda']).default('exact'))
     .option('--json', 'print one JSON object (ppl, tokens, seqLen, ...)')
     .action(evalPpl);
@@ -288,7 +286,7 @@ export function buildProgram(): Command {
     )
     .option('--stream', STREAM_HELP)
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
-    .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .addOption(deviceOpt())
     .option('-o, --output <file>', 'analysis JSON to write', 'analysis.json')
     .option('--json', 'print a JSON summary instead of the table')
     .action(analyzeCmd);

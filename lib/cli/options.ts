@@ -1,7 +1,7 @@
 // Option parsers and process helpers shared by the CLI commands.
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
-import type { DeviceRequest } from '../runtime';
+import { resolveDevice, type DeviceRequest } from '../runtime';
 
 export const STREAM_HELP =
   'layer streaming: run the calibration block by block and convert BF16/F16 weights one block at a time (models larger than memory; same results)';
@@ -17,6 +17,17 @@ export function intOption(name: string, min: number) {
 export function deviceOption(value: string): DeviceRequest {
   if (value === 'cpu' || value === 'cuda' || value === 'auto' || /^cuda:\d+$/.test(value)) return value as DeviceRequest;
   throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
+}
+
+/** --device, the same on every command that runs the model. */
+export const deviceOpt = () =>
+  new Option('--device <device>', 'cpu, cuda, cuda:N or auto (auto prefers CUDA and says which it chose)').default('auto').argParser(deviceOption);
+
+/** Resolve --device; unless the CPU was asked for, say on stderr which device runs and why. */
+export function announceDevice(request: DeviceRequest, json?: boolean): ReturnType<typeof resolveDevice> {
+  const device = resolveDevice(request);
+  if (device.note && !json && request !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+  return device;
 }
 
 export { interruptSignal } from '../util/interrupt';

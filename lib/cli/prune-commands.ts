@@ -18,10 +18,10 @@ import { readAnalysis } from '../measure/analysis';
 import { analyzeToFile } from '../measure/analyze';
 import { readPlan, writePlan } from '../plan/plan';
 import { plan as makePlan } from '../plan/planner';
-import { resolveDevice, setThreads, type DeviceRequest } from '../runtime';
+import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { deviceOption, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, deviceOpt, interruptSignal, intOption, STREAM_HELP } from './options';
 
 function printVerify(rows: VerifyRow[], json?: boolean): boolean {
   if (!json) {
@@ -36,6 +36,7 @@ function describe(r: ApplyResult): string {
 }
 
 interface ApplyCli {
+  device: DeviceRequest;
   output: string;
   format?: OutputFormat;
   dtype: 'f32' | 'f16' | 'bf16';
@@ -131,8 +132,10 @@ export function registerPruneCommands(program: Command): void {
     .option('--analysis <file>', 'analysis with the calibration means (default: the one the plan names)')
     .option('--force', 'replace an existing output')
     .option('--no-verify', 'skip the runtime check after writing')
+    .addOption(deviceOpt())
     .option('--json', 'print JSON')
     .action(async (modelPath: string, planFile: string, o: ApplyCli) => {
+      announceDevice(o.device, o.json);
       const p = readPlan(planFile);
       const model = await loadModel(modelPath);
       const bar = new ProgressBar('apply', { quiet: o.json });
@@ -176,7 +179,7 @@ export function registerPruneCommands(program: Command): void {
     .option('--no-verify', 'skip the runtime check after writing')
     .option('--stream', STREAM_HELP)
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
-    .addOption(new Option('--device <device>', 'cpu, cuda, cuda:N or auto').default('auto').argParser(deviceOption))
+    .addOption(deviceOpt())
     .option('--report <file>', 'evaluate before and after, and write a self-contained HTML report')
     .option('--eval <files>', 'text(s) for the report\'s perplexity, comma-separated (default: the calibration text)')
     .option('--eval-seq-len <n>', 'perplexity window length', intOption('eval-seq-len', 2))
@@ -187,8 +190,7 @@ export function registerPruneCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (modelPath: string, o: PruneCli) => {
       setThreads(o.threads);
-      const device = resolveDevice(o.device);
-      if (device.note && !o.json && o.device !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+      announceDevice(o.device, o.json);
       const model = await loadModel(modelPath, { streamLayers: o.stream });
       const base = o.output.replace(/\.gguf$/i, '').replace(/\/+$/, '');
       const analysisFile = `${base}.analysis.json`;
@@ -238,8 +240,10 @@ export function registerPruneCommands(program: Command): void {
     .argument('<pruned>', 'pruned model (.gguf or HF directory)')
     .option('--against <original>', 'the original model, for a perplexity comparison')
     .option('--plan <plan>', 'the plan it was made with (checked for consistency)')
+    .addOption(deviceOpt())
     .option('--json', 'print JSON')
-    .action(async (pruned: string, o: { against?: string; plan?: string; json?: boolean }) => {
+    .action(async (pruned: string, o: { against?: string; plan?: string; device: DeviceRequest; json?: boolean }) => {
+      announceDevice(o.device, o.json);
       if (o.plan) {
         const p = readPlan(o.plan);
         const m = await loadModel(pruned);
