@@ -8,24 +8,14 @@
 #include "core/forward.h"
 #include "core/save_gguf.h"
 #include "core/synthetic_model.h"
+#include "heterogeneous_model.h"
 #include "test_util.h"
 
 using namespace ep;
 
 namespace {
 
-std::string synthetic_file(const test::TempDir& t) {
-  SyntheticSpec spec;
-  ModelConfig& c = spec.config;
-  c.dim = 32;
-  c.vocab = 300;
-  c.head_dim = 8;
-  // heterogeneous: GQA, an attention-output bias, an attention-free block, an MLP-free block with a down bias
-  c.layers = {{4, 2, 24, false, false, false}, {4, 4, 16, false, true, false}, {0, 0, 20, false, false, false}, {2, 1, 0, false, false, true}};
-  spec.seed = 33;
-  write_synthetic_gguf(spec, t.file("m.gguf"));
-  return t.file("m.gguf");
-}
+std::string synthetic_file(const test::TempDir& t) { return test::write_heterogeneous_model(t.file("m.gguf"), 33); }
 
 // The same model with its matrices stored as BF16 (norms and biases stay F32), via an apply that keeps all.
 std::string bf16_copy(const Model& m, const test::TempDir& t) {

@@ -8,23 +8,14 @@
 #include "core/gaussian_entropy.h"
 #include "core/model.h"
 #include "core/synthetic_model.h"
+#include "heterogeneous_model.h"
 #include "test_util.h"
 
 using namespace ep;
 
 namespace {
 
-std::unique_ptr<Model> synthetic(const test::TempDir& t) {
-  SyntheticSpec spec;
-  ModelConfig& c = spec.config;
-  c.dim = 32;
-  c.vocab = 300;
-  c.head_dim = 8;
-  c.layers = {{4, 2, 24, false, false, false}, {4, 4, 16, false, true, false}, {0, 0, 20, false, false, false}, {2, 1, 0, false, false, true}};
-  spec.seed = 21;
-  write_synthetic_gguf(spec, t.file("m.gguf"));
-  return load_model(t.file("m.gguf"));
-}
+std::unique_ptr<Model> synthetic(const test::TempDir& t) { return load_model(test::write_heterogeneous_model(t.file("m.gguf"), 21)); }
 
 std::vector<int32_t> tokens(int n, int seed) {
   std::vector<int32_t> t(n);
