@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/forward.h"
 #include "core/layer_ops.h"
 #include "core/ops_cpu.h"
 #include "core/simd_math.h"
@@ -40,23 +41,14 @@ void DecodeSession::step(const int32_t* tokens, int n, float* logits, const std:
   if (pos_ + n > max_len_)
     throw Error(ErrorCode::kInvalidArgument, model_.path,
                 "decode session is full (" + std::to_string(max_len_) + " positions): start a longer one");
-  for (int i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= c.vocab)
-      throw Error(ErrorCode::kInvalidArgument, model_.path, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+  check_tokens(model_, tokens, n);
   num_threads();
   const int d = c.dim, hd = c.head_dim;
-  int max_q = 0, max_kv = 0, max_ffn = 0;
-  for (const LayerShape& s : c.layers) {
-    max_q = std::max(max_q, s.n_head * hd);
-    max_kv = std::max(max_kv, s.n_kv_head * hd);
-    max_ffn = std::max(max_ffn, s.ffn);
-  }
-  std::vector<float> x(static_cast<size_t>(n) * d), xn(x.size()), tmp(x.size());
-  std::vector<float> q(static_cast<size_t>(n) * max_q), k(static_cast<size_t>(n) * max_kv), v(k.size()), att(q.size());
-  std::vector<float> gate(static_cast<size_t>(n) * max_ffn), up(gate.size());
-  std::vector<float> cos_t, sin_t;
-  rope_tables(c, pos_, n, cos_t, sin_t);
-  for (int i = 0; i < n; ++i) std::copy_n(model_.tok_embd + static_cast<int64_t>(tokens[i]) * d, d, &x[static_cast<size_t>(i) * d]);
+  ForwardScratch buf(c, n);
+  std::vector<float> x(static_cast<size_t>(n) * d);
+  RopeTables rope;
+  rope_tables(c, pos_, n, rope.cos, rope.sin);
+  embed_tokens(model_, tokens, n, x.data());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   for (int l = 0; l < c.n_layers(); ++l) {
@@ -65,16 +57,12 @@ void DecodeSession::step(const int32_t* tokens, int n, float* logits, const std:
     const LayerWeights& w = model_.layers[l];
     if (s.n_head > 0) {
       const int qd = s.n_head * hd, kvd = s.n_kv_head * hd, group = s.n_head / s.n_kv_head;
-      rmsnorm_cpu(x.data(), w.attn_norm, xn.data(), n, d, c.norm_eps);
-      linear(xn.data(), w.wq, w.bq, q.data(), n, d, qd);
-      linear(xn.data(), w.wk, w.bk, k.data(), n, d, kvd);
-      linear(xn.data(), w.wv, w.bv, v.data(), n, d, kvd);
-      apply_rope(c, q.data(), n, n, s.n_head, cos_t, sin_t);
-      apply_rope(c, k.data(), n, n, s.n_kv_head, cos_t, sin_t);
-      std::copy_n(k.data(), static_cast<size_t>(n) * kvd, &k_[l][static_cast<size_t>(pos_) * kvd]);
-      std::copy_n(v.data(), static_cast<size_t>(n) * kvd, &v_[l][static_cast<size_t>(pos_) * kvd]);
+      attention_qkv(c, s, w, x.data(), n, n, rope, buf);  // the n new positions, tables from pos_
+      std::copy_n(buf.k.data(), static_cast<size_t>(n) * kvd, &k_[l][static_cast<size_t>(pos_) * kvd]);
+      std::copy_n(buf.v.data(), static_cast<size_t>(n) * kvd, &v_[l][static_cast<size_t>(pos_) * kvd]);
       const float* kc = k_[l].data();
       const float* vc = v_[l].data();
+      // Attention of each new position over the cache (itself included).
 #pragma omp parallel
       {
         std::vector<float> score(static_cast<size_t>(pos_) + n);
@@ -83,36 +71,24 @@ void DecodeSession::step(const int32_t* tokens, int n, float* logits, const std:
           for (int h = 0; h < s.n_head; ++h) {
             const int p = pos_ + i, g = h / group;
             const int j0 = c.sliding_window > 0 ? std::max(0, p - c.sliding_window + 1) : 0, m = p + 1 - j0;
-            const float* qi = &q[static_cast<size_t>(i) * qd + h * hd];
+            const float* qi = &buf.q[static_cast<size_t>(i) * qd + h * hd];
             for (int j = 0; j < m; ++j) score[j] = simd::dot(qi, kc + static_cast<size_t>(j0 + j) * kvd + g * hd, hd) * scale;
             const float inv = 1.0f / simd::exp_shift_sum(score.data(), m, simd::max(score.data(), m));
-            float* o = &att[static_cast<size_t>(i) * qd + h * hd];
+            float* o = &buf.att[static_cast<size_t>(i) * qd + h * hd];
             std::fill(o, o + hd, 0.0f);
             for (int j = 0; j < m; ++j) simd::axpy(score[j] * inv, vc + static_cast<size_t>(j0 + j) * kvd + g * hd, o, hd);
           }
         }
       }
-      linear(att.data(), w.wo, w.bo, tmp.data(), n, qd, d);
-      add_inplace(x.data(), tmp.data(), static_cast<int64_t>(n) * d);
-    } else if (w.bo) {
-      add_row_bias(x.data(), w.bo, n, d);
     }
-    if (s.ffn > 0) {
-      rmsnorm_cpu(x.data(), w.ffn_norm, xn.data(), n, d, c.norm_eps);
-      linear(xn.data(), w.w_gate, nullptr, gate.data(), n, d, s.ffn);
-      linear(xn.data(), w.w_up, nullptr, up.data(), n, d, s.ffn);
-      swiglu(gate.data(), up.data(), static_cast<int64_t>(n) * s.ffn);
-      linear(gate.data(), w.w_down, w.b_down, tmp.data(), n, s.ffn, d);
-      add_inplace(x.data(), tmp.data(), static_cast<int64_t>(n) * d);
-    } else if (w.b_down) {
-      add_row_bias(x.data(), w.b_down, n, d);
-    }
+    attention_out(c, l, s, w, x.data(), n, buf, nullptr);
+    mlp_sublayer(c, l, s, w, x.data(), n, buf, nullptr);
   }
   pos_ += n;
   if (!logits) return;
   const float* last = &x[static_cast<size_t>(n - 1) * d];
-  rmsnorm_cpu(last, model_.output_norm, xn.data(), 1, d, c.norm_eps);
-  linear(xn.data(), model_.output, nullptr, logits, 1, d, c.vocab);
+  rmsnorm_cpu(last, model_.output_norm, buf.xn.data(), 1, d, c.norm_eps);
+  linear(buf.xn.data(), model_.output, nullptr, logits, 1, d, c.vocab);
 }
 
 }  // namespace ep

@@ -95,53 +95,68 @@ void embed_tokens(const Model& model, const int32_t* tokens, int64_t n, float* x
   for (int64_t r = 0; r < n; ++r) std::copy_n(model.tok_embd + static_cast<int64_t>(tokens[r]) * d, d, &x[r * d]);
 }
 
+void attention_qkv(const ModelConfig& c, const LayerShape& s, const LayerWeights& w, const float* x, int64_t rows, int period,
+                   const RopeTables& rope, ForwardScratch& buf) {
+  const int d = c.dim, qd = s.n_head * c.head_dim, kvd = s.n_kv_head * c.head_dim;
+  rmsnorm_cpu(x, w.attn_norm, buf.xn.data(), rows, d, c.norm_eps);
+  linear(buf.xn.data(), w.wq, w.bq, buf.q.data(), rows, d, qd);   // q [rows, qd]
+  linear(buf.xn.data(), w.wk, w.bk, buf.k.data(), rows, d, kvd);  // k [rows, kvd]
+  linear(buf.xn.data(), w.wv, w.bv, buf.v.data(), rows, d, kvd);  // v [rows, kvd]
+  apply_rope(c, buf.q.data(), rows, period, s.n_head, rope.cos, rope.sin);
+  apply_rope(c, buf.k.data(), rows, period, s.n_kv_head, rope.cos, rope.sin);
+}
+
+void attention_out(const ModelConfig& c, int l, const LayerShape& s, const LayerWeights& w, float* x, int64_t rows, ForwardScratch& buf,
+                   ForwardHooks* hk) {
+  const int d = c.dim;
+  if (s.n_head > 0) {
+    // a_l goes through its own buffer (not a beta=1 GEMM into x) so that results are bit-identical
+    // with and without hooks: the statistics see exactly the numbers the plain forward computes.
+    linear(buf.att.data(), w.wo, w.bo, buf.tmp.data(), rows, s.n_head * c.head_dim, d);
+    if (hk) hk->attn_output(l, buf.tmp.data(), rows, d);
+    add_inplace(x, buf.tmp.data(), rows * d);
+  } else if (w.bo) {  // removed attention layer whose compensation constant was kept as a bias
+    add_row_bias(x, w.bo, rows, d);
+  }
+}
+
+void mlp_sublayer(const ModelConfig& c, int l, const LayerShape& s, const LayerWeights& w, float* x, int64_t rows, ForwardScratch& buf,
+                  ForwardHooks* hk) {
+  const int d = c.dim;
+  if (s.ffn > 0) {  // m = Wdown · (silu(Wgate xn) ⊙ Wup xn) (+ b_down);  x += m
+    const int f = s.ffn;
+    rmsnorm_cpu(x, w.ffn_norm, buf.xn.data(), rows, d, c.norm_eps);
+    linear(buf.xn.data(), w.w_gate, nullptr, buf.gate.data(), rows, d, f);  // [rows, f]
+    linear(buf.xn.data(), w.w_up, nullptr, buf.up.data(), rows, d, f);      // [rows, f]
+    swiglu(buf.gate.data(), buf.up.data(), rows * f);
+    if (hk) hk->mlp_act(l, buf.gate.data(), rows, f);
+    linear(buf.gate.data(), w.w_down, w.b_down, buf.tmp.data(), rows, f, d);
+    if (hk) hk->mlp_output(l, buf.tmp.data(), rows, d);
+    add_inplace(x, buf.tmp.data(), rows * d);
+  } else if (w.b_down) {
+    add_row_bias(x, w.b_down, rows, d);
+  }
+}
+
 void forward_block(const ModelConfig& c, int l, const LayerWeights& w, float* x, int n_seqs, int T, const RopeTables& rope,
                    ForwardScratch& buf, ForwardHooks* hk, const std::atomic<bool>* cancel) {
   const LayerShape& s = c.layers[l];
-  const int d = c.dim, hd = c.head_dim;
   const int64_t N = static_cast<int64_t>(n_seqs) * T;
   auto check_cancel = [cancel] {
     if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
   };
   check_cancel();
-  if (hk) hk->block_input(l, x, N, d);
-
-  // ---- attention: a = Wo · attn(RoPE(Wq xn), RoPE(Wk xn), Wv xn) (+ bo);  x += a
+  if (hk) hk->block_input(l, x, N, c.dim);
+  // attention: a = Wo · attn(RoPE(Wq xn), RoPE(Wk xn), Wv xn) (+ bo);  x += a
   if (s.n_head > 0) {
-    const int qd = s.n_head * hd, kvd = s.n_kv_head * hd;
-    rmsnorm_cpu(x, w.attn_norm, buf.xn.data(), N, d, c.norm_eps);
-    linear(buf.xn.data(), w.wq, w.bq, buf.q.data(), N, d, qd);   // q [N, qd]
-    linear(buf.xn.data(), w.wk, w.bk, buf.k.data(), N, d, kvd);  // k [N, kvd]
-    linear(buf.xn.data(), w.wv, w.bv, buf.v.data(), N, d, kvd);  // v [N, kvd]
-    apply_rope(c, buf.q.data(), N, T, s.n_head, rope.cos, rope.sin);
-    apply_rope(c, buf.k.data(), N, T, s.n_kv_head, rope.cos, rope.sin);
+    attention_qkv(c, s, w, x, N, T, rope, buf);
     attention(c, s, buf.q.data(), buf.k.data(), buf.v.data(), buf.att.data(), n_seqs, T);  // att [N, qd]
-    if (hk) hk->attn_heads(l, buf.att.data(), N, s.n_head, hd);
-    // a_l goes through its own buffer (not a beta=1 GEMM into x) so that results are bit-identical
-    // with and without hooks: the statistics see exactly the numbers the plain forward computes.
-    linear(buf.att.data(), w.wo, w.bo, buf.tmp.data(), N, qd, d);
-    if (hk) hk->attn_output(l, buf.tmp.data(), N, d);
-    add_inplace(x, buf.tmp.data(), N * d);
-  } else if (w.bo) {  // removed attention layer whose compensation constant was kept as a bias
-    add_row_bias(x, w.bo, N, d);
+    if (hk) hk->attn_heads(l, buf.att.data(), N, s.n_head, c.head_dim);
   }
-
+  attention_out(c, l, s, w, x, N, buf, hk);
   check_cancel();  // also between the sublayers: a layer over a large batch can take seconds
-  // ---- MLP: m = Wdown · (silu(Wgate xn) ⊙ Wup xn) (+ b_down);  x += m
-  if (s.ffn > 0) {
-    const int f = s.ffn;
-    rmsnorm_cpu(x, w.ffn_norm, buf.xn.data(), N, d, c.norm_eps);
-    linear(buf.xn.data(), w.w_gate, nullptr, buf.gate.data(), N, d, f);  // [N, f]
-    linear(buf.xn.data(), w.w_up, nullptr, buf.up.data(), N, d, f);      // [N, f]
-    swiglu(buf.gate.data(), buf.up.data(), N * f);
-    if (hk) hk->mlp_act(l, buf.gate.data(), N, f);
-    linear(buf.gate.data(), w.w_down, w.b_down, buf.tmp.data(), N, f, d);
-    if (hk) hk->mlp_output(l, buf.tmp.data(), N, d);
-    add_inplace(x, buf.tmp.data(), N * d);
-  } else if (w.b_down) {
-    add_row_bias(x, w.b_down, N, d);
-  }
-  if (hk) hk->block_output(l, x, N, d);
+  mlp_sublayer(c, l, s, w, x, N, buf, hk);
+  if (hk) hk->block_output(l, x, N, c.dim);
 }
 
 void forward(const Model& model, const ForwardRequest& req) {

@@ -56,6 +56,16 @@ struct RopeTables {
 void check_tokens(const Model& model, const int32_t* tokens, int64_t n);
 // x[r] = embedding row of tokens[r], x [n, d]
 void embed_tokens(const Model& model, const int32_t* tokens, int64_t n, float* x);
+// The parts of a block the KV-cache decoder (decode.cpp) shares with this pass; only the attention core
+// between them differs. attention_qkv: RMSNorm, Q/K/V projections into buf.q/k/v and RoPE (row r at table
+// row r % period). attention_out: a = Wo·buf.att (+ bo), x += a (or a removed layer's kept bias).
+// mlp_sublayer: m = Wdown·(silu(Wgate xn) ⊙ Wup xn) (+ b_down), x += m. Hooks may be null.
+void attention_qkv(const ModelConfig& c, const LayerShape& s, const LayerWeights& w, const float* x, int64_t rows, int period,
+                   const RopeTables& rope, ForwardScratch& buf);
+void attention_out(const ModelConfig& c, int l, const LayerShape& s, const LayerWeights& w, float* x, int64_t rows, ForwardScratch& buf,
+                   ForwardHooks* hooks);
+void mlp_sublayer(const ModelConfig& c, int l, const LayerShape& s, const LayerWeights& w, float* x, int64_t rows, ForwardScratch& buf,
+                  ForwardHooks* hooks);
 // Block l in place on x [n_seqs * T, d] (sequences of T tokens, positions from 0), calling the hooks.
 void forward_block(const ModelConfig& c, int l, const LayerWeights& w, float* x, int n_seqs, int T, const RopeTables& rope,
                    ForwardScratch& scratch, ForwardHooks* hooks, const std::atomic<bool>* cancel);
