@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { analyzeToFile, calibrationStream, loadModel, readAnalysis, sampleCalibration, seededRandom, tokenizerFor } from '../lib';
+import { writeBf16Safetensors } from './helpers/bf16-safetensors.mjs';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 
@@ -13,30 +14,11 @@ const scratch = tempDir();
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 const WIKI_VALID = 'text/wikitext-2-raw/wiki.valid.raw';
 
-// A copy of a float32 safetensors model directory with every tensor stored as BF16 (the upper halves).
+// A copy of a float32 safetensors model directory with every tensor stored as BF16.
 function bf16Copy(src: string, dir: string): string {
   fs.mkdirSync(dir, { recursive: true });
   for (const f of fs.readdirSync(src)) if (f.endsWith('.json')) fs.copyFileSync(path.join(src, f), path.join(dir, f));
-  const st = fs.readFileSync(path.join(src, 'model.safetensors'));
-  const n = Number(st.readBigUInt64LE(0));
-  const header = JSON.parse(st.toString('utf8', 8, 8 + n)) as Record<string, { dtype: string; data_offsets: [number, number] }>;
-  const data = st.subarray(8 + n);
-  const parts: Buffer[] = [];
-  let off = 0;
-  for (const [name, e] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const from = data.subarray(e.data_offsets[0], e.data_offsets[1]);
-    const to = Buffer.alloc(from.length / 2);
-    for (let i = 0; i < to.length / 2; i++) to.writeUInt16LE(from.readUInt16LE(4 * i + 2), 2 * i);
-    e.dtype = 'BF16';
-    e.data_offsets = [off, off + to.length];
-    off += to.length;
-    parts.push(to);
-  }
-  const json = Buffer.from(JSON.stringify(header).padEnd(Math.ceil(JSON.stringify(header).length / 8) * 8, ' '));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([len, json, ...parts]));
+  writeBf16Safetensors(path.join(src, 'model.safetensors'), path.join(dir, 'model.safetensors'));
   return dir;
 }
 

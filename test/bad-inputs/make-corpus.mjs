@@ -9,6 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { writeBf16Safetensors } from '../helpers/bf16-safetensors.mjs';
+
 /** Byte offsets inside a GGUF file (v2/v3): where each tensor's info fields live. */
 export function ggufLayout(buf) {
   let p = 0;
@@ -123,23 +125,8 @@ export function makeCorpus(dir, data) {
     fs.writeFileSync(path.join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: map }));
   }), 'model-00002-of-00002\\.safetensors');
   // ---- memory: refused up front (the limit stands in for a small machine)
-  const bf16 = hfCopy('hf-bf16', (d) => {
-    // the same weights as BF16 (upper halves of the float32s): loading converts them back to float32 copies
-    const h = JSON.parse(JSON.stringify(stHeader));
-    const parts = [];
-    let off = 0;
-    for (const [k, e] of Object.entries(h)) {
-      if (k === '__metadata__') continue;
-      const src = stData.subarray(e.data_offsets[0], e.data_offsets[1]);
-      const out = Buffer.alloc(src.length / 2);
-      for (let i = 0; i < out.length / 2; i++) out.writeUInt16LE(src.readUInt16LE(4 * i + 2), 2 * i);
-      e.dtype = 'BF16';
-      e.data_offsets = [off, off + out.length];
-      off += out.length;
-      parts.push(out);
-    }
-    fs.writeFileSync(path.join(d, 'model.safetensors'), safetensorsFile(h, Buffer.concat(parts)));
-  });
+  // the same weights as BF16: loading converts them back to float32 copies
+  const bf16 = hfCopy('hf-bf16', (d) => writeBf16Safetensors(path.join(hfDir, 'model.safetensors'), path.join(d, 'model.safetensors')));
   cases.push({ name: 'memory: BF16 weights that do not fit once converted', args: ['info', bf16], env: { ENTROPRUNE_MEMORY_LIMIT: '1000000' }, expect: 'hf-bf16: its F16/BF16 weights take .* once converted to float32, but only 1\\.0 MiB of memory is available', code: 1, inputs: [path.join(bf16, 'model.safetensors')], outputs: [] });
   cases.push({ name: 'memory: analyze statistics and activations that do not fit', args: ['analyze', hfDir, '--calib', calib, '-o', at('mem.analysis.json')], env: { ENTROPRUNE_MEMORY_LIMIT: '20000000' }, expect: 'analyze needs about .* \\(statistics .*, activations .*\\) but only 19\\.1 MiB of memory is available: lower --batch', code: 1, inputs: [path.join(hfDir, 'model.safetensors')], outputs: [at('mem.analysis.json')] });
   cases.push({ name: 'model path that does not exist', args: ['info', at('nowhere.gguf')], expect: 'nowhere\\.gguf: no such file', code: 1, inputs: [], outputs: [] });
