@@ -1,7 +1,7 @@
 #include "core/gguf_file.h"
 
+#include <algorithm>
 #include <cstdint>
-
 #include <cstring>
 
 #include "core/error.h"
@@ -42,6 +42,17 @@ class Cursor {
   const MappedFile& f_;
   uint64_t pos_ = 0;
 };
+
+// Bytes of one scalar of type t (0 for strings, arrays and unknown types).
+uint64_t value_size(GgufType t) {
+  switch (t) {
+    case GgufType::U8: case GgufType::I8: case GgufType::BOOL: return 1;
+    case GgufType::U16: case GgufType::I16: return 2;
+    case GgufType::U32: case GgufType::I32: case GgufType::F32: return 4;
+    case GgufType::U64: case GgufType::I64: case GgufType::F64: return 8;
+    default: return 0;
+  }
+}
 
 double read_number(Cursor& c, GgufType t, const char* what, bool* is_int, const std::string& file) {
   *is_int = true;
@@ -131,7 +142,11 @@ GgufFile read_gguf(const std::string& path) {
     } else if (v.type == GgufType::ARRAY) {
       v.elem_type = static_cast<GgufType>(c.read<uint32_t>(what.c_str()));
       uint64_t n = c.read<uint64_t>(what.c_str());
-      if (n > f.size()) fail_format(path, what + ": array length " + std::to_string(n) + " exceeds the file size");
+      // Every element takes at least its own size (a string at least its 8-byte length), so a length the
+      // rest of the file cannot hold is a lie: refuse it before reserving memory for it.
+      const uint64_t min_elem = v.elem_type == GgufType::STRING ? 8 : std::max<uint64_t>(1, value_size(v.elem_type));
+      if (n > (f.size() - c.pos()) / min_elem)
+        fail_format(path, what + ": array length " + std::to_string(n) + " is more than the rest of the file can hold");
       v.array_size = n;
       if (v.elem_type == GgufType::STRING) {
         v.strings.reserve(n);

@@ -137,6 +137,25 @@ TEST(Formats, GgufTokenIdOutOfRange) {
   EXPECT_NE(e.find("'tokenizer.ggml.eos_token_id' = 4294967295 is out of range"), std::string::npos) << e;
 }
 
+// An array length the rest of the file cannot hold is refused before any memory is reserved for it.
+TEST(Formats, GgufArrayLongerThanTheFile) {
+  REQUIRE_DATA(kGguf);
+  test::TempDir t;
+  auto bytes = test::read_all(data_dir() + "/" + kGguf);
+  const std::string key = "tokenizer.ggml.tokens";
+  auto at = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+  ASSERT_NE(at, bytes.end());
+  const size_t count = static_cast<size_t>(at - bytes.begin()) + key.size() + 4 + 4;  // after the ARRAY and STRING type tags
+  const uint64_t lie = bytes.size() / 4;  // at most size/8 strings fit: the old check (size) let this through
+  std::memcpy(bytes.data() + count, &lie, 8);
+  test::write_all(t.file("arr.gguf"), bytes);
+  std::string e = error_of(t.file("arr.gguf"));
+  EXPECT_NE(e.find("arr.gguf"), std::string::npos) << e;
+  EXPECT_NE(e.find("metadata 'tokenizer.ggml.tokens': array length " + std::to_string(lie) + " is more than the rest of the file can hold"),
+            std::string::npos)
+      << e;
+}
+
 TEST(Formats, GgufQuantizedTensorNamed) {
   REQUIRE_DATA(kGguf);
   test::TempDir t;
