@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { analyzeToFile, calibrationStream, loadModel, readAnalysis, sampleCalibration, seededRandom, tokenizerFor } from '../lib';
+import { encodeOffThread } from '../lib/load/tokenize-off-thread';
 import { writeBf16Safetensors } from './helpers/bf16-safetensors.mjs';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
@@ -150,6 +151,23 @@ describe('analyze', () => {
     expect(prune(a, ['--stream']).code).toBe(0);
     expect(prune(b, []).code).toBe(0);
     expect(fs.readFileSync(a).equals(fs.readFileSync(b))).toBe(true);
+  });
+
+  it('a long text for a tokenizer.json model is tokenized off the main thread, to the same ids', async () => {
+    const model = await loadModel(dataFile(TINY_HF));
+    const tok = tokenizerFor(model);
+    const text = fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 120_000);  // above the 64K-character threshold
+    const inline = tok.encode(text, { bos: true });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 20);
+    const offThread = await encodeOffThread(tok, text, { bos: true });
+    clearInterval(timer);
+    expect(Array.from(offThread)).toEqual(Array.from(inline));
+    expect(ticks).toBeGreaterThan(3);  // the event loop kept running meanwhile
+    const aborted = new AbortController();
+    const pending = encodeOffThread(tok, text, {}, aborted.signal);
+    aborted.abort();
+    await expect(pending).rejects.toThrow(/cancelled/);
   });
 
   it('an interrupted or failed analyze leaves no output behind', () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { analyzeToFile, loadModel, native, plan, readAnalysis, tokenizerFor, writePlan } from '../lib';
 import { runCli } from './helpers/cli';
-import { CLI, dataFile, STORIES_BIN, tempDir, TINYSTORIES_TEXT } from './helpers/data';
+import { CLI, dataFile, STORIES_BIN, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 
 const dir = tempDir();
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -73,6 +73,16 @@ describe('interrupts', () => {
     expect(r.stderr).toMatch(/entroprune: (cancelled|interrupted)/);
     expect(fs.existsSync(out)).toBe(false);
     expect(leftovers(dir)).toEqual([]);
+  });
+
+  it('SIGINT while a tokenizer.json model tokenizes its calibration text: exit 130 at once', async () => {
+    const out = path.join(dir, 'tok.analysis.json');
+    const t0 = Date.now();
+    // TinyStories-656K's tokenizer.json takes ~13 s on its 800 KB validation text (off the main thread)
+    const r = await interrupt(['analyze', dataFile(TINY_HF), '--calib', dataFile(TINYSTORIES_TEXT), '-o', out], 'SIGINT', () => Date.now() - t0 > 2500);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.msAfterSignal).toBeLessThan(2000);
+    expect(fs.existsSync(out)).toBe(false);
   });
 
   it('SIGTERM while apply is writing: the temporary file is removed, no output appears', async () => {

@@ -10,7 +10,7 @@ import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 import { VERSION } from '../version';
 import { ANALYSIS_FORMAT, ANALYSIS_VERSION, Analysis, MeanName, writeAnalysis } from './analysis';
-import { calibrationStream, sampleCalibration } from './calibration';
+import { calibrationStreamAsync, sampleCalibration } from './calibration';
 
 export interface AnalyzeOptions {
   /** Calibration file: text, JSONL (`text` field) or pre-tokenized (.json array, .tokens/.i32 int32). */
@@ -65,7 +65,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   }, streamed
     ? 'lower --samples or --seq-len (streaming keeps (d + r) floats per calibration token), --batch, --proj-dim or --max-dim, or drop --stream'
     : 'lower --batch (activations grow with the tokens per call), --proj-dim or --max-dim (statistics grow with the square of the projection), or use a machine with more memory');
-  const { kind, stream } = calibrationStream(o.calib, o.tokenizer);
+  const { kind, stream } = await calibrationStreamAsync(o.calib, o.tokenizer, o.signal);
   const calib = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: o.samples, seqLen, seed: o.seed });
   const started = process.hrtime.bigint();
   const job = model.handle.analyze(

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 
 import type { Tokenizer } from '../load/tokenizer';
 import { seededRandom } from '../util/random';
+import { encodeOffThread } from '../load/tokenize-off-thread';
 import { EntropruneError } from '../util/errors';
 
 export interface CalibrationOptions {
@@ -31,6 +32,18 @@ export interface CalibrationSet {
  * array of integers, or raw little-endian int32 in a `.tokens` / `.i32` file.
  */
 export function calibrationStream(file: string, tokenizer: Tokenizer | undefined): { kind: CalibrationSet['kind']; stream: Int32Array } {
+  const r = readCalibration(file, tokenizer);
+  return 'stream' in r ? r : { kind: r.kind, stream: tokenizer!.encode(r.text, { bos: true }) };
+}
+
+/** calibrationStream, with a long text tokenized off the main thread (Ctrl-C stays responsive). */
+export async function calibrationStreamAsync(file: string, tokenizer: Tokenizer | undefined, signal?: AbortSignal): Promise<{ kind: CalibrationSet['kind']; stream: Int32Array }> {
+  const r = readCalibration(file, tokenizer);
+  return 'stream' in r ? r : { kind: r.kind, stream: await encodeOffThread(tokenizer!, r.text, { bos: true }, signal) };
+}
+
+// The ids of a pre-tokenized file, or the text still to tokenize (checked, with a tokenizer present).
+function readCalibration(file: string, tokenizer: Tokenizer | undefined): { kind: CalibrationSet['kind']; stream: Int32Array } | { kind: CalibrationSet['kind']; text: string } {
   if (!fs.existsSync(file)) throw new EntropruneError('EP_IO', `${file}: calibration file not found`, file);
   const ext = path.extname(file).toLowerCase();
   if (ext === '.tokens' || ext === '.i32') {
@@ -59,10 +72,10 @@ export function calibrationStream(file: string, tokenizer: Tokenizer | undefined
       if (typeof obj.text !== 'string') throw new EntropruneError('EP_FORMAT', `${file}:${i + 1}: no "text" string field`, file);
       texts.push(obj.text);
     });
-    return { kind: 'jsonl', stream: tokenizer.encode(texts.join(' '), { bos: true }) };
+    return { kind: 'jsonl', text: texts.join(' ') };
   }
   if (raw.trim().length === 0) throw new EntropruneError('EP_INVALID_ARGUMENT', `${file}: the calibration text is empty`, file);
-  return { kind: 'text', stream: tokenizer.encode(raw, { bos: true }) };
+  return { kind: 'text', text: raw };
 }
 
 export function sampleCalibration(file: string, kind: CalibrationSet['kind'], stream: Int32Array, vocab: number, o: CalibrationOptions): CalibrationSet {
