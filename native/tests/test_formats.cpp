@@ -1,6 +1,7 @@
 // Loaders: the same model from llama2.c and GGUF is bit-identical; HF configs read right; bad files give
 // clear errors that name the file and the problem.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "core/error.h"
@@ -118,15 +119,21 @@ TEST(Formats, GgufHeaderThatLiesAboutCounts) {
   EXPECT_NE(e.find("more than the file can hold"), std::string::npos) << e;
 }
 
+// Offset just past the first occurrence of a metadata key in a GGUF's bytes (its type tag starts there),
+// or SIZE_MAX / 2 when absent so that the callers' bounds assertions fail.
+size_t end_of_key(const std::vector<char>& bytes, const std::string& key) {
+  auto at = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+  return at == bytes.end() ? SIZE_MAX / 2 : static_cast<size_t>(at - bytes.begin()) + key.size();
+}
+
 // Found by fuzz_gguf: an eos_token_id of 0xFFFFFFFF (uint32) was cast from double to int unchecked.
 TEST(Formats, GgufTokenIdOutOfRange) {
   REQUIRE_DATA(kGguf);
   test::TempDir t;
   auto bytes = test::read_all(data_dir() + "/" + kGguf);
   const std::string key = "tokenizer.ggml.eos_token_id";
-  auto at = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
-  ASSERT_NE(at, bytes.end());
-  const size_t value = static_cast<size_t>(at - bytes.begin()) + key.size() + 4;  // after the uint32 type tag
+  const size_t value = end_of_key(bytes, key) + 4;  // after the uint32 type tag
+  ASSERT_LT(value, bytes.size());
   uint32_t type, huge = 0xFFFFFFFFu;
   std::memcpy(&type, bytes.data() + value - 4, 4);
   ASSERT_EQ(type, 4u);  // GGUF_TYPE_UINT32
@@ -143,9 +150,8 @@ TEST(Formats, GgufArrayLongerThanTheFile) {
   test::TempDir t;
   auto bytes = test::read_all(data_dir() + "/" + kGguf);
   const std::string key = "tokenizer.ggml.tokens";
-  auto at = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
-  ASSERT_NE(at, bytes.end());
-  const size_t count = static_cast<size_t>(at - bytes.begin()) + key.size() + 4 + 4;  // after the ARRAY and STRING type tags
+  const size_t count = end_of_key(bytes, key) + 4 + 4;  // after the ARRAY and STRING type tags
+  ASSERT_LT(count, bytes.size());
   const uint64_t lie = bytes.size() / 4;  // at most size/8 strings fit: the old check (size) let this through
   std::memcpy(bytes.data() + count, &lie, 8);
   test::write_all(t.file("arr.gguf"), bytes);
