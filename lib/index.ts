@@ -17,7 +17,7 @@ export { kmeans1d, defaultK } from './plan/kmeans';
 export { dfsSearch, greedySearch, type Candidate } from './plan/search';
 export * as accounting from './plan/accounting';
 export { applyPlan, defaultFormat, type ApplyOptions, type ApplyResult, type OutputFormat } from './apply/apply';
-export { setThreads, cudaInfo, resolveDevice, type DeviceRequest } from './runtime';
+export { setThreads, cudaInfo, resolveDevice, type DeviceRequest, type DeviceStage, type ResolvedDevice } from './runtime';
 export { EntropruneError, type EntropruneErrorCode } from './util/errors';
 export { native, type SyntheticModelSpec, type CudaProbe } from './native';
 export { VERSION } from './version';

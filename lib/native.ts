@@ -88,6 +88,10 @@ export interface NativeAnalyzeOptions {
   products?: CovarianceProducts;
   /** block-major layer streaming (two passes; bit-identical results) instead of batch-major */
   stream?: boolean;
+  /** run the blocks on this CUDA device (implies stream); absent = the CPU */
+  cudaDevice?: number;
+  /** the GPU's matrix-product precision (default: f16 for F16-stored models, else bf16) */
+  precision?: 'bf16' | 'f16' | 'f32';
 }
 
 /** float32 = blocked ssyrk into float64 sums; float64 = dsyrk; auto = float64 while the joint vector is ≤ 1024 wide */
@@ -121,6 +125,10 @@ export interface NativeAnalysis {
   projected: boolean;
   ridge: number;
   blocks: NativeBlockAnalysis[];
+  /** what ran the blocks: "cpu" or the GPU runner's description (device, precision, GEMM backend) */
+  device: string;
+  /** GPU memory the calibration held at most (0 on the CPU) */
+  peakDeviceBytes: number;
 }
 
 export interface NativeModel {

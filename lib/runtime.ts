@@ -14,13 +14,32 @@ export function cudaInfo(): CudaProbe {
 
 export type DeviceRequest = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
 
+/** What a command runs on the GPU: the calibration forward pass (analyze, prune) or nothing yet (the rest). */
+export type DeviceStage = 'calibration' | 'other';
+
+export interface ResolvedDevice {
+  device: 'cpu' | 'cuda';
+  /** the CUDA device index when device is 'cuda' */
+  index?: number;
+  /** why this device, for the user (absent when the CPU was asked for) */
+  note?: string;
+}
+
 /**
- * Resolve a --device request. The forward pass runs on the CPU in this release; CUDA requests are checked
- * against the machine and fall back to the CPU with the reason when no usable GPU is there.
+ * Resolve a --device request. CUDA runs the calibration forward pass of analyze and prune (block by block,
+ * weights streamed to the GPU; the statistics stay on the CPU); evaluation and generation run on the CPU in
+ * this release. A CUDA request on a machine without a usable GPU falls back to the CPU and says why; a
+ * device index the machine does not have is an error.
  */
-export function resolveDevice(request: DeviceRequest = 'auto'): { device: 'cpu'; note?: string } {
+export function resolveDevice(request: DeviceRequest = 'auto', stage: DeviceStage = 'other'): ResolvedDevice {
   if (request === 'cpu') return { device: 'cpu' };
   const probe = cudaInfo();
   if (!probe.available) return { device: 'cpu', note: probe.message };
-  return { device: 'cpu', note: `CUDA device found (${probe.devices[0]?.name}), but the CUDA forward pass is not in this release: using the CPU` };
+  const index = request.startsWith('cuda:') ? Number(request.slice(5)) : 0;
+  const gpu = probe.devices.find((d) => d.index === index);
+  if (!gpu) {
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `--device ${request}: this machine has CUDA devices ${probe.devices.map((d) => `cuda:${d.index}`).join(', ')}`);
+  }
+  if (stage === 'other') return { device: 'cpu', note: `CUDA device found (${gpu.name}); this command runs on the CPU (CUDA covers the calibration pass of analyze and prune)` };
+  return { device: 'cuda', index, note: `calibration on cuda:${index} (${gpu.name}); statistics, planning and apply on the CPU` };
 }

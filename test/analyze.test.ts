@@ -5,7 +5,7 @@ import * as path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { analyzeToFile, calibrationStream, loadModel, readAnalysis, sampleCalibration, seededRandom, tokenizerFor } from '../lib';
+import { analyze, analyzeToFile, calibrationStream, cudaInfo, loadModel, resolveDevice, readAnalysis, sampleCalibration, seededRandom, tokenizerFor } from '../lib';
 import { encodeOffThread } from '../lib/load/tokenize-off-thread';
 import { writeBf16Safetensors } from './helpers/bf16-safetensors.mjs';
 import { runCli } from './helpers/cli';
@@ -181,3 +181,34 @@ describe('analyze', () => {
     expect(fs.readdirSync(scratch).some((f) => f.includes('.tmp-'))).toBe(false);
   });
 });
+
+describe('the CUDA calibration path', () => {
+  // On a machine with a GPU, test:gpu checks the CUDA forward against the CPU (native/tests/test_cuda.cpp);
+  // here the routing is checked: which device each stage gets, and a clean refusal where CUDA cannot run.
+  it('resolves --device per stage and refuses CUDA cleanly where it cannot run', async () => {
+    const probe = cudaInfo();
+    expect(resolveDevice('cpu', 'calibration')).toEqual({ device: 'cpu' });
+    const auto = resolveDevice('auto', 'calibration');
+    const other = resolveDevice('auto', 'other');
+    expect(other.device).toBe('cpu');
+    if (!probe.available) {
+      expect(auto.device).toBe('cpu');
+      expect(auto.note).toBe(probe.message);
+      expect(() => resolveDevice('cuda:3', 'calibration')).not.toThrow();  // falls back: no GPU at all
+      const model = await loadModel(dataFile(STORIES_GGUF));
+      const tokens = path.join(scratch, 'cuda-tokens.json');
+      fs.writeFileSync(tokens, JSON.stringify(Array.from({ length: 2000 }, (_, i) => (i * 7) % 500)));
+      await expect(analyze(model, { calib: tokens, samples: 2, seqLen: 32, cudaDevice: 0 })).rejects.toMatchObject({
+        code: 'EP_UNSUPPORTED',
+        message: expect.stringMatching(/CUDA requested, but (this build of entroprune has no CUDA support|no NVIDIA driver found|no usable CUDA device)/),
+      });
+      const cpu = await analyze(model, { calib: tokens, samples: 2, seqLen: 32 });
+      expect(cpu.device).toBe('cpu');
+      expect(cpu.peakDeviceBytes).toBe(0);
+    } else {
+      expect(auto).toMatchObject({ device: 'cuda', index: 0 });
+      expect(() => resolveDevice(`cuda:${probe.devices.length + 5}`, 'calibration')).toThrow(/this machine has CUDA devices/);
+    }
+  });
+});
+

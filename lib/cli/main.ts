@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { announceDevice, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, calibrationDevice, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
 import { registerCompareCommand } from './compare-command';
 import { registerBenchCommand, registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
@@ -90,7 +90,7 @@ interface AnalyzeCliOptions {
 
 async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void> {
   const threads = setThreads(o.threads);
-  const device = announceDevice(o.device, o.json);
+  const device = announceDevice(o.device, o.json, 'calibration');
   const model = await loadModel(modelPath, { streamLayers: o.stream });
   const needsTokenizer = !/\.(json|tokens|i32)$/i.test(o.calib) || /\.jsonl$/i.test(o.calib);
   const tokenizer = needsTokenizer ? tokenizerFor(model, o.tokenizer) : undefined;
@@ -107,18 +107,19 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     ridge: o.ridge,
     products: o.products,
     stream: o.stream,
+    ...calibrationDevice(device),
     onProgress: (p) => bar.update(p),
     signal: interruptSignal(),
   });
   bar.finish();
   const a = r.analysis;
   if (o.json) {
-    process.stdout.write(JSON.stringify({ output: o.output, seconds: r.seconds, threads, tokens: a.calibration.tokens, blocks: a.blocks.map((b) => ({ index: b.index, te: b.te, teAttn: b.teAttn, teMlp: b.teMlp, cosine: b.cosine })) }) + '\n');
+    process.stdout.write(JSON.stringify({ output: o.output, seconds: r.seconds, threads, device: r.device, peakDeviceBytes: r.peakDeviceBytes, tokens: a.calibration.tokens, blocks: a.blocks.map((b) => ({ index: b.index, te: b.te, teAttn: b.teAttn, teMlp: b.teMlp, cosine: b.cosine })) }) + '\n');
     return;
   }
   const c = a.calibration;
   const lines = [
-    `analysis written to ${o.output} (+ ${a.means.file}) in ${r.seconds.toFixed(2)} s`,
+    `analysis written to ${o.output} (+ ${a.means.file}) in ${r.seconds.toFixed(2)} s on ${r.device}${r.peakDeviceBytes ? ` (peak GPU memory ${(r.peakDeviceBytes / 2 ** 30).toFixed(2)} GiB)` : ''}`,
     `calibration: ${c.samples} × ${c.seqLen} tokens from ${c.file} (seed ${c.seed})${c.projected ? `, hidden states projected to ${c.jointDim} dims` : ''}`,
     'block        TE    TE_attn     TE_mlp   cos(h_in,h_out)   head entropy (min..max)   channel entropy (min..max)',
     ...a.blocks.map((b) => {

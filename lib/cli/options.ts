@@ -1,7 +1,7 @@
 // Option parsers and process helpers shared by the CLI commands.
 import { InvalidArgumentError, Option } from 'commander';
 
-import { resolveDevice, type DeviceRequest } from '../runtime';
+import { resolveDevice, type DeviceRequest, type DeviceStage, type ResolvedDevice } from '../runtime';
 
 export const STREAM_HELP =
   'layer streaming: run the calibration block by block and convert BF16/F16 weights one block at a time (models larger than memory; same results)';
@@ -19,13 +19,16 @@ export function deviceOption(value: string): DeviceRequest {
   throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
 }
 
+/** The analyze option naming the GPU that runs the calibration, if any. */
+export const calibrationDevice = (d: ResolvedDevice): { cudaDevice?: number } => (d.device === 'cuda' ? { cudaDevice: d.index ?? 0 } : {});
+
 /** --device, the same on every command that runs the model. */
 export const deviceOpt = () =>
   new Option('--device <device>', 'cpu, cuda, cuda:N or auto (auto prefers CUDA and says which it chose)').default('auto').argParser(deviceOption);
 
 /** Resolve --device; unless the CPU was asked for, say on stderr which device runs and why. */
-export function announceDevice(request: DeviceRequest, json?: boolean): ReturnType<typeof resolveDevice> {
-  const device = resolveDevice(request);
+export function announceDevice(request: DeviceRequest, json?: boolean, stage: DeviceStage = 'other'): ResolvedDevice {
+  const device = resolveDevice(request, stage);
   if (device.note && !json && request !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
   return device;
 }

@@ -21,7 +21,7 @@ import { plan as makePlan } from '../plan/planner';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { announceDevice, deviceOpt, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, calibrationDevice, deviceOpt, interruptSignal, intOption, STREAM_HELP } from './options';
 
 function printVerify(rows: VerifyRow[], json?: boolean): boolean {
   if (!json) {
@@ -190,7 +190,7 @@ export function registerPruneCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (modelPath: string, o: PruneCli) => {
       setThreads(o.threads);
-      announceDevice(o.device, o.json);
+      const device = announceDevice(o.device, o.json, 'calibration');
       const model = await loadModel(modelPath, { streamLayers: o.stream });
       const base = o.output.replace(/\.gguf$/i, '').replace(/\/+$/, '');
       const analysisFile = `${base}.analysis.json`;
@@ -204,6 +204,8 @@ export function registerPruneCommands(program: Command): void {
         samples: o.samples,
         seqLen: o.seqLen,
         seed: o.seed,
+        stream: o.stream,
+        ...calibrationDevice(device),
         onProgress: (p) => bar.update(p),
         signal: interruptSignal(),
       });

@@ -32,6 +32,10 @@ export interface AnalyzeOptions {
    * pass instead of once per batch. Default: on when the model was loaded with `streamLayers`.
    */
   stream?: boolean;
+  /** run the calibration forward pass on this CUDA device (block by block: implies `stream`) */
+  cudaDevice?: number;
+  /** the GPU's matrix-product precision (default: f16 for F16-stored models, else bf16) */
+  precision?: 'bf16' | 'f16' | 'f32';
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -40,6 +44,9 @@ export interface AnalyzeResult {
   analysis: Omit<Analysis, 'means'>;
   means: { block: number; name: MeanName; values: Float64Array }[];
   seconds: number;
+  /** what ran the calibration blocks: "cpu" or the GPU (name, precision, GEMM backend) */
+  device: string;
+  peakDeviceBytes: number;
 }
 
 export function modelIdentity(model: Model): string {
@@ -55,7 +62,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   const projDim = o.projDim ?? 512;
   const ridge = o.ridge ?? 1e-6;
   const products = o.products ?? 'auto';
-  const streamed = o.stream ?? info.streamsLayers;
+  const streamed = o.cudaDevice !== undefined || (o.stream ?? info.streamsLayers);
   const batchSeqs = o.batchSeqs ?? Math.max(1, Math.floor(4096 / seqLen));
   const samples = o.samples ?? 128;
   ensureFits('analyze', info.path, {
@@ -80,6 +87,8 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       ridge,
       products,
       stream: streamed,
+      ...(o.cudaDevice !== undefined ? { cudaDevice: o.cudaDevice } : {}),
+      ...(o.precision ? { precision: o.precision } : {}),
     },
     (done, total) => o.onProgress?.({ done, total }),
   );
@@ -135,7 +144,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     },
     blocks,
   };
-  return { analysis, means, seconds };
+  return { analysis, means, seconds, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
 }
 
 export async function analyzeToFile(model: Model, file: string, o: AnalyzeOptions): Promise<AnalyzeResult & { analysis: Analysis }> {

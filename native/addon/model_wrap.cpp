@@ -222,9 +222,10 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
   AnalyzeWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, int batch,
-                bool streamed, CaptureOptions capture, double ridge, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+                bool streamed, CalibrationDevice device, CaptureOptions capture, double ridge, Napi::Function on_progress,
+                std::shared_ptr<std::atomic<bool>> cancel)
       : Napi::AsyncProgressQueueWorker<Progress>(env), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs),
-        seq_len_(seq_len), batch_(batch), streamed_(streamed), capture_opts_(capture), ridge_(ridge), cancel_(std::move(cancel)),
+        seq_len_(seq_len), batch_(batch), streamed_(streamed), device_(device), capture_opts_(capture), ridge_(ridge), cancel_(std::move(cancel)),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
   }
@@ -238,7 +239,7 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         Progress p{static_cast<int>(done), static_cast<int>(total)};
         progress.Send(&p, 1);
       };
-      if (streamed_) calibrate_streamed(*model_, in, capture, cancel_.get(), report);
+      if (streamed_ || device_.cuda_device >= 0) run_ = calibrate_streamed(*model_, in, capture, cancel_.get(), report, device_);
       else calibrate(*model_, in, capture, cancel_.get(), report);
       result_ = analyze_capture(capture, model_->config, ridge_);
     } catch (const NonFiniteActivations& e) {
@@ -266,6 +267,8 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     o.Set("projected", result_.projected);
     o.Set("products", result_.float32_products ? "float32" : "float64");
     o.Set("ridge", result_.ridge);
+    o.Set("device", run_.device);
+    o.Set("peakDeviceBytes", static_cast<double>(run_.peak_device_bytes));
     Napi::Array blocks = Napi::Array::New(env, result_.blocks.size());
     for (size_t i = 0; i < result_.blocks.size(); ++i) {
       const BlockAnalysis& b = result_.blocks[i];
@@ -298,6 +301,8 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_, batch_;
   bool streamed_;
+  CalibrationDevice device_;
+  CalibrationReport run_;
   CaptureOptions capture_opts_;
   double ridge_;
   std::shared_ptr<std::atomic<bool>> cancel_;
@@ -309,7 +314,8 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 
 }  // namespace
 
-// analyze({tokens, nSeqs, seqLen, batchSeqs, maxDim, projDim, seed, ridge}, onProgress?) -> {promise, cancel()}
+// analyze({tokens, nSeqs, seqLen, batchSeqs, maxDim, projDim, seed, ridge, products?, stream?, cudaDevice?, precision?}, onProgress?)
+//   -> {promise, cancel()}
 Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
@@ -330,10 +336,17 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   }
   const double ridge = o.Get("ridge").As<Napi::Number>().DoubleValue();
   const bool streamed = o.Has("stream") && o.Get("stream").ToBoolean().Value();
+  CalibrationDevice device;
+  if (o.Has("cudaDevice") && !o.Get("cudaDevice").IsUndefined()) device.cuda_device = o.Get("cudaDevice").As<Napi::Number>().Int32Value();
+  if (o.Has("precision") && !o.Get("precision").IsUndefined()) {
+    const std::string p = o.Get("precision").As<Napi::String>();
+    if (p != "bf16" && p != "f16" && p != "f32") throw Napi::RangeError::New(env, "analyze: precision must be 'bf16', 'f16' or 'f32'");
+    device.precision = p == "f32" ? cuda::Precision::kF32 : p == "f16" ? cuda::Precision::kF16 : cuda::Precision::kBF16;
+  }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
-  auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, streamed, c,
-                              ridge, cb, cancel);
+  auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, streamed, device,
+                              c, ridge, cb, cancel);
   return queue_job(env, w, cancel);
 }
 

@@ -38,8 +38,14 @@ uint64_t streamed_state_bytes(const ModelConfig& c, int64_t tokens, int joint_di
   return static_cast<uint64_t>(tokens) * (static_cast<uint64_t>(c.dim) + static_cast<uint64_t>(joint_dim)) * sizeof(float);
 }
 
-void calibrate_streamed(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture, const std::atomic<bool>* cancel,
-                        const CalibrationProgress& progress) {
+cuda::Precision default_gpu_precision(const Model& model) {
+  for (const auto& [name, t] : model.tensors)
+    if (name.rfind("blk.", 0) == 0 && t.shape.size() == 2) return t.dtype == DType::F16 ? cuda::Precision::kF16 : cuda::Precision::kBF16;
+  return cuda::Precision::kBF16;
+}
+
+CalibrationReport calibrate_streamed(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture,
+                                     const std::atomic<bool>* cancel, const CalibrationProgress& progress, const CalibrationDevice& device) {
   check_input(model, in);
   const ModelConfig& c = model.config;
   const int d = c.dim, T = in.seq_len, L = c.n_layers(), r = capture.joint_dim();
@@ -51,6 +57,16 @@ void calibrate_streamed(const Model& model, const CalibrationBatches& in, Statis
   RopeTables rope;
   rope_tables(c, 0, T, rope.cos, rope.sin);
   std::vector<float> h(static_cast<size_t>(N) * d), y_projected(static_cast<size_t>(N) * r);
+  CalibrationReport report;
+  std::unique_ptr<cuda::BlockRunner> gpu;
+  if (device.cuda_device >= 0) {
+    cuda::BlockRunnerOptions o;
+    o.device = device.cuda_device;
+    o.precision = device.precision.value_or(default_gpu_precision(model));
+    o.gemm = device.gemm;
+    gpu = cuda::BlockRunner::create(c, rope, T, batch_rows_max, o);
+    report.device = gpu->description();
+  }
   const int64_t batches = (in.n_seqs + in.batch_seqs - 1) / in.batch_seqs, total = 2 * L * batches;
   int64_t done = 0;
 
@@ -61,10 +77,16 @@ void calibrate_streamed(const Model& model, const CalibrationBatches& in, Statis
     for (int l = 0; l < L; ++l) {
       LayerBuffers converted;  // a streamed model's block matrices: converted once per pass, freed after it
       const LayerWeights w = model.layer_weights(l, converted);
+      if (gpu) gpu->load_block(l, w);
       for (int s0 = 0; s0 < in.n_seqs; s0 += in.batch_seqs) {
         const int nb = std::min(in.batch_seqs, in.n_seqs - s0);
         const int64_t row0 = static_cast<int64_t>(s0) * T;
-        forward_block(c, l, w, &h[row0 * d], nb, T, rope, scratch, hooks, cancel);
+        if (gpu) {
+          if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+          gpu->run(&h[row0 * d], nb, hooks);
+        } else {
+          forward_block(c, l, w, &h[row0 * d], nb, T, rope, scratch, hooks, cancel);
+        }
         if (after_batch) after_batch(l, row0, static_cast<int64_t>(nb) * T);
         if (progress) progress(++done, total);
       }
@@ -81,6 +103,8 @@ void calibrate_streamed(const Model& model, const CalibrationBatches& in, Statis
   // Pass 2: the capture sees every block with y already known, and folds each batch in at once.
   run_blocks(&capture, [&](int l, int64_t row0, int64_t rows) { capture.fold_block(l, &y_projected[row0 * r], rows); });
   capture.add_tokens(N);
+  if (gpu) report.peak_device_bytes = gpu->peak_device_bytes();
+  return report;
 }
 
 }  // namespace ep

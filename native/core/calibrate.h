@@ -14,9 +14,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
 
 #include "core/capture.h"
 #include "core/model.h"
+#include "cuda/block_runner.h"
 
 namespace ep {
 
@@ -30,10 +33,29 @@ struct CalibrationBatches {
 // (done, total) in units of work the driver defines; called from the worker thread.
 using CalibrationProgress = std::function<void(int64_t done, int64_t total)>;
 
+// Where calibrate_streamed runs the blocks. cuda_device < 0: the CPU. Otherwise that GPU runs every block
+// (cuda/block_runner.h) and the capture stays on the CPU; precision unset = float16 for models stored in
+// float16, bfloat16 otherwise.
+struct CalibrationDevice {
+  int cuda_device = -1;
+  std::optional<cuda::Precision> precision;
+  cuda::GemmBackend gemm = cuda::GemmBackend::kAuto;
+};
+
+struct CalibrationReport {
+  std::string device = "cpu";       // what ran the blocks (the GPU runner's description)
+  uint64_t peak_device_bytes = 0;   // GPU memory held at most (0 on the CPU)
+};
+
 void calibrate(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture, const std::atomic<bool>* cancel,
                const CalibrationProgress& progress);
-void calibrate_streamed(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture, const std::atomic<bool>* cancel,
-                        const CalibrationProgress& progress);
+CalibrationReport calibrate_streamed(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture,
+                                     const std::atomic<bool>* cancel, const CalibrationProgress& progress,
+                                     const CalibrationDevice& device = {});
+
+// The compute precision a GPU uses for this model when none is asked for: float16 if its block weights are
+// stored in float16, else bfloat16 (whose range never overflows where float32 weights would not).
+cuda::Precision default_gpu_precision(const Model& model);
 
 // Bytes calibrate_streamed keeps for the whole run besides the capture: hidden states and projected y.
 uint64_t streamed_state_bytes(const ModelConfig& c, int64_t tokens, int joint_dim);

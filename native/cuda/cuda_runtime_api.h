@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda/block_runner.h"
+
 namespace ep::cuda {
 
 struct DeviceInfo {
@@ -35,5 +37,14 @@ bool rmsnorm(const float* x, const float* w, float* y, int64_t rows, int dim, fl
 // row-major) and a fixed shift c, adds Σ(x−c) to sum[k] and Σ(x−c)(x−c)ᵀ to cross[k×k] (full matrix), all in
 // float64. Returns false and sets *error when CUDA cannot run it.
 bool accumulate_moments(const float* x, int64_t n, int k, const double* shift, double* sum, double* cross, std::string* error);
+
+// GPU twin of ep::linear on host buffers: y[rows, out] = x[rows, in] · W[out, in]ᵀ (+ bias), x and W rounded
+// to `precision` on the device, float32 accumulation, through `backend`. Returns false and sets *error when
+// CUDA cannot run it (kCublas also when cuBLAS did not load).
+bool linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, Precision precision,
+            GemmBackend backend, std::string* error);
+
+// What the GEMMs would use: the loaded cuBLAS ("cuBLAS 12.4.5 (libcublas.so.12)") or why entroprune's own kernels.
+std::string gemm_backend_description();
 
 }  // namespace ep::cuda

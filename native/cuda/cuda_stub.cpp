@@ -19,4 +19,11 @@ bool accumulate_moments(const float*, int64_t, int, const double*, double*, doub
   return false;
 }
 
+bool linear(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, Precision, GemmBackend, std::string* error) {
+  if (error) *error = probe().message;
+  return false;
+}
+
+std::string gemm_backend_description() { return "none (built without CUDA)"; }
+
 }  // namespace ep::cuda

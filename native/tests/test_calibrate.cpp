@@ -8,6 +8,7 @@
 #include "core/forward.h"
 #include "core/save_gguf.h"
 #include "core/synthetic_model.h"
+#include "cuda/cuda_runtime_api.h"
 #include "heterogeneous_model.h"
 #include "test_util.h"
 
@@ -169,4 +170,27 @@ TEST(Calibrate, StreamedRunStopsWhenCancelled) {
     EXPECT_EQ(e.code(), ErrorCode::kCancelled);
   }
   EXPECT_EQ(calls, 3);
+}
+
+// Where no GPU can run the blocks (CI: no driver, or a build without nvcc), asking for one is a clear
+// kUnsupported error before any work, and the capture is left untouched. (With a GPU: test_cuda.cpp.)
+TEST(Calibrate, GpuRequestWithoutUsableGpuFailsBeforeAnyWork) {
+  if (cuda::probe().available) GTEST_SKIP() << "this machine has a GPU: test_cuda.cpp covers the CUDA path";
+  test::TempDir t;
+  auto m = load_model(synthetic_file(t));
+  auto toks = tokens(2 * 16, 5);
+  StatisticsCapture c(m->config, CaptureOptions{});
+  CalibrationDevice dev;
+  dev.cuda_device = 0;
+  int64_t progress_calls = 0;
+  try {
+    calibrate_streamed(*m, {toks.data(), 2, 16, 1}, c, nullptr, [&](int64_t, int64_t) { ++progress_calls; }, dev);
+    FAIL() << "ran without a GPU";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("CUDA requested, but"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("using the CPU"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(progress_calls, 0);
+  EXPECT_EQ(c.tokens(), 0);
 }

@@ -65,3 +65,196 @@ TEST(Cuda, MomentAccumulationMatchesCpuTwin) {
     for (int j = i; j < k; ++j) ASSERT_NEAR(cross[i * k + j], cpu.shifted_cross()[i * k + j], 1e-9 * n);
   }
 }
+
+// ---- The CUDA forward pass (cuda/block_runner.h, gemm.cu, block_kernels.cu) against the CPU's.
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/analysis.h"
+#include "core/calibrate.h"
+#include "core/forward.h"
+#include "core/layer_ops.h"
+#include "heterogeneous_model.h"
+
+namespace {
+
+// Relative rounding of each compute precision (its unit roundoff, with margin for accumulated products).
+double precision_tolerance(cuda::Precision p) {
+  switch (p) {
+    case cuda::Precision::kF32: return 2e-6;
+    case cuda::Precision::kBF16: return 1.6e-2;
+    case cuda::Precision::kF16: return 2e-3;
+  }
+  return 0;
+}
+
+std::vector<cuda::GemmBackend> backends_to_test() {
+  std::vector<cuda::GemmBackend> b{cuda::GemmBackend::kOwnKernels};
+  if (cuda::gemm_backend_description().rfind("cuBLAS", 0) == 0) b.push_back(cuda::GemmBackend::kCublas);
+  return b;
+}
+
+std::vector<int32_t> some_tokens(int n, int vocab, uint32_t seed) {
+  std::vector<int32_t> t(n);
+  for (int32_t& x : t) { seed = seed * 1664525u + 1013904223u; x = static_cast<int32_t>((seed >> 8) % vocab); }
+  return t;
+}
+
+// Every block on the GPU (or the CPU when runner is null), then the CPU's final norm and output: logits [N, vocab].
+std::vector<float> logits_through_blocks(const Model& m, const std::vector<int32_t>& toks, int n_seqs, int T, cuda::BlockRunner* runner) {
+  const ModelConfig& c = m.config;
+  const int64_t N = static_cast<int64_t>(n_seqs) * T;
+  std::vector<float> x(N * c.dim), xn(N * c.dim), logits(N * c.vocab);
+  RopeTables rope;
+  rope_tables(c, 0, T, rope.cos, rope.sin);
+  ForwardScratch scratch(c, N);
+  embed_tokens(m, toks.data(), N, x.data());
+  for (int l = 0; l < c.n_layers(); ++l) {
+    LayerBuffers buffers;
+    const LayerWeights w = m.layer_weights(l, buffers);
+    if (runner) {
+      runner->load_block(l, w);
+      runner->run(x.data(), n_seqs, nullptr);
+    } else {
+      forward_block(c, l, w, x.data(), n_seqs, T, rope, scratch, nullptr, nullptr);
+    }
+  }
+  rmsnorm_cpu(x.data(), m.output_norm, xn.data(), N, c.dim, c.norm_eps);
+  linear(xn.data(), m.output, nullptr, logits.data(), N, c.dim, c.vocab);
+  return logits;
+}
+
+std::unique_ptr<cuda::BlockRunner> make_runner(const Model& m, int T, int64_t rows, cuda::Precision p, cuda::GemmBackend g, std::string* why) {
+  RopeTables rope;
+  rope_tables(m.config, 0, T, rope.cos, rope.sin);
+  try {
+    return cuda::BlockRunner::create(m.config, rope, T, rows, {0, p, g});
+  } catch (const Error& e) {
+    *why = e.what();
+    return nullptr;
+  }
+}
+
+// Logits of the GPU blocks against the CPU's: float32 agrees to rounding; 16-bit precisions keep the
+// greedy prediction almost everywhere and stay within a small fraction of the logits' spread.
+void expect_logits_agree(const Model& m, int n_seqs, int T, cuda::Precision p, cuda::GemmBackend g) {
+  const auto toks = some_tokens(n_seqs * T, m.config.vocab, 11);
+  std::string why;
+  auto runner = make_runner(m, T, static_cast<int64_t>(n_seqs) * T, p, g, &why);
+  if (!runner) SKIP_OR_FAIL_WITHOUT_GPU(why);
+  const auto cpu = logits_through_blocks(m, toks, n_seqs, T, nullptr);
+  const auto gpu = logits_through_blocks(m, toks, n_seqs, T, runner.get());
+  const int V = m.config.vocab;
+  const int64_t N = static_cast<int64_t>(n_seqs) * T;
+  double sq = 0, max_diff = 0;
+  int64_t same_argmax = 0;
+  for (int64_t r = 0; r < N; ++r) {
+    const float* a = &cpu[r * V];
+    const float* b = &gpu[r * V];
+    same_argmax += (std::max_element(a, a + V) - a) == (std::max_element(b, b + V) - b);
+    for (int v = 0; v < V; ++v) {
+      sq += static_cast<double>(a[v]) * a[v];
+      max_diff = std::max(max_diff, static_cast<double>(std::abs(a[v] - b[v])));
+    }
+  }
+  const double rms = std::sqrt(sq / (N * V));
+  SCOPED_TRACE(runner->description());
+  if (p == cuda::Precision::kF32) {
+    EXPECT_LT(max_diff, 1e-4 * rms * std::sqrt(static_cast<double>(m.config.dim))) << "rms " << rms;
+    EXPECT_EQ(same_argmax, N);
+  } else {
+    EXPECT_LT(max_diff, 0.25 * rms) << "rms " << rms;
+    EXPECT_GE(static_cast<double>(same_argmax) / N, 0.9);
+  }
+}
+
+}  // namespace
+
+TEST(Cuda, LinearMatchesCpuTwinInEveryPrecisionAndBackend) {
+  const int rows = 37, in = 70, out = 45;  // no dimension a multiple of the 16/64-wide tiles
+  std::mt19937 g(8);
+  std::normal_distribution<float> n(0, 1);
+  std::vector<float> x(rows * in), w(out * in), b(out), ref(rows * out), y(rows * out);
+  for (float& v : x) v = n(g);
+  for (float& v : w) v = n(g);
+  for (float& v : b) v = n(g);
+  linear(x.data(), w.data(), b.data(), ref.data(), rows, in, out);
+  for (auto backend : backends_to_test())
+    for (auto p : {cuda::Precision::kF32, cuda::Precision::kBF16, cuda::Precision::kF16}) {
+      std::string err;
+      if (!cuda::linear(x.data(), w.data(), b.data(), y.data(), rows, in, out, p, backend, &err)) SKIP_OR_FAIL_WITHOUT_GPU(err);
+      for (int r = 0; r < rows; ++r)
+        for (int o = 0; o < out; ++o) {
+          double mag = std::abs(b[o]);  // Σ|x·w|: the scale of the rounding of this dot product
+          for (int k = 0; k < in; ++k) mag += std::abs(x[r * in + k] * w[o * in + k]);
+          ASSERT_NEAR(y[r * out + o], ref[r * out + o], 2 * precision_tolerance(p) * mag)
+              << cuda::precision_name(p) << " backend " << static_cast<int>(backend) << " at " << r << "," << o;
+        }
+    }
+}
+
+TEST(Cuda, BlockRunnerMatchesCpuOnHeterogeneousModel) {
+  test::TempDir t;
+  auto m = load_model(test::write_heterogeneous_model(t.file("m.gguf"), 5));  // GQA, biases, attention-free and MLP-free blocks
+  for (auto backend : backends_to_test())
+    for (auto p : {cuda::Precision::kF32, cuda::Precision::kBF16, cuda::Precision::kF16}) expect_logits_agree(*m, 3, 40, p, backend);
+}
+
+TEST(Cuda, SlidingWindowAttentionMatchesCpu) {
+  test::TempDir t;
+  SyntheticSpec spec;
+  spec.config.dim = 64;
+  spec.config.vocab = 200;
+  spec.config.head_dim = 16;
+  spec.config.sliding_window = 7;
+  spec.config.layers = {{4, 2, 96, false, false, false}, {4, 2, 96, false, false, false}};
+  write_synthetic_gguf(spec, t.file("w.gguf"));
+  auto m = load_model(t.file("w.gguf"));
+  expect_logits_agree(*m, 2, 50, cuda::Precision::kF32, cuda::GemmBackend::kAuto);
+}
+
+TEST(Cuda, RealModelsLogitsMatchCpu) {
+  REQUIRE_DATA("models/stories260K/stories260K.gguf");
+  REQUIRE_DATA("models/tinystories-656K/model.safetensors");
+  for (const char* rel : {"models/stories260K/stories260K.gguf", "models/tinystories-656K"}) {
+    SCOPED_TRACE(rel);
+    auto m = load_model(test::data_dir() + "/" + rel);
+    expect_logits_agree(*m, 4, 128, cuda::Precision::kF32, cuda::GemmBackend::kAuto);
+    expect_logits_agree(*m, 4, 128, cuda::Precision::kBF16, cuda::GemmBackend::kAuto);
+  }
+}
+
+// The measure stage on the GPU: every statistic the planner reads agrees with the CPU's.
+TEST(Cuda, StreamedCalibrationOnGpuMatchesCpu) {
+  REQUIRE_DATA("models/stories260K/stories260K.gguf");
+  auto m = load_model(test::data_dir() + "/models/stories260K/stories260K.gguf");
+  const int n_seqs = 6, T = 64;
+  const auto toks = some_tokens(n_seqs * T, m->config.vocab, 3);
+  const CalibrationBatches in{toks.data(), n_seqs, T, 4};
+  StatisticsCapture cpu(m->config, {}), gpu(m->config, {});
+  CalibrationDevice dev;
+  dev.cuda_device = 0;
+  dev.precision = cuda::Precision::kF32;
+  CalibrationReport report;
+  try {
+    report = calibrate_streamed(*m, in, gpu, nullptr, nullptr, dev);
+  } catch (const Error& e) {
+    SKIP_OR_FAIL_WITHOUT_GPU(e.what());
+  }
+  calibrate_streamed(*m, in, cpu, nullptr, nullptr);
+  EXPECT_NE(report.device, "cpu");
+  EXPECT_GT(report.peak_device_bytes, 0u);
+  const AnalysisResult a = analyze_capture(cpu, m->config, 1e-6), b = analyze_capture(gpu, m->config, 1e-6);
+  ASSERT_EQ(a.blocks.size(), b.blocks.size());
+  auto close = [](double x, double y) { return std::abs(x - y) <= 1e-3 * std::max(1.0, std::abs(x)); };
+  for (size_t l = 0; l < a.blocks.size(); ++l) {
+    const BlockAnalysis &p = a.blocks[l], &q = b.blocks[l];
+    EXPECT_TRUE(close(p.te, q.te)) << l << ": " << p.te << " vs " << q.te;
+    EXPECT_TRUE(close(p.te_attn, q.te_attn)) << l;
+    EXPECT_TRUE(close(p.te_mlp, q.te_mlp)) << l;
+    EXPECT_TRUE(close(p.cosine, q.cosine)) << l;
+    for (size_t h = 0; h < p.head_entropy.size(); ++h) EXPECT_TRUE(close(p.head_entropy[h], q.head_entropy[h])) << l << "/" << h;
+    for (size_t j = 0; j < p.channel_entropy.size(); ++j) EXPECT_TRUE(close(p.channel_entropy[j], q.channel_entropy[j])) << l << "/" << j;
+  }
+}

@@ -2,7 +2,10 @@
 // load, a plain forward pass, analyze (capture + estimators), a plan stand-in, apply + save, with peak
 // memory. Calibration tokens are seeded random ids (timing does not need real text).
 //   entroprune_timing <model> [--samples 8] [--seq-len 512] [--batch 1] [--stream] [--ratio 0.3]
-//                     [--threads N] [--out pruned.gguf]
+//                     [--threads N] [--out pruned.gguf] [--device cpu|cuda|cuda:N] [--precision bf16|f16|f32]
+// With --device cuda the blocks run on the GPU (layer streaming, so --stream is implied): "forward" is then
+// every calibration token through every block on the GPU (block-major, no capture, output head excluded from
+// the FLOPs), and analyze is calibrate_streamed on the GPU with the capture on the CPU.
 // The plan step here is a stand-in (every MLP keeps its highest-entropy channels, a uniform cut of
 // `ratio`): the real planner is TypeScript and runs in milliseconds on any machine, so it is timed by the
 // Node side. Prints one JSON line.
@@ -22,9 +25,11 @@
 #include "core/apply.h"
 #include "core/calibrate.h"
 #include "core/forward.h"
+#include "core/layer_ops.h"
 #include "core/model.h"
 #include "core/save_gguf.h"
 #include "core/threads.h"
+#include "cuda/block_runner.h"
 
 namespace {
 
@@ -46,6 +51,28 @@ double forward_flops(const ep::Model& m, int T) {
   return 2 * linear * T + attn;
 }
 
+double block_flops(const ep::Model& m, int T) { return forward_flops(m, T) - 2.0 * m.config.vocab * m.config.dim * T; }
+
+// Every calibration token through every block on the GPU, block-major as calibrate_streamed's first pass.
+double gpu_block_forward_seconds(const ep::Model& m, const std::vector<int32_t>& tokens, int samples, int T, int batch,
+                                 const ep::cuda::BlockRunnerOptions& o, std::string* description, uint64_t* peak) {
+  const ep::ModelConfig& c = m.config;
+  const int64_t N = static_cast<int64_t>(samples) * T;
+  std::vector<float> h(static_cast<size_t>(N) * c.dim);
+  ep::RopeTables rope;
+  ep::rope_tables(c, 0, T, rope.cos, rope.sin);
+  auto runner = ep::cuda::BlockRunner::create(c, rope, T, static_cast<int64_t>(std::min(batch, samples)) * T, o);
+  *description = runner->description();
+  ep::embed_tokens(m, tokens.data(), N, h.data());
+  const double t0 = now();
+  for (int l = 0; l < c.n_layers(); ++l) {
+    ep::LayerBuffers converted;
+    runner->load_block(l, m.layer_weights(l, converted));
+    for (int s0 = 0; s0 < samples; s0 += batch) runner->run(&h[static_cast<size_t>(s0) * T * c.dim], std::min(batch, samples - s0), nullptr);
+  }
+  *peak = runner->peak_device_bytes();
+  return now() - t0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -57,7 +84,7 @@ int main(int argc, char** argv) {
   int samples = 8, seq_len = 512, batch = 1, threads = 0;
   double ratio = 0.3;
   bool stream = false;
-  std::string out;
+  std::string out, device = "cpu", precision;
   for (int i = 2; i < argc; ++i) {
     const std::string k = argv[i];
     auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -68,10 +95,24 @@ int main(int argc, char** argv) {
     else if (k == "--ratio") ratio = std::atof(val().c_str());
     else if (k == "--out") out = val();
     else if (k == "--stream") stream = true;
+    else if (k == "--device") device = val();
+    else if (k == "--precision") precision = val();
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
     }
+  }
+  int cuda_device = -1;
+  if (device == "cuda") cuda_device = 0;
+  else if (device.rfind("cuda:", 0) == 0) cuda_device = std::atoi(device.c_str() + 5);
+  else if (device != "cpu") {
+    std::fprintf(stderr, "--device must be cpu, cuda or cuda:N\n");
+    return 2;
+  }
+  if (cuda_device >= 0) stream = true;  // the GPU path is the block-major one
+  if (!precision.empty() && precision != "bf16" && precision != "f16" && precision != "f32") {
+    std::fprintf(stderr, "--precision must be bf16, f16 or f32\n");
+    return 2;
   }
   try {
     ep::set_num_threads(threads);
@@ -85,25 +126,45 @@ int main(int argc, char** argv) {
     uint64_t s = 12345;
     for (int32_t& t : tokens) t = static_cast<int32_t>(((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 33) % c.vocab);
 
-    // forward (what perplexity does: logits and NLL of every position)
-    std::vector<float> nll(static_cast<size_t>(samples) * (seq_len - 1));
-    t0 = now();
-    for (int s0 = 0; s0 < samples; s0 += batch) {
-      ep::ForwardRequest r;
-      r.tokens = tokens.data() + static_cast<size_t>(s0) * seq_len;
-      r.n_seqs = std::min(batch, samples - s0);
-      r.seq_len = seq_len;
-      r.nll = nll.data() + static_cast<size_t>(s0) * (seq_len - 1);
-      ep::forward(*model, r);
+    ep::CalibrationDevice dev;
+    dev.cuda_device = cuda_device;
+    if (!precision.empty())
+      dev.precision = precision == "f32" ? ep::cuda::Precision::kF32 : precision == "f16" ? ep::cuda::Precision::kF16 : ep::cuda::Precision::kBF16;
+    std::string gpu_description = "cpu";
+    uint64_t gpu_peak = 0;
+    double t_forward = 0, flops = 0;
+    if (cuda_device >= 0) {
+      ep::cuda::BlockRunnerOptions o;
+      o.device = cuda_device;
+      o.precision = dev.precision.value_or(ep::default_gpu_precision(*model));
+      t_forward = gpu_block_forward_seconds(*model, tokens, samples, seq_len, batch, o, &gpu_description, &gpu_peak);
+      flops = block_flops(*model, seq_len) * samples;
+    } else {
+      // CPU forward (what perplexity does: logits and NLL of every position)
+      std::vector<float> nll(static_cast<size_t>(samples) * (seq_len - 1));
+      t0 = now();
+      for (int s0 = 0; s0 < samples; s0 += batch) {
+        ep::ForwardRequest r;
+        r.tokens = tokens.data() + static_cast<size_t>(s0) * seq_len;
+        r.n_seqs = std::min(batch, samples - s0);
+        r.seq_len = seq_len;
+        r.nll = nll.data() + static_cast<size_t>(s0) * (seq_len - 1);
+        ep::forward(*model, r);
+      }
+      t_forward = now() - t0;
+      flops = forward_flops(*model, seq_len) * samples;
     }
-    const double t_forward = now() - t0;
 
     // analyze
     t0 = now();
     ep::StatisticsCapture capture(c, ep::CaptureOptions{});
     const ep::CalibrationBatches in{tokens.data(), samples, seq_len, batch};
-    if (stream) ep::calibrate_streamed(*model, in, capture, nullptr, nullptr);
-    else ep::calibrate(*model, in, capture, nullptr, nullptr);
+    if (stream) {
+      const ep::CalibrationReport report = ep::calibrate_streamed(*model, in, capture, nullptr, nullptr, dev);
+      gpu_peak = std::max(gpu_peak, report.peak_device_bytes);
+    } else {
+      ep::calibrate(*model, in, capture, nullptr, nullptr);
+    }
     const ep::AnalysisResult a = ep::analyze_capture(capture, c, 1e-6);
     const double t_analyze = now() - t0;
 
@@ -141,12 +202,11 @@ int main(int argc, char** argv) {
     if (out.empty()) std::filesystem::remove(target);
 
     const double tokens_n = static_cast<double>(samples) * seq_len;
-    const double flops = forward_flops(*model, seq_len) * samples;
     std::printf(
-        "{\"model\":\"%s\",\"device\":\"cpu\",\"threads\":%d,\"stream\":%s,\"samples\":%d,\"seqLen\":%d,\"params\":%llu,"
+        "{\"model\":\"%s\",\"device\":\"%s\",\"gpuPeakGiB\":%.2f,\"threads\":%d,\"stream\":%s,\"samples\":%d,\"seqLen\":%d,\"params\":%llu,"
         "\"loadS\":%.3f,\"forwardS\":%.3f,\"forwardTokensPerS\":%.1f,\"forwardTflops\":%.3f,\"analyzeS\":%.3f,\"captureOverhead\":%.3f,"
         "\"planStandInS\":%.3f,\"applySaveS\":%.3f,\"outputBytes\":%llu,\"totalS\":%.3f,\"peakRssGiB\":%.2f}\n",
-        path.c_str(), ep::num_threads(), stream ? "true" : "false", samples, seq_len, static_cast<unsigned long long>(model->parameter_count()),
+        path.c_str(), gpu_description.c_str(), gpu_peak / 1073741824.0, ep::num_threads(), stream ? "true" : "false", samples, seq_len, static_cast<unsigned long long>(model->parameter_count()),
         t_load, t_forward, tokens_n / t_forward, flops / t_forward / 1e12, t_analyze, t_analyze / t_forward - 1, t_plan, t_apply,
         static_cast<unsigned long long>(bytes), t_load + t_analyze + t_plan + t_apply, peak_rss_gib());
   } catch (const std::exception& e) {

@@ -1,0 +1,269 @@
+// CUDA implementation of ep::cuda::BlockRunner (block_runner.h): the step order of ep::forward_block, with
+// the GEMMs of gemm.cuh and the kernels of block_kernels.cuh.
+#include "cuda/block_runner.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda/block_kernels.cuh"
+#include "cuda/cublas_runtime.cuh"
+#include "cuda/cuda_runtime_api.h"
+#include "cuda/device_memory.cuh"
+#include "cuda/gemm.cuh"
+
+namespace ep::cuda {
+
+namespace {
+
+// Device allocations made through one runner, so that it can report the most it ever held.
+class DeviceArena {
+ public:
+  void* allocate(size_t bytes) {
+    void* p = nullptr;
+    check(cudaMalloc(&p, std::max<size_t>(bytes, 1)), "cudaMalloc");
+    held_ += bytes;
+    peak_ = std::max(peak_, held_);
+    sizes_.push_back({p, bytes});
+    return p;
+  }
+  void release(void* p) {
+    if (!p) return;
+    for (auto it = sizes_.begin(); it != sizes_.end(); ++it)
+      if (it->first == p) {
+        held_ -= it->second;
+        sizes_.erase(it);
+        break;
+      }
+    cudaFree(p);
+  }
+  ~DeviceArena() {
+    for (auto& [p, n] : sizes_) cudaFree(p);
+  }
+  uint64_t peak() const { return peak_; }
+
+ private:
+  std::vector<std::pair<void*, size_t>> sizes_;
+  uint64_t held_ = 0, peak_ = 0;
+};
+
+// Pinned host memory for the hook copies (device-to-host at full PCIe speed).
+class PinnedBuffer {
+ public:
+  explicit PinnedBuffer(size_t floats) { check(cudaMallocHost(&p_, std::max<size_t>(floats, 1) * sizeof(float)), "cudaMallocHost"); }
+  ~PinnedBuffer() { cudaFreeHost(p_); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  float* get() const { return p_; }
+
+ private:
+  float* p_ = nullptr;
+};
+
+struct DeviceBlock {  // one block's weights on the device: matrices in the compute precision, the rest float32
+  void *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr, *w_gate = nullptr, *w_up = nullptr, *w_down = nullptr;
+  float *attn_norm = nullptr, *ffn_norm = nullptr, *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr, *b_down = nullptr;
+};
+
+class CudaBlockRunner final : public BlockRunner {
+ public:
+  CudaBlockRunner(const ModelConfig& c, const RopeTables& rope, int seq_len, int64_t max_rows, const BlockRunnerOptions& o)
+      : c_(c), T_(seq_len), max_rows_(max_rows), o_(o) {
+    check(cudaSetDevice(o.device), "cudaSetDevice");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    int max_q = 0, max_kv = 0, max_ffn = 0;
+    size_t max_matrix = 0;
+    for (const LayerShape& s : c.layers) {
+      max_q = std::max(max_q, s.n_head * c.head_dim);
+      max_kv = std::max(max_kv, s.n_kv_head * c.head_dim);
+      max_ffn = std::max(max_ffn, s.ffn);
+      max_matrix = std::max({max_matrix, static_cast<size_t>(s.n_head) * c.head_dim * c.dim, static_cast<size_t>(s.ffn) * c.dim});
+    }
+    const int64_t R = max_rows, d = c.dim;
+    const int pb = precision_bytes(o.precision);
+    x_ = f32(R * d);
+    tmp_ = f32(R * d);
+    q_ = f32(R * max_q);
+    k_ = f32(R * max_kv);
+    v_ = f32(R * max_kv);
+    att_ = f32(R * max_q);
+    gate_ = f32(R * max_ffn);
+    up_ = f32(R * max_ffn);
+    lowp_ = arena_.allocate(static_cast<size_t>(R) * std::max({static_cast<int64_t>(d), static_cast<int64_t>(max_q), static_cast<int64_t>(max_ffn)}) * pb);
+    staging_ = f32(static_cast<int64_t>(max_matrix));
+    cos_ = f32(static_cast<int64_t>(rope.cos.size()));
+    sin_ = f32(static_cast<int64_t>(rope.sin.size()));
+    check(cudaMemcpy(cos_, rope.cos.data(), rope.cos.size() * sizeof(float), cudaMemcpyHostToDevice), "upload rope");
+    check(cudaMemcpy(sin_, rope.sin.data(), rope.sin.size() * sizeof(float), cudaMemcpyHostToDevice), "upload rope");
+    pinned_ = std::make_unique<PinnedBuffer>(static_cast<size_t>(R) * std::max({static_cast<int64_t>(d), static_cast<int64_t>(max_q), static_cast<int64_t>(max_ffn)}));
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, o.device), "cudaGetDeviceProperties");
+    const bool blas = o.gemm != GemmBackend::kOwnKernels && Cublas::get().available();
+    description_ = std::string(prop.name) + " (cuda:" + std::to_string(o.device) + "), " + precision_name(o.precision) + " matrix products, " +
+                   (blas ? Cublas::get().description() : std::string("entroprune's own GEMM kernels"));
+  }
+  ~CudaBlockRunner() override {
+    free_block();
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  void load_block(int l, const LayerWeights& w) override { translated([&] { upload_block(l, w); }); }
+  void run(float* x_host, int n_seqs, ForwardHooks* hk) override { translated([&] { run_block(x_host, n_seqs, hk); }); }
+  std::string description() const override { return description_; }
+  uint64_t peak_device_bytes() const override { return arena_.peak(); }
+
+ private:
+  // CUDA failures leave the runner as ep::Error, which the callers (and the addon) report.
+  template <typename F>
+  static void translated(F&& f) {
+    try {
+      f();
+    } catch (const CudaFailure& e) {
+      throw Error(ErrorCode::kUnsupported, "", "CUDA forward pass: " + e.message);
+    }
+  }
+  void upload_block(int l, const LayerWeights& w) {
+    free_block();
+    const LayerShape& s = c_.layers[l];
+    const int64_t d = c_.dim, qd = static_cast<int64_t>(s.n_head) * c_.head_dim, kvd = static_cast<int64_t>(s.n_kv_head) * c_.head_dim;
+    if (s.n_head > 0) {
+      b_.attn_norm = vec(w.attn_norm, d);
+      b_.wq = matrix(w.wq, qd * d);
+      b_.wk = matrix(w.wk, kvd * d);
+      b_.wv = matrix(w.wv, kvd * d);
+      b_.wo = matrix(w.wo, d * qd);
+      b_.bq = vec(w.bq, qd);
+      b_.bk = vec(w.bk, kvd);
+      b_.bv = vec(w.bv, kvd);
+    }
+    b_.bo = vec(w.bo, d);  // also a removed attention layer's compensation bias
+    if (s.ffn > 0) {
+      b_.ffn_norm = vec(w.ffn_norm, d);
+      b_.w_gate = matrix(w.w_gate, s.ffn * d);
+      b_.w_up = matrix(w.w_up, s.ffn * d);
+      b_.w_down = matrix(w.w_down, d * s.ffn);
+    }
+    b_.b_down = vec(w.b_down, d);
+    check(cudaStreamSynchronize(stream_), "upload block");
+    layer_ = l;
+  }
+
+  void run_block(float* x_host, int n_seqs, ForwardHooks* hk) {
+    const int l = layer_;
+    if (l < 0) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run before load_block");
+    const LayerShape& s = c_.layers[l];
+    const int64_t N = static_cast<int64_t>(n_seqs) * T_;
+    if (N > max_rows_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: more rows than the runner was sized for");
+    const int d = c_.dim, hd = c_.head_dim, qd = s.n_head * hd, kvd = s.n_kv_head * hd;
+    const Precision p = o_.precision;
+    if (hk) hk->block_input(l, x_host, N, d);
+    check(cudaMemcpyAsync(x_, x_host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
+    if (s.n_head > 0) {
+      rmsnorm_rows(x_, b_.attn_norm, lowp_, p, N, d, c_.norm_eps, stream_);
+      linear(lowp_, b_.wq, b_.bq, q_, N, d, qd);
+      linear(lowp_, b_.wk, b_.bk, k_, N, d, kvd);
+      linear(lowp_, b_.wv, b_.bv, v_, N, d, kvd);
+      const bool interleaved = c_.rope_layout == RopeLayout::kInterleaved;
+      rope_rows(q_, N, T_, s.n_head, hd, interleaved, cos_, sin_, stream_);
+      rope_rows(k_, N, T_, s.n_kv_head, hd, interleaved, cos_, sin_, stream_);
+      causal_attention(q_, k_, v_, att_, n_seqs, T_, s.n_head, s.n_kv_head, hd, c_.sliding_window, stream_);
+      if (hk) hk->attn_heads(l, to_host(att_, N * qd), N, s.n_head, hd);
+      convert_from_f32(att_, lowp_, p, N * qd, stream_);
+      linear(lowp_, b_.wo, b_.bo, tmp_, N, qd, d);
+      if (hk) hk->attn_output(l, to_host(tmp_, N * d), N, d);
+      add_rows(x_, tmp_, N * d, stream_);
+    } else if (b_.bo) {
+      add_bias_rows(x_, b_.bo, N, d, stream_);
+    }
+    if (s.ffn > 0) {
+      const int f = s.ffn;
+      rmsnorm_rows(x_, b_.ffn_norm, lowp_, p, N, d, c_.norm_eps, stream_);
+      linear(lowp_, b_.w_gate, nullptr, gate_, N, d, f);
+      linear(lowp_, b_.w_up, nullptr, up_, N, d, f);
+      swiglu_rows(gate_, up_, N * f, stream_);
+      if (hk) hk->mlp_act(l, to_host(gate_, N * f), N, f);
+      convert_from_f32(gate_, lowp_, p, N * f, stream_);
+      linear(lowp_, b_.w_down, b_.b_down, tmp_, N, f, d);
+      if (hk) hk->mlp_output(l, to_host(tmp_, N * d), N, d);
+      add_rows(x_, tmp_, N * d, stream_);
+    } else if (b_.b_down) {
+      add_bias_rows(x_, b_.b_down, N, d, stream_);
+    }
+    check(cudaMemcpyAsync(x_host, x_, N * d * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download activations");
+    check(cudaStreamSynchronize(stream_), "block forward");
+    if (hk) hk->block_output(l, x_host, N, d);
+  }
+
+  float* f32(int64_t n) { return static_cast<float*>(arena_.allocate(static_cast<size_t>(n) * sizeof(float))); }
+  float* vec(const float* host, int64_t n) {
+    if (!host) return nullptr;
+    float* dev = f32(n);
+    check(cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload weights");
+    return dev;
+  }
+  // Host float32 matrix -> staging (float32) -> compute precision, in its own allocation.
+  void* matrix(const float* host, int64_t n) {
+    void* dev = arena_.allocate(static_cast<size_t>(n) * precision_bytes(o_.precision));
+    if (o_.precision == Precision::kF32) {
+      check(cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload weights");
+    } else {
+      check(cudaMemcpyAsync(staging_, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload weights");
+      convert_from_f32(staging_, dev, o_.precision, n, stream_);
+    }
+    return dev;
+  }
+  void free_block() {
+    cudaStreamSynchronize(stream_);
+    for (void* p : {b_.wq, b_.wk, b_.wv, b_.wo, b_.w_gate, b_.w_up, b_.w_down}) arena_.release(p);
+    for (float* p : {b_.attn_norm, b_.ffn_norm, b_.bq, b_.bk, b_.bv, b_.bo, b_.b_down}) arena_.release(p);
+    b_ = DeviceBlock{};
+    layer_ = -1;
+  }
+  void linear(const void* x, const void* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out) {
+    linear_on_device(x, w, bias, y, rows, in, out, o_.precision, o_.gemm, stream_);
+  }
+  // A hook tensor copied to pinned host memory; valid until the next to_host.
+  const float* to_host(const float* dev, int64_t n) {
+    check(cudaMemcpyAsync(pinned_->get(), dev, n * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download hook tensor");
+    check(cudaStreamSynchronize(stream_), "download hook tensor");
+    return pinned_->get();
+  }
+
+  ModelConfig c_;
+  int T_;
+  int64_t max_rows_;
+  BlockRunnerOptions o_;
+  cudaStream_t stream_ = nullptr;
+  DeviceArena arena_;
+  float *x_, *tmp_, *q_, *k_, *v_, *att_, *gate_, *up_, *staging_, *cos_, *sin_;
+  void* lowp_;  // xn, attention output or SwiGLU activations in the compute precision (one at a time)
+  std::unique_ptr<PinnedBuffer> pinned_;
+  DeviceBlock b_;
+  int layer_ = -1;
+  std::string description_;
+};
+
+}  // namespace
+
+std::unique_ptr<BlockRunner> BlockRunner::create(const ModelConfig& c, const RopeTables& rope, int seq_len, int64_t max_rows,
+                                                 const BlockRunnerOptions& options) {
+  const Probe p = probe();
+  if (!p.available) {
+    std::string why = p.message;  // the probe's messages end in ": using the CPU", which is not what happens here
+    const std::string tail = ": using the CPU";
+    if (why.size() > tail.size() && why.compare(why.size() - tail.size(), tail.size(), tail) == 0) why.resize(why.size() - tail.size());
+    throw Error(ErrorCode::kUnsupported, "", "CUDA requested, but " + why);
+  }
+  if (options.device < 0 || options.device >= static_cast<int>(p.devices.size()))
+    throw Error(ErrorCode::kInvalidArgument, "", "no CUDA device cuda:" + std::to_string(options.device) + " (this machine has " +
+                                                     std::to_string(p.devices.size()) + ")");
+  if (c.head_dim > kMaxHeadDim || c.head_dim % 2)
+    throw Error(ErrorCode::kUnsupported, "", "head_dim " + std::to_string(c.head_dim) + " is not supported by the CUDA forward pass (even, ≤ 256)");
+  try {
+    return std::make_unique<CudaBlockRunner>(c, rope, seq_len, max_rows, options);
+  } catch (const CudaFailure& f) {
+    throw Error(ErrorCode::kUnsupported, "", "CUDA forward pass: " + f.message);
+  }
+}
+
+}  // namespace ep::cuda

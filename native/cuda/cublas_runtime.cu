@@ -1,0 +1,80 @@
+#include "cuda/cublas_runtime.cuh"
+
+#include <dlfcn.h>
+
+#include <climits>
+
+namespace ep::cuda {
+
+namespace {
+// Values of the public cuBLAS enums (cublas_api.h), fixed by its ABI.
+constexpr int kOpN = 0, kOpT = 1;
+constexpr int kComputeF32 = 68;   // CUBLAS_COMPUTE_32F
+constexpr int kGemmDefault = -1;  // CUBLAS_GEMM_DEFAULT
+}  // namespace
+
+Cublas& Cublas::get() {
+  static Cublas instance;
+  return instance;
+}
+
+Cublas::Cublas() {
+  // Newest first; the unversioned name last (it exists only with the development package).
+  const char* names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
+  void* lib = nullptr;
+  const char* found = nullptr;
+  for (const char* n : names)
+    if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) {
+      found = n;
+      break;
+    }
+  if (!lib) {
+    description_ = "cuBLAS not found (libcublas.so.11–13): entroprune's own GEMM kernels";
+    return;
+  }
+  create_ = reinterpret_cast<CreateFn>(dlsym(lib, "cublasCreate_v2"));
+  set_stream_ = reinterpret_cast<SetStreamFn>(dlsym(lib, "cublasSetStream_v2"));
+  auto gemm = reinterpret_cast<GemmExFn>(dlsym(lib, "cublasGemmEx"));
+  auto version = reinterpret_cast<GetVersionFn>(dlsym(lib, "cublasGetVersion_v2"));
+  if (!create_ || !set_stream_ || !gemm) {
+    description_ = std::string(found) + " lacks cublasGemmEx: entroprune's own GEMM kernels";
+    return;
+  }
+  Handle h = nullptr;
+  if (create_(&h) != 0) {
+    description_ = std::string(found) + ": cublasCreate failed: entroprune's own GEMM kernels";
+    return;
+  }
+  int v = 0;
+  if (version) version(h, &v);
+  description_ = "cuBLAS " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100) + " (" + found + ")";
+  gemm_ex_ = gemm;  // available() only once a handle could be created
+}
+
+bool Cublas::linear(const void* x, const void* w, float* y, int64_t rows, int64_t in, int64_t out, cudaDataType type, cudaStream_t stream,
+                    std::string* error) {
+  // One handle per thread (cuBLAS handles are not to be shared between concurrent host threads).
+  thread_local Handle handle = nullptr;
+  if (!handle && create_(&handle) != 0) {
+    if (error) *error = "cublasCreate failed";
+    return false;
+  }
+  if (rows > INT_MAX || in > INT_MAX || out > INT_MAX) {
+    if (error) *error = "matrix too large for one cublasGemmEx call";
+    return false;
+  }
+  set_stream_(handle, stream);
+  // Row-major Y = X·Wᵀ is column-major Yᵀ[out, rows] = W'ᵀ · X' where W' (= W seen column-major) is
+  // [in, out] and X' is [in, rows]: transa = T, transb = N, all leading dimensions the row lengths.
+  const float alpha = 1.0f, beta = 0.0f;
+  const int st = gemm_ex_(handle, kOpT, kOpN, static_cast<int>(out), static_cast<int>(rows), static_cast<int>(in), &alpha, w, type,
+                          static_cast<int>(in), x, type, static_cast<int>(in), &beta, y, CUDA_R_32F, static_cast<int>(out), kComputeF32,
+                          kGemmDefault);
+  if (st != 0) {
+    if (error) *error = "cublasGemmEx failed with status " + std::to_string(st);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace ep::cuda
