@@ -85,6 +85,13 @@ describe('interrupts', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it('SIGINT while eval ppl tokenizes a long text with a tokenizer.json model: exit 130 at once', async () => {
+    const t0 = Date.now();
+    const r = await interrupt(['eval', 'ppl', dataFile(TINY_HF), '--text', dataFile(TINYSTORIES_TEXT), '--device', 'cpu'], 'SIGINT', () => Date.now() - t0 > 2500);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.msAfterSignal).toBeLessThan(2000);
+  });
+
   it('SIGTERM while apply is writing: the temporary file is removed, no output appears', async () => {
     const out = path.join(dir, 'cut.gguf');
     const r = await interrupt(['apply', big, bigPlan, '-o', out, '--no-verify'], 'SIGTERM', () => leftovers(dir).some((f) => f.startsWith('.cut.gguf.tmp-')));

@@ -86,7 +86,7 @@ describe('stream prefix encoding', () => {
     for (const file of [`${TINY_HF}/tokenizer.json`, 'models/stories260K/tok512.bin']) {
       const tok = loadTokenizerFile(dataFile(file));
       const full = tok.encode(text, { bos: true });
-      for (const n of [100, 3000, 9000]) expect(Array.from(encodeStreamPrefix(tok, text, n))).toEqual(Array.from(full.subarray(0, n)));
+      for (const n of [100, 3000, 9000]) expect(Array.from(await encodeStreamPrefix(tok, text, n))).toEqual(Array.from(full.subarray(0, n)));
     }
   });
 });

@@ -76,13 +76,14 @@ async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFi
   const tokenizer = tokenizerFor(model, o.tokenizer);
   const pruned = await loadModel(prunedFile);
   const options = {
-    inputs: prepareEvalInputs(model, tokenizer, {
+    inputs: await prepareEvalInputs(model, tokenizer, {
       texts: texts.map((file) => ({ file, text: fs.readFileSync(file, 'utf8') })),
       maxTokens: o.evalMaxTokens,
       tasks,
       tasksDir: tasks.length ? defaultTasksDir(o.tasksDir) : undefined,
       limit: o.limit,
       seed: o.seed,
+      signal: interruptSignal(),
     }),
     seqLen: o.evalSeqLen,
     speedSeqLen: defaultSpeedSeqLen(model),

@@ -157,15 +157,16 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
 
   // Texts and task requests are tokenized once, on first use (a resumed run with nothing left does none).
   let inputs: EvalInputs | undefined;
-  const evaluate = (m: Model, label: string) =>
+  const evaluate = async (m: Model, label: string) =>
     evaluateModel(m, label, {
-      inputs: (inputs ??= prepareEvalInputs(model, tokenizer, {
+      inputs: (inputs ??= await prepareEvalInputs(model, tokenizer, {
         texts: settings.evalTexts.map((file, i) => ({ file, text: texts[i] })),
         maxTokens: settings.evalMaxTokens,
         tasks: settings.tasks,
         tasksDir: settings.tasksDir,
         limit: settings.limit,
         seed: settings.seed,
+        signal: o.signal,
       })),
       seqLen: settings.evalSeqLen || undefined,
       speedSeqLen,

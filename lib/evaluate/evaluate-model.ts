@@ -24,11 +24,15 @@ export interface EvalInputOptions {
   tasksDir?: string;
   limit?: number;
   seed?: number;
+  /** stops a long tokenization (EP_CANCELLED) */
+  signal?: AbortSignal;
 }
 
-export function prepareEvalInputs(model: Model, tokenizer: Tokenizer, o: EvalInputOptions): EvalInputs {
+export async function prepareEvalInputs(model: Model, tokenizer: Tokenizer, o: EvalInputOptions): Promise<EvalInputs> {
+  const texts: EvalInputs['texts'] = [];
+  for (const { file, text } of o.texts) texts.push({ file, tokens: await encodeStreamPrefix(tokenizer, text, o.maxTokens, o.signal) });
   return {
-    texts: o.texts.map(({ file, text }) => ({ file, tokens: encodeStreamPrefix(tokenizer, text, o.maxTokens) })),
+    texts,
     tasks: o.tasks.length ? prepareTasks(model, tokenizer, o.tasks, { tasksDir: o.tasksDir!, limit: o.limit, seed: o.seed }) : [],
   };
 }

@@ -4,6 +4,7 @@
 // predicted positions of every window. `normalization: 'wanda'` divides the summed NLL by windows·seqLen
 // instead, as the authors' evaluation code does, so published numbers can be matched.
 import type { Model } from '../load/model';
+import { encodeOffThread } from '../load/tokenize-off-thread';
 import type { Tokenizer } from '../load/tokenizer';
 import { EntropruneError } from '../util/errors';
 import { ensureFits, forwardBytes } from '../util/memory';
@@ -85,12 +86,14 @@ export async function perplexityOfTokens(model: Model, stream: Int32Array, optio
  * the first maxTokens tokens and reach beyond them, so the result is the prefix of the full encoding;
  * otherwise the whole text is encoded.
  */
-export function encodeStreamPrefix(tokenizer: Tokenizer, text: string, maxTokens?: number): Int32Array {
-  if (maxTokens === undefined) return tokenizer.encode(text, { bos: true });
+export async function encodeStreamPrefix(tokenizer: Tokenizer, text: string, maxTokens?: number, signal?: AbortSignal): Promise<Int32Array> {
+  // Long encodes run in a worker thread (tokenize-off-thread.ts), so Ctrl-C is handled while they run.
+  const encode = (t: string) => encodeOffThread(tokenizer, t, { bos: true }, signal);
+  if (maxTokens === undefined) return encode(text);
   let chars = Math.max(4096, maxTokens * 8);
   let previous: Int32Array | undefined;
   while (chars < text.length) {
-    const ids = tokenizer.encode(text.slice(0, chars), { bos: true });
+    const ids = await encode(text.slice(0, chars));
     if (ids.length > maxTokens + 64 && previous && previous.length > maxTokens + 64) {
       const a = previous.subarray(0, maxTokens);
       const b = ids.subarray(0, maxTokens);
@@ -99,9 +102,9 @@ export function encodeStreamPrefix(tokenizer: Tokenizer, text: string, maxTokens
     previous = ids;
     chars = Math.ceil(chars * 1.5);
   }
-  return tokenizer.encode(text, { bos: true }).slice(0, maxTokens);
+  return (await encode(text)).slice(0, maxTokens);
 }
 
 export async function perplexity(model: Model, tokenizer: Tokenizer, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
-  return perplexityOfTokens(model, encodeStreamPrefix(tokenizer, text, options.maxTokens), options);
+  return perplexityOfTokens(model, await encodeStreamPrefix(tokenizer, text, options.maxTokens, options.signal), options);
 }

@@ -1,10 +1,19 @@
 // CUDA kernels against their CPU twins. Without a GPU (CI) only the probe is checked: it must report the
 // reason cleanly instead of crashing; the agreement tests skip with that reason.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
+#include "core/analysis.h"
+#include "core/calibrate.h"
+#include "core/forward.h"
+#include "core/layer_ops.h"
+#include "core/moments.h"
 #include "core/ops_cpu.h"
+#include "core/synthetic_model.h"
 #include "cuda/cuda_runtime_api.h"
+#include "heterogeneous_model.h"
 #include "test_util.h"
 
 using namespace ep;
@@ -19,6 +28,7 @@ using namespace ep;
 
 TEST(Cuda, ProbeNeverCrashes) {
   cuda::Probe p = cuda::probe();
+  std::printf("probe: %s; GEMM: %s\n", p.message.c_str(), cuda::gemm_backend_description().c_str());  // recorded by gpu-check.sh
   EXPECT_FALSE(p.message.empty());
   if (!p.available) EXPECT_NE(p.message.find("CPU"), std::string::npos) << p.message;
 #ifdef ENTROPRUNE_WITH_CUDA
@@ -44,7 +54,6 @@ TEST(Cuda, RmsnormMatchesCpuTwin) {
   for (int i = 0; i < rows * dim; ++i) ASSERT_NEAR(ygpu[i], ycpu[i], 1e-5 * std::max(1.0f, std::abs(ycpu[i])));
 }
 
-#include "core/moments.h"
 
 TEST(Cuda, MomentAccumulationMatchesCpuTwin) {
   const int n = 777, k = 70;  // k not a multiple of the 32-wide tile
@@ -67,15 +76,6 @@ TEST(Cuda, MomentAccumulationMatchesCpuTwin) {
 }
 
 // ---- The CUDA forward pass (cuda/block_runner.h, gemm.cu, block_kernels.cu) against the CPU's.
-
-#include <algorithm>
-#include <numeric>
-
-#include "core/analysis.h"
-#include "core/calibrate.h"
-#include "core/forward.h"
-#include "core/layer_ops.h"
-#include "heterogeneous_model.h"
 
 namespace {
 
