@@ -88,8 +88,8 @@ export interface NativeAnalyzeOptions {
   products?: CovarianceProducts;
   /** block-major layer streaming (two passes; bit-identical results) instead of batch-major */
   stream?: boolean;
-  /** run the blocks on this CUDA device (implies stream); absent = the CPU */
-  cudaDevice?: number;
+  /** run the blocks on these CUDA devices, the batches split between them (implies stream); absent = the CPU */
+  cudaDevices?: number[];
   /** the GPU's matrix-product precision (default: f16 for F16-stored models, else bf16) */
   precision?: 'bf16' | 'f16' | 'f32';
 }

@@ -19,8 +19,8 @@ export type DeviceStage = 'calibration' | 'other';
 
 export interface ResolvedDevice {
   device: 'cpu' | 'cuda';
-  /** the CUDA device index when device is 'cuda' */
-  index?: number;
+  /** the CUDA devices when device is 'cuda': every visible one for `cuda`/`auto`, the one named by `cuda:N` */
+  indices?: number[];
   /** why this device, for the user (absent when the CPU was asked for) */
   note?: string;
 }
@@ -35,11 +35,16 @@ export function resolveDevice(request: DeviceRequest = 'auto', stage: DeviceStag
   if (request === 'cpu') return { device: 'cpu' };
   const probe = cudaInfo();
   if (!probe.available) return { device: 'cpu', note: probe.message };
-  const index = request.startsWith('cuda:') ? Number(request.slice(5)) : 0;
-  const gpu = probe.devices.find((d) => d.index === index);
-  if (!gpu) {
+  const named = request.startsWith('cuda:') ? Number(request.slice(5)) : undefined;
+  const gpus = named === undefined ? probe.devices : probe.devices.filter((d) => d.index === named);
+  if (!gpus.length) {
     throw new EntropruneError('EP_INVALID_ARGUMENT', `--device ${request}: this machine has CUDA devices ${probe.devices.map((d) => `cuda:${d.index}`).join(', ')}`);
   }
-  if (stage === 'other') return { device: 'cpu', note: `CUDA device found (${gpu.name}); this command runs on the CPU (CUDA covers the calibration pass of analyze and prune)` };
-  return { device: 'cuda', index, note: `calibration on cuda:${index} (${gpu.name}); statistics, planning and apply on the CPU` };
+  const names = gpus.map((d) => `cuda:${d.index} (${d.name})`).join(', ');
+  if (stage === 'other') return { device: 'cpu', note: `CUDA found (${names}); this command runs on the CPU (CUDA covers the calibration pass of analyze and prune)` };
+  return {
+    device: 'cuda',
+    indices: gpus.map((d) => d.index),
+    note: `calibration on ${names}${gpus.length > 1 ? ', the windows split between them' : ''}; statistics, planning and apply on the CPU`,
+  };
 }

@@ -198,7 +198,7 @@ describe('the CUDA calibration path', () => {
       const model = await loadModel(dataFile(STORIES_GGUF));
       const tokens = path.join(scratch, 'cuda-tokens.json');
       fs.writeFileSync(tokens, JSON.stringify(Array.from({ length: 2000 }, (_, i) => (i * 7) % 500)));
-      await expect(analyze(model, { calib: tokens, samples: 2, seqLen: 32, cudaDevice: 0 })).rejects.toMatchObject({
+      await expect(analyze(model, { calib: tokens, samples: 2, seqLen: 32, cudaDevices: [0] })).rejects.toMatchObject({
         code: 'EP_UNSUPPORTED',
         message: expect.stringMatching(/CUDA requested, but (this build of entroprune has no CUDA support|no NVIDIA driver found|no usable CUDA device)/),
       });
@@ -206,7 +206,9 @@ describe('the CUDA calibration path', () => {
       expect(cpu.device).toBe('cpu');
       expect(cpu.peakDeviceBytes).toBe(0);
     } else {
-      expect(auto).toMatchObject({ device: 'cuda', index: 0 });
+      expect(auto.device).toBe('cuda');
+      expect(auto.indices).toEqual(probe.devices.map((d) => d.index));
+      expect(resolveDevice('cuda:0', 'calibration').indices).toEqual([0]);
       expect(() => resolveDevice(`cuda:${probe.devices.length + 5}`, 'calibration')).toThrow(/this machine has CUDA devices/);
     }
   });

@@ -19,8 +19,8 @@ export function deviceOption(value: string): DeviceRequest {
   throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
 }
 
-/** The analyze option naming the GPU that runs the calibration, if any. */
-export const calibrationDevice = (d: ResolvedDevice): { cudaDevice?: number } => (d.device === 'cuda' ? { cudaDevice: d.index ?? 0 } : {});
+/** The analyze option naming the GPUs that run the calibration, if any. */
+export const calibrationDevice = (d: ResolvedDevice): { cudaDevices?: number[] } => (d.device === 'cuda' && d.indices ? { cudaDevices: d.indices } : {});
 
 /** --device, the same on every command that runs the model. */
 export const deviceOpt = () =>

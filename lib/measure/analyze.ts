@@ -32,8 +32,9 @@ export interface AnalyzeOptions {
    * pass instead of once per batch. Default: on when the model was loaded with `streamLayers`.
    */
   stream?: boolean;
-  /** run the calibration forward pass on this CUDA device (block by block: implies `stream`) */
-  cudaDevice?: number;
+  /** run the calibration forward pass on these CUDA devices, the windows split between them (block by
+   * block: implies `stream`) */
+  cudaDevices?: number[];
   /** the GPU's matrix-product precision (default: f16 for F16-stored models, else bf16) */
   precision?: 'bf16' | 'f16' | 'f32';
   onProgress?: (p: ProgressEvent) => void;
@@ -62,7 +63,8 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   const projDim = o.projDim ?? 512;
   const ridge = o.ridge ?? 1e-6;
   const products = o.products ?? 'auto';
-  const streamed = o.cudaDevice !== undefined || (o.stream ?? info.streamsLayers);
+  const onGpu = (o.cudaDevices?.length ?? 0) > 0;
+  const streamed = onGpu || (o.stream ?? info.streamsLayers);
   const batchSeqs = o.batchSeqs ?? Math.max(1, Math.floor(4096 / seqLen));
   const samples = o.samples ?? 128;
   ensureFits('analyze', info.path, {
@@ -87,7 +89,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       ridge,
       products,
       stream: streamed,
-      ...(o.cudaDevice !== undefined ? { cudaDevice: o.cudaDevice } : {}),
+      ...(onGpu ? { cudaDevices: o.cudaDevices } : {}),
       ...(o.precision ? { precision: o.precision } : {}),
     },
     (done, total) => o.onProgress?.({ done, total }),

@@ -239,7 +239,7 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         Progress p{static_cast<int>(done), static_cast<int>(total)};
         progress.Send(&p, 1);
       };
-      if (streamed_ || device_.cuda_device >= 0) run_ = calibrate_streamed(*model_, in, capture, cancel_.get(), report, device_);
+      if (streamed_ || !device_.cuda_devices.empty()) run_ = calibrate_streamed(*model_, in, capture, cancel_.get(), report, device_);
       else calibrate(*model_, in, capture, cancel_.get(), report);
       result_ = analyze_capture(capture, model_->config, ridge_);
     } catch (const NonFiniteActivations& e) {
@@ -314,7 +314,7 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 
 }  // namespace
 
-// analyze({tokens, nSeqs, seqLen, batchSeqs, maxDim, projDim, seed, ridge, products?, stream?, cudaDevice?, precision?}, onProgress?)
+// analyze({tokens, nSeqs, seqLen, batchSeqs, maxDim, projDim, seed, ridge, products?, stream?, cudaDevices?, precision?}, onProgress?)
 //   -> {promise, cancel()}
 Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -337,7 +337,10 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   const double ridge = o.Get("ridge").As<Napi::Number>().DoubleValue();
   const bool streamed = o.Has("stream") && o.Get("stream").ToBoolean().Value();
   CalibrationDevice device;
-  if (o.Has("cudaDevice") && !o.Get("cudaDevice").IsUndefined()) device.cuda_device = o.Get("cudaDevice").As<Napi::Number>().Int32Value();
+  if (o.Has("cudaDevices") && o.Get("cudaDevices").IsArray()) {
+    Napi::Array a = o.Get("cudaDevices").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) device.cuda_devices.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  }
   if (o.Has("precision") && !o.Get("precision").IsUndefined()) {
     const std::string p = o.Get("precision").As<Napi::String>();
     if (p != "bf16" && p != "f16" && p != "f32") throw Napi::RangeError::New(env, "analyze: precision must be 'bf16', 'f16' or 'f32'");

@@ -16,6 +16,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/capture.h"
 #include "core/model.h"
@@ -33,11 +34,15 @@ struct CalibrationBatches {
 // (done, total) in units of work the driver defines; called from the worker thread.
 using CalibrationProgress = std::function<void(int64_t done, int64_t total)>;
 
-// Where calibrate_streamed runs the blocks. cuda_device < 0: the CPU. Otherwise that GPU runs every block
-// (cuda/block_runner.h) and the capture stays on the CPU; precision unset = float16 for models stored in
-// float16, bfloat16 otherwise.
+// Where calibrate_streamed runs the blocks. No cuda_devices: the CPU. Otherwise those GPUs run the blocks
+// (cuda/block_runner.h), the batches of every block split round-robin between them, each with its own
+// capture on the CPU, merged at the end (captures merge by design; the result differs from one device's only
+// by the rounding of that merge). precision unset = float16 for models stored in float16, bfloat16 otherwise.
+// cpu_workers > 1 splits the batches the same way between CPU workers — the multi-device path without GPUs
+// (tests); on one machine it only divides the cores.
 struct CalibrationDevice {
-  int cuda_device = -1;
+  std::vector<int> cuda_devices;
+  int cpu_workers = 1;
   std::optional<cuda::Precision> precision;
   cuda::GemmBackend gemm = cuda::GemmBackend::kAuto;
 };

@@ -90,7 +90,7 @@ static std::vector<float> random_orthogonal(int d, int r, uint64_t seed) {
   return out;
 }
 
-StatisticsCapture::StatisticsCapture(const ModelConfig& config, const CaptureOptions& o) : config_(config), d_(config.dim) {
+StatisticsCapture::StatisticsCapture(const ModelConfig& config, const CaptureOptions& o) : config_(config), options_(o), d_(config.dim) {
   projected_ = d_ > o.max_dim;
   r_ = projected_ ? std::min(o.proj_dim, d_) : d_;
   if (r_ <= 0) throw std::invalid_argument("projection dimension must be positive");

@@ -15,6 +15,7 @@
 // Captures merge: one per thread / device / batch, summed at the end, equals one pass over everything.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -75,6 +76,8 @@ class StatisticsCapture : public ForwardHooks {
   void final_hidden(const float* y, int64_t rows, int dim) override;
 
   void merge(const StatisticsCapture& other);
+  // An empty capture with this one's configuration and projection, to be merged back (one per device).
+  std::unique_ptr<StatisticsCapture> empty_like() const { return std::make_unique<StatisticsCapture>(config_, options_); }
 
   // For drivers that run the model block by block and know y before the blocks (calibrate_streamed):
   // project y rows as final_hidden would, fold block l's current batch in with those rows of y, and count
@@ -101,6 +104,7 @@ class StatisticsCapture : public ForwardHooks {
   void project(const float* x, int64_t rows, float* out) const;  // [rows, d] -> [rows, r]
 
   ModelConfig config_;
+  CaptureOptions options_;
   int d_, r_;
   bool projected_;
   Accumulation products_ = Accumulation::kFloat64;

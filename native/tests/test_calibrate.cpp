@@ -1,5 +1,6 @@
 // Layer streaming: the block-major driver (two passes, hidden states of every calibration token kept between
 // blocks) against the batch-major one, and models whose BF16 block matrices are converted on use.
+#include <cmath>
 #include <cstring>
 
 #include "core/analysis.h"
@@ -181,7 +182,7 @@ TEST(Calibrate, GpuRequestWithoutUsableGpuFailsBeforeAnyWork) {
   auto toks = tokens(2 * 16, 5);
   StatisticsCapture c(m->config, CaptureOptions{});
   CalibrationDevice dev;
-  dev.cuda_device = 0;
+  dev.cuda_devices = {0};
   int64_t progress_calls = 0;
   try {
     calibrate_streamed(*m, {toks.data(), 2, 16, 1}, c, nullptr, [&](int64_t, int64_t) { ++progress_calls; }, dev);
@@ -193,4 +194,44 @@ TEST(Calibrate, GpuRequestWithoutUsableGpuFailsBeforeAnyWork) {
   }
   EXPECT_EQ(progress_calls, 0);
   EXPECT_EQ(c.tokens(), 0);
+}
+
+// Several devices: the batches of each block split round-robin between workers, one capture each, merged.
+// CPU workers stand in for GPUs here (test_cuda.cpp runs two GPU runners); the statistics equal one
+// worker's up to the rounding of the merge, and the progress still counts every batch of both passes.
+TEST(Calibrate, BatchesSplitAcrossWorkersMergeToTheSameStatistics) {
+  test::TempDir t;
+  auto m = load_model(synthetic_file(t));
+  const int n_seqs = 7, T = 20;  // 4 batches of 2 (the last one partial) over 3 workers
+  auto toks = tokens(n_seqs * T, 6);
+  const CalibrationBatches in{toks.data(), n_seqs, T, 2};
+  StatisticsCapture one(m->config, CaptureOptions{}), split(m->config, CaptureOptions{});
+  calibrate_streamed(*m, in, one, nullptr, nullptr);
+  CalibrationDevice dev;
+  dev.cpu_workers = 3;
+  int64_t last_done = 0, last_total = 0;
+  calibrate_streamed(*m, in, split, nullptr, [&](int64_t done, int64_t total) {
+    EXPECT_GT(done, last_done);
+    last_done = done, last_total = total;
+  }, dev);
+  EXPECT_EQ(last_done, last_total);
+  EXPECT_EQ(last_total, 2 * m->config.n_layers() * 4);
+  ASSERT_EQ(split.tokens(), one.tokens());
+  auto near = [](double a, double b) { return std::abs(a - b) <= 1e-9 * std::max(1.0, std::abs(a)); };
+  for (int l = 0; l < m->config.n_layers(); ++l) {
+    EXPECT_EQ(split.block_moments(l).count(), one.block_moments(l).count());
+    const auto ma = one.attn_output_mean(l), mb = split.attn_output_mean(l);
+    for (size_t i = 0; i < ma.size(); ++i) EXPECT_TRUE(near(ma[i], mb[i])) << l;
+    const auto va = one.channel_stats(l).variance(), vb = split.channel_stats(l).variance();
+    for (size_t j = 0; j < va.size(); ++j) EXPECT_TRUE(near(va[j], vb[j])) << l << "/" << j;
+    EXPECT_TRUE(near(one.block_cosine(l), split.block_cosine(l))) << l;
+  }
+  const AnalysisResult a = analyze_capture(one, m->config, 1e-6), b = analyze_capture(split, m->config, 1e-6);
+  for (size_t l = 0; l < a.blocks.size(); ++l) {
+    EXPECT_NEAR(a.blocks[l].te, b.blocks[l].te, 1e-7 * std::max(1.0, std::abs(a.blocks[l].te))) << l;
+    EXPECT_NEAR(a.blocks[l].te_attn, b.blocks[l].te_attn, 1e-7 * std::max(1.0, std::abs(a.blocks[l].te_attn))) << l;
+    EXPECT_NEAR(a.blocks[l].te_mlp, b.blocks[l].te_mlp, 1e-7 * std::max(1.0, std::abs(a.blocks[l].te_mlp))) << l;
+    for (size_t h = 0; h < a.blocks[l].head_entropy.size(); ++h)
+      EXPECT_NEAR(a.blocks[l].head_entropy[h], b.blocks[l].head_entropy[h], 1e-7 * std::max(1.0, std::abs(a.blocks[l].head_entropy[h])));
+  }
 }

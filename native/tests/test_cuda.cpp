@@ -234,7 +234,7 @@ TEST(Cuda, StreamedCalibrationOnGpuMatchesCpu) {
   const CalibrationBatches in{toks.data(), n_seqs, T, 4};
   StatisticsCapture cpu(m->config, {}), gpu(m->config, {});
   CalibrationDevice dev;
-  dev.cuda_device = 0;
+  dev.cuda_devices = {0};
   dev.precision = cuda::Precision::kF32;
   CalibrationReport report;
   try {
@@ -258,3 +258,32 @@ TEST(Cuda, StreamedCalibrationOnGpuMatchesCpu) {
     for (size_t j = 0; j < p.channel_entropy.size(); ++j) EXPECT_TRUE(close(p.channel_entropy[j], q.channel_entropy[j])) << l << "/" << j;
   }
 }
+
+// Several GPU runners splitting the batches: two on device 0 exercise the multi-GPU path (one thread and one
+// stream per runner, captures merged) on a one-GPU machine; every device when there are more.
+TEST(Cuda, CalibrationSplitAcrossRunnersMatchesCpu) {
+  test::TempDir t;
+  auto m = load_model(test::write_heterogeneous_model(t.file("m.gguf"), 9));
+  const int n_seqs = 7, T = 24;
+  const auto toks = some_tokens(n_seqs * T, m->config.vocab, 5);
+  const CalibrationBatches in{toks.data(), n_seqs, T, 2};
+  const cuda::Probe p = cuda::probe();
+  CalibrationDevice dev;
+  dev.precision = cuda::Precision::kF32;
+  dev.cuda_devices = {0, 0};
+  for (size_t i = 1; i < p.devices.size(); ++i) dev.cuda_devices.push_back(p.devices[i].index);
+  StatisticsCapture cpu(m->config, {}), gpu(m->config, {});
+  try {
+    calibrate_streamed(*m, in, gpu, nullptr, nullptr, dev);
+  } catch (const Error& e) {
+    SKIP_OR_FAIL_WITHOUT_GPU(e.what());
+  }
+  calibrate_streamed(*m, in, cpu, nullptr, nullptr);
+  ASSERT_EQ(gpu.tokens(), cpu.tokens());
+  const AnalysisResult a = analyze_capture(cpu, m->config, 1e-6), b = analyze_capture(gpu, m->config, 1e-6);
+  for (size_t l = 0; l < a.blocks.size(); ++l) {
+    EXPECT_NEAR(a.blocks[l].te, b.blocks[l].te, 1e-3 * std::max(1.0, std::abs(a.blocks[l].te))) << l;
+    EXPECT_NEAR(a.blocks[l].cosine, b.blocks[l].cosine, 1e-4) << l;
+  }
+}
+

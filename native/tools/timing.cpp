@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
     for (int32_t& t : tokens) t = static_cast<int32_t>(((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 33) % c.vocab);
 
     ep::CalibrationDevice dev;
-    dev.cuda_device = cuda_device;
+    if (cuda_device >= 0) dev.cuda_devices = {cuda_device};
     if (!precision.empty())
       dev.precision = precision == "f32" ? ep::cuda::Precision::kF32 : precision == "f16" ? ep::cuda::Precision::kF16 : ep::cuda::Precision::kBF16;
     std::string gpu_description = "cpu";
