@@ -103,12 +103,25 @@ class CudaBlockRunner final : public BlockRunner {
                    (blas ? Cublas::get().description() : std::string("entroprune's own GEMM kernels"));
   }
   ~CudaBlockRunner() override {
+    cudaSetDevice(o_.device);
     free_block();
     if (stream_) cudaStreamDestroy(stream_);
   }
 
-  void load_block(int l, const LayerWeights& w) override { translated([&] { upload_block(l, w); }); }
-  void run(float* x_host, int n_seqs, ForwardHooks* hk) override { translated([&] { run_block(x_host, n_seqs, hk); }); }
+  // Each call first makes this runner's GPU current: the multi-GPU driver calls it from a worker thread of
+  // its own (a new thread starts on device 0).
+  void load_block(int l, const LayerWeights& w) override {
+    translated([&] {
+      bind();
+      upload_block(l, w);
+    });
+  }
+  void run(float* x_host, int n_seqs, ForwardHooks* hk) override {
+    translated([&] {
+      bind();
+      run_block(x_host, n_seqs, hk);
+    });
+  }
   std::string description() const override { return description_; }
   uint64_t peak_device_bytes() const override { return arena_.peak(); }
 
@@ -122,6 +135,7 @@ class CudaBlockRunner final : public BlockRunner {
       throw Error(ErrorCode::kUnsupported, "", "CUDA forward pass: " + e.message);
     }
   }
+  void bind() { check(cudaSetDevice(o_.device), "cudaSetDevice"); }
   void upload_block(int l, const LayerWeights& w) {
     free_block();
     const LayerShape& s = c_.layers[l];
