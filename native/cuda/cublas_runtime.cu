@@ -1,4 +1,5 @@
 #include "cuda/cublas_runtime.cuh"
+#include "cuda/gemm_mapping.h"
 
 #include <dlfcn.h>
 
@@ -64,12 +65,11 @@ bool Cublas::linear(const void* x, const void* w, float* y, int64_t rows, int64_
     return false;
   }
   set_stream_(handle, stream);
-  // Row-major Y = X·Wᵀ is column-major Yᵀ[out, rows] = W'ᵀ · X' where W' (= W seen column-major) is
-  // [in, out] and X' is [in, rows]: transa = T, transb = N, all leading dimensions the row lengths.
+  const ColumnMajorGemm g = linear_as_column_major_gemm(rows, in, out);  // A = W, B = X, C = Y (gemm_mapping.h)
   const float alpha = 1.0f, beta = 0.0f;
-  const int st = gemm_ex_(handle, kOpT, kOpN, static_cast<int>(out), static_cast<int>(rows), static_cast<int>(in), &alpha, w, type,
-                          static_cast<int>(in), x, type, static_cast<int>(in), &beta, y, CUDA_R_32F, static_cast<int>(out), kComputeF32,
-                          kGemmDefault);
+  const int st = gemm_ex_(handle, g.trans_a ? kOpT : kOpN, g.trans_b ? kOpT : kOpN, static_cast<int>(g.m), static_cast<int>(g.n),
+                          static_cast<int>(g.k), &alpha, w, type, static_cast<int>(g.lda), x, type, static_cast<int>(g.ldb), &beta, y,
+                          CUDA_R_32F, static_cast<int>(g.ldc), kComputeF32, kGemmDefault);
   if (st != 0) {
     if (error) *error = "cublasGemmEx failed with status " + std::to_string(st);
     return false;
