@@ -41,7 +41,7 @@ export function resolveDevice(request: DeviceRequest = 'auto', stage: DeviceStag
     throw new EntropruneError('EP_INVALID_ARGUMENT', `--device ${request}: this machine has CUDA devices ${probe.devices.map((d) => `cuda:${d.index}`).join(', ')}`);
   }
   const names = gpus.map((d) => `cuda:${d.index} (${d.name})`).join(', ');
-  if (stage === 'other') return { device: 'cpu', note: `CUDA found (${names}); this command runs on the CPU (CUDA covers the calibration pass of analyze and prune)` };
+  if (stage === 'other') return { device: 'cpu', note: `CUDA found (${names}); this command runs on the CPU (CUDA covers the calibration pass of analyze, prune and compare)` };
   return {
     device: 'cuda',
     indices: gpus.map((d) => d.index),

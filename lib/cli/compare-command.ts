@@ -9,7 +9,7 @@ import type { PlanMethod } from '../plan/plan';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel } from '../util/progress';
 import { defaultTasksDir, parseTaskList } from './eval-commands';
-import { announceDevice, deviceOpt, interruptSignal, intOption } from './options';
+import { announceDevice, calibrationDevice, deviceOpt, interruptSignal, intOption } from './options';
 import { writeCompareReport } from '../report/report';
 
 const METHODS: PlanMethod['name'][] = ['entropy', 'uniform', 'block-drop', 'layer-drop'];
@@ -72,7 +72,7 @@ export function registerCompareCommand(program: Command): void {
     .option('--json', 'print the final state as JSON')
     .action(async (modelPath: string, o: CompareCli) => {
       setThreads(o.threads);
-      announceDevice(o.device, o.json);
+      const device = announceDevice(o.device, o.json, 'calibration');
       const tasks = o.tasks === 'none' ? [] : parseTaskList(o.tasks);
       const settings: CompareSettings = {
         model: modelPath,
@@ -93,6 +93,7 @@ export function registerCompareCommand(program: Command): void {
       const state = await compare(settings, {
         out: o.out,
         keepModels: o.keepModels,
+        ...calibrationDevice(device),
         signal: interruptSignal(),
         onStep: (label) => {
           if (!o.json) process.stderr.write(`== ${label}\n`);

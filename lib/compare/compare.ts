@@ -79,6 +79,9 @@ export interface CompareOptions {
   onStep?: (label: string) => void;
   onProgress?: (label: string, p: ProgressEvent) => void;
   signal?: AbortSignal;
+  /** CUDA devices for the calibration pass of the analysis. Not part of the resume settings: the analysis is
+   * computed once and reused by every cell, also by a resumed run on another device. */
+  cudaDevices?: number[];
 }
 
 export const cellKey = (method: string, ratio: number) => `${method}@${ratio}`;
@@ -149,6 +152,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       samples: settings.samples,
       seqLen: settings.calibSeqLen || undefined,
       seed: settings.seed,
+      ...(o.cudaDevices?.length ? { cudaDevices: o.cudaDevices } : {}),
       onProgress: (p) => o.onProgress?.('analyze', p),
       signal: o.signal,
     });
