@@ -26,7 +26,7 @@ export interface ResolvedDevice {
 }
 
 /**
- * Resolve a --device request. CUDA runs the calibration forward pass of analyze and prune (block by block,
+ * Resolve a --device request. CUDA runs the calibration forward pass of analyze, prune and compare (block by block,
  * weights streamed to the GPU; the statistics stay on the CPU); evaluation and generation run on the CPU in
  * this release. A CUDA request on a machine without a usable GPU falls back to the CPU and says why; a
  * device index the machine does not have is an error.
