@@ -90,7 +90,7 @@ export interface NativeAnalyzeOptions {
   stream?: boolean;
   /** run the blocks on these CUDA devices, the batches split between them (implies stream); absent = the CPU */
   cudaDevices?: number[];
-  /** the GPU's matrix-product precision (default: f16 for F16-stored models, else bf16) */
+  /** the GPU's matrix-product precision (default bf16: f16 activations can overflow) */
   precision?: 'bf16' | 'f16' | 'f32';
 }
 
@@ -158,7 +158,7 @@ export interface CudaProbe {
   driverVersion: number;
   runtimeVersion: number;
   message: string;
-  devices: { index: number; name: string; computeCapability: string; totalMemory: number; freeMemory: number }[];
+  devices: { index: number; name: string; computeCapability: string; totalMemory: number }[];
 }
 
 export interface SyntheticModelSpec {

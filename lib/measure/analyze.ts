@@ -35,7 +35,7 @@ export interface AnalyzeOptions {
   /** run the calibration forward pass on these CUDA devices, the windows split between them (block by
    * block: implies `stream`) */
   cudaDevices?: number[];
-  /** the GPU's matrix-product precision (default: f16 for F16-stored models, else bf16) */
+  /** the GPU's matrix-product precision (default bf16: f16 activations can overflow) */
   precision?: 'bf16' | 'f16' | 'f32';
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;

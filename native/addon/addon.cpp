@@ -35,7 +35,6 @@ static Napi::Value CudaProbe(const Napi::CallbackInfo& info) {
     d.Set("name", p.devices[i].name);
     d.Set("computeCapability", std::to_string(p.devices[i].compute_major) + "." + std::to_string(p.devices[i].compute_minor));
     d.Set("totalMemory", static_cast<double>(p.devices[i].total_memory));
-    d.Set("freeMemory", static_cast<double>(p.devices[i].free_memory));
     devs.Set(static_cast<uint32_t>(i), d);
   }
   o.Set("devices", devs);

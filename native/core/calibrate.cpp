@@ -42,12 +42,6 @@ uint64_t streamed_state_bytes(const ModelConfig& c, int64_t tokens, int joint_di
   return static_cast<uint64_t>(tokens) * (static_cast<uint64_t>(c.dim) + static_cast<uint64_t>(joint_dim)) * sizeof(float);
 }
 
-cuda::Precision default_gpu_precision(const Model& model) {
-  for (const auto& [name, t] : model.tensors)
-    if (name.rfind("blk.", 0) == 0 && t.shape.size() == 2) return t.dtype == DType::F16 ? cuda::Precision::kF16 : cuda::Precision::kBF16;
-  return cuda::Precision::kBF16;
-}
-
 namespace {
 
 // One device's share of a block-major pass: runs block l on the batches it is given.
@@ -93,16 +87,22 @@ void for_each_worker(int n, std::atomic<bool>& stop, const std::function<void(in
   std::vector<std::exception_ptr> errors(n);
   std::vector<std::thread> threads;
   const int per_worker = std::max(1, num_threads() / n);
-  for (int k = 0; k < n; ++k)
-    threads.emplace_back([&, k] {
-      omp_set_num_threads(per_worker);
-      try {
-        f(k);
-      } catch (...) {
-        errors[k] = std::current_exception();
-        stop = true;
-      }
-    });
+  try {
+    for (int k = 0; k < n; ++k)
+      threads.emplace_back([&, k] {
+        omp_set_num_threads(per_worker);
+        try {
+          f(k);
+        } catch (...) {
+          errors[k] = std::current_exception();
+          stop = true;
+        }
+      });
+  } catch (...) {  // a thread could not start: stop and join the others before reporting it
+    stop = true;
+    for (std::thread& t : threads) t.join();
+    throw;
+  }
   for (std::thread& t : threads) t.join();
   for (const std::exception_ptr& e : errors)
     if (e) std::rethrow_exception(e);
@@ -132,7 +132,7 @@ CalibrationReport calibrate_streamed(const Model& model, const CalibrationBatche
       if (static_cast<int>(workers.size()) == batches) break;
       cuda::BlockRunnerOptions o;
       o.device = dev;
-      o.precision = device.precision.value_or(default_gpu_precision(model));
+      o.precision = device.precision;
       o.gemm = device.gemm;
       auto runner = cuda::BlockRunner::create(c, rope, T, batch_rows_max, o);
       names.push_back(runner->description());

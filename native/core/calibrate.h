@@ -37,13 +37,15 @@ using CalibrationProgress = std::function<void(int64_t done, int64_t total)>;
 // Where calibrate_streamed runs the blocks. No cuda_devices: the CPU. Otherwise those GPUs run the blocks
 // (cuda/block_runner.h), the batches of every block split round-robin between them, each with its own
 // capture on the CPU, merged at the end (captures merge by design; the result differs from one device's only
-// by the rounding of that merge). precision unset = float16 for models stored in float16, bfloat16 otherwise.
+// by the rounding of that merge). The GPU's matrix products take their inputs in `precision`: bfloat16 by
+// default for every model, also one stored in float16 — activations rounded to float16 overflow where LLaMA's
+// few "massive" activations exceed 65504, which bfloat16's float32 range never does.
 // cpu_workers > 1 splits the batches the same way between CPU workers — the multi-device path without GPUs
 // (tests); on one machine it only divides the cores.
 struct CalibrationDevice {
   std::vector<int> cuda_devices;
   int cpu_workers = 1;
-  std::optional<cuda::Precision> precision;
+  cuda::Precision precision = cuda::Precision::kBF16;
   cuda::GemmBackend gemm = cuda::GemmBackend::kAuto;
 };
 
@@ -57,10 +59,6 @@ void calibrate(const Model& model, const CalibrationBatches& in, StatisticsCaptu
 CalibrationReport calibrate_streamed(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture,
                                      const std::atomic<bool>* cancel, const CalibrationProgress& progress,
                                      const CalibrationDevice& device = {});
-
-// The compute precision a GPU uses for this model when none is asked for: float16 if its block weights are
-// stored in float16, else bfloat16 (whose range never overflows where float32 weights would not).
-cuda::Precision default_gpu_precision(const Model& model);
 
 // Bytes calibrate_streamed keeps for the whole run besides the capture: hidden states and projected y.
 uint64_t streamed_state_bytes(const ModelConfig& c, int64_t tokens, int joint_dim);

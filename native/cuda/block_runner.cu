@@ -71,6 +71,22 @@ class CudaBlockRunner final : public BlockRunner {
       : c_(c), T_(seq_len), max_rows_(max_rows), o_(o) {
     check(cudaSetDevice(o.device), "cudaSetDevice");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    try {
+      allocate(rope);
+    } catch (...) {
+      cudaStreamDestroy(stream_);  // the destructor does not run for a constructor that throws
+      throw;
+    }
+  }
+  ~CudaBlockRunner() override {
+    cudaSetDevice(o_.device);
+    free_block();
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  void allocate(const RopeTables& rope) {
+    const ModelConfig& c = c_;
+    const BlockRunnerOptions& o = o_;
     int max_q = 0, max_kv = 0, max_ffn = 0;
     size_t max_matrix = 0;
     for (const LayerShape& s : c.layers) {
@@ -79,7 +95,7 @@ class CudaBlockRunner final : public BlockRunner {
       max_ffn = std::max(max_ffn, s.ffn);
       max_matrix = std::max({max_matrix, static_cast<size_t>(s.n_head) * c.head_dim * c.dim, static_cast<size_t>(s.ffn) * c.dim});
     }
-    const int64_t R = max_rows, d = c.dim;
+    const int64_t R = max_rows_, d = c.dim;
     const int pb = precision_bytes(o.precision);
     x_ = f32(R * d);
     tmp_ = f32(R * d);
@@ -90,22 +106,23 @@ class CudaBlockRunner final : public BlockRunner {
     gate_ = f32(R * max_ffn);
     up_ = f32(R * max_ffn);
     lowp_ = arena_.allocate(static_cast<size_t>(R) * std::max({static_cast<int64_t>(d), static_cast<int64_t>(max_q), static_cast<int64_t>(max_ffn)}) * pb);
-    staging_ = f32(static_cast<int64_t>(max_matrix));
+    // float32 weights are uploaded in place; the 16-bit precisions convert through this buffer
+    staging_ = o.precision == Precision::kF32 ? nullptr : f32(static_cast<int64_t>(max_matrix));
     cos_ = f32(static_cast<int64_t>(rope.cos.size()));
     sin_ = f32(static_cast<int64_t>(rope.sin.size()));
-    check(cudaMemcpy(cos_, rope.cos.data(), rope.cos.size() * sizeof(float), cudaMemcpyHostToDevice), "upload rope");
-    check(cudaMemcpy(sin_, rope.sin.data(), rope.sin.size() * sizeof(float), cudaMemcpyHostToDevice), "upload rope");
+    // on the runner's own stream (a non-blocking stream does not wait for the legacy default stream's copies)
+    check(cudaMemcpyAsync(cos_, rope.cos.data(), rope.cos.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload rope");
+    check(cudaMemcpyAsync(sin_, rope.sin.data(), rope.sin.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload rope");
+    check(cudaStreamSynchronize(stream_), "upload rope");
     pinned_ = std::make_unique<PinnedBuffer>(static_cast<size_t>(R) * std::max({static_cast<int64_t>(d), static_cast<int64_t>(max_q), static_cast<int64_t>(max_ffn)}));
     cudaDeviceProp prop{};
     check(cudaGetDeviceProperties(&prop, o.device), "cudaGetDeviceProperties");
-    const bool blas = o.gemm != GemmBackend::kOwnKernels && Cublas::get().available();
+    if (o.gemm != GemmBackend::kOwnKernels) {
+      std::string why;
+      if (!blas_.create(&why) && o.gemm == GemmBackend::kCublas) throw CudaFailure{"cuBLAS was requested but is unavailable: " + why};
+    }
     description_ = std::string(prop.name) + " (cuda:" + std::to_string(o.device) + "), " + precision_name(o.precision) + " matrix products, " +
-                   (blas ? Cublas::get().description() : std::string("entroprune's own GEMM kernels"));
-  }
-  ~CudaBlockRunner() override {
-    cudaSetDevice(o_.device);
-    free_block();
-    if (stream_) cudaStreamDestroy(stream_);
+                   (blas_.get() ? Cublas::get().description() : std::string("entroprune's own GEMM kernels"));
   }
 
   // Each call first makes this runner's GPU current: the multi-GPU driver calls it from a worker thread of
@@ -234,7 +251,7 @@ class CudaBlockRunner final : public BlockRunner {
     layer_ = -1;
   }
   void linear(const void* x, const void* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out) {
-    linear_on_device(x, w, bias, y, rows, in, out, o_.precision, o_.gemm, stream_);
+    linear_on_device(x, w, bias, y, rows, in, out, o_.precision, &blas_, stream_);
   }
   // A hook tensor copied to pinned host memory; valid until the next to_host.
   const float* to_host(const float* dev, int64_t n) {
@@ -252,6 +269,7 @@ class CudaBlockRunner final : public BlockRunner {
   float *x_, *tmp_, *q_, *k_, *v_, *att_, *gate_, *up_, *staging_, *cos_, *sin_;
   void* lowp_;  // xn, attention output or SwiGLU activations in the compute precision (one at a time)
   std::unique_ptr<PinnedBuffer> pinned_;
+  Cublas::Handle blas_;  // empty: entroprune's own GEMM kernels
   DeviceBlock b_;
   int layer_ = -1;
   std::string description_;

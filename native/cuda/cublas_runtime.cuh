@@ -12,26 +12,44 @@ namespace ep::cuda {
 
 class Cublas {
  public:
-  // The process-wide instance: loads libcublas on first use. available() is false when no library was found.
+  // The process-wide library: loaded on first use. available() is false when no usable cuBLAS was found.
   static Cublas& get();
   bool available() const { return gemm_ex_ != nullptr; }
   const std::string& description() const { return description_; }  // "cuBLAS 12.4.5 (libcublas.so.12)" or why not
 
+  // A cuBLAS handle belongs to the device current when it is made and must not be shared between threads
+  // that use it at once: each BlockRunner owns one, made after selecting its device, destroyed with it.
+  class Handle {
+   public:
+    Handle() = default;
+    ~Handle();
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    // Creates the handle on the current device; false (message in *error) when that fails.
+    bool create(std::string* error);
+    void* get() const { return h_; }
+
+   private:
+    void* h_ = nullptr;
+  };
+
   // Y[rows, out] (float32, row-major) = X[rows, in] · W[out, in]ᵀ, both row-major of `type`, float32
-  // accumulation, on `stream` with this thread's handle. Returns false on a cuBLAS error (message in *error).
-  bool linear(const void* x, const void* w, float* y, int64_t rows, int64_t in, int64_t out, cudaDataType type, cudaStream_t stream,
-              std::string* error);
+  // accumulation, on `stream` with `handle`. Returns false on a cuBLAS error (message in *error).
+  bool linear(const Handle& handle, const void* x, const void* w, float* y, int64_t rows, int64_t in, int64_t out, cudaDataType type,
+              cudaStream_t stream, std::string* error);
 
  private:
   Cublas();
-  using Handle = void*;
-  using CreateFn = int (*)(Handle*);
-  using SetStreamFn = int (*)(Handle, cudaStream_t);
-  using GetVersionFn = int (*)(Handle, int*);
+  using RawHandle = void*;
+  using CreateFn = int (*)(RawHandle*);
+  using DestroyFn = int (*)(RawHandle);
+  using SetStreamFn = int (*)(RawHandle, cudaStream_t);
+  using GetVersionFn = int (*)(RawHandle, int*);
   // cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType, algo)
-  using GemmExFn = int (*)(Handle, int, int, int, int, int, const void*, const void*, cudaDataType, int, const void*, cudaDataType, int,
+  using GemmExFn = int (*)(RawHandle, int, int, int, int, int, const void*, const void*, cudaDataType, int, const void*, cudaDataType, int,
                            const void*, void*, cudaDataType, int, int, int);
   CreateFn create_ = nullptr;
+  DestroyFn destroy_ = nullptr;
   SetStreamFn set_stream_ = nullptr;
   GemmExFn gemm_ex_ = nullptr;
   std::string description_;

@@ -15,7 +15,6 @@ struct DeviceInfo {
   std::string name;
   int compute_major = 0, compute_minor = 0;
   uint64_t total_memory = 0;
-  uint64_t free_memory = 0;
 };
 
 struct Probe {

@@ -29,8 +29,8 @@ Probe probe() {
     d.compute_major = prop.major;
     d.compute_minor = prop.minor;
     d.total_memory = prop.totalGlobalMem;
-    size_t free_b = 0, total_b = 0;
-    if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) d.free_memory = free_b;
+    // No free-memory query: cudaMemGetInfo needs a context, and making one on every GPU (and leaving this
+    // thread's current device changed) costs each GPU memory that other jobs on a shared server may need.
     p.devices.push_back(d);
   }
   p.available = !p.devices.empty();

@@ -102,12 +102,11 @@ cudaDataType cuda_type(Precision p) {
 }  // namespace
 
 void linear_on_device(const void* x, const void* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, Precision p,
-                      GemmBackend backend, cudaStream_t stream) {
+                      const Cublas::Handle* blas, cudaStream_t stream) {
   if (rows == 0 || out == 0) return;
-  Cublas& blas = Cublas::get();
-  if (backend != GemmBackend::kOwnKernels && blas.available()) {
+  if (blas && blas->get()) {
     std::string err;
-    if (!blas.linear(x, w, y, rows, in, out, cuda_type(p), stream, &err)) throw CudaFailure{err};
+    if (!Cublas::get().linear(*blas, x, w, y, rows, in, out, cuda_type(p), stream, &err)) throw CudaFailure{err};
     if (bias) {
       const int64_t n = rows * out;
       add_bias_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(y, bias, rows, out);
@@ -115,7 +114,6 @@ void linear_on_device(const void* x, const void* w, const float* bias, float* y,
     }
     return;
   }
-  if (backend == GemmBackend::kCublas) throw CudaFailure{"cuBLAS was requested but is unavailable: " + blas.description()};
   // Row chunks keep the grid's y dimension under its 65535 limit.
   const int64_t chunk = 65535ll * kTile32;
   const int bytes = precision_bytes(p);
@@ -151,7 +149,12 @@ bool linear(const float* x, const float* w, const float* bias, float* y, int64_t
     if (bias) db.upload(bias);
     convert_from_f32(dx.get(), lx.get(), precision, rows * in, nullptr);
     convert_from_f32(dw.get(), lw.get(), precision, out * in, nullptr);
-    linear_on_device(lx.get(), lw.get(), bias ? db.get() : nullptr, dy.get(), rows, in, out, precision, backend, nullptr);
+    Cublas::Handle handle;  // on the current device, for this call only
+    if (backend != GemmBackend::kOwnKernels) {
+      std::string why;
+      if (!handle.create(&why) && backend == GemmBackend::kCublas) throw CudaFailure{"cuBLAS was requested but is unavailable: " + why};
+    }
+    linear_on_device(lx.get(), lw.get(), bias ? db.get() : nullptr, dy.get(), rows, in, out, precision, &handle, nullptr);
     check(cudaDeviceSynchronize(), "linear");
     dy.download(y);
     return true;

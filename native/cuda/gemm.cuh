@@ -8,12 +8,14 @@
 #include <cstdint>
 
 #include "cuda/block_runner.h"
+#include "cuda/cublas_runtime.cuh"
 
 namespace ep::cuda {
 
-// Throws CudaFailure. kAuto = cuBLAS when available.
+// Throws CudaFailure. cuBLAS runs when `blas` holds a handle (the caller's, made on this device), else
+// entroprune's own kernels.
 void linear_on_device(const void* x, const void* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, Precision p,
-                      GemmBackend backend, cudaStream_t stream);
+                      const Cublas::Handle* blas, cudaStream_t stream);
 
 // Bytes per element of the compute precision.
 inline int precision_bytes(Precision p) { return p == Precision::kF32 ? 4 : 2; }

@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
     if (cuda_device >= 0) {
       ep::cuda::BlockRunnerOptions o;
       o.device = cuda_device;
-      o.precision = dev.precision.value_or(ep::default_gpu_precision(*model));
+      o.precision = dev.precision;
       t_forward = gpu_block_forward_seconds(*model, tokens, samples, seq_len, batch, o, &gpu_description, &gpu_peak);
       flops = block_flops(*model, seq_len) * samples;
     } else {
