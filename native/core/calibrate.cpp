@@ -12,6 +12,7 @@
 #include "core/layer_ops.h"
 #include "core/ops_cpu.h"
 #include "core/threads.h"
+#include "cuda/cuda_runtime_api.h"
 
 namespace ep {
 
@@ -108,6 +109,22 @@ void for_each_worker(int n, std::atomic<bool>& stop, const std::function<void(in
     if (e) std::rethrow_exception(e);
 }
 
+// Pinned host memory when asked for and available, else an ordinary vector.
+class HiddenStates {
+ public:
+  HiddenStates(uint64_t n, bool pinned) : pinned_(pinned ? cuda::alloc_pinned_floats(n) : nullptr) {
+    if (!pinned_) plain_.resize(n);
+  }
+  ~HiddenStates() { cuda::free_pinned(pinned_); }
+  HiddenStates(const HiddenStates&) = delete;
+  HiddenStates& operator=(const HiddenStates&) = delete;
+  float* data() { return pinned_ ? pinned_ : plain_.data(); }
+
+ private:
+  float* pinned_;
+  std::vector<float> plain_;
+};
+
 }  // namespace
 
 CalibrationReport calibrate_streamed(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture,
@@ -149,7 +166,10 @@ CalibrationReport calibrate_streamed(const Model& model, const CalibrationBatche
   for (int k = 1; k < n_workers; ++k) extra.push_back(capture.empty_like());
   auto capture_of = [&](int k) -> StatisticsCapture& { return k == 0 ? capture : *extra[k - 1]; };
 
-  std::vector<float> h(static_cast<size_t>(N) * d), y_projected(static_cast<size_t>(N) * r);
+  // The hidden states of every calibration token: page-locked when GPUs copy them in and out at every block.
+  HiddenStates hidden(static_cast<uint64_t>(N) * d, !device.cuda_devices.empty());
+  float* const h = hidden.data();
+  std::vector<float> y_projected(static_cast<size_t>(N) * r);
   const int64_t total = 2ll * L * batches;
   int64_t done = 0;
   std::atomic<bool> stop{false};
@@ -157,7 +177,7 @@ CalibrationReport calibrate_streamed(const Model& model, const CalibrationBatche
   // Every batch through block l, then block l+1 — worker k takes batches k, k+n, … The batches are the same
   // as calibrate's, so with one worker each block sees bit-identical inputs in both orders.
   auto run_blocks = [&](bool capturing) {
-    embed_tokens(model, in.tokens, N, h.data());
+    embed_tokens(model, in.tokens, N, h);
     for (int l = 0; l < L; ++l) {
       LayerBuffers converted;  // a streamed model's block matrices: converted once per pass, freed after it
       const LayerWeights w = model.layer_weights(l, converted);

@@ -43,6 +43,11 @@ bool accumulate_moments(const float* x, int64_t n, int k, const double* shift, d
 bool linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, Precision precision,
             GemmBackend backend, std::string* error);
 
+// Page-locked host memory for buffers the GPU copies to and from at every block (about twice the PCIe rate
+// of pageable memory). Null when CUDA cannot provide it; the caller then uses ordinary memory.
+float* alloc_pinned_floats(uint64_t n);
+void free_pinned(float* p);
+
 // What the GEMMs would use: the loaded cuBLAS ("cuBLAS 12.4.5 (libcublas.so.12)") or why entroprune's own kernels.
 std::string gemm_backend_description();
 

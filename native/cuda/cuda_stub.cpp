@@ -24,6 +24,9 @@ bool linear(const float*, const float*, const float*, float*, int64_t, int64_t, 
   return false;
 }
 
+float* alloc_pinned_floats(uint64_t) { return nullptr; }
+void free_pinned(float*) {}
+
 std::string gemm_backend_description() { return "none (built without CUDA)"; }
 
 }  // namespace ep::cuda

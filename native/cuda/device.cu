@@ -1,9 +1,24 @@
 // Device detection. Checks the driver first: with static cudart and no driver, the first runtime call
 // would report cudaErrorInsufficientDriver, which we turn into a clear message instead.
+#include <algorithm>
+
 #include "cuda/cuda_runtime_api.h"
 #include "cuda/device_memory.cuh"
 
 namespace ep::cuda {
+
+float* alloc_pinned_floats(uint64_t n) {
+  void* p = nullptr;
+  if (cudaMallocHost(&p, std::max<uint64_t>(n, 1) * sizeof(float)) != cudaSuccess) {
+    cudaGetLastError();  // not sticky, but leave no error behind for the next check()
+    return nullptr;
+  }
+  return static_cast<float*>(p);
+}
+
+void free_pinned(float* p) {
+  if (p) cudaFreeHost(p);
+}
 
 Probe probe() {
   Probe p;
