@@ -60,7 +60,7 @@ class ApplyWorker : public Napi::AsyncProgressQueueWorker<ApplyProgress> {
       auto written = std::make_shared<int>(0);
       for (PrunedTensor& t : pm.tensors) {
         t.fill = [inner = t.fill, written, total = tensors_, cancel = cancel_, &progress](float* dst) {
-          if (cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+          throw_if_cancelled(cancel.get());
           inner(dst);
           ApplyProgress p{++*written, total};
           progress.Send(&p, 1);

@@ -32,7 +32,7 @@ class SynthWorker : public Napi::AsyncProgressQueueWorker<SynthProgress> {
   void Execute(const ExecutionProgress& progress) override {
     try {
       spec_.on_tensor = [&](int done, int total) {
-        if (cancel_->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+        throw_if_cancelled(cancel_.get());
         SynthProgress p{done, total};
         progress.Send(&p, 1);
       };

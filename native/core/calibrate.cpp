@@ -74,7 +74,7 @@ class GpuBlockWorker final : public BlockWorker {
   explicit GpuBlockWorker(std::unique_ptr<cuda::BlockRunner> r) : runner(std::move(r)) {}
   void load(int l, const LayerWeights& w) override { runner->load_block(l, w); }
   void run(float* x, int n_seqs, ForwardHooks* hooks, const std::atomic<bool>* cancel) override {
-    if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+    throw_if_cancelled(cancel);
     runner->run(x, n_seqs, hooks);
   }
   std::unique_ptr<cuda::BlockRunner> runner;

@@ -52,7 +52,7 @@ void DecodeSession::step(const int32_t* tokens, int n, float* logits, const std:
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   for (int l = 0; l < c.n_layers(); ++l) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+    throw_if_cancelled(cancel);
     const LayerShape& s = c.layers[l];
     const LayerWeights& w = model_.layers[l];
     if (s.n_head > 0) {

@@ -1,6 +1,7 @@
 // Errors raised by the core. Every message names the file (and tensor/field where known) and the problem,
 // so the CLI can print it as-is. The binding turns these into JS errors with `code` and `file` set.
 #pragma once
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -35,6 +36,12 @@ class Error : public std::runtime_error {
   ErrorCode code_;
   std::string file_;
 };
+
+// The check every long-running loop makes between units of work (layers, tensors, batches): a set flag
+// stops the run with kCancelled, which the addon reports as EP_CANCELLED. A null flag never cancels.
+inline void throw_if_cancelled(const std::atomic<bool>* cancel) {
+  if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
+}
 
 [[noreturn]] inline void fail_format(const std::string& file, const std::string& message) {
   throw Error(ErrorCode::kFormat, file, message);

@@ -58,10 +58,6 @@ void attention(const ModelConfig& c, const LayerShape& s, const float* q, const 
   }
 }
 
-void check_cancel(const ForwardRequest& req) {
-  if (req.cancel && req.cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
-}
-
 }  // namespace
 
 ForwardScratch::ForwardScratch(const ModelConfig& c, int64_t rows) {
@@ -142,10 +138,7 @@ void forward_block(const ModelConfig& c, int l, const LayerWeights& w, float* x,
                    ForwardScratch& buf, ForwardHooks* hk, const std::atomic<bool>* cancel) {
   const LayerShape& s = c.layers[l];
   const int64_t N = static_cast<int64_t>(n_seqs) * T;
-  auto check_cancel = [cancel] {
-    if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::kCancelled, "", "cancelled");
-  };
-  check_cancel();
+  throw_if_cancelled(cancel);
   if (hk) hk->block_input(l, x, N, c.dim);
   // attention: a = Wo · attn(RoPE(Wq xn), RoPE(Wk xn), Wv xn) (+ bo);  x += a
   if (s.n_head > 0) {
@@ -154,7 +147,7 @@ void forward_block(const ModelConfig& c, int l, const LayerWeights& w, float* x,
     if (hk) hk->attn_heads(l, buf.att.data(), N, s.n_head, c.head_dim);
   }
   attention_out(c, l, s, w, x, N, buf, hk);
-  check_cancel();  // also between the sublayers: a layer over a large batch can take seconds
+  throw_if_cancelled(cancel);  // also between the sublayers: a layer over a large batch can take seconds
   mlp_sublayer(c, l, s, w, x, N, buf, hk);
   if (hk) hk->block_output(l, x, N, c.dim);
 }
@@ -178,7 +171,7 @@ void forward(const Model& model, const ForwardRequest& req) {
   }
   std::vector<float>& xn = scratch.xn;
   ForwardHooks* hk = req.hooks;
-  check_cancel(req);
+  throw_if_cancelled(req.cancel);
   rmsnorm_cpu(x.data(), model.output_norm, xn.data(), N, d, c.norm_eps);
   if (hk) hk->final_hidden(xn.data(), N, d);
 
