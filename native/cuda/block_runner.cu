@@ -50,8 +50,10 @@ class DeviceArena {
 // Pinned host memory for the hook copies (device-to-host at full PCIe speed).
 class PinnedBuffer {
  public:
-  explicit PinnedBuffer(size_t floats) { check(cudaMallocHost(&p_, std::max<size_t>(floats, 1) * sizeof(float)), "cudaMallocHost"); }
-  ~PinnedBuffer() { cudaFreeHost(p_); }
+  explicit PinnedBuffer(size_t floats) : p_(alloc_pinned_floats(floats)) {
+    if (!p_) throw CudaFailure{"cudaMallocHost: cannot pin " + std::to_string(floats * sizeof(float)) + " bytes of host memory"};
+  }
+  ~PinnedBuffer() { free_pinned(p_); }
   PinnedBuffer(const PinnedBuffer&) = delete;
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
   float* get() const { return p_; }
@@ -280,12 +282,7 @@ class CudaBlockRunner final : public BlockRunner {
 std::unique_ptr<BlockRunner> BlockRunner::create(const ModelConfig& c, const RopeTables& rope, int seq_len, int64_t max_rows,
                                                  const BlockRunnerOptions& options) {
   const Probe p = probe();
-  if (!p.available) {
-    std::string why = p.message;  // the probe's messages end in ": using the CPU", which is not what happens here
-    const std::string tail = ": using the CPU";
-    if (why.size() > tail.size() && why.compare(why.size() - tail.size(), tail.size(), tail) == 0) why.resize(why.size() - tail.size());
-    throw Error(ErrorCode::kUnsupported, "", "CUDA requested, but " + why);
-  }
+  if (!p.available) throw Error(ErrorCode::kUnsupported, "", "CUDA requested, but " + p.unavailable);
   if (options.device < 0 || options.device >= static_cast<int>(p.devices.size()))
     throw Error(ErrorCode::kInvalidArgument, "", "no CUDA device cuda:" + std::to_string(options.device) + " (this machine has " +
                                                      std::to_string(p.devices.size()) + ")");

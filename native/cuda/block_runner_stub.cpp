@@ -1,11 +1,12 @@
 // Compiled instead of block_runner.cu when the build has no nvcc: asking for the CUDA forward says so.
 #include "core/error.h"
 #include "cuda/block_runner.h"
+#include "cuda/cuda_runtime_api.h"
 
 namespace ep::cuda {
 
 std::unique_ptr<BlockRunner> BlockRunner::create(const ModelConfig&, const RopeTables&, int, int64_t, const BlockRunnerOptions&) {
-  throw Error(ErrorCode::kUnsupported, "", "CUDA requested, but this build of entroprune has no CUDA support (built without nvcc)");
+  throw Error(ErrorCode::kUnsupported, "", "CUDA requested, but " + probe().unavailable);
 }
 
 }  // namespace ep::cuda

@@ -45,9 +45,7 @@ __global__ void sum_kernel(const float* __restrict__ x, int64_t n, int k, const 
 }  // namespace
 
 bool accumulate_moments(const float* x, int64_t n, int k, const double* shift, double* sum, double* cross, std::string* error) {
-  try {
-    Probe p = probe();
-    if (!p.available) throw CudaFailure{p.message};
+  return run_on_gpu(error, [&] {
     DeviceBuffer<float> dx(static_cast<size_t>(n) * k);
     DeviceBuffer<double> dshift(k), dsum(k), dcross(static_cast<size_t>(k) * k);
     dx.upload(x);
@@ -62,11 +60,7 @@ bool accumulate_moments(const float* x, int64_t n, int k, const double* shift, d
     check(cudaDeviceSynchronize(), "covariance");
     dsum.download(sum);
     dcross.download(cross);
-    return true;
-  } catch (const CudaFailure& f) {
-    if (error) *error = f.message;
-    return false;
-  }
+  });
 }
 
 }  // namespace ep::cuda

@@ -22,7 +22,8 @@ struct Probe {
   bool available = false;  // a driver and at least one device were found
   int driver_version = 0;  // e.g. 12040; 0 when no driver
   int runtime_version = 0;
-  std::string message;     // why CUDA is unavailable, or what was found
+  std::string message;     // for the user: what was found, or why not and that the CPU is used instead
+  std::string unavailable; // why CUDA cannot run, alone (for errors where nothing falls back); empty when available
   std::vector<DeviceInfo> devices;
 };
 

@@ -5,7 +5,8 @@ namespace ep::cuda {
 
 Probe probe() {
   Probe p;
-  p.message = "this build of entroprune has no CUDA support (built without nvcc): using the CPU";
+  p.unavailable = "this build of entroprune has no CUDA support (built without nvcc)";
+  p.message = p.unavailable + ": using the CPU";
   return p;
 }
 

@@ -23,17 +23,18 @@ void free_pinned(float* p) {
 Probe probe() {
   Probe p;
   p.compiled = true;
-  cudaRuntimeGetVersion(&p.runtime_version);
-  if (cudaDriverGetVersion(&p.driver_version) != cudaSuccess || p.driver_version == 0) {
-    p.message = "no NVIDIA driver found: using the CPU";
+  auto unavailable = [&p](const std::string& why) {
+    p.unavailable = why;
+    p.message = why + ": using the CPU";
     return p;
-  }
+  };
+  cudaRuntimeGetVersion(&p.runtime_version);
+  if (cudaDriverGetVersion(&p.driver_version) != cudaSuccess || p.driver_version == 0) return unavailable("no NVIDIA driver found");
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
-    p.message = std::string("no usable CUDA device (") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") + "): using the CPU";
     cudaGetLastError();  // clear the sticky error
-    return p;
+    return unavailable(std::string("no usable CUDA device (") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") + ")");
   }
   for (int i = 0; i < n; ++i) {
     cudaDeviceProp prop{};
@@ -48,8 +49,9 @@ Probe probe() {
     // thread's current device changed) costs each GPU memory that other jobs on a shared server may need.
     p.devices.push_back(d);
   }
-  p.available = !p.devices.empty();
-  p.message = p.available ? "CUDA device " + p.devices[0].name : "no usable CUDA device: using the CPU";
+  if (p.devices.empty()) return unavailable("no usable CUDA device");
+  p.available = true;
+  p.message = "CUDA device " + p.devices[0].name;
   return p;
 }
 

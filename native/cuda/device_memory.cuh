@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <string>
 
+#include "cuda/cuda_runtime_api.h"
+
 namespace ep::cuda {
 
 struct CudaFailure {
@@ -13,6 +15,21 @@ struct CudaFailure {
 
 inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw CudaFailure{std::string(what) + ": " + cudaGetErrorString(e)};
+}
+
+// The shape of every host-buffer entry point in cuda_runtime_api.h: run `body` on the GPU, or return false
+// with *error saying why (no usable GPU, or the CUDA call that failed) — never an exception.
+template <typename Body>
+bool run_on_gpu(std::string* error, Body&& body) {
+  try {
+    const Probe p = probe();
+    if (!p.available) throw CudaFailure{p.message};
+    body();
+    return true;
+  } catch (const CudaFailure& f) {
+    if (error) *error = f.message;
+    return false;
+  }
 }
 
 // Owns n elements of T on the current device.

@@ -139,9 +139,7 @@ void linear_on_device(const void* x, const void* w, const float* bias, float* y,
 
 bool linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, Precision precision,
             GemmBackend backend, std::string* error) {
-  try {
-    const Probe p = probe();
-    if (!p.available) throw CudaFailure{p.message};
+  return run_on_gpu(error, [&] {
     DeviceBuffer<float> dx(rows * in), dw(out * in), dy(rows * out), db(bias ? out : 0);
     DeviceBuffer<char> lx(rows * in * precision_bytes(precision)), lw(out * in * precision_bytes(precision));
     dx.upload(x);
@@ -157,11 +155,7 @@ bool linear(const float* x, const float* w, const float* bias, float* y, int64_t
     linear_on_device(lx.get(), lw.get(), bias ? db.get() : nullptr, dy.get(), rows, in, out, precision, &handle, nullptr);
     check(cudaDeviceSynchronize(), "linear");
     dy.download(y);
-    return true;
-  } catch (const CudaFailure& f) {
-    if (error) *error = f.message;
-    return false;
-  }
+  });
 }
 
 std::string gemm_backend_description() {

@@ -8,20 +8,14 @@
 namespace ep::cuda {
 
 bool rmsnorm(const float* x, const float* w, float* y, int64_t rows, int dim, float eps, std::string* error) {
-  try {
-    Probe p = probe();
-    if (!p.available) throw CudaFailure{p.message};
+  return run_on_gpu(error, [&] {
     DeviceBuffer<float> dx(rows * dim), dw(dim), dy(rows * dim);
     dx.upload(x);
     dw.upload(w);
     rmsnorm_rows(dx.get(), dw.get(), dy.get(), Precision::kF32, rows, dim, eps, nullptr);
     check(cudaDeviceSynchronize(), "rmsnorm");
     dy.download(y);
-    return true;
-  } catch (const CudaFailure& f) {
-    if (error) *error = f.message;
-    return false;
-  }
+  });
 }
 
 }  // namespace ep::cuda
