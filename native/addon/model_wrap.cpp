@@ -342,9 +342,9 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < a.Length(); ++i) device.cuda_devices.push_back(a.Get(i).As<Napi::Number>().Int32Value());
   }
   if (o.Has("precision") && !o.Get("precision").IsUndefined()) {
-    const std::string p = o.Get("precision").As<Napi::String>();
-    if (p != "bf16" && p != "f16" && p != "f32") throw Napi::RangeError::New(env, "analyze: precision must be 'bf16', 'f16' or 'f32'");
-    device.precision = p == "f32" ? cuda::Precision::kF32 : p == "f16" ? cuda::Precision::kF16 : cuda::Precision::kBF16;
+    const auto p = cuda::precision_from_name(o.Get("precision").As<Napi::String>());
+    if (!p) throw Napi::RangeError::New(env, "analyze: precision must be 'bf16', 'f16' or 'f32'");
+    device.precision = *p;
   }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();

@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/forward.h"
@@ -45,5 +46,11 @@ class BlockRunner {
 };
 
 inline const char* precision_name(Precision p) { return p == Precision::kF32 ? "f32" : p == Precision::kBF16 ? "bf16" : "f16"; }
+// The inverse of precision_name; empty for any other string (the caller names the option in its error).
+inline std::optional<Precision> precision_from_name(const std::string& s) {
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16})
+    if (s == precision_name(p)) return p;
+  return std::nullopt;
+}
 
 }  // namespace ep::cuda

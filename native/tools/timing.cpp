@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,7 +111,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (cuda_device >= 0) stream = true;  // the GPU path is the block-major one
-  if (!precision.empty() && precision != "bf16" && precision != "f16" && precision != "f32") {
+  const std::optional<ep::cuda::Precision> precision_asked = ep::cuda::precision_from_name(precision);
+  if (!precision.empty() && !precision_asked) {
     std::fprintf(stderr, "--precision must be bf16, f16 or f32\n");
     return 2;
   }
@@ -128,8 +130,7 @@ int main(int argc, char** argv) {
 
     ep::CalibrationDevice dev;
     if (cuda_device >= 0) dev.cuda_devices = {cuda_device};
-    if (!precision.empty())
-      dev.precision = precision == "f32" ? ep::cuda::Precision::kF32 : precision == "f16" ? ep::cuda::Precision::kF16 : ep::cuda::Precision::kBF16;
+    if (precision_asked) dev.precision = *precision_asked;
     std::string gpu_description = "cpu";
     uint64_t gpu_peak = 0;
     double t_forward = 0, flops = 0;
