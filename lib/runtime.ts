@@ -14,7 +14,7 @@ export function cudaInfo(): CudaProbe {
 
 export type DeviceRequest = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
 
-/** What a command runs on the GPU: the calibration forward pass (analyze, prune) or nothing yet (the rest). */
+/** What a command runs on the GPU: the calibration forward pass (analyze, prune, compare) or nothing yet (the rest). */
 export type DeviceStage = 'calibration' | 'other';
 
 export interface ResolvedDevice {

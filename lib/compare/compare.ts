@@ -152,7 +152,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       samples: settings.samples,
       seqLen: settings.calibSeqLen || undefined,
       seed: settings.seed,
-      ...(o.cudaDevices?.length ? { cudaDevices: o.cudaDevices } : {}),
+      cudaDevices: o.cudaDevices,
       onProgress: (p) => o.onProgress?.('analyze', p),
       signal: o.signal,
     });

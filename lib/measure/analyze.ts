@@ -89,8 +89,8 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       ridge,
       products,
       stream: streamed,
-      ...(onGpu ? { cudaDevices: o.cudaDevices } : {}),
-      ...(o.precision ? { precision: o.precision } : {}),
+      cudaDevices: o.cudaDevices,
+      precision: o.precision,
     },
     (done, total) => o.onProgress?.({ done, total }),
   );
