@@ -49,8 +49,10 @@ struct CalibrationDevice {
 };
 
 struct CalibrationReport {
-  std::string device = "cpu";       // what ran the blocks (the GPU runner's description)
+  std::string device = "cpu";       // what ran the blocks (the GPU runners' descriptions, where the hidden states lived)
   uint64_t peak_device_bytes = 0;   // GPU memory held at most (0 on the CPU)
+  double forward_seconds = 0;       // pass 1: every token through every block, no capture (a plain forward pass)
+  double capture_seconds = 0;       // pass 2: the same forward with the capture
 };
 
 void calibrate(const Model& model, const CalibrationBatches& in, StatisticsCapture& capture, const std::atomic<bool>* cancel,

@@ -202,6 +202,32 @@ void StatisticsCapture::merge(const StatisticsCapture& o) {
   tokens_ += o.tokens_;
 }
 
+BlockStatistics StatisticsCapture::block_statistics(int l) const {
+  BlockStatistics s;
+  s.tokens = tokens_;
+  s.joint = block_[l].state();
+  for (const Moments& h : heads_[l]) s.heads.push_back(h.state());
+  s.channels = channels_[l];
+  if (config_.layers[l].n_head > 0) s.attn_sum = a_sum_[l];
+  if (config_.layers[l].ffn > 0) s.mlp_sum = m_sum_[l];
+  s.cosine_sum = cos_sum_[l];
+  return s;
+}
+
+void StatisticsCapture::absorb_block(int l, const BlockStatistics& s) {
+  const LayerShape& shape = config_.layers[l];
+  const auto sized = [](const std::vector<double>& v, size_t n) { return v.empty() || v.size() == n; };
+  if (s.heads.size() != heads_[l].size() || !sized(s.attn_sum, d_) || !sized(s.mlp_sum, d_) ||
+      (s.channels.n > 0 && s.channels.sum.size() != static_cast<size_t>(shape.ffn)))
+    throw std::invalid_argument("absorb_block: statistics of block " + std::to_string(l) + " do not match its shape");
+  block_[l].merge(Moments(4 * r_, products_, s.joint));
+  for (size_t h = 0; h < heads_[l].size(); ++h) heads_[l][h].merge(Moments(config_.head_dim, Accumulation::kFloat64, s.heads[h]));
+  channels_[l].merge(s.channels);
+  for (size_t j = 0; j < s.attn_sum.size(); ++j) a_sum_[l][j] += s.attn_sum[j];
+  for (size_t j = 0; j < s.mlp_sum.size(); ++j) m_sum_[l][j] += s.mlp_sum[j];
+  cos_sum_[l] += s.cosine_sum;
+}
+
 std::vector<double> StatisticsCapture::attn_output_mean(int l) const {
   std::vector<double> m(d_, 0);
   for (int j = 0; j < d_ && tokens_; ++j) m[j] = a_sum_[l][j] / tokens_;

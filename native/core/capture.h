@@ -19,6 +19,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/block_statistics.h"
 #include "core/error.h"
 #include "core/forward.h"
 #include "core/model_config.h"
@@ -37,17 +38,6 @@ struct CaptureOptions {
   // README's "Covariance precision" note.
   std::optional<Accumulation> products;
   static constexpr int kExactJointMax = 1024;
-};
-
-// Per-channel running mean/variance (shifted sums in double), mergeable.
-struct ChannelStats {
-  int64_t n = 0;
-  std::vector<double> shift, sum, sumsq;
-  void init(int k) { shift.assign(k, 0); sum.assign(k, 0); sumsq.assign(k, 0); n = 0; }
-  void add(const float* x, int64_t rows, int k);
-  void merge(const ChannelStats& o);
-  std::vector<double> mean() const;
-  std::vector<double> variance() const;
 };
 
 // Thrown from block_output when a block's output holds NaN or infinity, so no statistic is computed from
@@ -85,6 +75,12 @@ class StatisticsCapture : public ForwardHooks {
   void project_output(const float* y, int64_t rows, float* out) const { project(y, rows, out); }
   void fold_block(int l, const float* y_projected, int64_t rows);
   void add_tokens(int64_t rows) { tokens_ += rows; }
+
+  // Block l's accumulators as raw state (shift, sums) — and the way back in: absorb_block merges statistics
+  // summed elsewhere (the GPU's fused capture) into block l as merge() would, leaving the token count to
+  // add_tokens. block_statistics(l).tokens is this capture's token count.
+  BlockStatistics block_statistics(int l) const;
+  void absorb_block(int l, const BlockStatistics& s);
 
   int joint_dim() const { return r_; }       // r: dimension of each projected vector
   bool projected() const { return projected_; }

@@ -4,10 +4,22 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
 namespace ep {
 
 Moments::Moments(int dim, Accumulation mode) : dim_(dim), mode_(mode), shift_(dim, 0.0), sum_(dim, 0.0), cross_(static_cast<size_t>(dim) * dim, 0.0) {}
+
+Moments::Moments(int dim, Accumulation mode, const MomentState& st) : Moments(dim, mode) {
+  const size_t k = static_cast<size_t>(dim);
+  if (st.shift.size() != k || st.sum.size() != k || st.cross.size() != k * k || st.n < 0)
+    throw std::invalid_argument("Moments: raw state does not match dimension " + std::to_string(dim));
+  n_ = st.n;
+  has_shift_ = st.n > 0;
+  shift_ = st.shift;
+  sum_ = st.sum;
+  cross_ = st.cross;
+}
 
 template <typename T>
 void Moments::add_rows(const T* x, int64_t n, int64_t stride) {

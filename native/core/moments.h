@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/block_statistics.h"
+
 namespace ep {
 
 // How cross-products are formed. kFloat64: every product in double (dsyrk) — exact streaming/merging to
@@ -21,6 +23,10 @@ class Moments {
  public:
   Moments() = default;
   explicit Moments(int dim, Accumulation mode = Accumulation::kFloat64);
+  // An accumulator holding raw state summed elsewhere (e.g. on the GPU): merge() it into another.
+  // Throws std::invalid_argument when the vectors do not have the sizes `dim` implies.
+  Moments(int dim, Accumulation mode, const MomentState& state);
+  MomentState state() const { return {n_, shift_, sum_, cross_}; }
 
   // Add n observations: rows of `x` (float32), row stride `stride` elements (>= dim).
   void add(const float* x, int64_t n, int64_t stride);

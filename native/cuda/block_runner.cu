@@ -9,43 +9,13 @@
 #include "cuda/block_kernels.cuh"
 #include "cuda/cublas_runtime.cuh"
 #include "cuda/cuda_runtime_api.h"
+#include "cuda/device_capture.cuh"
 #include "cuda/device_memory.cuh"
 #include "cuda/gemm.cuh"
 
 namespace ep::cuda {
 
 namespace {
-
-// Device allocations made through one runner, so that it can report the most it ever held.
-class DeviceArena {
- public:
-  void* allocate(size_t bytes) {
-    void* p = nullptr;
-    check(cudaMalloc(&p, std::max<size_t>(bytes, 1)), "cudaMalloc");
-    held_ += bytes;
-    peak_ = std::max(peak_, held_);
-    sizes_.push_back({p, bytes});
-    return p;
-  }
-  void release(void* p) {
-    if (!p) return;
-    for (auto it = sizes_.begin(); it != sizes_.end(); ++it)
-      if (it->first == p) {
-        held_ -= it->second;
-        sizes_.erase(it);
-        break;
-      }
-    cudaFree(p);
-  }
-  ~DeviceArena() {
-    for (auto& [p, n] : sizes_) cudaFree(p);
-  }
-  uint64_t peak() const { return peak_; }
-
- private:
-  std::vector<std::pair<void*, size_t>> sizes_;
-  uint64_t held_ = 0, peak_ = 0;
-};
 
 // Pinned host memory for the hook copies (device-to-host at full PCIe speed).
 class PinnedBuffer {
@@ -133,13 +103,56 @@ class CudaBlockRunner final : public BlockRunner {
     translated([&] {
       bind();
       upload_block(l, w);
+      if (capture_) capture_->begin_block(l);
     });
   }
-  void run(float* x_host, int n_seqs, ForwardHooks* hk) override {
+  void run(const BlockBatch& b) override {
     translated([&] {
       bind();
-      run_block(x_host, n_seqs, hk);
+      run_block(b);
     });
+  }
+
+  bool hold_hidden_states(int64_t rows) override {
+    bool held = false;
+    translated([&] {
+      bind();
+      arena_.release(held_);
+      held_ = nullptr;
+      held_rows_ = 0;
+      size_t free_bytes = 0, total_bytes = 0;
+      check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+      const uint64_t need = static_cast<uint64_t>(rows) * c_.dim * sizeof(float);
+      // room for the largest block's weights (not loaded yet) and a margin for cuBLAS workspaces
+      if (need + largest_block_bytes() + (uint64_t(512) << 20) > free_bytes) return;
+      try {
+        held_ = arena_.array<float>(rows * c_.dim);
+      } catch (const CudaFailure&) {
+        return;  // the estimate was optimistic: host batches after all
+      }
+      held_rows_ = rows;
+      held = true;
+    });
+    return held;
+  }
+  void put_hidden(int64_t row0, const float* host, int64_t rows) override { copy_held(row0, rows, host, nullptr); }
+  void get_hidden(int64_t row0, float* host, int64_t rows) override { copy_held(row0, rows, nullptr, host); }
+
+  void enable_capture(const CaptureLayout& layout) override {
+    translated([&] {
+      bind();
+      capture_ = std::make_unique<DeviceCapture>(c_, layout, max_rows_, arena_, &blas_, stream_);
+      if (layer_ >= 0) capture_->begin_block(layer_);
+    });
+  }
+  BlockStatistics take_statistics() override {
+    if (!capture_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::take_statistics without enable_capture");
+    BlockStatistics s;
+    translated([&] {
+      bind();
+      s = capture_->take();
+    });
+    return s;
   }
   std::string description() const override { return description_; }
   uint64_t peak_device_bytes() const override { return arena_.peak(); }
@@ -181,18 +194,28 @@ class CudaBlockRunner final : public BlockRunner {
     layer_ = l;
   }
 
-  void run_block(float* x_host, int n_seqs, ForwardHooks* hk) {
+  void run_block(const BlockBatch& b) {
     const int l = layer_;
     if (l < 0) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run before load_block");
     const LayerShape& s = c_.layers[l];
+    const int n_seqs = b.n_seqs;
     const int64_t N = static_cast<int64_t>(n_seqs) * T_;
+    const bool held = b.held_row0 >= 0;
     if (N > max_rows_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: more rows than the runner was sized for");
+    if (held ? (b.held_row0 + N > held_rows_ || b.hooks) : !b.host)
+      throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: a batch needs host rows, or held rows within hold_hidden_states (and then no hooks)");
+    if (b.y_projected && !capture_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: y_projected without enable_capture");
+    ForwardHooks* hk = b.hooks;
+    DeviceCapture* cap = b.y_projected ? capture_.get() : nullptr;
+    float* const x_host = b.host;
+    float* const x = held ? held_ + b.held_row0 * c_.dim : x_;  // the block's hidden states on the device, in place
     const int d = c_.dim, hd = c_.head_dim, qd = s.n_head * hd, kvd = s.n_kv_head * hd;
     const Precision p = o_.precision;
     if (hk) hk->block_input(l, x_host, N, d);
-    check(cudaMemcpyAsync(x_, x_host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
+    if (!held) check(cudaMemcpyAsync(x, x_host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
+    if (cap) cap->block_input(x, N, b.y_projected);
     if (s.n_head > 0) {
-      rmsnorm_rows(x_, b_.attn_norm, lowp_, p, N, d, c_.norm_eps, stream_);
+      rmsnorm_rows(x, b_.attn_norm, lowp_, p, N, d, c_.norm_eps, stream_);
       linear(lowp_, b_.wq, b_.bq, q_, N, d, qd);
       linear(lowp_, b_.wk, b_.bk, k_, N, d, kvd);
       linear(lowp_, b_.wv, b_.bv, v_, N, d, kvd);
@@ -201,29 +224,34 @@ class CudaBlockRunner final : public BlockRunner {
       rope_rows(k_, N, T_, s.n_kv_head, hd, interleaved, cos_, sin_, stream_);
       causal_attention(q_, k_, v_, att_, n_seqs, T_, s.n_head, s.n_kv_head, hd, c_.sliding_window, stream_);
       if (hk) hk->attn_heads(l, to_host(att_, N * qd), N, s.n_head, hd);
+      if (cap) cap->attn_heads(att_, N);
       convert_from_f32(att_, lowp_, p, N * qd, stream_);
       linear(lowp_, b_.wo, b_.bo, tmp_, N, qd, d);
       if (hk) hk->attn_output(l, to_host(tmp_, N * d), N, d);
-      add_rows(x_, tmp_, N * d, stream_);
+      if (cap) cap->attn_output(tmp_, N);
+      add_rows(x, tmp_, N * d, stream_);
     } else if (b_.bo) {
-      add_bias_rows(x_, b_.bo, N, d, stream_);
+      add_bias_rows(x, b_.bo, N, d, stream_);
     }
     if (s.ffn > 0) {
       const int f = s.ffn;
-      rmsnorm_rows(x_, b_.ffn_norm, lowp_, p, N, d, c_.norm_eps, stream_);
+      rmsnorm_rows(x, b_.ffn_norm, lowp_, p, N, d, c_.norm_eps, stream_);
       linear(lowp_, b_.w_gate, nullptr, gate_, N, d, f);
       linear(lowp_, b_.w_up, nullptr, up_, N, d, f);
       swiglu_rows(gate_, up_, N * f, stream_);
       if (hk) hk->mlp_act(l, to_host(gate_, N * f), N, f);
+      if (cap) cap->mlp_act(gate_, N);
       convert_from_f32(gate_, lowp_, p, N * f, stream_);
       linear(lowp_, b_.w_down, b_.b_down, tmp_, N, f, d);
       if (hk) hk->mlp_output(l, to_host(tmp_, N * d), N, d);
-      add_rows(x_, tmp_, N * d, stream_);
+      if (cap) cap->mlp_output(tmp_, N);
+      add_rows(x, tmp_, N * d, stream_);
     } else if (b_.b_down) {
-      add_bias_rows(x_, b_.b_down, N, d, stream_);
+      add_bias_rows(x, b_.b_down, N, d, stream_);
     }
-    check(cudaMemcpyAsync(x_host, x_, N * d * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download activations");
+    if (!held) check(cudaMemcpyAsync(x_host, x, N * d * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download activations");
     check(cudaStreamSynchronize(stream_), "block forward");
+    if (cap) cap->block_output(x, N);
     if (hk) hk->block_output(l, x_host, N, d);
   }
 
@@ -244,6 +272,28 @@ class CudaBlockRunner final : public BlockRunner {
       convert_from_f32(staging_, dev, o_.precision, n, stream_);
     }
     return dev;
+  }
+  void copy_held(int64_t row0, int64_t rows, const float* from_host, float* to_host_rows) {
+    if (row0 < 0 || row0 + rows > held_rows_)
+      throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner: rows outside the held hidden states");
+    translated([&] {
+      bind();
+      float* dev = held_ + row0 * c_.dim;
+      const size_t bytes = static_cast<size_t>(rows) * c_.dim * sizeof(float);
+      if (from_host) check(cudaMemcpyAsync(dev, from_host, bytes, cudaMemcpyHostToDevice, stream_), "upload hidden states");
+      if (to_host_rows) check(cudaMemcpyAsync(to_host_rows, dev, bytes, cudaMemcpyDeviceToHost, stream_), "download hidden states");
+      check(cudaStreamSynchronize(stream_), "copy hidden states");
+    });
+  }
+  // Device bytes of the largest block's weights in the compute precision (what load_block will need).
+  uint64_t largest_block_bytes() const {
+    uint64_t most = 0;
+    for (const LayerShape& s : c_.layers) {
+      const uint64_t qd = static_cast<uint64_t>(s.n_head) * c_.head_dim, kvd = static_cast<uint64_t>(s.n_kv_head) * c_.head_dim;
+      const uint64_t elements = (2 * qd + 2 * kvd + 3 * static_cast<uint64_t>(s.ffn)) * c_.dim;
+      most = std::max(most, elements * precision_bytes(o_.precision) + (qd + 2 * kvd + 4 * c_.dim) * sizeof(float));
+    }
+    return most;
   }
   void free_block() {
     cudaStreamSynchronize(stream_);
@@ -271,6 +321,9 @@ class CudaBlockRunner final : public BlockRunner {
   float *x_, *tmp_, *q_, *k_, *v_, *att_, *gate_, *up_, *staging_, *cos_, *sin_;
   void* lowp_;  // xn, attention output or SwiGLU activations in the compute precision (one at a time)
   std::unique_ptr<PinnedBuffer> pinned_;
+  std::unique_ptr<DeviceCapture> capture_;  // the fused capture, after enable_capture
+  float* held_ = nullptr;                   // hidden states held between blocks (hold_hidden_states)
+  int64_t held_rows_ = 0;
   Cublas::Handle blas_;  // empty: entroprune's own GEMM kernels
   DeviceBlock b_;
   int layer_ = -1;

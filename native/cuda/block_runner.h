@@ -7,14 +7,20 @@
 // than GPU memory be calibrated block by block (calibrate_streamed): one block's weights and one batch's
 // activations live on the GPU at a time.
 //
-// The hooks receive host copies of every hook tensor, so the statistics capture is the CPU's own and the
-// GPU path measures exactly what the CPU path measures, up to the forward pass's rounding.
+// Two ways to capture statistics. With ForwardHooks, the hooks receive host copies of every hook tensor
+// and the CPU's own capture measures them (tests use this as the reference). With enable_capture, the
+// capture runs fused on the GPU (device_capture.cuh): the same accumulators summed by kernels beside the
+// forward pass, handed back per block as raw state (take_statistics) for StatisticsCapture::absorb_block —
+// nothing but the block's input and output rows crosses PCIe, or nothing at all when the runner holds the
+// hidden states (hold_hidden_states).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "core/block_statistics.h"
 #include "core/forward.h"
 
 namespace ep::cuda {
@@ -28,6 +34,23 @@ struct BlockRunnerOptions {
   GemmBackend gemm = GemmBackend::kAuto;
 };
 
+// What the fused capture needs from the host capture (StatisticsCapture) so that both sum the same vectors.
+struct CaptureLayout {
+  int joint_dim = 0;              // r
+  std::vector<float> projection;  // d×r row-major; empty: r == d and the vectors are taken as they are
+  bool float64_products = true;   // the joint moments' products in float64, else float32 GEMMs over 4096-row
+                                  // chunks summed in float64 (StatisticsCapture::products())
+};
+
+// One run() call: n_seqs sequences of hidden states, either on the host or held by the runner.
+struct BlockBatch {
+  int n_seqs = 0;
+  float* host = nullptr;         // [n_seqs * seq_len, d] on the host, in place (copied in and out), or
+  int64_t held_row0 = -1;        // ... the rows from here of the states this runner holds (hold_hidden_states)
+  ForwardHooks* hooks = nullptr; // host copies of every hook tensor (host batches only)
+  const float* y_projected = nullptr;  // [rows, r] on the host: fold this batch into the fused capture
+};
+
 class BlockRunner {
  public:
   // Throws ep::Error (kUnsupported) when CUDA cannot run: no CUDA in this build, no driver, no such device.
@@ -38,8 +61,28 @@ class BlockRunner {
 
   // Upload block l's weights (float32 host views) and convert them to the compute precision.
   virtual void load_block(int l, const LayerWeights& w) = 0;
-  // forward_block on the loaded block: x [n_seqs * seq_len, d] on the host, in place; hooks may be null.
-  virtual void run(float* x, int n_seqs, ForwardHooks* hooks) = 0;
+  // forward_block on the loaded block.
+  virtual void run(const BlockBatch& batch) = 0;
+  // ... on x [n_seqs * seq_len, d] on the host, in place; hooks may be null.
+  void run(float* x, int n_seqs, ForwardHooks* hooks) {
+    BlockBatch b;
+    b.n_seqs = n_seqs;
+    b.host = x;
+    b.hooks = hooks;
+    run(b);
+  }
+
+  // Keep `rows` rows of hidden states on the GPU between blocks, if they fit beside the largest block's
+  // weights and the runner's buffers; false (nothing held) when they do not — the caller then passes host
+  // batches. put/get copy rows [row0, row0 + rows) of the held states from/to the host.
+  virtual bool hold_hidden_states(int64_t rows) = 0;
+  virtual void put_hidden(int64_t row0, const float* host, int64_t rows) = 0;
+  virtual void get_hidden(int64_t row0, float* host, int64_t rows) = 0;
+
+  // The fused capture: after enable_capture, every batch run with y_projected is folded into the loaded
+  // block's statistics on the GPU; take_statistics returns them (raw state) and starts the next block empty.
+  virtual void enable_capture(const CaptureLayout& layout) = 0;
+  virtual BlockStatistics take_statistics() = 0;
 
   virtual std::string description() const = 0;  // device name, precision and GEMM backend
   virtual uint64_t peak_device_bytes() const = 0;  // the most device memory this runner has held

@@ -2,8 +2,12 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cuda/cuda_runtime_api.h"
 
@@ -48,6 +52,43 @@ class DeviceBuffer {
  private:
   T* p_ = nullptr;
   size_t n_;
+};
+
+// Device allocations made through one runner, so that it can report the most it ever held.
+class DeviceArena {
+ public:
+  DeviceArena() = default;
+  DeviceArena(const DeviceArena&) = delete;
+  DeviceArena& operator=(const DeviceArena&) = delete;
+
+  void* allocate(size_t bytes) {
+    void* p = nullptr;
+    check(cudaMalloc(&p, std::max<size_t>(bytes, 1)), "cudaMalloc");
+    held_ += bytes;
+    peak_ = std::max(peak_, held_);
+    sizes_.push_back({p, bytes});
+    return p;
+  }
+  void release(void* p) {
+    if (!p) return;
+    for (auto it = sizes_.begin(); it != sizes_.end(); ++it)
+      if (it->first == p) {
+        held_ -= it->second;
+        sizes_.erase(it);
+        break;
+      }
+    cudaFree(p);
+  }
+  ~DeviceArena() {
+    for (auto& [p, n] : sizes_) cudaFree(p);
+  }
+  template <typename T>
+  T* array(int64_t n) { return static_cast<T*>(allocate(static_cast<size_t>(n) * sizeof(T))); }
+  uint64_t peak() const { return peak_; }
+
+ private:
+  std::vector<std::pair<void*, size_t>> sizes_;
+  uint64_t held_ = 0, peak_ = 0;
 };
 
 }  // namespace ep::cuda

@@ -226,3 +226,45 @@ TEST(Capture, SingularJointCovarianceRaisesTheRidge) {
   // the requested ridge when it suffices
   for (const BlockAnalysis& b : analyze_capture(cap, m->config, 1e-2).blocks) EXPECT_EQ(b.ridge, 1e-2);
 }
+
+// The way the GPU's fused capture hands back a block: block_statistics(l) of one capture absorbed into
+// another, block by block, is exactly merge() — same numbers, same order — and statistics of the wrong
+// shape are refused.
+TEST(Capture, AbsorbedBlockStatisticsEqualMerge) {
+  test::TempDir t;
+  auto m = synthetic(t);
+  auto a = tokens(4 * 20, 3);
+  std::vector<int32_t> a1(a.begin(), a.begin() + 40), a2(a.begin() + 40, a.end());
+  CaptureOptions o;
+  o.max_dim = 16;  // project (d = 32) so the joint vectors and the projection both take part
+  o.proj_dim = 8;
+  StatisticsCapture merged(m->config, o), absorbed(m->config, o), second(m->config, o);
+  run(*m, &merged, a1, 2, 20);
+  run(*m, &absorbed, a1, 2, 20);
+  run(*m, &second, a2, 2, 20);
+  merged.merge(second);
+  for (int l = 0; l < m->config.n_layers(); ++l) absorbed.absorb_block(l, second.block_statistics(l));
+  absorbed.add_tokens(second.tokens());
+  ASSERT_EQ(absorbed.tokens(), merged.tokens());
+  for (int l = 0; l < m->config.n_layers(); ++l) {
+    SCOPED_TRACE(l);
+    EXPECT_EQ(absorbed.block_moments(l).covariance(), merged.block_moments(l).covariance());
+    EXPECT_EQ(absorbed.block_moments(l).mean(), merged.block_moments(l).mean());
+    ASSERT_EQ(absorbed.head_moments(l).size(), merged.head_moments(l).size());
+    for (size_t h = 0; h < merged.head_moments(l).size(); ++h)
+      EXPECT_EQ(absorbed.head_moments(l)[h].covariance(), merged.head_moments(l)[h].covariance());
+    EXPECT_EQ(absorbed.channel_stats(l).variance(), merged.channel_stats(l).variance());
+    EXPECT_EQ(absorbed.channel_stats(l).mean(), merged.channel_stats(l).mean());
+    EXPECT_EQ(absorbed.attn_output_mean(l), merged.attn_output_mean(l));
+    EXPECT_EQ(absorbed.mlp_output_mean(l), merged.mlp_output_mean(l));
+    EXPECT_EQ(absorbed.block_cosine(l), merged.block_cosine(l));
+  }
+  // a block's statistics into a block of another shape (the synthetic model's blocks differ in heads)
+  int with_heads = -1, other = -1;
+  for (int l = 0; l < m->config.n_layers(); ++l) {
+    if (with_heads < 0 && m->config.layers[l].n_head > 0) with_heads = l;
+    if (with_heads >= 0 && m->config.layers[l].n_head != m->config.layers[with_heads].n_head) other = l;
+  }
+  ASSERT_GE(other, 0) << "the synthetic model should mix head counts";
+  EXPECT_THROW(absorbed.absorb_block(other, second.block_statistics(with_heads)), std::invalid_argument);
+}

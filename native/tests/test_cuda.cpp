@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <tuple>
 
 #include "core/analysis.h"
 #include "core/calibrate.h"
@@ -290,3 +291,145 @@ TEST(Cuda, CalibrationSplitAcrossRunnersMatchesCpu) {
   }
 }
 
+
+// ---- The fused capture (cuda/device_capture.cuh) and hidden states held on the GPU.
+
+namespace {
+
+// The fused capture's reference: calibrate_streamed's two passes by hand on one runner, every hook tensor
+// copied to the host for the CPU's capture. Same forward arithmetic as the fused run, so the two differ only
+// by how the accumulators were summed.
+void capture_through_host_hooks(const Model& m, cuda::BlockRunner& runner, const CalibrationBatches& in, StatisticsCapture& cap) {
+  const ModelConfig& c = m.config;
+  const int d = c.dim, r = cap.joint_dim(), T = in.seq_len;
+  const int64_t N = static_cast<int64_t>(in.n_seqs) * T;
+  std::vector<float> h(N * d), xn(N * d), yp(N * r);
+  auto pass = [&](bool capturing) {
+    embed_tokens(m, in.tokens, N, h.data());
+    for (int l = 0; l < c.n_layers(); ++l) {
+      LayerBuffers buffers;
+      runner.load_block(l, m.layer_weights(l, buffers));
+      for (int s0 = 0; s0 < in.n_seqs; s0 += in.batch_seqs) {
+        const int nb = std::min(in.batch_seqs, in.n_seqs - s0);
+        const int64_t row0 = static_cast<int64_t>(s0) * T;
+        runner.run(&h[row0 * d], nb, capturing ? &cap : nullptr);
+        if (capturing) cap.fold_block(l, &yp[row0 * r], static_cast<int64_t>(nb) * T);
+      }
+    }
+  };
+  pass(false);
+  for (int s0 = 0; s0 < in.n_seqs; s0 += in.batch_seqs) {  // per batch, as calibrate_streamed projects
+    const int64_t row0 = static_cast<int64_t>(s0) * T, rows = static_cast<int64_t>(std::min(in.batch_seqs, in.n_seqs - s0)) * T;
+    rmsnorm_cpu(&h[row0 * d], m.output_norm, &xn[row0 * d], rows, d, c.norm_eps);
+    cap.project_output(&xn[row0 * d], rows, &yp[row0 * r]);
+  }
+  pass(true);
+  cap.add_tokens(N);
+}
+
+// Covariances entry by entry relative to √(c_ii c_jj), means relative to their spread.
+void expect_moments_close(const Moments& a, const Moments& b, double rel, const std::string& what) {
+  ASSERT_EQ(a.count(), b.count()) << what;
+  const int k = a.dim();
+  const auto ca = a.covariance(), cb = b.covariance(), ma = a.mean(), mb = b.mean();
+  for (int i = 0; i < k; ++i) {
+    const double sd_i = std::sqrt(std::abs(cb[static_cast<size_t>(i) * k + i]));
+    ASSERT_NEAR(ma[i], mb[i], rel * (std::abs(mb[i]) + sd_i) + 1e-12) << what << " mean " << i;
+    for (int j = 0; j < k; ++j) {
+      const double scale = sd_i * std::sqrt(std::abs(cb[static_cast<size_t>(j) * k + j]));
+      ASSERT_NEAR(ca[static_cast<size_t>(i) * k + j], cb[static_cast<size_t>(i) * k + j], rel * scale + 1e-12) << what << " " << i << "," << j;
+    }
+  }
+}
+
+void expect_vectors_close(const std::vector<double>& a, const std::vector<double>& b, double rel, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  double scale = 0;
+  for (double v : b) scale = std::max(scale, std::abs(v));
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], rel * scale + 1e-12) << what << " " << i;
+}
+
+}  // namespace
+
+// Every accumulator of the fused capture against the CPU capture fed host copies of the same forward pass:
+// float64 products (the default for narrow joint vectors) agree to float64 rounding; the float32 GEMM
+// products (wide joint vectors, here forced with a projection) to float32 rounding.
+TEST(Cuda, FusedCaptureMatchesHostCaptureOfTheSameForward) {
+  test::TempDir t;
+  auto m = load_model(test::write_heterogeneous_model(t.file("m.gguf"), 13));  // GQA, biases, attention-free and MLP-free blocks
+  const int n_seqs = 5, T = 48;
+  const auto toks = some_tokens(n_seqs * T, m->config.vocab, 21);
+  const CalibrationBatches in{toks.data(), n_seqs, T, 2};
+  CaptureOptions exact, projected;
+  projected.max_dim = 16;
+  projected.proj_dim = 12;
+  projected.products = Accumulation::kBlockedFloat32;
+  for (const auto& [name, o, rel] : {std::tuple{"float64 products", exact, 1e-9}, std::tuple{"projected, float32 products", projected, 2e-5}}) {
+    SCOPED_TRACE(name);
+    std::string why;
+    auto runner = make_runner(*m, T, static_cast<int64_t>(in.batch_seqs) * T, cuda::Precision::kBF16, cuda::GemmBackend::kAuto, &why);
+    if (!runner) SKIP_OR_FAIL_WITHOUT_GPU(why);
+    StatisticsCapture host(m->config, o), fused(m->config, o);
+    capture_through_host_hooks(*m, *runner, in, host);
+    CalibrationDevice dev;
+    dev.cuda_devices = {0};
+    dev.precision = cuda::Precision::kBF16;
+    const CalibrationReport report = calibrate_streamed(*m, in, fused, nullptr, nullptr, dev);
+    std::printf("fused capture (%s): %s\n", name, report.device.c_str());  // recorded by gpu-check.sh
+    ASSERT_EQ(fused.tokens(), host.tokens());
+    for (int l = 0; l < m->config.n_layers(); ++l) {
+      SCOPED_TRACE(l);
+      expect_moments_close(fused.block_moments(l), host.block_moments(l), rel, "joint");
+      ASSERT_EQ(fused.head_moments(l).size(), host.head_moments(l).size());
+      for (size_t h = 0; h < host.head_moments(l).size(); ++h) expect_moments_close(fused.head_moments(l)[h], host.head_moments(l)[h], 1e-9, "head");
+      expect_vectors_close(fused.channel_stats(l).mean(), host.channel_stats(l).mean(), 1e-9, "channel mean");
+      expect_vectors_close(fused.channel_stats(l).variance(), host.channel_stats(l).variance(), 1e-9, "channel variance");
+      expect_vectors_close(fused.attn_output_mean(l), host.attn_output_mean(l), 1e-9, "E[a]");
+      expect_vectors_close(fused.mlp_output_mean(l), host.mlp_output_mean(l), 1e-9, "E[m]");
+      EXPECT_NEAR(fused.block_cosine(l), host.block_cosine(l), 1e-12);
+    }
+  }
+}
+
+// Hidden states held on the GPU go through the same kernels as host batches: bit-identical blocks. A NaN
+// among them stops the fused capture with NonFiniteActivations, as the CPU capture does.
+TEST(Cuda, HeldHiddenStatesMatchHostRoundTrips) {
+  test::TempDir t;
+  auto m = load_model(test::write_heterogeneous_model(t.file("m.gguf"), 17));
+  const ModelConfig& c = m->config;
+  const int n_seqs = 3, T = 32;
+  const int64_t N = static_cast<int64_t>(n_seqs) * T;
+  const auto toks = some_tokens(static_cast<int>(N), c.vocab, 4);
+  std::string why;
+  auto runner = make_runner(*m, T, N, cuda::Precision::kBF16, cuda::GemmBackend::kAuto, &why);
+  if (!runner) SKIP_OR_FAIL_WITHOUT_GPU(why);
+  ASSERT_TRUE(runner->hold_hidden_states(N));
+  std::vector<float> on_host(N * c.dim), held(N * c.dim);
+  embed_tokens(*m, toks.data(), N, on_host.data());
+  runner->put_hidden(0, on_host.data(), N);
+  cuda::BlockBatch b;
+  b.n_seqs = n_seqs;
+  b.held_row0 = 0;
+  for (int l = 0; l < c.n_layers(); ++l) {
+    LayerBuffers buffers;
+    runner->load_block(l, m->layer_weights(l, buffers));
+    runner->run(on_host.data(), n_seqs, nullptr);
+    runner->run(b);
+  }
+  runner->get_hidden(0, held.data(), N);
+  EXPECT_EQ(held, on_host);
+  cuda::BlockBatch outside = b;
+  outside.held_row0 = 1;  // one row past the held states at the end
+  EXPECT_THROW(runner->run(outside), Error);
+
+  cuda::CaptureLayout layout;
+  layout.joint_dim = c.dim;
+  runner->enable_capture(layout);
+  held[5 * c.dim + 3] = std::nanf("");
+  runner->put_hidden(0, held.data(), N);
+  std::vector<float> yp(N * c.dim, 0.0f);
+  b.y_projected = yp.data();
+  LayerBuffers buffers;
+  runner->load_block(0, m->layer_weights(0, buffers));
+  EXPECT_THROW(runner->run(b), NonFiniteActivations);
+}

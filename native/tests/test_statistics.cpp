@@ -115,3 +115,44 @@ TEST(Moments, BlockedFloat32AgreesWithFloat64) {
     for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(c[i], ce[i], 2e-6 * std::max(1.0, std::abs(ce[i])));
   }
 }
+
+// Raw state summed elsewhere (the GPU's fused capture) around a shift of its own choosing merges into an
+// accumulator exactly as the accumulator's own pass would: here the state is summed by hand around c = 0
+// and around c = 7 (any shift, as the header promises), and merged after a first part with its own shift.
+TEST(Moments, RawStateAroundAnyShiftMergesLikeOnePass) {
+  const int n = 2000, d = 6, split = 700;
+  auto x = random_rows(n, d, 17, 40.0f);
+  Moments once(d);
+  once.add(x.data(), n, d);
+  for (double c : {0.0, 7.0}) {
+    MomentState st;
+    st.n = n - split;
+    st.shift.assign(d, c);
+    st.sum.assign(d, 0.0);
+    st.cross.assign(static_cast<size_t>(d) * d, 0.0);
+    for (int r = split; r < n; ++r)
+      for (int i = 0; i < d; ++i) {
+        const double xi = x[static_cast<size_t>(r) * d + i] - c;
+        st.sum[i] += xi;
+        for (int j = 0; j < d; ++j) st.cross[static_cast<size_t>(i) * d + j] += xi * (x[static_cast<size_t>(r) * d + j] - c);
+      }
+    Moments first(d);
+    first.add(x.data(), split, d);
+    first.merge(Moments(d, Accumulation::kFloat64, st));
+    EXPECT_EQ(first.count(), n);
+    const auto a = first.covariance(), b = once.covariance();
+    const auto ma = first.mean(), mb = once.mean();
+    for (int j = 0; j < d; ++j) EXPECT_NEAR(ma[j], mb[j], 1e-10 * 40);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-8) << "shift " << c << " at " << i;
+    // and the state round-trips
+    const MomentState back = Moments(d, Accumulation::kFloat64, st).state();
+    EXPECT_EQ(back.sum, st.sum);
+    EXPECT_EQ(back.cross, st.cross);
+  }
+  MomentState bad;
+  bad.n = 1;
+  bad.shift.assign(d, 0.0);
+  bad.sum.assign(d, 0.0);
+  bad.cross.assign(d, 0.0);  // d values, not d²
+  EXPECT_THROW(Moments(d, Accumulation::kFloat64, bad), std::invalid_argument);
+}

@@ -3,9 +3,10 @@
 // memory. Calibration tokens are seeded random ids (timing does not need real text).
 //   entroprune_timing <model> [--samples 8] [--seq-len 512] [--batch 1] [--stream] [--ratio 0.3]
 //                     [--threads N] [--out pruned.gguf] [--device cpu|cuda|cuda:N] [--precision bf16|f16|f32]
-// With --device cuda the blocks run on the GPU (layer streaming, so --stream is implied): "forward" is then
-// every calibration token through every block on the GPU (block-major, no capture, output head excluded from
-// the FLOPs), and analyze is calibrate_streamed on the GPU with the capture on the CPU.
+// With --device cuda the blocks run on the GPU (layer streaming, so --stream is implied) and analyze is
+// calibrate_streamed there, with the capture fused on the GPU; "forward" is then its first pass — every
+// calibration token through every block with no capture (block-major, the output head excluded from the
+// FLOPs) — and captureOverhead compares its second pass (the same forward with the capture) to it.
 // The plan step here is a stand-in (every MLP keeps its highest-entropy channels, a uniform cut of
 // `ratio`): the real planner is TypeScript and runs in milliseconds on any machine, so it is timed by the
 // Node side. Prints one JSON line.
@@ -54,26 +55,6 @@ double forward_flops(const ep::Model& m, int T) {
 
 double block_flops(const ep::Model& m, int T) { return forward_flops(m, T) - 2.0 * m.config.vocab * m.config.dim * T; }
 
-// Every calibration token through every block on the GPU, block-major as calibrate_streamed's first pass.
-double gpu_block_forward_seconds(const ep::Model& m, const std::vector<int32_t>& tokens, int samples, int T, int batch,
-                                 const ep::cuda::BlockRunnerOptions& o, std::string* description, uint64_t* peak) {
-  const ep::ModelConfig& c = m.config;
-  const int64_t N = static_cast<int64_t>(samples) * T;
-  std::vector<float> h(static_cast<size_t>(N) * c.dim);
-  ep::RopeTables rope;
-  ep::rope_tables(c, 0, T, rope.cos, rope.sin);
-  auto runner = ep::cuda::BlockRunner::create(c, rope, T, static_cast<int64_t>(std::min(batch, samples)) * T, o);
-  *description = runner->description();
-  ep::embed_tokens(m, tokens.data(), N, h.data());
-  const double t0 = now();
-  for (int l = 0; l < c.n_layers(); ++l) {
-    ep::LayerBuffers converted;
-    runner->load_block(l, m.layer_weights(l, converted));
-    for (int s0 = 0; s0 < samples; s0 += batch) runner->run(&h[static_cast<size_t>(s0) * T * c.dim], std::min(batch, samples - s0), nullptr);
-  }
-  *peak = runner->peak_device_bytes();
-  return now() - t0;
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -133,14 +114,8 @@ int main(int argc, char** argv) {
     if (precision_asked) dev.precision = *precision_asked;
     std::string gpu_description = "cpu";
     uint64_t gpu_peak = 0;
-    double t_forward = 0, flops = 0;
-    if (cuda_device >= 0) {
-      ep::cuda::BlockRunnerOptions o;
-      o.device = cuda_device;
-      o.precision = dev.precision;
-      t_forward = gpu_block_forward_seconds(*model, tokens, samples, seq_len, batch, o, &gpu_description, &gpu_peak);
-      flops = block_flops(*model, seq_len) * samples;
-    } else {
+    double t_forward = 0, flops = 0, capture_overhead = 0;
+    if (cuda_device < 0) {
       // CPU forward (what perplexity does: logits and NLL of every position)
       std::vector<float> nll(static_cast<size_t>(samples) * (seq_len - 1));
       t0 = now();
@@ -162,12 +137,19 @@ int main(int argc, char** argv) {
     const ep::CalibrationBatches in{tokens.data(), samples, seq_len, batch};
     if (stream) {
       const ep::CalibrationReport report = ep::calibrate_streamed(*model, in, capture, nullptr, nullptr, dev);
-      gpu_peak = std::max(gpu_peak, report.peak_device_bytes);
+      gpu_peak = report.peak_device_bytes;
+      if (cuda_device >= 0) {  // the GPU's forward is the streamed run's first pass
+        gpu_description = report.device;
+        t_forward = report.forward_seconds;
+        flops = block_flops(*model, seq_len) * samples;
+        capture_overhead = report.capture_seconds / report.forward_seconds - 1;
+      }
     } else {
       ep::calibrate(*model, in, capture, nullptr, nullptr);
     }
     const ep::AnalysisResult a = ep::analyze_capture(capture, c, 1e-6);
     const double t_analyze = now() - t0;
+    if (cuda_device < 0) capture_overhead = t_analyze / t_forward - 1;
 
     // plan stand-in: each MLP keeps its (1 − ratio) highest-entropy channels; attention is kept whole
     t0 = now();
@@ -208,7 +190,7 @@ int main(int argc, char** argv) {
         "\"loadS\":%.3f,\"forwardS\":%.3f,\"forwardTokensPerS\":%.1f,\"forwardTflops\":%.3f,\"analyzeS\":%.3f,\"captureOverhead\":%.3f,"
         "\"planStandInS\":%.3f,\"applySaveS\":%.3f,\"outputBytes\":%llu,\"totalS\":%.3f,\"peakRssGiB\":%.2f}\n",
         path.c_str(), gpu_description.c_str(), gpu_peak / 1073741824.0, ep::num_threads(), stream ? "true" : "false", samples, seq_len, static_cast<unsigned long long>(model->parameter_count()),
-        t_load, t_forward, tokens_n / t_forward, flops / t_forward / 1e12, t_analyze, t_analyze / t_forward - 1, t_plan, t_apply,
+        t_load, t_forward, tokens_n / t_forward, flops / t_forward / 1e12, t_analyze, capture_overhead, t_plan, t_apply,
         static_cast<unsigned long long>(bytes), t_load + t_analyze + t_plan + t_apply, peak_rss_gib());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "entroprune_timing: %s\n", e.what());
