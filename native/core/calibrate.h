@@ -34,9 +34,10 @@ struct CalibrationBatches {
 using CalibrationProgress = std::function<void(int64_t done, int64_t total)>;
 
 // Where calibrate_streamed runs the blocks. No cuda_devices: the CPU. Otherwise those GPUs run the blocks
-// (cuda/block_runner.h), the batches of every block split round-robin between them, each with its own
-// capture on the CPU, merged at the end (captures merge by design; the result differs from one device's only
-// by the rounding of that merge). The GPU's matrix products take their inputs in `precision`: bfloat16 by
+// (cuda/block_runner.h), the batches of every block split round-robin between them; each GPU sums its
+// batches' statistics on the device (the fused capture) into a capture of its own, and those merge at the
+// end (captures merge by design; the result differs from one device's only by the rounding of that merge).
+// Each GPU keeps its batches' hidden states between blocks when they fit, else they live in pinned host memory. The GPU's matrix products take their inputs in `precision`: bfloat16 by
 // default for every model, also one stored in float16 — activations rounded to float16 overflow where LLaMA's
 // few "massive" activations exceed 65504, which bfloat16's float32 range never does.
 // cpu_workers > 1 splits the batches the same way between CPU workers — the multi-device path without GPUs
