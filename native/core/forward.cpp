@@ -175,29 +175,40 @@ void forward(const Model& model, const ForwardRequest& req) {
   rmsnorm_cpu(x.data(), model.output_norm, xn.data(), N, d, c.norm_eps);
   if (hk) hk->final_hidden(xn.data(), N, d);
 
-  // ---- logits and NLL, in row chunks so a 32k–128k vocabulary never needs N×vocab floats at once.
-  if (!req.logits && !req.nll) return;
-  const int V = c.vocab;
-  const int64_t chunk = req.logits ? N : std::max<int64_t>(1, std::min<int64_t>(N, (64ll << 20) / (4ll * V)));
-  std::vector<float> logit_chunk(req.logits ? 0 : chunk * V);
+  if (req.logits) {
+    linear(xn.data(), model.output, nullptr, req.logits, N, d, c.vocab);
+    if (req.nll) next_token_nll_of_logits(req.logits, 0, N, T, c.vocab, req.tokens, req.nll, req.argmax);
+  } else if (req.nll) {
+    next_token_nll(model, xn.data(), req.tokens, req.n_seqs, T, req.nll, req.argmax);
+  }
+}
+
+void next_token_nll_of_logits(const float* lg, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* nll, int32_t* argmax) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t row = row0 + r;
+    const int t = static_cast<int>(row % T);
+    if (t == T - 1) continue;  // the last position has no target inside the window
+    const float* lr = lg + r * V;
+    const float mx = simd::max(lr, V);
+    const double sum = simd::sum_exp_shift(lr, V, mx);
+    const int target = tokens[row + 1];
+    const int64_t b = row / T;
+    nll[b * (T - 1) + t] = static_cast<float>(std::log(sum) + mx - lr[target]);
+    if (argmax) argmax[b * (T - 1) + t] = static_cast<int32_t>(std::max_element(lr, lr + V) - lr);
+  }
+}
+
+void next_token_nll(const Model& model, const float* y, const int32_t* tokens, int n_seqs, int T, float* nll, int32_t* argmax) {
+  // logits in row chunks, so a 32k–128k vocabulary never needs N×vocab floats at once
+  const int d = model.config.dim, V = model.config.vocab;
+  const int64_t N = static_cast<int64_t>(n_seqs) * T;
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, (64ll << 20) / (4ll * V)));
+  std::vector<float> logit_chunk(chunk * V);
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t rows = std::min(chunk, N - r0);
-    float* lg = req.logits ? req.logits + r0 * V : logit_chunk.data();
-    linear(&xn[r0 * d], model.output, nullptr, lg, rows, d, V);
-    if (!req.nll) continue;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t row = r0 + r;
-      const int t = static_cast<int>(row % T);
-      if (t == T - 1) continue;  // the last position has no target inside the window
-      const float* lr = lg + r * V;
-      const float mx = simd::max(lr, V);
-      const double sum = simd::sum_exp_shift(lr, V, mx);
-      const int target = req.tokens[row + 1];
-      const int64_t b = row / T;
-      req.nll[b * (T - 1) + t] = static_cast<float>(std::log(sum) + mx - lr[target]);
-      if (req.argmax) req.argmax[b * (T - 1) + t] = static_cast<int32_t>(std::max_element(lr, lr + V) - lr);
-    }
+    linear(&y[r0 * d], model.output, nullptr, logit_chunk.data(), rows, d, V);
+    next_token_nll_of_logits(logit_chunk.data(), r0, rows, T, V, tokens, nll, argmax);
   }
 }
 

@@ -40,6 +40,13 @@ struct ForwardRequest {
 
 void forward(const Model& model, const ForwardRequest& req);
 
+// The output head and the loss, for drivers that run the blocks themselves: y [n_seqs·T, d] are final
+// hidden states after the output norm; nll[s·(T−1) + t] = −log p(tokens[s·T + t + 1] | the window up to t),
+// argmax (optional) the greedy prediction there. The GPU twin: BlockRunner::next_token_nll.
+void next_token_nll(const Model& model, const float* y, const int32_t* tokens, int n_seqs, int T, float* nll, int32_t* argmax);
+// The same from logits rows [row0, row0 + rows) of the whole batch (lg holds just those rows).
+void next_token_nll_of_logits(const float* lg, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* nll, int32_t* argmax);
+
 // ---- The same pass one block at a time, for drivers that run every calibration sequence through block l
 // before block l+1 (calibrate.h: layer streaming). forward() is these steps in a loop, so both orders
 // compute bit-identical activations for the same batches.

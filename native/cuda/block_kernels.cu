@@ -143,6 +143,36 @@ __global__ void bias_kernel(float* __restrict__ x, const float* __restrict__ b, 
   if (i < rows * n) x[i] += b[i % n];
 }
 
+// One block of kThreads per logits row: the row's maximum, then Σ exp(l − max) (exp in float, the sum in
+// double, as the CPU's sum_exp_shift), then the loss of the target.
+__global__ void next_token_nll_kernel(const float* __restrict__ lg, int64_t row0, int T, int V, const int32_t* __restrict__ tokens,
+                                      float* __restrict__ nll) {
+  __shared__ float mx[kThreads];
+  __shared__ double sum[kThreads];
+  const int64_t r = blockIdx.x, row = row0 + r;
+  const int t = static_cast<int>(row % T);
+  if (t == T - 1) return;  // the last position has no target inside the window (the whole block leaves)
+  const float* l = lg + r * V;
+  float m = -INFINITY;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, l[v]);
+  mx[threadIdx.x] = m;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) mx[threadIdx.x] = fmaxf(mx[threadIdx.x], mx[threadIdx.x + w]);
+    __syncthreads();
+  }
+  const float top = mx[0];
+  double s = 0;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(l[v] - top);
+  sum[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) sum[threadIdx.x] += sum[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) nll[(row / T) * (T - 1) + t] = static_cast<float>(log(sum[0]) + top - l[tokens[row + 1]]);
+}
+
 void launched(const char* what) { check(cudaGetLastError(), what); }
 
 }  // namespace
@@ -203,6 +233,12 @@ void add_bias_rows(float* x, const float* b, int64_t rows, int n, cudaStream_t s
   if (rows * n == 0) return;
   bias_kernel<<<blocks_for(rows * n), kThreads, 0, s>>>(x, b, rows, n);
   launched("bias launch");
+}
+
+void next_token_nll_rows(const float* lg, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* nll, cudaStream_t s) {
+  if (rows <= 0) return;
+  next_token_nll_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(lg, row0, T, V, tokens, nll);
+  launched("next-token loss launch");
 }
 
 }  // namespace ep::cuda

@@ -32,6 +32,15 @@ class PinnedBuffer {
   float* p_ = nullptr;
 };
 
+struct OutputHead {  // the output norm and vocabulary projection on the device, with its work buffers
+  float* norm = nullptr;
+  void* matrix = nullptr;  // [vocab, d] in the compute precision
+  int vocab = 0;
+  int64_t chunk_rows = 0;  // logits rows per GEMM
+  float *logits = nullptr, *nll = nullptr;
+  int32_t* tokens = nullptr;
+};
+
 struct DeviceBlock {  // one block's weights on the device: matrices in the compute precision, the rest float32
   void *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr, *w_gate = nullptr, *w_up = nullptr, *w_down = nullptr;
   float *attn_norm = nullptr, *ffn_norm = nullptr, *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr, *b_down = nullptr;
@@ -79,7 +88,8 @@ class CudaBlockRunner final : public BlockRunner {
     up_ = f32(R * max_ffn);
     lowp_ = arena_.allocate(static_cast<size_t>(R) * std::max({static_cast<int64_t>(d), static_cast<int64_t>(max_q), static_cast<int64_t>(max_ffn)}) * pb);
     // float32 weights are uploaded in place; the 16-bit precisions convert through this buffer
-    staging_ = o.precision == Precision::kF32 ? nullptr : f32(static_cast<int64_t>(max_matrix));
+    staging_floats_ = o.precision == Precision::kF32 ? 0 : std::max<size_t>(max_matrix, static_cast<size_t>(d));
+    staging_ = staging_floats_ ? f32(static_cast<int64_t>(staging_floats_)) : nullptr;
     cos_ = f32(static_cast<int64_t>(rope.cos.size()));
     sin_ = f32(static_cast<int64_t>(rope.sin.size()));
     // on the runner's own stream (a non-blocking stream does not wait for the legacy default stream's copies)
@@ -110,6 +120,55 @@ class CudaBlockRunner final : public BlockRunner {
     translated([&] {
       bind();
       run_block(b);
+    });
+  }
+
+  void load_output_head(const float* norm, const float* output, int vocab) override {
+    translated([&] {
+      bind();
+      free_block();
+      const int64_t d = c_.dim, V = vocab;
+      head_.norm = vec(norm, d);
+      head_.matrix = arena_.allocate(static_cast<size_t>(V) * d * precision_bytes(o_.precision));
+      // converted through the staging buffer a block of rows at a time: the head may outgrow any block matrix
+      const int64_t rows_per_copy = o_.precision == Precision::kF32 ? V : std::max<int64_t>(1, static_cast<int64_t>(staging_floats_) / d);
+      for (int64_t r0 = 0; r0 < V; r0 += rows_per_copy) {
+        const int64_t n = std::min(rows_per_copy, V - r0) * d;
+        char* dst = static_cast<char*>(head_.matrix) + r0 * d * precision_bytes(o_.precision);
+        if (o_.precision == Precision::kF32) {
+          check(cudaMemcpyAsync(dst, output + r0 * d, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload output head");
+        } else {
+          check(cudaMemcpyAsync(staging_, output + r0 * d, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload output head");
+          convert_from_f32(staging_, dst, o_.precision, n, stream_);
+        }
+      }
+      head_.vocab = vocab;
+      head_.chunk_rows = std::max<int64_t>(1, std::min<int64_t>(max_rows_, (int64_t(256) << 20) / (4 * V)));  // ≤ 256 MiB of logits
+      head_.logits = f32(head_.chunk_rows * V);
+      head_.nll = f32(max_rows_);
+      head_.tokens = static_cast<int32_t*>(arena_.allocate(static_cast<size_t>(max_rows_) * sizeof(int32_t)));
+      check(cudaStreamSynchronize(stream_), "upload output head");
+    });
+  }
+  void next_token_nll(const BlockBatch& b, const int32_t* tokens, float* nll_host) override {
+    if (!head_.matrix) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::next_token_nll before load_output_head");
+    const int64_t N = static_cast<int64_t>(b.n_seqs) * T_;
+    float* x = batch_rows(b, N);
+    translated([&] {
+      bind();
+      const int d = c_.dim, V = head_.vocab;
+      if (!b.held_row0_valid()) check(cudaMemcpyAsync(x, b.host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
+      check(cudaMemcpyAsync(head_.tokens, tokens, N * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload tokens");
+      rmsnorm_rows(x, head_.norm, lowp_, o_.precision, N, d, c_.norm_eps, stream_);
+      const int pb = precision_bytes(o_.precision);
+      for (int64_t r0 = 0; r0 < N; r0 += head_.chunk_rows) {
+        const int64_t rows = std::min(head_.chunk_rows, N - r0);
+        linear(static_cast<const char*>(lowp_) + r0 * d * pb, head_.matrix, nullptr, head_.logits, rows, d, V);
+        next_token_nll_rows(head_.logits, r0, rows, T_, V, head_.tokens, head_.nll, stream_);
+      }
+      const int64_t out = static_cast<int64_t>(b.n_seqs) * (T_ - 1);
+      check(cudaMemcpyAsync(nll_host, head_.nll, out * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download loss");
+      check(cudaStreamSynchronize(stream_), "next-token loss");
     });
   }
 
@@ -200,15 +259,13 @@ class CudaBlockRunner final : public BlockRunner {
     const LayerShape& s = c_.layers[l];
     const int n_seqs = b.n_seqs;
     const int64_t N = static_cast<int64_t>(n_seqs) * T_;
-    const bool held = b.held_row0 >= 0;
-    if (N > max_rows_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: more rows than the runner was sized for");
-    if (held ? (b.held_row0 + N > held_rows_ || b.hooks) : !b.host)
-      throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: a batch needs host rows, or held rows within hold_hidden_states (and then no hooks)");
+    const bool held = b.held_row0_valid();
+    if (b.hooks && held) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: hooks need host rows");
     if (b.y_projected && !capture_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: y_projected without enable_capture");
     ForwardHooks* hk = b.hooks;
     DeviceCapture* cap = b.y_projected ? capture_.get() : nullptr;
     float* const x_host = b.host;
-    float* const x = held ? held_ + b.held_row0 * c_.dim : x_;  // the block's hidden states on the device, in place
+    float* const x = batch_rows(b, N);  // the block's hidden states on the device, in place
     const int d = c_.dim, hd = c_.head_dim, qd = s.n_head * hd, kvd = s.n_kv_head * hd;
     const Precision p = o_.precision;
     if (hk) hk->block_input(l, x_host, N, d);
@@ -273,6 +330,13 @@ class CudaBlockRunner final : public BlockRunner {
     }
     return dev;
   }
+  // Where batch b's N rows live on the device: the held states, or x_ for host rows (copied in by the caller).
+  float* batch_rows(const BlockBatch& b, int64_t N) const {
+    if (N > max_rows_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner: more rows than the runner was sized for");
+    if (b.held_row0_valid() ? b.held_row0 + N > held_rows_ : !b.host)
+      throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner: a batch needs host rows, or rows within the held hidden states");
+    return b.held_row0_valid() ? held_ + b.held_row0 * c_.dim : x_;
+  }
   void copy_held(int64_t row0, int64_t rows, const float* from_host, float* to_host_rows) {
     if (row0 < 0 || row0 + rows > held_rows_)
       throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner: rows outside the held hidden states");
@@ -297,6 +361,10 @@ class CudaBlockRunner final : public BlockRunner {
   }
   void free_block() {
     cudaStreamSynchronize(stream_);
+    for (void* p : {head_.matrix, static_cast<void*>(head_.norm), static_cast<void*>(head_.logits), static_cast<void*>(head_.nll),
+                    static_cast<void*>(head_.tokens)})
+      arena_.release(p);
+    head_ = OutputHead{};
     for (void* p : {b_.wq, b_.wk, b_.wv, b_.wo, b_.w_gate, b_.w_up, b_.w_down}) arena_.release(p);
     for (float* p : {b_.attn_norm, b_.ffn_norm, b_.bq, b_.bk, b_.bv, b_.bo, b_.b_down}) arena_.release(p);
     b_ = DeviceBlock{};
@@ -326,6 +394,8 @@ class CudaBlockRunner final : public BlockRunner {
   int64_t held_rows_ = 0;
   Cublas::Handle blas_;  // empty: entroprune's own GEMM kernels
   DeviceBlock b_;
+  OutputHead head_;
+  size_t staging_floats_ = 0;
   int layer_ = -1;
   std::string description_;
 };

@@ -49,6 +49,7 @@ struct BlockBatch {
   int64_t held_row0 = -1;        // ... the rows from here of the states this runner holds (hold_hidden_states)
   ForwardHooks* hooks = nullptr; // host copies of every hook tensor (host batches only)
   const float* y_projected = nullptr;  // [rows, r] on the host: fold this batch into the fused capture
+  bool held_row0_valid() const { return held_row0 >= 0; }
 };
 
 class BlockRunner {
@@ -78,6 +79,14 @@ class BlockRunner {
   virtual bool hold_hidden_states(int64_t rows) = 0;
   virtual void put_hidden(int64_t row0, const float* host, int64_t rows) = 0;
   virtual void get_hidden(int64_t row0, float* host, int64_t rows) = 0;
+
+  // The output head in place of a block: the final RMSNorm weight [d] and the vocabulary projection
+  // [vocab, d] (float32 host views), the latter converted to the compute precision.
+  virtual void load_output_head(const float* norm, const float* output, int vocab) = 0;
+  // For a batch of final hidden states h_L (host or held rows) with the output head loaded: −log p(next
+  // token) at every position but each window's last, into nll [n_seqs · (seq_len − 1)] on the host — the
+  // logits never leave the GPU. tokens: the batch's ids [n_seqs · seq_len]. Twin of ep::next_token_nll.
+  virtual void next_token_nll(const BlockBatch& batch, const int32_t* tokens, float* nll) = 0;
 
   // The fused capture: after enable_capture, every batch run with y_projected is folded into the loaded
   // block's statistics on the GPU; take_statistics returns them (raw state) and starts the next block empty.

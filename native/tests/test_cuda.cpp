@@ -8,6 +8,7 @@
 
 #include "core/analysis.h"
 #include "core/calibrate.h"
+#include "core/evaluate_streamed.h"
 #include "core/forward.h"
 #include "core/layer_ops.h"
 #include "core/moments.h"
@@ -432,4 +433,51 @@ TEST(Cuda, HeldHiddenStatesMatchHostRoundTrips) {
   LayerBuffers buffers;
   runner->load_block(0, m->layer_weights(0, buffers));
   EXPECT_THROW(runner->run(b), NonFiniteActivations);
+}
+
+// ---- The loss (perplexity) on the GPU: blocks, output head and log-softmax there (core/evaluate_streamed.h).
+
+// Per position against forward() on the CPU: float32 to rounding, bfloat16 within a small fraction of the
+// loss; one runner with the windows' states held on the GPU, and two runners splitting the windows.
+TEST(Cuda, StreamedLossOnGpuMatchesCpu) {
+  REQUIRE_DATA("models/stories260K/stories260K.gguf");
+  REQUIRE_DATA("models/tinystories-656K/model.safetensors");
+  test::TempDir t;
+  const std::string synthetic = test::write_heterogeneous_model(t.file("m.gguf"), 23);
+  for (const std::string path : {synthetic, test::data_dir() + "/models/stories260K/stories260K.gguf", test::data_dir() + "/models/tinystories-656K"}) {
+    SCOPED_TRACE(path);
+    auto m = load_model(path);
+    const int n_seqs = 5, T = 96, batch = 2;
+    const auto toks = some_tokens(n_seqs * T, m->config.vocab, 29);
+    std::vector<float> cpu(static_cast<size_t>(n_seqs) * (T - 1));
+    next_token_nll_streamed(*m, {toks.data(), n_seqs, T, batch}, cpu.data(), nullptr, nullptr, {});
+    double cpu_mean = 0;
+    for (float v : cpu) cpu_mean += v / cpu.size();
+    for (auto p : {cuda::Precision::kF32, cuda::Precision::kBF16})
+      for (const std::vector<int>& devices : {std::vector<int>{0}, std::vector<int>{0, 0}}) {
+        CalibrationDevice dev;
+        dev.cuda_devices = devices;
+        dev.precision = p;
+        std::vector<float> gpu(cpu.size(), -1.0f);
+        EvaluationReport report;
+        try {
+          report = next_token_nll_streamed(*m, {toks.data(), n_seqs, T, batch}, gpu.data(), nullptr, nullptr, dev);
+        } catch (const Error& e) {
+          SKIP_OR_FAIL_WITHOUT_GPU(e.what());
+        }
+        double gpu_mean = 0, max_diff = 0;
+        for (size_t i = 0; i < gpu.size(); ++i) {
+          gpu_mean += gpu[i] / gpu.size();
+          max_diff = std::max(max_diff, static_cast<double>(std::abs(gpu[i] - cpu[i])));
+        }
+        std::printf("loss on %s: mean NLL %.5f (CPU %.5f), max |Δ| %.3g\n", report.device.c_str(), gpu_mean, cpu_mean, max_diff);
+        EXPECT_GT(report.peak_device_bytes, 0u);
+        if (p == cuda::Precision::kF32) {
+          EXPECT_LT(max_diff, 1e-3 * std::max(1.0, cpu_mean)) << report.device;
+        } else {
+          EXPECT_NEAR(gpu_mean, cpu_mean, 0.02 * cpu_mean) << report.device;
+          EXPECT_LT(max_diff, 0.5 * std::max(1.0, cpu_mean)) << report.device;
+        }
+      }
+  }
 }
