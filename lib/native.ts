@@ -42,6 +42,9 @@ export interface NativeEvaluateOptions {
   seqLen: number;
   batchSeqs?: number;
   output?: 'nll' | 'logits';
+  /** GPUs that compute the loss (block-major, the output head on the GPU); none: the CPU. Logits always come from the CPU. */
+  cudaDevices?: number[];
+  precision?: 'bf16' | 'f16' | 'f32';
 }
 
 export interface NativeScoreOptions {

@@ -14,8 +14,11 @@ export function cudaInfo(): CudaProbe {
 
 export type DeviceRequest = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
 
-/** What a command runs on the GPU: the calibration forward pass (analyze, prune, compare) or nothing yet (the rest). */
-export type DeviceStage = 'calibration' | 'other';
+/**
+ * What a command runs on the GPU: the calibration forward pass (analyze; prune and compare, whose perplexities
+ * also run there), perplexity alone (eval ppl), or nothing yet (the rest).
+ */
+export type DeviceStage = 'calibration' | 'perplexity' | 'other';
 
 export interface ResolvedDevice {
   device: 'cpu' | 'cuda';
@@ -26,10 +29,11 @@ export interface ResolvedDevice {
 }
 
 /**
- * Resolve a --device request. CUDA runs the calibration forward pass of analyze, prune and compare (block by block,
- * weights streamed to the GPU; the statistics stay on the CPU); evaluation and generation run on the CPU in
- * this release. A CUDA request on a machine without a usable GPU falls back to the CPU and says why; a
- * device index the machine does not have is an error.
+ * Resolve a --device request. CUDA runs the calibration of analyze, prune and compare (block by block, weights
+ * streamed to the GPU, the statistics summed there) and perplexity (eval ppl, and the perplexities of prune
+ * --report and compare); zero-shot tasks, generation and bench run on the CPU in this release. A CUDA request
+ * on a machine without a usable GPU falls back to the CPU and says why; a device index the machine does not
+ * have is an error.
  */
 export function resolveDevice(request: DeviceRequest = 'auto', stage: DeviceStage = 'other'): ResolvedDevice {
   if (request === 'cpu') return { device: 'cpu' };
@@ -41,10 +45,15 @@ export function resolveDevice(request: DeviceRequest = 'auto', stage: DeviceStag
     throw new EntropruneError('EP_INVALID_ARGUMENT', `--device ${request}: this machine has CUDA devices ${probe.devices.map((d) => `cuda:${d.index}`).join(', ')}`);
   }
   const names = gpus.map((d) => `cuda:${d.index} (${d.name})`).join(', ');
-  if (stage === 'other') return { device: 'cpu', note: `CUDA found (${names}); this command runs on the CPU (CUDA covers the calibration pass of analyze, prune and compare)` };
+  if (stage === 'other')
+    return { device: 'cpu', note: `CUDA found (${names}); this command runs on the CPU (CUDA covers calibration in analyze, prune and compare, and perplexity)` };
+  const split = gpus.length > 1 ? ', the windows split between them' : '';
   return {
     device: 'cuda',
     indices: gpus.map((d) => d.index),
-    note: `calibration on ${names}${gpus.length > 1 ? ', the windows split between them' : ''}; statistics, planning and apply on the CPU`,
+    note:
+      stage === 'perplexity'
+        ? `perplexity on ${names}${split}`
+        : `calibration and perplexity on ${names}${split}; the estimators, planning, apply and zero-shot tasks on the CPU`,
   };
 }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
 
-import { loadModel, perplexity, perplexityOfTokens, tokenizerFor } from '../lib';
+import { cudaInfo, loadModel, perplexity, perplexityOfTokens, resolveDevice, tokenizerFor } from '../lib';
 import { dataFile, STORIES_BIN, STORIES_GGUF, TINY_HF, TINYSTORIES_TEXT, WIKI_TEST } from './helpers/data';
 
 describe('perplexity', () => {
@@ -75,6 +75,33 @@ describe('perplexity', () => {
     const wanda = await perplexityOfTokens(model, stream, { seqLen: 128, maxTokens: 1000, batchSeqs: 7, normalization: 'wanda' });
     expect(wanda.meanNll).toBeCloseTo((mean * 7 * 127) / (7 * 128), 10);
     await expect(perplexityOfTokens(model, stream.subarray(0, 100), { seqLen: 128 })).rejects.toMatchObject({ code: 'EP_INVALID_ARGUMENT' });
+  });
+});
+
+describe('perplexity on CUDA', () => {
+  // The GPU's numbers are checked by test:gpu (native/tests/test_cuda.cpp, loss per position against the CPU);
+  // here: the routing, and a clean refusal where CUDA cannot run, with nothing computed on the side.
+  it('eval ppl resolves to the GPU where one runs, and a CUDA request without one is refused naming why', async () => {
+    const probe = cudaInfo();
+    const d = resolveDevice('auto', 'perplexity');
+    const model = await loadModel(dataFile(STORIES_GGUF));
+    const stream = new Int32Array(Array.from({ length: 4 * 64 }, (_, i) => (i * 11) % 500));
+    const cpu = await perplexityOfTokens(model, stream, { seqLen: 64 });
+    if (!probe.available) {
+      expect(d).toEqual({ device: 'cpu', note: probe.message });
+      await expect(perplexityOfTokens(model, stream, { seqLen: 64, cudaDevices: [0] })).rejects.toMatchObject({
+        code: 'EP_UNSUPPORTED',
+        message: expect.stringMatching(/CUDA requested, but/),
+      });
+    } else {
+      expect(d.device).toBe('cuda');
+      expect(d.note).toMatch(/^perplexity on cuda:/);
+      const gpu = await perplexityOfTokens(model, stream, { seqLen: 64, cudaDevices: d.indices });
+      expect(gpu.predicted).toBe(cpu.predicted);
+      expect(Math.abs(gpu.meanNll - cpu.meanNll) / cpu.meanNll).toBeLessThan(0.02);  // bfloat16 products
+    }
+    expect(cpu.predicted).toBe(4 * 63);
+    expect(cpu.ppl).toBeGreaterThan(1);
   });
 });
 

@@ -9,7 +9,7 @@ import type { PlanMethod } from '../plan/plan';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel } from '../util/progress';
 import { defaultTasksDir, parseTaskList } from './eval-commands';
-import { announceDevice, calibrationDevice, deviceOpt, interruptSignal, intOption } from './options';
+import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption } from './options';
 import { writeCompareReport } from '../report/report';
 
 const METHODS: PlanMethod['name'][] = ['entropy', 'uniform', 'block-drop', 'layer-drop'];
@@ -93,7 +93,7 @@ export function registerCompareCommand(program: Command): void {
       const state = await compare(settings, {
         out: o.out,
         keepModels: o.keepModels,
-        ...calibrationDevice(device),
+        ...cudaDevicesOption(device),
         signal: interruptSignal(),
         onStep: (label) => {
           if (!o.json) process.stderr.write(`== ${label}\n`);

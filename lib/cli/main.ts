@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { announceDevice, calibrationDevice, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
 import { registerCompareCommand } from './compare-command';
 import { registerBenchCommand, registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
@@ -45,7 +45,7 @@ interface PplOptions {
 
 async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
   const threads = setThreads(o.threads);
-  const device = announceDevice(o.device, o.json);
+  const device = announceDevice(o.device, o.json, 'perplexity');
   const text = readText(o.text);
   const model = await loadModel(modelPath);
   const tokenizer = tokenizerFor(model, o.tokenizer);
@@ -55,6 +55,7 @@ async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
     maxTokens: o.maxTokens,
     batchSeqs: o.batch,
     normalization: o.pplNormalization,
+    ...cudaDevicesOption(device),
     onProgress: (p) => bar.update(p),
     signal: interruptSignal(),
   });
@@ -107,7 +108,7 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     ridge: o.ridge,
     products: o.products,
     stream: o.stream,
-    ...calibrationDevice(device),
+    ...cudaDevicesOption(device),
     onProgress: (p) => bar.update(p),
     signal: interruptSignal(),
   });

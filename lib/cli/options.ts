@@ -19,8 +19,8 @@ export function deviceOption(value: string): DeviceRequest {
   throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
 }
 
-/** The analyze option naming the GPUs that run the calibration, if any. */
-export const calibrationDevice = (d: ResolvedDevice): { cudaDevices?: number[] } => (d.device === 'cuda' && d.indices ? { cudaDevices: d.indices } : {});
+/** The option naming the GPUs that run calibration or perplexity, if any (none: the CPU). */
+export const cudaDevicesOption = (d: ResolvedDevice): { cudaDevices?: number[] } => (d.device === 'cuda' && d.indices ? { cudaDevices: d.indices } : {});
 
 /** --device, the same on every command that runs the model. */
 export const deviceOpt = () =>

@@ -21,7 +21,7 @@ import { plan as makePlan } from '../plan/planner';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { announceDevice, calibrationDevice, deviceOpt, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption, STREAM_HELP } from './options';
 
 function printVerify(rows: VerifyRow[], json?: boolean): boolean {
   if (!json) {
@@ -69,7 +69,7 @@ interface PruneCli extends ApplyCli {
 }
 
 /** Evaluate the original and the pruned model side by side and write the HTML report. */
-async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFile: string, prunedFile: string): Promise<string> {
+async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFile: string, prunedFile: string, cudaDevices?: number[]): Promise<string> {
   const texts = (o.eval ?? o.calib).split(',').map((f) => f.trim()).filter(Boolean);
   for (const f of texts) if (!fs.existsSync(f)) throw new EntropruneError('EP_IO', `${f}: evaluation text not found`, f);
   const tasks = o.tasks === 'none' ? [] : parseTaskList(o.tasks);
@@ -87,6 +87,7 @@ async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFi
     }),
     seqLen: o.evalSeqLen,
     speedSeqLen: defaultSpeedSeqLen(model),
+    cudaDevices,
     signal: interruptSignal(),
     onProgress: progressByLabel({ quiet: o.json }),
   };
@@ -206,7 +207,7 @@ export function registerPruneCommands(program: Command): void {
         seqLen: o.seqLen,
         seed: o.seed,
         stream: o.stream,
-        ...calibrationDevice(device),
+        ...cudaDevicesOption(device),
         onProgress: (p) => bar.update(p),
         signal: interruptSignal(),
       });
@@ -225,7 +226,7 @@ export function registerPruneCommands(program: Command): void {
       });
       applyBar.finish();
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
-      const summary = o.report ? await pruneReport(o, model, p, analysisFile, r.output) : '';
+      const summary = o.report ? await pruneReport(o, model, p, analysisFile, r.output, cudaDevicesOption(device).cudaDevices) : '';
       if (o.json) {
         process.stdout.write(JSON.stringify({ analysis: analysisFile, plan: planFile, report: o.report, target: p.target, achieved: p.achieved, ...r, verify: rows }) + '\n');
       } else {

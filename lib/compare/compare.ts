@@ -174,6 +174,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       })),
       seqLen: settings.evalSeqLen || undefined,
       speedSeqLen,
+      cudaDevices: o.cudaDevices,
       onProgress: o.onProgress,
       signal: o.signal,
     });

@@ -42,6 +42,8 @@ export interface ModelEvalOptions {
   seqLen?: number;
   /** sequence length of the throughput measurement */
   speedSeqLen: number;
+  /** GPUs for the perplexities (zero-shot tasks and throughput run on the CPU) */
+  cudaDevices?: number[];
   onProgress?: (label: string, p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -57,6 +59,7 @@ export async function evaluateModel(m: Model, label: string, o: ModelEvalOptions
   for (const { file, tokens } of o.inputs.texts) {
     const r = await perplexityOfTokens(m, tokens, {
       seqLen: o.seqLen,
+      cudaDevices: o.cudaDevices,
       onProgress: (p) => o.onProgress?.(`${label} ppl ${path.basename(file)}`, p),
       signal: o.signal,
     });

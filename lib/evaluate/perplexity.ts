@@ -19,6 +19,11 @@ export interface PerplexityOptions {
   /** Windows per forward call; default: about 8k tokens per call. */
   batchSeqs?: number;
   normalization?: 'exact' | 'wanda';
+  /**
+   * GPUs that run the windows (resolveDevice's indices): every window through one block at a time on them, the
+   * blocks streamed to the GPU, the output head and log-softmax there. None: the CPU, batch by batch.
+   */
+  cudaDevices?: number[];
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -53,10 +58,13 @@ export async function perplexityOfTokens(model: Model, stream: Int32Array, optio
   if (windows === 0)
     throw new EntropruneError('EP_INVALID_ARGUMENT', `the text has ${tokens.length} tokens, fewer than one window of seq-len ${seqLen}: use a longer text or a smaller --seq-len`);
   const batchSeqs = options.batchSeqs ?? Math.max(1, Math.floor(8192 / seqLen));
-  ensureFits('perplexity', model.path, { activations: forwardBytes(model.info, batchSeqs * seqLen) }, 'lower --batch (windows per forward call) or --seq-len');
+  const gpu = (options.cudaDevices?.length ?? 0) > 0;
+  // on the GPU the host keeps every window's hidden states (pinned) for the block-major order
+  ensureFits('perplexity', model.path, { activations: gpu ? windows * seqLen * model.info.dim * 4 : forwardBytes(model.info, batchSeqs * seqLen) },
+    gpu ? 'use --max-tokens to evaluate a prefix of the text' : 'lower --batch (windows per forward call) or --seq-len');
   const started = process.hrtime.bigint();
   const job = model.handle.evaluate(
-    { tokens: tokens.slice(0, windows * seqLen), nSeqs: windows, seqLen, batchSeqs, output: 'nll' },
+    { tokens: tokens.slice(0, windows * seqLen), nSeqs: windows, seqLen, batchSeqs, output: 'nll', ...(gpu ? { cudaDevices: options.cudaDevices } : {}) },
     (done, total) => options.onProgress?.({ done, total }),
   );
   const nll = await awaitNativeJob(job, options.signal);

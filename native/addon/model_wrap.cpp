@@ -8,6 +8,7 @@
 #include "core/analysis.h"
 #include "core/calibrate.h"
 #include "core/capture.h"
+#include "core/evaluate_streamed.h"
 #include "core/forward.h"
 
 namespace ep::addon {
@@ -159,14 +160,30 @@ struct Progress {
   int total;
 };
 
-// Runs the forward pass over n_seqs sequences, batch_seqs at a time, reporting progress after each batch.
+// {cudaDevices?: number[], precision?: 'bf16'|'f16'|'f32'}: the GPUs that run the blocks (none: the CPU).
+CalibrationDevice device_option(Napi::Env env, const Napi::Object& o, const char* fn) {
+  CalibrationDevice device;
+  if (o.Has("cudaDevices") && o.Get("cudaDevices").IsArray()) {
+    Napi::Array a = o.Get("cudaDevices").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) device.cuda_devices.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  }
+  if (o.Has("precision") && !o.Get("precision").IsUndefined()) {
+    const auto p = cuda::precision_from_name(o.Get("precision").As<Napi::String>());
+    if (!p) throw Napi::RangeError::New(env, std::string(fn) + ": precision must be 'bf16', 'f16' or 'f32'");
+    device.precision = *p;
+  }
+  return device;
+}
+
+// Runs the forward pass over n_seqs sequences, batch_seqs at a time, reporting progress after each batch —
+// or, for the loss with GPUs named, block-major on those GPUs (evaluate_streamed.h), reporting its steps.
 class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
   EvaluateWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len,
-                 int batch_seqs, bool want_logits, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+                 int batch_seqs, bool want_logits, CalibrationDevice device, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : Napi::AsyncProgressQueueWorker<Progress>(env),
         model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), batch_(batch_seqs),
-        want_logits_(want_logits), cancel_(std::move(cancel)), deferred_(Napi::Promise::Deferred::New(env)) {
+        want_logits_(want_logits), device_(std::move(device)), cancel_(std::move(cancel)), deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
   }
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -175,6 +192,15 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     try {
       const size_t per_seq = want_logits_ ? static_cast<size_t>(seq_len_) * model_->config.vocab : static_cast<size_t>(seq_len_ - 1);
       out_.resize(per_seq * n_seqs_);
+      if (!want_logits_ && !device_.cuda_devices.empty()) {
+        next_token_nll_streamed(*model_, {tokens_.data(), n_seqs_, seq_len_, batch_}, out_.data(), cancel_.get(),
+                                [&](int64_t done, int64_t total) {
+                                  Progress p{static_cast<int>(done), static_cast<int>(total)};
+                                  progress.Send(&p, 1);
+                                },
+                                device_);
+        return;
+      }
       for (int s0 = 0; s0 < n_seqs_; s0 += batch_) {
         const int n = std::min(batch_, n_seqs_ - s0);
         ForwardRequest r;
@@ -210,6 +236,7 @@ class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_, batch_;
   bool want_logits_;
+  CalibrationDevice device_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   Napi::FunctionReference progress_;
   std::vector<float> out_;
@@ -336,16 +363,7 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   }
   const double ridge = o.Get("ridge").As<Napi::Number>().DoubleValue();
   const bool streamed = o.Has("stream") && o.Get("stream").ToBoolean().Value();
-  CalibrationDevice device;
-  if (o.Has("cudaDevices") && o.Get("cudaDevices").IsArray()) {
-    Napi::Array a = o.Get("cudaDevices").As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) device.cuda_devices.push_back(a.Get(i).As<Napi::Number>().Int32Value());
-  }
-  if (o.Has("precision") && !o.Get("precision").IsUndefined()) {
-    const auto p = cuda::precision_from_name(o.Get("precision").As<Napi::String>());
-    if (!p) throw Napi::RangeError::New(env, "analyze: precision must be 'bf16', 'f16' or 'f32'");
-    device.precision = *p;
-  }
+  const CalibrationDevice device = device_option(env, o, "analyze");
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
   auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, streamed, device,
@@ -366,7 +384,8 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// evaluate({tokens: Int32Array, nSeqs, seqLen, batchSeqs, output: 'nll'|'logits'}, onProgress?)
+// evaluate({tokens: Int32Array, nSeqs, seqLen, batchSeqs, output: 'nll'|'logits', cudaDevices?, precision?}, onProgress?)
+//   (the GPUs run the loss only; logits come from the CPU)
 //   -> {promise: Promise<Float32Array>, cancel(): void}
 Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -383,7 +402,7 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
-  auto* w = new EvaluateWorker(env, model, std::move(tokens), n_seqs, seq_len, batch, logits, cb, cancel);
+  auto* w = new EvaluateWorker(env, model, std::move(tokens), n_seqs, seq_len, batch, logits, device_option(env, o, "evaluate"), cb, cancel);
   return queue_job(env, w, cancel);
 }
 
