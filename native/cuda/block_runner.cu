@@ -182,8 +182,8 @@ class CudaBlockRunner final : public BlockRunner {
       size_t free_bytes = 0, total_bytes = 0;
       check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
       const uint64_t need = static_cast<uint64_t>(rows) * c_.dim * sizeof(float);
-      // room for the largest block's weights (not loaded yet) and a margin for cuBLAS workspaces
-      if (need + largest_block_bytes() + (uint64_t(512) << 20) > free_bytes) return;
+      // room for the largest block's weights or the output head (not loaded yet) and a margin for cuBLAS workspaces
+      if (need + largest_load_bytes() + (uint64_t(512) << 20) > free_bytes) return;
       try {
         held_ = arena_.array<float>(rows * c_.dim);
       } catch (const CudaFailure&) {
@@ -349,9 +349,11 @@ class CudaBlockRunner final : public BlockRunner {
       check(cudaStreamSynchronize(stream_), "copy hidden states");
     });
   }
-  // Device bytes of the largest block's weights in the compute precision (what load_block will need).
-  uint64_t largest_block_bytes() const {
-    uint64_t most = 0;
+  // Device bytes of the largest block's weights in the compute precision (what load_block will need), or of
+  // the output head with its logits and loss buffers if that is more (load_output_head).
+  uint64_t largest_load_bytes() const {
+    const uint64_t V = static_cast<uint64_t>(c_.vocab);
+    uint64_t most = V * c_.dim * precision_bytes(o_.precision) + (uint64_t(256) << 20) + static_cast<uint64_t>(max_rows_) * 8 + c_.dim * 4;
     for (const LayerShape& s : c_.layers) {
       const uint64_t qd = static_cast<uint64_t>(s.n_head) * c_.head_dim, kvd = static_cast<uint64_t>(s.n_kv_head) * c_.head_dim;
       const uint64_t elements = (2 * qd + 2 * kvd + 3 * static_cast<uint64_t>(s.ffn)) * c_.dim;
