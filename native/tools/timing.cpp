@@ -6,7 +6,8 @@
 // With --device cuda the blocks run on the GPU (layer streaming, so --stream is implied) and analyze is
 // calibrate_streamed there, with the capture fused on the GPU; "forward" is then its first pass — every
 // calibration token through every block with no capture (block-major, the output head excluded from the
-// FLOPs) — and captureOverhead compares its second pass (the same forward with the capture) to it.
+// FLOPs) — and captureOverhead compares its second pass (the same forward with the capture) to it; lossS
+// times perplexity's work on the same tokens (blocks, output head and log-softmax on the GPU).
 // The plan step here is a stand-in (every MLP keeps its highest-entropy channels, a uniform cut of
 // `ratio`): the real planner is TypeScript and runs in milliseconds on any machine, so it is timed by the
 // Node side. Prints one JSON line.
@@ -26,6 +27,7 @@
 #include "core/analysis.h"
 #include "core/apply.h"
 #include "core/calibrate.h"
+#include "core/evaluate_streamed.h"
 #include "core/forward.h"
 #include "core/layer_ops.h"
 #include "core/model.h"
@@ -151,6 +153,16 @@ int main(int argc, char** argv) {
     const double t_analyze = now() - t0;
     if (cuda_device < 0) capture_overhead = t_analyze / t_forward - 1;
 
+    // on the GPU also the loss of every window (perplexity's work: blocks, output head, log-softmax)
+    double t_loss = 0;
+    if (cuda_device >= 0) {
+      std::vector<float> nll(static_cast<size_t>(samples) * (seq_len - 1));
+      t0 = now();
+      const ep::EvaluationReport r = ep::next_token_nll_streamed(*model, in, nll.data(), nullptr, nullptr, dev);
+      t_loss = now() - t0;
+      gpu_peak = std::max(gpu_peak, r.peak_device_bytes);
+    }
+
     // plan stand-in: each MLP keeps its (1 − ratio) highest-entropy channels; attention is kept whole
     t0 = now();
     std::vector<ep::PlanBlock> plan(c.n_layers());
@@ -188,9 +200,9 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"model\":\"%s\",\"device\":\"%s\",\"gpuPeakGiB\":%.2f,\"threads\":%d,\"stream\":%s,\"samples\":%d,\"seqLen\":%d,\"params\":%llu,"
         "\"loadS\":%.3f,\"forwardS\":%.3f,\"forwardTokensPerS\":%.1f,\"forwardTflops\":%.3f,\"analyzeS\":%.3f,\"captureOverhead\":%.3f,"
-        "\"planStandInS\":%.3f,\"applySaveS\":%.3f,\"outputBytes\":%llu,\"totalS\":%.3f,\"peakRssGiB\":%.2f}\n",
+        "\"lossS\":%.3f,\"lossTokensPerS\":%.1f,\"planStandInS\":%.3f,\"applySaveS\":%.3f,\"outputBytes\":%llu,\"totalS\":%.3f,\"peakRssGiB\":%.2f}\n",
         path.c_str(), gpu_description.c_str(), gpu_peak / 1073741824.0, ep::num_threads(), stream ? "true" : "false", samples, seq_len, static_cast<unsigned long long>(model->parameter_count()),
-        t_load, t_forward, tokens_n / t_forward, flops / t_forward / 1e12, t_analyze, capture_overhead, t_plan, t_apply,
+        t_load, t_forward, tokens_n / t_forward, flops / t_forward / 1e12, t_analyze, capture_overhead, t_loss, t_loss > 0 ? tokens_n / t_loss : 0.0, t_plan, t_apply,
         static_cast<unsigned long long>(bytes), t_load + t_analyze + t_plan + t_apply, peak_rss_gib());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "entroprune_timing: %s\n", e.what());
