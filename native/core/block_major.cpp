@@ -27,31 +27,33 @@ class BlockWorker {
   virtual void run(const Batch& b, float* h, StatisticsCapture* capture, const float* y_projected, const std::atomic<bool>* cancel) = 0;
   virtual void end_block(int /*l*/, StatisticsCapture* /*capture*/) {}
   virtual void end_pass(float* /*h*/) {}  // h is current again (for the final norm after pass 1)
-  // After a pass: the output head and the loss of batch b's windows from their final hidden states.
-  virtual void next_token_nll(const Batch& b, float* h, const int32_t* tokens, float* nll) = 0;
+  // After a pass: the output head and the loss of batch b's windows from their final hidden states (and
+  // the greedy predictions when argmax is not null).
+  virtual void next_token_nll(const Batch& b, float* h, const int32_t* tokens, float* nll, int32_t* argmax) = 0;
 };
 
 namespace {
 
 class CpuBlockWorker final : public BlockWorker {
  public:
-  CpuBlockWorker(const Model& m, const RopeTables& rope, int T, int64_t rows) : m_(m), c_(m.config), rope_(rope), T_(T), scratch_(c_, rows) {}
+  // rope: tables for the longest batch (a shorter one reads their first rows); rows: the most rows of a batch.
+  CpuBlockWorker(const Model& m, const RopeTables& rope, int64_t rows) : m_(m), c_(m.config), rope_(rope), scratch_(c_, rows) {}
   void load(int l, const LayerWeights& w) override { l_ = l, w_ = w; }
   void run(const Batch& b, float* h, StatisticsCapture* capture, const float* y_projected, const std::atomic<bool>* cancel) override {
-    forward_block(c_, l_, w_, &h[b.row0 * c_.dim], b.n_seqs, T_, rope_, scratch_, capture, cancel);
+    forward_block(c_, l_, w_, &h[b.row0 * c_.dim], b.n_seqs, b.seq_len, rope_, scratch_, capture, cancel);
     if (capture) capture->fold_block(l_, y_projected, b.rows);
   }
-  void next_token_nll(const Batch& b, float* h, const int32_t* tokens, float* nll) override {
+  void next_token_nll(const Batch& b, float* h, const int32_t* tokens, float* nll, int32_t* argmax) override {
     std::vector<float>& y = scratch_.xn;
     rmsnorm_cpu(&h[b.row0 * c_.dim], m_.output_norm, y.data(), b.rows, c_.dim, c_.norm_eps);
-    ep::next_token_nll(m_, y.data(), tokens, b.n_seqs, T_, nll, nullptr);
+    ep::next_token_nll(m_, y.data(), tokens, b.n_seqs, b.seq_len, nll, argmax);
   }
 
  private:
   const Model& m_;
   const ModelConfig& c_;
   const RopeTables& rope_;
-  int T_, l_ = -1;
+  int l_ = -1;
   LayerWeights w_;
   ForwardScratch scratch_;
 };
@@ -61,10 +63,10 @@ class CpuBlockWorker final : public BlockWorker {
 // at the end) instead of crossing PCIe at every block.
 class GpuBlockWorker final : public BlockWorker {
  public:
-  // `own`: the batches this worker runs (slots 0, 1, …); `slot_rows`: the most rows of one batch;
-  // `capture`: the layout of the fused capture, when one will be asked for.
-  GpuBlockWorker(std::unique_ptr<cuda::BlockRunner> r, const Model& m, const StatisticsCapture* capture, std::vector<Batch> own, int64_t slot_rows)
-      : runner(std::move(r)), m_(m), d_(m.config.dim), own_(std::move(own)), slot_rows_(slot_rows) {
+  // `own`: the batches this worker runs (their held_row0 laid out back to back); `capture`: the layout of
+  // the fused capture, when one will be asked for.
+  GpuBlockWorker(std::unique_ptr<cuda::BlockRunner> r, const Model& m, const StatisticsCapture* capture, std::vector<Batch> own)
+      : runner(std::move(r)), m_(m), d_(m.config.dim), own_(std::move(own)) {
     if (capture) {
       cuda::CaptureLayout layout;
       layout.joint_dim = capture->joint_dim();
@@ -72,11 +74,13 @@ class GpuBlockWorker final : public BlockWorker {
       layout.float64_products = capture->products() == Accumulation::kFloat64;
       runner->enable_capture(layout);
     }
-    held = runner->hold_hidden_states(static_cast<int64_t>(own_.size()) * slot_rows_);
+    int64_t rows = 0;
+    for (const Batch& b : own_) rows += b.rows;
+    held = runner->hold_hidden_states(rows);
   }
   void begin_pass(const float* h) override {
     if (held)
-      for (const Batch& b : own_) runner->put_hidden(b.slot * slot_rows_, &h[b.row0 * d_], b.rows);
+      for (const Batch& b : own_) runner->put_hidden(b.held_row0, &h[b.row0 * d_], b.rows);
   }
   void load(int l, const LayerWeights& w) override { runner->load_block(l, w); }
   void run(const Batch& b, float* h, StatisticsCapture* capture, const float* y_projected, const std::atomic<bool>* cancel) override {
@@ -85,17 +89,17 @@ class GpuBlockWorker final : public BlockWorker {
     bb.y_projected = capture ? y_projected : nullptr;
     runner->run(bb);
   }
-  void next_token_nll(const Batch& b, float* h, const int32_t* tokens, float* nll) override {
+  void next_token_nll(const Batch& b, float* h, const int32_t* tokens, float* nll, int32_t* argmax) override {
     if (!head_loaded_) runner->load_output_head(m_.output_norm, m_.output, m_.config.vocab);
     head_loaded_ = true;
-    runner->next_token_nll(rows_of(b, h), tokens, nll);
+    runner->next_token_nll(rows_of(b, h), tokens, nll, argmax);
   }
   void end_block(int l, StatisticsCapture* capture) override {
     if (capture) capture->absorb_block(l, runner->take_statistics());
   }
   void end_pass(float* h) override {
     if (held)
-      for (const Batch& b : own_) runner->get_hidden(b.slot * slot_rows_, &h[b.row0 * d_], b.rows);
+      for (const Batch& b : own_) runner->get_hidden(b.held_row0, &h[b.row0 * d_], b.rows);
   }
 
   std::unique_ptr<cuda::BlockRunner> runner;
@@ -105,8 +109,9 @@ class GpuBlockWorker final : public BlockWorker {
   cuda::BlockBatch rows_of(const Batch& b, float* h) const {
     cuda::BlockBatch bb;
     bb.n_seqs = b.n_seqs;
+    bb.seq_len = b.seq_len;
     if (held)
-      bb.held_row0 = b.slot * slot_rows_;
+      bb.held_row0 = b.held_row0;
     else
       bb.host = &h[b.row0 * d_];
     return bb;
@@ -115,7 +120,6 @@ class GpuBlockWorker final : public BlockWorker {
   bool head_loaded_ = false;
   int64_t d_;
   std::vector<Batch> own_;
-  int64_t slot_rows_;
 };
 
 // f(k) for every worker k: inline for one, else one thread each with the CPU threads divided between them.
@@ -154,24 +158,46 @@ HostBuffer::HostBuffer(uint64_t n, bool pinned) : pinned_(pinned ? cuda::alloc_p
 }
 HostBuffer::~HostBuffer() { cuda::free_pinned(pinned_); }
 
-BlockMajorRun::BlockMajorRun(const Model& model, const CalibrationBatches& in, const CalibrationDevice& device,
+std::vector<BatchShape> equal_batches(const CalibrationBatches& in) {
+  std::vector<BatchShape> shapes;
+  for (int s0 = 0; s0 < in.n_seqs; s0 += std::max(1, in.batch_seqs)) shapes.push_back({std::min(in.batch_seqs, in.n_seqs - s0), in.seq_len});
+  return shapes;
+}
+
+BlockMajorRun::BlockMajorRun(const Model& model, const int32_t* tokens, const std::vector<BatchShape>& shapes, const CalibrationDevice& device,
                              const StatisticsCapture* fused_capture)
-    : model_(model), in_(in) {
-  if (in.n_seqs <= 0 || in.seq_len <= 0 || in.batch_seqs <= 0) throw Error(ErrorCode::kInvalidArgument, model.path, "empty batch");
+    : model_(model), tokens_(tokens) {
   const ModelConfig& c = model.config;
-  const int T = in.seq_len;
-  const int64_t N = static_cast<int64_t>(in.n_seqs) * T;
-  check_tokens(model, in.tokens, N);
+  int max_len = 0;
+  int64_t loss0 = 0;
+  for (const BatchShape& s : shapes) {
+    if (s.n_seqs <= 0 || s.seq_len <= 0) throw Error(ErrorCode::kInvalidArgument, model.path, "empty batch");
+    Batch b;
+    b.n_seqs = s.n_seqs;
+    b.seq_len = s.seq_len;
+    b.row0 = rows_;
+    b.rows = static_cast<int64_t>(s.n_seqs) * s.seq_len;
+    b.loss0 = loss0;
+    rows_ += b.rows;
+    loss0 += static_cast<int64_t>(s.n_seqs) * (s.seq_len - 1);
+    max_len = std::max(max_len, s.seq_len);
+    batch_rows_max_ = std::max(batch_rows_max_, b.rows);
+    batches_.push_back(b);
+  }
+  if (batches_.empty()) throw Error(ErrorCode::kInvalidArgument, model.path, "empty batch");
+  check_tokens(model, tokens, rows_);
   num_threads();
-  batch_rows_max_ = static_cast<int64_t>(std::min(in.batch_seqs, in.n_seqs)) * T;
-  rope_tables(c, 0, T, rope_.cos, rope_.sin);
-  const int n_batches = (in.n_seqs + in.batch_seqs - 1) / in.batch_seqs;
+  rope_tables(c, 0, max_len, rope_.cos, rope_.sin);
+  const int n_batches = static_cast<int>(batches_.size());
   const bool gpu = !device.cuda_devices.empty();
-  // at most one device per batch
+  // at most one device per batch; worker k takes batches k, k+n, …, its held rows back to back
   const int n_workers = std::max(1, std::min(gpu ? static_cast<int>(device.cuda_devices.size()) : device.cpu_workers, n_batches));
-  for (int b = 0; b < n_batches; ++b) {
-    const int s0 = b * in.batch_seqs, n = std::min(in.batch_seqs, in.n_seqs - s0);
-    batches_.push_back({n, b % n_workers, b / n_workers, static_cast<int64_t>(s0) * T, static_cast<int64_t>(n) * T});
+  std::vector<int64_t> held_rows(n_workers, 0);
+  for (int i = 0; i < n_batches; ++i) {
+    Batch& b = batches_[i];
+    b.worker = i % n_workers;
+    b.held_row0 = held_rows[b.worker];
+    held_rows[b.worker] += b.rows;
   }
   if (gpu) {
     description_.clear();
@@ -180,20 +206,20 @@ BlockMajorRun::BlockMajorRun(const Model& model, const CalibrationBatches& in, c
       o.device = device.cuda_devices[k];
       o.precision = device.precision;
       o.gemm = device.gemm;
-      auto runner = cuda::BlockRunner::create(c, rope_, T, batch_rows_max_, o);
+      auto runner = cuda::BlockRunner::create(c, rope_, max_len, batch_rows_max_, o);
       const std::string name = runner->description();
       std::vector<Batch> own;
       for (const Batch& b : batches_)
         if (b.worker == k) own.push_back(b);
-      auto worker = std::make_unique<GpuBlockWorker>(std::move(runner), model, fused_capture, std::move(own), batch_rows_max_);
+      auto worker = std::make_unique<GpuBlockWorker>(std::move(runner), model, fused_capture, std::move(own));
       description_ += (k ? "; " : "") + name + (worker->held ? ", hidden states on the GPU" : ", hidden states in host memory");
       workers_.push_back(std::move(worker));
     }
   } else {
-    for (int k = 0; k < n_workers; ++k) workers_.push_back(std::make_unique<CpuBlockWorker>(model, rope_, T, batch_rows_max_));
+    for (int k = 0; k < n_workers; ++k) workers_.push_back(std::make_unique<CpuBlockWorker>(model, rope_, batch_rows_max_));
   }
   // page-locked when GPUs copy them in and out
-  hidden_ = std::make_unique<HostBuffer>(static_cast<uint64_t>(N) * c.dim, gpu);
+  hidden_ = std::make_unique<HostBuffer>(static_cast<uint64_t>(rows_) * c.dim, gpu);
 }
 
 BlockMajorRun::~BlockMajorRun() = default;
@@ -204,7 +230,7 @@ void BlockMajorRun::pass(const std::function<StatisticsCapture*(int)>& capture_o
   const int n = workers();
   const int r = y_projected ? capture_of(0)->joint_dim() : 0;
   float* const h = hidden();
-  embed_tokens(model_, in_.tokens, static_cast<int64_t>(in_.n_seqs) * in_.seq_len, h);
+  embed_tokens(model_, tokens_, rows_, h);
   for_each_worker(n, stop_, [&](int k) { workers_[k]->begin_pass(h); });
   for (int l = 0; l < c.n_layers(); ++l) {
     LayerBuffers converted;  // a streamed model's block matrices: converted once per pass, freed after it
@@ -224,17 +250,18 @@ void BlockMajorRun::pass(const std::function<StatisticsCapture*(int)>& capture_o
   if (keep_final) for_each_worker(n, stop_, [&](int k) { workers_[k]->end_pass(h); });
 }
 
-void BlockMajorRun::next_token_nll(float* nll, const std::atomic<bool>* cancel) {
-  const int T = in_.seq_len;
+void BlockMajorRun::next_token_nll(float* nll, int32_t* argmax, const std::atomic<bool>* cancel, const std::function<void(int64_t)>& on_batch) {
   float* const h = hidden();
-  for_each_worker(workers(), stop_, [&](int k) {
+  const int n = workers();
+  for_each_worker(n, stop_, [&](int k) {
     for (const Batch& b : batches_) {
       if (b.worker != k || stop_) continue;
       throw_if_cancelled(cancel);
-      const int64_t s0 = b.row0 / T;
-      workers_[k]->next_token_nll(b, h, in_.tokens + b.row0, nll + s0 * (T - 1));
+      workers_[k]->next_token_nll(b, h, tokens_ + b.row0, nll + b.loss0, argmax ? argmax + b.loss0 : nullptr);
+      if (n == 1 && on_batch) on_batch(1);
     }
   });
+  if (n > 1 && on_batch) on_batch(static_cast<int64_t>(batches_.size()));
 }
 
 uint64_t BlockMajorRun::peak_device_bytes() const {

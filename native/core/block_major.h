@@ -23,11 +23,18 @@ namespace ep {
 
 class BlockWorker;
 
-// One batch: sequences [row0 / T, +n_seqs), token rows [row0, row0 + rows), run by worker `worker` as the
-// slot-th of its batches.
+// What a batch holds: n_seqs sequences of seq_len tokens, one forward call's worth.
+struct BatchShape {
+  int n_seqs = 0, seq_len = 0;
+};
+// Equal windows cut into batches of batch_seqs (calibration and perplexity).
+std::vector<BatchShape> equal_batches(const CalibrationBatches& in);
+
+// One batch of a run: token rows [row0, row0 + rows) of the run's token array, run by worker `worker`,
+// whose held hidden states hold it from held_row0; its losses start at loss0 (n_seqs · (seq_len − 1) of them).
 struct Batch {
-  int n_seqs = 0, worker = 0, slot = 0;
-  int64_t row0 = 0, rows = 0;
+  int n_seqs = 0, seq_len = 0, worker = 0;
+  int64_t row0 = 0, rows = 0, held_row0 = 0, loss0 = 0;
 };
 
 // A float buffer in page-locked host memory when asked for and CUDA provides it (the GPU copies it at full
@@ -47,9 +54,11 @@ class HostBuffer {
 
 class BlockMajorRun {
  public:
-  // fused_capture: the capture whose layout the GPUs' fused captures follow (null when none will be asked
-  // for). Throws ep::Error when a requested GPU cannot run.
-  BlockMajorRun(const Model& model, const CalibrationBatches& in, const CalibrationDevice& device, const StatisticsCapture* fused_capture);
+  // tokens: every batch's tokens back to back, in `shapes` order (batches may differ in shape: the zero-shot
+  // scorer pads each to its own longest sequence). fused_capture: the capture whose layout the GPUs' fused
+  // captures follow (null when none will be asked for). Throws ep::Error when a requested GPU cannot run.
+  BlockMajorRun(const Model& model, const int32_t* tokens, const std::vector<BatchShape>& shapes, const CalibrationDevice& device,
+                const StatisticsCapture* fused_capture);
   ~BlockMajorRun();
   BlockMajorRun(const BlockMajorRun&) = delete;
   BlockMajorRun& operator=(const BlockMajorRun&) = delete;
@@ -60,20 +69,22 @@ class BlockMajorRun {
   float* hidden() { return hidden_->data(); }  // [N, d] on the host
 
   // The embedding, then every block on every batch. capture_of(k): worker k's capture, fed rows of
-  // y_projected ([N, r]), or null for none. With keep_final, hidden() holds h_L afterwards. on_batch(n)
+  // y_projected (r floats per token row), or null for none. With keep_final, hidden() holds h_L afterwards. on_batch(n)
   // after n more (batch, block) steps.
   void pass(const std::function<StatisticsCapture*(int)>& capture_of, const float* y_projected, bool keep_final,
             const std::atomic<bool>* cancel, const std::function<void(int64_t)>& on_batch);
-  // After a pass: the output head and −log p(next token) of every window, on the devices that ran them
-  // (nll [n_seqs · (seq_len − 1)], as forward()'s).
-  void next_token_nll(float* nll, const std::atomic<bool>* cancel);
+  // After a pass: the output head and −log p(next token) of every sequence, on the devices that ran them:
+  // nll (and argmax, the greedy predictions, unless null) batch after batch, each laid out as forward()'s.
+  // on_batch(n) after n more batches.
+  void next_token_nll(float* nll, int32_t* argmax, const std::atomic<bool>* cancel, const std::function<void(int64_t)>& on_batch);
 
   std::string description() const { return description_; }  // "cpu", or each GPU runner and where its hidden states live
   uint64_t peak_device_bytes() const;
 
  private:
   const Model& model_;
-  CalibrationBatches in_;
+  const int32_t* tokens_;
+  int64_t rows_ = 0;  // token rows of all batches
   RopeTables rope_;
   int64_t batch_rows_max_ = 0;
   std::vector<Batch> batches_;

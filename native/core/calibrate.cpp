@@ -43,7 +43,7 @@ CalibrationReport calibrate_streamed(const Model& model, const CalibrationBatche
   check_input(model, in);
   const ModelConfig& c = model.config;
   const int d = c.dim, r = capture.joint_dim();
-  BlockMajorRun run(model, in, device, &capture);
+  BlockMajorRun run(model, in.tokens, equal_batches(in), device, &capture);
   const bool gpu = !device.cuda_devices.empty();
   std::vector<std::unique_ptr<StatisticsCapture>> extra;  // the captures of workers 1..n-1
   for (int k = 1; k < run.workers(); ++k) extra.push_back(capture.empty_like());

@@ -34,4 +34,26 @@ struct ScoreOptions {
 std::vector<SpanScore> score_spans(const Model& model, const int32_t* tokens, const std::vector<ScoreSpan>& spans,
                                    const ScoreOptions& options = {});
 
+// ---- The scorer's batching, shared with score_spans_streamed (evaluate_streamed.h, the GPU's order).
+
+// Batch b scores spans order[first, first + count), each padded to seq_len (its first, longest member).
+struct ScoreBatch {
+  size_t first = 0, count = 0;
+  int seq_len = 0;
+};
+struct ScorePlan {
+  std::vector<size_t> order;  // span indices, longest first (stable)
+  std::vector<ScoreBatch> batches;
+};
+// Validates the spans (throws naming the model and the span) and cuts them into batches of at most
+// batch_tokens padded tokens (a single longer sequence still runs alone).
+ScorePlan plan_score_batches(const Model& model, const std::vector<ScoreSpan>& spans, int64_t batch_tokens);
+// Appends batch b's padded tokens [count · seq_len] to `out`.
+void pad_score_batch(const int32_t* tokens, const std::vector<ScoreSpan>& spans, const ScorePlan& plan, const ScoreBatch& b,
+                     std::vector<int32_t>& out);
+// Folds batch b's losses and greedy predictions (forward()'s layout, [count · (seq_len − 1)]) into the scores
+// of its spans; `padded` is the batch's padded tokens.
+void fold_score_batch(const std::vector<ScoreSpan>& spans, const ScorePlan& plan, const ScoreBatch& b, const int32_t* padded, const float* nll,
+                      const int32_t* argmax, std::vector<SpanScore>& out);
+
 }  // namespace ep

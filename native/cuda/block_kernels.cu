@@ -146,19 +146,28 @@ __global__ void bias_kernel(float* __restrict__ x, const float* __restrict__ b, 
 // One block of kThreads per logits row: the row's maximum, then Σ exp(l − max) (exp in float, the sum in
 // double, as the CPU's sum_exp_shift), then the loss of the target.
 __global__ void next_token_nll_kernel(const float* __restrict__ lg, int64_t row0, int T, int V, const int32_t* __restrict__ tokens,
-                                      float* __restrict__ nll) {
+                                      float* __restrict__ nll, int32_t* __restrict__ argmax) {
   __shared__ float mx[kThreads];
+  __shared__ int at[kThreads];
   __shared__ double sum[kThreads];
   const int64_t r = blockIdx.x, row = row0 + r;
   const int t = static_cast<int>(row % T);
   if (t == T - 1) return;  // the last position has no target inside the window (the whole block leaves)
   const float* l = lg + r * V;
+  // the maximum and its first index (ties go to the lower index, as std::max_element's)
   float m = -INFINITY;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, l[v]);
+  int mi = V;
+  for (int v = threadIdx.x; v < V; v += blockDim.x)
+    if (l[v] > m || mi == V) m = l[v], mi = v;
   mx[threadIdx.x] = m;
+  at[threadIdx.x] = mi;
   __syncthreads();
   for (int w = blockDim.x / 2; w > 0; w /= 2) {
-    if (threadIdx.x < w) mx[threadIdx.x] = fmaxf(mx[threadIdx.x], mx[threadIdx.x + w]);
+    if (threadIdx.x < w) {
+      const float o = mx[threadIdx.x + w];
+      const int oi = at[threadIdx.x + w];
+      if (o > mx[threadIdx.x] || (o == mx[threadIdx.x] && oi < at[threadIdx.x])) mx[threadIdx.x] = o, at[threadIdx.x] = oi;
+    }
     __syncthreads();
   }
   const float top = mx[0];
@@ -170,7 +179,11 @@ __global__ void next_token_nll_kernel(const float* __restrict__ lg, int64_t row0
     if (threadIdx.x < w) sum[threadIdx.x] += sum[threadIdx.x + w];
     __syncthreads();
   }
-  if (threadIdx.x == 0) nll[(row / T) * (T - 1) + t] = static_cast<float>(log(sum[0]) + top - l[tokens[row + 1]]);
+  if (threadIdx.x == 0) {
+    const int64_t at_out = (row / T) * (T - 1) + t;
+    nll[at_out] = static_cast<float>(log(sum[0]) + top - l[tokens[row + 1]]);
+    if (argmax) argmax[at_out] = at[0];
+  }
 }
 
 void launched(const char* what) { check(cudaGetLastError(), what); }
@@ -235,9 +248,10 @@ void add_bias_rows(float* x, const float* b, int64_t rows, int n, cudaStream_t s
   launched("bias launch");
 }
 
-void next_token_nll_rows(const float* lg, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* nll, cudaStream_t s) {
+void next_token_nll_rows(const float* lg, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* nll, int32_t* argmax,
+                         cudaStream_t s) {
   if (rows <= 0) return;
-  next_token_nll_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(lg, row0, T, V, tokens, nll);
+  next_token_nll_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(lg, row0, T, V, tokens, nll, argmax);
   launched("next-token loss launch");
 }
 

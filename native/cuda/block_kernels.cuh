@@ -31,7 +31,9 @@ void add_bias_rows(float* x, const float* b, int64_t rows, int n, cudaStream_t s
 
 // For logits rows [row0, row0 + rows) of windows of T tokens (lg holds just those rows, [rows, V]):
 // nll[(row / T)·(T − 1) + row % T] = log Σ exp(lg) − lg[target], target = tokens[row + 1], for every row but
-// a window's last — twin of ep::next_token_nll_of_logits.
-void next_token_nll_rows(const float* lg, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* nll, cudaStream_t s);
+// a window's last, and argmax there (the first maximal logit) unless argmax is null — twin of
+// ep::next_token_nll_of_logits.
+void next_token_nll_rows(const float* lg, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* nll, int32_t* argmax,
+                         cudaStream_t s);
 
 }  // namespace ep::cuda

@@ -38,7 +38,7 @@ struct OutputHead {  // the output norm and vocabulary projection on the device,
   int vocab = 0;
   int64_t chunk_rows = 0;  // logits rows per GEMM
   float *logits = nullptr, *nll = nullptr;
-  int32_t* tokens = nullptr;
+  int32_t *tokens = nullptr, *argmax = nullptr;
 };
 
 struct DeviceBlock {  // one block's weights on the device: matrices in the compute precision, the rest float32
@@ -146,13 +146,16 @@ class CudaBlockRunner final : public BlockRunner {
       head_.chunk_rows = std::max<int64_t>(1, std::min<int64_t>(max_rows_, (int64_t(256) << 20) / (4 * V)));  // ≤ 256 MiB of logits
       head_.logits = f32(head_.chunk_rows * V);
       head_.nll = f32(max_rows_);
-      head_.tokens = static_cast<int32_t*>(arena_.allocate(static_cast<size_t>(max_rows_) * sizeof(int32_t)));
+      head_.tokens = arena_.array<int32_t>(max_rows_);
+      head_.argmax = arena_.array<int32_t>(max_rows_);
       check(cudaStreamSynchronize(stream_), "upload output head");
     });
   }
-  void next_token_nll(const BlockBatch& b, const int32_t* tokens, float* nll_host) override {
+  void next_token_nll(const BlockBatch& b, const int32_t* tokens, float* nll_host, int32_t* argmax_host) override {
     if (!head_.matrix) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::next_token_nll before load_output_head");
-    const int64_t N = static_cast<int64_t>(b.n_seqs) * T_;
+    const int T = seq_len_of(b);
+    if (T < 2) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::next_token_nll: sequences of at least 2 tokens");
+    const int64_t N = static_cast<int64_t>(b.n_seqs) * T;
     float* x = batch_rows(b, N);
     translated([&] {
       bind();
@@ -164,10 +167,12 @@ class CudaBlockRunner final : public BlockRunner {
       for (int64_t r0 = 0; r0 < N; r0 += head_.chunk_rows) {
         const int64_t rows = std::min(head_.chunk_rows, N - r0);
         linear(static_cast<const char*>(lowp_) + r0 * d * pb, head_.matrix, nullptr, head_.logits, rows, d, V);
-        next_token_nll_rows(head_.logits, r0, rows, T_, V, head_.tokens, head_.nll, stream_);
+        next_token_nll_rows(head_.logits, r0, rows, T, V, head_.tokens, head_.nll, argmax_host ? head_.argmax : nullptr, stream_);
       }
-      const int64_t out = static_cast<int64_t>(b.n_seqs) * (T_ - 1);
+      const int64_t out = static_cast<int64_t>(b.n_seqs) * (T - 1);
       check(cudaMemcpyAsync(nll_host, head_.nll, out * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download loss");
+      if (argmax_host)
+        check(cudaMemcpyAsync(argmax_host, head_.argmax, out * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_), "download predictions");
       check(cudaStreamSynchronize(stream_), "next-token loss");
     });
   }
@@ -258,7 +263,8 @@ class CudaBlockRunner final : public BlockRunner {
     if (l < 0) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run before load_block");
     const LayerShape& s = c_.layers[l];
     const int n_seqs = b.n_seqs;
-    const int64_t N = static_cast<int64_t>(n_seqs) * T_;
+    const int T = seq_len_of(b);
+    const int64_t N = static_cast<int64_t>(n_seqs) * T;
     const bool held = b.held_row0_valid();
     if (b.hooks && held) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: hooks need host rows");
     if (b.y_projected && !capture_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::run: y_projected without enable_capture");
@@ -277,9 +283,9 @@ class CudaBlockRunner final : public BlockRunner {
       linear(lowp_, b_.wk, b_.bk, k_, N, d, kvd);
       linear(lowp_, b_.wv, b_.bv, v_, N, d, kvd);
       const bool interleaved = c_.rope_layout == RopeLayout::kInterleaved;
-      rope_rows(q_, N, T_, s.n_head, hd, interleaved, cos_, sin_, stream_);
-      rope_rows(k_, N, T_, s.n_kv_head, hd, interleaved, cos_, sin_, stream_);
-      causal_attention(q_, k_, v_, att_, n_seqs, T_, s.n_head, s.n_kv_head, hd, c_.sliding_window, stream_);
+      rope_rows(q_, N, T, s.n_head, hd, interleaved, cos_, sin_, stream_);
+      rope_rows(k_, N, T, s.n_kv_head, hd, interleaved, cos_, sin_, stream_);
+      causal_attention(q_, k_, v_, att_, n_seqs, T, s.n_head, s.n_kv_head, hd, c_.sliding_window, stream_);
       if (hk) hk->attn_heads(l, to_host(att_, N * qd), N, s.n_head, hd);
       if (cap) cap->attn_heads(att_, N);
       convert_from_f32(att_, lowp_, p, N * qd, stream_);
@@ -330,6 +336,12 @@ class CudaBlockRunner final : public BlockRunner {
     }
     return dev;
   }
+  // Tokens per sequence of batch b: its own (at most the runner's, which the RoPE tables cover) or the runner's.
+  int seq_len_of(const BlockBatch& b) const {
+    if (b.seq_len < 0 || b.seq_len > T_)
+      throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner: sequences longer than the runner was sized for");
+    return b.seq_len ? b.seq_len : T_;
+  }
   // Where batch b's N rows live on the device: the held states, or x_ for host rows (copied in by the caller).
   float* batch_rows(const BlockBatch& b, int64_t N) const {
     if (N > max_rows_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner: more rows than the runner was sized for");
@@ -353,7 +365,7 @@ class CudaBlockRunner final : public BlockRunner {
   // the output head with its logits and loss buffers if that is more (load_output_head).
   uint64_t largest_load_bytes() const {
     const uint64_t V = static_cast<uint64_t>(c_.vocab);
-    uint64_t most = V * c_.dim * precision_bytes(o_.precision) + (uint64_t(256) << 20) + static_cast<uint64_t>(max_rows_) * 8 + c_.dim * 4;
+    uint64_t most = V * c_.dim * precision_bytes(o_.precision) + (uint64_t(256) << 20) + static_cast<uint64_t>(max_rows_) * 12 + c_.dim * 4;
     for (const LayerShape& s : c_.layers) {
       const uint64_t qd = static_cast<uint64_t>(s.n_head) * c_.head_dim, kvd = static_cast<uint64_t>(s.n_kv_head) * c_.head_dim;
       const uint64_t elements = (2 * qd + 2 * kvd + 3 * static_cast<uint64_t>(s.ffn)) * c_.dim;
@@ -364,7 +376,7 @@ class CudaBlockRunner final : public BlockRunner {
   void free_block() {
     cudaStreamSynchronize(stream_);
     for (void* p : {head_.matrix, static_cast<void*>(head_.norm), static_cast<void*>(head_.logits), static_cast<void*>(head_.nll),
-                    static_cast<void*>(head_.tokens)})
+                    static_cast<void*>(head_.tokens), static_cast<void*>(head_.argmax)})
       arena_.release(p);
     head_ = OutputHead{};
     for (void* p : {b_.wq, b_.wk, b_.wv, b_.wo, b_.w_gate, b_.w_up, b_.w_down}) arena_.release(p);

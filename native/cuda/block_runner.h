@@ -45,6 +45,7 @@ struct CaptureLayout {
 // One run() call: n_seqs sequences of hidden states, either on the host or held by the runner.
 struct BlockBatch {
   int n_seqs = 0;
+  int seq_len = 0;               // tokens per sequence, at most the runner's seq_len (0: the runner's)
   float* host = nullptr;         // [n_seqs * seq_len, d] on the host, in place (copied in and out), or
   int64_t held_row0 = -1;        // ... the rows from here of the states this runner holds (hold_hidden_states)
   ForwardHooks* hooks = nullptr; // host copies of every hook tensor (host batches only)
@@ -55,7 +56,7 @@ struct BlockBatch {
 class BlockRunner {
  public:
   // Throws ep::Error (kUnsupported) when CUDA cannot run: no CUDA in this build, no driver, no such device.
-  // max_rows: the most token rows one run() call passes; seq_len: tokens per sequence (RoPE table rows).
+  // max_rows: the most token rows one run() call passes; seq_len: the longest sequence (RoPE table rows).
   static std::unique_ptr<BlockRunner> create(const ModelConfig& c, const RopeTables& rope, int seq_len, int64_t max_rows,
                                              const BlockRunnerOptions& options);
   virtual ~BlockRunner() = default;
@@ -84,9 +85,10 @@ class BlockRunner {
   // [vocab, d] (float32 host views), the latter converted to the compute precision.
   virtual void load_output_head(const float* norm, const float* output, int vocab) = 0;
   // For a batch of final hidden states h_L (host or held rows) with the output head loaded: −log p(next
-  // token) at every position but each window's last, into nll [n_seqs · (seq_len − 1)] on the host — the
-  // logits never leave the GPU. tokens: the batch's ids [n_seqs · seq_len]. Twin of ep::next_token_nll.
-  virtual void next_token_nll(const BlockBatch& batch, const int32_t* tokens, float* nll) = 0;
+  // token) at every position but each sequence's last, into nll [n_seqs · (seq_len − 1)] on the host, and
+  // the greedy prediction there into argmax unless it is null — the logits never leave the GPU. tokens: the
+  // batch's ids [n_seqs · seq_len]. Twin of ep::next_token_nll.
+  virtual void next_token_nll(const BlockBatch& batch, const int32_t* tokens, float* nll, int32_t* argmax) = 0;
 
   // The fused capture: after enable_capture, every batch run with y_projected is folded into the loaded
   // block's statistics on the GPU; take_statistics returns them (raw state) and starts the next block empty.

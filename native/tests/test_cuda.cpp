@@ -9,6 +9,7 @@
 #include "core/analysis.h"
 #include "core/calibrate.h"
 #include "core/evaluate_streamed.h"
+#include "core/score.h"
 #include "core/forward.h"
 #include "core/layer_ops.h"
 #include "core/moments.h"
@@ -479,5 +480,45 @@ TEST(Cuda, StreamedLossOnGpuMatchesCpu) {
           EXPECT_LT(max_diff, 0.5 * std::max(1.0, cpu_mean)) << report.device;
         }
       }
+  }
+}
+
+// Zero-shot scoring on the GPU: batches of different padded lengths through one runner (its RoPE tables and
+// buffers sized for the longest), against score_spans on the CPU.
+TEST(Cuda, StreamedScoresOnGpuMatchCpu) {
+  REQUIRE_DATA("models/stories260K/stories260K.gguf");
+  auto m = load_model(test::data_dir() + "/models/stories260K/stories260K.gguf");
+  const auto toks = some_tokens(3000, m->config.vocab, 31);
+  std::vector<ScoreSpan> spans;
+  int64_t at = 0;
+  for (int i = 0; i < 40; ++i) {
+    const int len = 8 + (i * 37) % 120;
+    spans.push_back({at, len, len / 2});
+    at += len;
+  }
+  ScoreOptions o;
+  o.batch_tokens = 512;
+  const auto cpu = score_spans(*m, toks.data(), spans, o);
+  for (auto p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
+    CalibrationDevice dev;
+    dev.cuda_devices = {0};
+    dev.precision = p;
+    EvaluationReport report;
+    std::vector<SpanScore> gpu;
+    try {
+      gpu = score_spans_streamed(*m, toks.data(), spans, o, dev, &report);
+    } catch (const Error& e) {
+      SKIP_OR_FAIL_WITHOUT_GPU(e.what());
+    }
+    ASSERT_EQ(gpu.size(), cpu.size());
+    double max_rel = 0;
+    int same_greedy = 0;
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      max_rel = std::max(max_rel, std::abs(gpu[i].logprob - cpu[i].logprob) / std::max(1.0, std::abs(cpu[i].logprob)));
+      same_greedy += gpu[i].greedy == cpu[i].greedy;
+    }
+    std::printf("scores on %s: max relative |Δ logprob| %.3g, same greedy %d/%zu\n", report.device.c_str(), max_rel, same_greedy, cpu.size());
+    EXPECT_LT(max_rel, p == cuda::Precision::kF32 ? 1e-4 : 3e-2) << report.device;
+    EXPECT_GE(same_greedy, static_cast<int>(cpu.size()) - (p == cuda::Precision::kF32 ? 0 : 2)) << report.device;
   }
 }
