@@ -56,6 +56,9 @@ export interface NativeScoreOptions {
   targets: Int32Array;
   /** padded tokens per forward call (default 8192) */
   batchTokens?: number;
+  /** GPUs that score (block-major, the output head on the GPU); none: the CPU */
+  cudaDevices?: number[];
+  precision?: 'bf16' | 'f16' | 'f32';
 }
 
 export interface NativeScores {

@@ -15,10 +15,10 @@ export function cudaInfo(): CudaProbe {
 export type DeviceRequest = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
 
 /**
- * What a command runs on the GPU: the calibration forward pass (analyze; prune and compare, whose perplexities
- * also run there), perplexity alone (eval ppl), or nothing yet (the rest).
+ * What a command runs on the GPU: the calibration forward pass (analyze; prune and compare, whose evaluations
+ * also run there), evaluation alone (eval ppl, eval tasks), or nothing yet (the rest).
  */
-export type DeviceStage = 'calibration' | 'perplexity' | 'other';
+export type DeviceStage = 'calibration' | 'evaluation' | 'other';
 
 export interface ResolvedDevice {
   device: 'cpu' | 'cuda';
@@ -30,10 +30,10 @@ export interface ResolvedDevice {
 
 /**
  * Resolve a --device request. CUDA runs the calibration of analyze, prune and compare (block by block, weights
- * streamed to the GPU, the statistics summed there) and perplexity (eval ppl, and the perplexities of prune
- * --report and compare); zero-shot tasks, generation and bench run on the CPU in this release. A CUDA request
- * on a machine without a usable GPU falls back to the CPU and says why; a device index the machine does not
- * have is an error.
+ * streamed to the GPU, the statistics summed there) and evaluation (perplexity and zero-shot scoring: eval ppl,
+ * eval tasks, and the evaluations of prune --report and compare); generation, bench and the throughput
+ * column run on the CPU in this release. A CUDA request on a machine without a usable GPU falls back to the
+ * CPU and says why; a device index the machine does not have is an error.
  */
 export function resolveDevice(request: DeviceRequest = 'auto', stage: DeviceStage = 'other'): ResolvedDevice {
   if (request === 'cpu') return { device: 'cpu' };
@@ -46,14 +46,14 @@ export function resolveDevice(request: DeviceRequest = 'auto', stage: DeviceStag
   }
   const names = gpus.map((d) => `cuda:${d.index} (${d.name})`).join(', ');
   if (stage === 'other')
-    return { device: 'cpu', note: `CUDA found (${names}); this command runs on the CPU (CUDA covers calibration in analyze, prune and compare, and perplexity)` };
+    return { device: 'cpu', note: `CUDA found (${names}); this command runs on the CPU (CUDA covers calibration and evaluation: analyze, prune, compare, eval)` };
   const split = gpus.length > 1 ? ', the windows split between them' : '';
   return {
     device: 'cuda',
     indices: gpus.map((d) => d.index),
     note:
-      stage === 'perplexity'
-        ? `perplexity on ${names}${split}`
-        : `calibration and perplexity on ${names}${split}; the estimators, planning, apply and zero-shot tasks on the CPU`,
+      stage === 'evaluation'
+        ? `evaluation on ${names}${split}`
+        : `calibration and evaluation on ${names}${split}; the estimators, planning and apply on the CPU`,
   };
 }

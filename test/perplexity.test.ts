@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 import { cudaInfo, loadModel, perplexity, perplexityOfTokens, resolveDevice, tokenizerFor } from '../lib';
+import { scoreEncoded } from '../lib/evaluate/tasks/loglikelihood';
 import { dataFile, STORIES_BIN, STORIES_GGUF, TINY_HF, TINYSTORIES_TEXT, WIKI_TEST } from './helpers/data';
 
 describe('perplexity', () => {
@@ -78,12 +79,12 @@ describe('perplexity', () => {
   });
 });
 
-describe('perplexity on CUDA', () => {
-  // The GPU's numbers are checked by test:gpu (native/tests/test_cuda.cpp, loss per position against the CPU);
-  // here: the routing, and a clean refusal where CUDA cannot run, with nothing computed on the side.
-  it('eval ppl resolves to the GPU where one runs, and a CUDA request without one is refused naming why', async () => {
+describe('evaluation on CUDA', () => {
+  // The GPU's numbers are checked by test:gpu (native/tests/test_cuda.cpp: loss per position and span scores
+  // against the CPU); here: the routing, and a clean refusal where CUDA cannot run.
+  it('eval resolves to the GPU where one runs, and a CUDA request without one is refused naming why', async () => {
     const probe = cudaInfo();
-    const d = resolveDevice('auto', 'perplexity');
+    const d = resolveDevice('auto', 'evaluation');
     const model = await loadModel(dataFile(STORIES_GGUF));
     const stream = new Int32Array(Array.from({ length: 4 * 64 }, (_, i) => (i * 11) % 500));
     const cpu = await perplexityOfTokens(model, stream, { seqLen: 64 });
@@ -93,9 +94,13 @@ describe('perplexity on CUDA', () => {
         code: 'EP_UNSUPPORTED',
         message: expect.stringMatching(/CUDA requested, but/),
       });
+      await expect(scoreEncoded(model, [{ tokens: stream.subarray(0, 20), target: 10 }], { cudaDevices: [0] })).rejects.toMatchObject({
+        code: 'EP_UNSUPPORTED',
+        message: expect.stringMatching(/CUDA requested, but/),
+      });
     } else {
       expect(d.device).toBe('cuda');
-      expect(d.note).toMatch(/^perplexity on cuda:/);
+      expect(d.note).toMatch(/^evaluation on cuda:/);
       const gpu = await perplexityOfTokens(model, stream, { seqLen: 64, cudaDevices: d.indices });
       expect(gpu.predicted).toBe(cpu.predicted);
       expect(Math.abs(gpu.meanNll - cpu.meanNll) / cpu.meanNll).toBeLessThan(0.02);  // bfloat16 products

@@ -13,7 +13,7 @@ import { tokenizerFor } from '../load/tokenizer';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { EntropruneError } from '../util/errors';
 import { progressByLabel, ProgressBar } from '../util/progress';
-import { announceDevice, deviceOpt, interruptSignal, intOption } from './options';
+import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption } from './options';
 
 /** --tasks-dir, else $ENTROPRUNE_TASKS_DIR, else the tasks/ folder of the shared data. */
 export function defaultTasksDir(explicit?: string): string {
@@ -112,7 +112,7 @@ export function registerEvalCommands(evalCmd: Command): void {
     .option('--json', 'print one JSON object')
     .action(async (modelPath: string, o: TasksCli) => {
       const threads = setThreads(o.threads);
-      const device = announceDevice(o.device, o.json);
+      const device = announceDevice(o.device, o.json, 'evaluation');
       const names = parseTaskList(o.tasks);
       const tasksDir = defaultTasksDir(o.tasksDir);
       const model = await loadModel(modelPath);
@@ -122,6 +122,7 @@ export function registerEvalCommands(evalCmd: Command): void {
         limit: o.limit,
         seed: o.seed,
         batchTokens: o.batchTokens,
+        ...cudaDevicesOption(device),
         signal: interruptSignal(),
         onProgress: progressByLabel({ quiet: o.json, width: 13 }),
       });

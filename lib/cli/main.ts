@@ -45,7 +45,7 @@ interface PplOptions {
 
 async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
   const threads = setThreads(o.threads);
-  const device = announceDevice(o.device, o.json, 'perplexity');
+  const device = announceDevice(o.device, o.json, 'evaluation');
   const text = readText(o.text);
   const model = await loadModel(modelPath);
   const tokenizer = tokenizerFor(model, o.tokenizer);

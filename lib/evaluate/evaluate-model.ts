@@ -42,7 +42,7 @@ export interface ModelEvalOptions {
   seqLen?: number;
   /** sequence length of the throughput measurement */
   speedSeqLen: number;
-  /** GPUs for the perplexities (zero-shot tasks and throughput run on the CPU) */
+  /** GPUs for the perplexities and the zero-shot tasks (the throughput is measured on the CPU) */
   cudaDevices?: number[];
   onProgress?: (label: string, p: ProgressEvent) => void;
   signal?: AbortSignal;
@@ -65,7 +65,7 @@ export async function evaluateModel(m: Model, label: string, o: ModelEvalOptions
     });
     ppl.push(r.ppl);
   }
-  const tasks = await scoreTasks(m, o.inputs.tasks, { onProgress: (t, p) => o.onProgress?.(`${label} ${t}`, p), signal: o.signal });
+  const tasks = await scoreTasks(m, o.inputs.tasks, { cudaDevices: o.cudaDevices, onProgress: (t, p) => o.onProgress?.(`${label} ${t}`, p), signal: o.signal });
   const speed = await prefillThroughput(m, { seqLen: o.speedSeqLen, repeats: 3, signal: o.signal });
   return { ppl, tasks, tokensPerSecond: speed.tokensPerSecond };
 }

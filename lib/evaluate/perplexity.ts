@@ -59,8 +59,10 @@ export async function perplexityOfTokens(model: Model, stream: Int32Array, optio
     throw new EntropruneError('EP_INVALID_ARGUMENT', `the text has ${tokens.length} tokens, fewer than one window of seq-len ${seqLen}: use a longer text or a smaller --seq-len`);
   const batchSeqs = options.batchSeqs ?? Math.max(1, Math.floor(8192 / seqLen));
   const gpu = (options.cudaDevices?.length ?? 0) > 0;
-  // on the GPU the host keeps every window's hidden states (pinned) for the block-major order
-  ensureFits('perplexity', model.path, { activations: gpu ? windows * seqLen * model.info.dim * 4 : forwardBytes(model.info, batchSeqs * seqLen) },
+  // on the GPU the host keeps the hidden states of a group of windows (pinned, at most 8 GiB: evaluate_streamed.h)
+  // for the block-major order
+  const groupBytes = Math.min(windows * seqLen * model.info.dim * 4, 8 * 2 ** 30);
+  ensureFits('perplexity', model.path, { activations: gpu ? groupBytes : forwardBytes(model.info, batchSeqs * seqLen) },
     gpu ? 'use --max-tokens to evaluate a prefix of the text' : 'lower --batch (windows per forward call) or --seq-len');
   const started = process.hrtime.bigint();
   const job = model.handle.evaluate(

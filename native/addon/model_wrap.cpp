@@ -160,21 +160,6 @@ struct Progress {
   int total;
 };
 
-// {cudaDevices?: number[], precision?: 'bf16'|'f16'|'f32'}: the GPUs that run the blocks (none: the CPU).
-CalibrationDevice device_option(Napi::Env env, const Napi::Object& o, const char* fn) {
-  CalibrationDevice device;
-  if (o.Has("cudaDevices") && o.Get("cudaDevices").IsArray()) {
-    Napi::Array a = o.Get("cudaDevices").As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) device.cuda_devices.push_back(a.Get(i).As<Napi::Number>().Int32Value());
-  }
-  if (o.Has("precision") && !o.Get("precision").IsUndefined()) {
-    const auto p = cuda::precision_from_name(o.Get("precision").As<Napi::String>());
-    if (!p) throw Napi::RangeError::New(env, std::string(fn) + ": precision must be 'bf16', 'f16' or 'f32'");
-    device.precision = *p;
-  }
-  return device;
-}
-
 // Runs the forward pass over n_seqs sequences, batch_seqs at a time, reporting progress after each batch —
 // or, for the loss with GPUs named, block-major on those GPUs (evaluate_streamed.h), reporting its steps.
 class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
@@ -340,6 +325,20 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 };
 
 }  // namespace
+
+CalibrationDevice device_option(Napi::Env env, const Napi::Object& o, const char* fn) {
+  CalibrationDevice device;
+  if (o.Has("cudaDevices") && o.Get("cudaDevices").IsArray()) {
+    Napi::Array a = o.Get("cudaDevices").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) device.cuda_devices.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  }
+  if (o.Has("precision") && !o.Get("precision").IsUndefined()) {
+    const auto p = cuda::precision_from_name(o.Get("precision").As<Napi::String>());
+    if (!p) throw Napi::RangeError::New(env, std::string(fn) + ": precision must be 'bf16', 'f16' or 'f32'");
+    device.precision = *p;
+  }
+  return device;
+}
 
 // analyze({tokens, nSeqs, seqLen, batchSeqs, maxDim, projDim, seed, ridge, products?, stream?, cudaDevices?, precision?}, onProgress?)
 //   -> {promise, cancel()}

@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "core/calibrate.h"
 #include "core/model.h"
 
 namespace ep::addon {
@@ -25,6 +26,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value TensorDirectory(const Napi::CallbackInfo& info);
   Napi::Value UnitWeightMagnitudes(const Napi::CallbackInfo& info);
 };
+
+// The options {cudaDevices?: number[], precision?: 'bf16'|'f16'|'f32'} of analyze, evaluate and score: the GPUs
+// that run the blocks (none: the CPU). Throws a RangeError naming `fn` for a bad precision.
+CalibrationDevice device_option(Napi::Env env, const Napi::Object& o, const char* fn);
 
 // loadModel(path): Promise<NativeModel>, loading off the main thread.
 Napi::Value LoadModel(const Napi::CallbackInfo& info);

@@ -4,6 +4,7 @@
 #include "addon/js_errors.h"
 #include "addon/native_job.h"
 #include "addon/model_wrap.h"
+#include "core/evaluate_streamed.h"
 #include "core/score.h"
 
 namespace ep::addon {
@@ -17,9 +18,9 @@ struct ScoreProgress {
 class ScoreWorker : public Napi::AsyncProgressQueueWorker<ScoreProgress> {
  public:
   ScoreWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, std::vector<ScoreSpan> spans,
-              int64_t batch_tokens, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+              int64_t batch_tokens, CalibrationDevice device, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : Napi::AsyncProgressQueueWorker<ScoreProgress>(env), model_(std::move(model)), tokens_(std::move(tokens)),
-        spans_(std::move(spans)), batch_tokens_(batch_tokens), cancel_(std::move(cancel)),
+        spans_(std::move(spans)), batch_tokens_(batch_tokens), device_(std::move(device)), cancel_(std::move(cancel)),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
   }
@@ -34,7 +35,8 @@ class ScoreWorker : public Napi::AsyncProgressQueueWorker<ScoreProgress> {
         ScoreProgress p{done, total};
         progress.Send(&p, 1);
       };
-      out_ = score_spans(*model_, tokens_.data(), spans_, o);
+      out_ = device_.cuda_devices.empty() ? score_spans(*model_, tokens_.data(), spans_, o)
+                                          : score_spans_streamed(*model_, tokens_.data(), spans_, o, device_);
     } catch (const std::exception& e) {
       err_ = error_info(e);
       SetError(err_.message);
@@ -64,6 +66,7 @@ class ScoreWorker : public Napi::AsyncProgressQueueWorker<ScoreProgress> {
   std::vector<int32_t> tokens_;
   std::vector<ScoreSpan> spans_;
   int64_t batch_tokens_;
+  CalibrationDevice device_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   Napi::FunctionReference progress_;
   std::vector<SpanScore> out_;
@@ -73,7 +76,7 @@ class ScoreWorker : public Napi::AsyncProgressQueueWorker<ScoreProgress> {
 
 }  // namespace
 
-// score({tokens: Int32Array, lengths: Int32Array, targets: Int32Array, batchTokens?}, onProgress?)
+// score({tokens: Int32Array, lengths: Int32Array, targets: Int32Array, batchTokens?, cudaDevices?, precision?}, onProgress?)
 //   Sequence i occupies the next lengths[i] tokens; tokens [targets[i], lengths[i]) of it are scored.
 //   -> {promise: Promise<{logprob: Float64Array, greedy: Uint8Array}>, cancel(): void}
 Napi::Value ModelWrap::Score(const Napi::CallbackInfo& info) {
@@ -95,7 +98,7 @@ Napi::Value ModelWrap::Score(const Napi::CallbackInfo& info) {
   std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
-  auto* w = new ScoreWorker(env, model, std::move(tokens), std::move(spans), batch_tokens, cb, cancel);
+  auto* w = new ScoreWorker(env, model, std::move(tokens), std::move(spans), batch_tokens, device_option(env, o, "score"), cb, cancel);
   return queue_job(env, w, cancel);
 }
 

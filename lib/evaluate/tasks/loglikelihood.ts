@@ -53,6 +53,8 @@ export function encodeRequest(tokenizer: Tokenizer, r: LoglikelihoodRequest, max
 
 export interface ScoreOptions {
   batchTokens?: number;
+  /** GPUs that run the scoring (resolveDevice's indices); none: the CPU */
+  cudaDevices?: number[];
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -69,7 +71,8 @@ export async function scoreEncoded(model: Model, reqs: EncodedRequest[], o: Scor
   }
   let job;
   try {
-    job = model.handle.score({ tokens, lengths, targets, batchTokens: o.batchTokens }, (done, total) => o.onProgress?.({ done, total }));
+    const device = o.cudaDevices?.length ? { cudaDevices: o.cudaDevices } : {};
+    job = model.handle.score({ tokens, lengths, targets, batchTokens: o.batchTokens, ...device }, (done, total) => o.onProgress?.({ done, total }));
   } catch (e) {
     throw fromNative(e);
   }

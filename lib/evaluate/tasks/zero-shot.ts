@@ -16,6 +16,8 @@ export interface TaskOptions {
   limit?: number;
   seed?: number;
   batchTokens?: number;
+  /** GPUs that run the scoring; none: the CPU */
+  cudaDevices?: number[];
   onProgress?: (task: string, p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -69,9 +71,14 @@ export function prepareTasks(model: Model, tokenizer: Tokenizer, names: string[]
   return names.map((n) => prepareTask(model, tokenizer, n, o));
 }
 
-export async function scoreTask(model: Model, t: PreparedTask, o: Pick<TaskOptions, 'batchTokens' | 'onProgress' | 'signal'> = {}): Promise<TaskResult> {
+export async function scoreTask(model: Model, t: PreparedTask, o: Pick<TaskOptions, 'batchTokens' | 'cudaDevices' | 'onProgress' | 'signal'> = {}): Promise<TaskResult> {
   const started = process.hrtime.bigint();
-  const scores = await scoreEncoded(model, t.encoded, { batchTokens: o.batchTokens, onProgress: (p) => o.onProgress?.(t.task, p), signal: o.signal });
+  const scores = await scoreEncoded(model, t.encoded, {
+    batchTokens: o.batchTokens,
+    cudaDevices: o.cudaDevices,
+    onProgress: (p) => o.onProgress?.(t.task, p),
+    signal: o.signal,
+  });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 
   const acc: number[] = [];
@@ -103,7 +110,7 @@ export async function scoreTask(model: Model, t: PreparedTask, o: Pick<TaskOptio
   };
 }
 
-export async function scoreTasks(model: Model, tasks: PreparedTask[], o: Pick<TaskOptions, 'batchTokens' | 'onProgress' | 'signal'> = {}): Promise<TaskResult[]> {
+export async function scoreTasks(model: Model, tasks: PreparedTask[], o: Pick<TaskOptions, 'batchTokens' | 'cudaDevices' | 'onProgress' | 'signal'> = {}): Promise<TaskResult[]> {
   const out: TaskResult[] = [];
   for (const t of tasks) out.push(await scoreTask(model, t, o));
   return out;
