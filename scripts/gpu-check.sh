@@ -6,9 +6,11 @@
 #    through entroprune's own kernels and cuBLAS (when libcublas loads), the block forward vs the CPU on a
 #    heterogeneous model, sliding-window attention, logits on stories260K and TinyStories-656K, and the
 #    streamed calibration on the GPU vs the CPU (statistics the planner reads), the fused GPU capture vs the
-#    CPU capture of the same forward, hidden states held on the GPU vs host round trips;
+#    CPU capture of the same forward, hidden states held on the GPU vs host round trips, the loss per position
+#    (perplexity) and zero-shot span scores on the GPU vs the CPU;
 # 3. bench_covariance (CPU), then stage timings on a LLaMA-2-7B-shaped BF16 model (random weights, 13.5 GB
-#    written once): forward tokens/s and TFLOP/s of the GPU blocks, analyze, plan stand-in, apply + save,
+#    written once): forward tokens/s and TFLOP/s of the GPU blocks, analyze, the loss of every window
+#    (perplexity's work), plan stand-in, apply + save,
 #    peak GPU memory and RSS, for each count in ENTROPRUNE_GPU_SAMPLES × 2048 calibration tokens (default
 #    "32 128": a short run first, so a run cut off by the time limit still leaves figures, then the issue's
 #    128 × 2048).

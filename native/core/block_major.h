@@ -1,5 +1,5 @@
-// The block-major (layer-streaming) driver shared by calibrate_streamed (calibrate.h) and
-// next_token_nll_streamed (evaluate_streamed.h): every batch of windows through block l, then block l+1, on
+// The block-major (layer-streaming) driver shared by calibrate_streamed (calibrate.h) and the streamed
+// evaluation (evaluate_streamed.h: loss and span scores): every batch through block l, then block l+1, on
 // the CPU or on one or more GPUs (cuda/block_runner.h). Each block's weights are touched once per pass — a
 // streamed model converts them once per pass, one block in memory at a time — which is what lets a model
 // larger than memory (or than the GPU) run. The hidden states of every token are kept between blocks: on the
