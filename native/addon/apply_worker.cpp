@@ -33,80 +33,61 @@ std::vector<double> doubles(const Napi::Object& o, const char* key) {
   return std::vector<double>(a.Data(), a.Data() + a.ElementLength());
 }
 
-struct ApplyProgress {
-  int done, total;
-};
-
-class ApplyWorker : public Napi::AsyncProgressQueueWorker<ApplyProgress> {
+class ApplyWorker final : public NativeJob {
  public:
   ApplyWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<PlanBlock> plan, std::vector<BlockMeans> means, std::string output,
               std::string format, DType dtype, bool zero, std::string vocab_file, std::shared_ptr<const SpmVocab> vocab, uint64_t shard_bytes,
-              Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
-      : Napi::AsyncProgressQueueWorker<ApplyProgress>(env), cancel_(std::move(cancel)), model_(std::move(model)), plan_(std::move(plan)), means_(std::move(means)), output_(std::move(output)),
-        format_(std::move(format)), dtype_(dtype), zero_(zero), vocab_file_(std::move(vocab_file)), vocab_(std::move(vocab)),
-        shard_bytes_(shard_bytes), deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute(const ExecutionProgress& progress) override {
-    try {
-      ApplyOptions o;
-      o.zero_instead_of_slice = zero_;
-      PrunedModel pm = prune_model(*model_, plan_, means_, o);
-      layers_ = pm.config.n_layers();
-      tensors_ = static_cast<int>(pm.tensors.size());
-      // Every writer asks each tensor for its data in turn: count them for progress, and stop between
-      // tensors when cancelled, whatever the output format.
-      auto written = std::make_shared<int>(0);
-      for (PrunedTensor& t : pm.tensors) {
-        t.fill = [inner = t.fill, written, total = tensors_, cancel = cancel_, &progress](float* dst) {
-          throw_if_cancelled(cancel.get());
-          inner(dst);
-          ApplyProgress p{++*written, total};
-          progress.Send(&p, 1);
-        };
-      }
-      if (format_ == "gguf") {
-        GgufSaveOptions g;
-        g.dtype = dtype_;
-        std::unique_ptr<SpmVocab> vocab;
-        if (!vocab_file_.empty()) {
-          vocab = std::make_unique<SpmVocab>(SpmVocab::from_llama2c_file(vocab_file_));
-          g.vocab = vocab.get();
-        } else if (vocab_) {
-          g.vocab = vocab_.get();
-        }
-        save_gguf(pm, *model_, output_, g);
-      } else if (format_ == "hf") {
-        HfSaveOptions h;
-        h.dtype = dtype_;
-        h.shard_bytes = shard_bytes_;
-        save_hf(pm, *model_, output_, h);
-      } else if (format_ == "llama2c") {
-        save_llama2c(pm, output_);
-      } else {
-        throw Error(ErrorCode::kInvalidArgument, output_, "unknown output format '" + format_ + "'");
-      }
-    } catch (const std::exception& e) {
-      err_ = error_info(e);
-      SetError(err_.message);
-    }
-  }
-  void OnProgress(const ApplyProgress* p, size_t count) override {
-    if (progress_.IsEmpty() || count == 0) return;
-    progress_.Call({Napi::Number::New(Env(), p[count - 1].done), Napi::Number::New(Env(), p[count - 1].total)});
-  }
-  void OnOK() override {
-    Napi::Object r = Napi::Object::New(Env());
-    r.Set("layers", layers_);
-    r.Set("tensors", tensors_);
-    deferred_.Resolve(r);
-  }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+              const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : NativeJob(env, on_progress), cancel_(std::move(cancel)), model_(std::move(model)), plan_(std::move(plan)), means_(std::move(means)),
+        output_(std::move(output)), format_(std::move(format)), dtype_(dtype), zero_(zero), vocab_file_(std::move(vocab_file)),
+        vocab_(std::move(vocab)), shard_bytes_(shard_bytes) {}
 
  private:
+  void run(const ReportProgress& report) override {
+    ApplyOptions o;
+    o.zero_instead_of_slice = zero_;
+    PrunedModel pm = prune_model(*model_, plan_, means_, o);
+    layers_ = pm.config.n_layers();
+    tensors_ = static_cast<int>(pm.tensors.size());
+    // Every writer asks each tensor for its data in turn: count them for progress, and stop between
+    // tensors when cancelled, whatever the output format.
+    auto written = std::make_shared<int>(0);
+    for (PrunedTensor& t : pm.tensors) {
+      t.fill = [inner = t.fill, written, total = tensors_, cancel = cancel_, &report](float* dst) {
+        throw_if_cancelled(cancel.get());
+        inner(dst);
+        report(++*written, total);
+      };
+    }
+    if (format_ == "gguf") {
+      GgufSaveOptions g;
+      g.dtype = dtype_;
+      std::unique_ptr<SpmVocab> vocab;
+      if (!vocab_file_.empty()) {
+        vocab = std::make_unique<SpmVocab>(SpmVocab::from_llama2c_file(vocab_file_));
+        g.vocab = vocab.get();
+      } else if (vocab_) {
+        g.vocab = vocab_.get();
+      }
+      save_gguf(pm, *model_, output_, g);
+    } else if (format_ == "hf") {
+      HfSaveOptions h;
+      h.dtype = dtype_;
+      h.shard_bytes = shard_bytes_;
+      save_hf(pm, *model_, output_, h);
+    } else if (format_ == "llama2c") {
+      save_llama2c(pm, output_);
+    } else {
+      throw Error(ErrorCode::kInvalidArgument, output_, "unknown output format '" + format_ + "'");
+    }
+  }
+  Napi::Value resolve(Napi::Env env) override {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("layers", layers_);
+    r.Set("tensors", tensors_);
+    return r;
+  }
   std::shared_ptr<std::atomic<bool>> cancel_;
-  Napi::FunctionReference progress_;
   std::shared_ptr<const Model> model_;
   std::vector<PlanBlock> plan_;
   std::vector<BlockMeans> means_;
@@ -117,8 +98,6 @@ class ApplyWorker : public Napi::AsyncProgressQueueWorker<ApplyProgress> {
   std::shared_ptr<const SpmVocab> vocab_;  // converted from tokenizer.json on the JS side
   uint64_t shard_bytes_;
   int layers_ = 0, tensors_ = 0;
-  ErrorInfo err_;
-  Napi::Promise::Deferred deferred_;
 };
 
 }  // namespace
@@ -158,7 +137,7 @@ Napi::Value ApplyPlan(const Napi::CallbackInfo& info) {
                             dtype, o.Has("zero") && o.Get("zero").ToBoolean(),
                             o.Has("vocabFile") && o.Get("vocabFile").IsString() ? o.Get("vocabFile").As<Napi::String>().Utf8Value() : "",
                             vocab, o.Get("shardBytes").IsNumber() ? static_cast<uint64_t>(o.Get("shardBytes").As<Napi::Number>().DoubleValue()) : (5ull << 30),
-                            info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function(), cancel);
+                            callback_at(info, 2), cancel);
   return queue_job(env, w, cancel);
 }
 

@@ -13,39 +13,33 @@ namespace ep::addon {
 
 namespace {
 
-class GenerateWorker : public Napi::AsyncWorker {
+class GenerateWorker final : public NativeJob {
  public:
   GenerateWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> prompt, int generate,
                  std::shared_ptr<std::atomic<bool>> cancel)
-      : Napi::AsyncWorker(env), model_(std::move(model)), prompt_(std::move(prompt)), generate_(generate), cancel_(std::move(cancel)),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+      : NativeJob(env, Napi::Function()), model_(std::move(model)), prompt_(std::move(prompt)), generate_(generate), cancel_(std::move(cancel)) {}
 
-  void Execute() override {
-    try {
-      using clock = std::chrono::steady_clock;
-      DecodeSession s(*model_, static_cast<int>(prompt_.size()) + generate_);
-      std::vector<float> logits(model_->config.vocab);
-      const auto t0 = clock::now();
-      s.step(prompt_.data(), static_cast<int>(prompt_.size()), logits.data(), cancel_.get());
-      const auto t1 = clock::now();
-      for (int i = 0; i < generate_; ++i) {
-        const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-        out_.push_back(next);
-        if (i + 1 < generate_) s.step(&next, 1, logits.data(), cancel_.get());
-      }
-      const auto t2 = clock::now();
-      prefill_s_ = std::chrono::duration<double>(t1 - t0).count();
-      decode_s_ = std::chrono::duration<double>(t2 - t1).count();
-      cache_bytes_ = s.cache_bytes();
-    } catch (const std::exception& e) {
-      err_ = error_info(e);
-      SetError(err_.message);
+ private:
+  void run(const ReportProgress&) override {
+    using clock = std::chrono::steady_clock;
+    DecodeSession s(*model_, static_cast<int>(prompt_.size()) + generate_);
+    std::vector<float> logits(model_->config.vocab);
+    const auto t0 = clock::now();
+    s.step(prompt_.data(), static_cast<int>(prompt_.size()), logits.data(), cancel_.get());
+    const auto t1 = clock::now();
+    for (int i = 0; i < generate_; ++i) {
+      const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      out_.push_back(next);
+      if (i + 1 < generate_) s.step(&next, 1, logits.data(), cancel_.get());
     }
+    const auto t2 = clock::now();
+    prefill_s_ = std::chrono::duration<double>(t1 - t0).count();
+    decode_s_ = std::chrono::duration<double>(t2 - t1).count();
+    cache_bytes_ = s.cache_bytes();
   }
-  void OnOK() override {
-    Napi::Object o = Napi::Object::New(Env());
-    Napi::Int32Array toks = Napi::Int32Array::New(Env(), out_.size());
+  Napi::Value resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Int32Array toks = Napi::Int32Array::New(env, out_.size());
     std::copy(out_.begin(), out_.end(), toks.Data());
     o.Set("tokens", toks);
     o.Set("prefillSeconds", prefill_s_);
@@ -53,11 +47,8 @@ class GenerateWorker : public Napi::AsyncWorker {
     o.Set("decodeSeconds", decode_s_);
     o.Set("decodeSteps", std::max(0, generate_ - 1));
     o.Set("cacheBytes", static_cast<double>(cache_bytes_));
-    deferred_.Resolve(o);
+    return o;
   }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
-
- private:
   std::shared_ptr<const Model> model_;
   std::vector<int32_t> prompt_;
   int generate_;
@@ -65,8 +56,6 @@ class GenerateWorker : public Napi::AsyncWorker {
   std::vector<int32_t> out_;
   double prefill_s_ = 0, decode_s_ = 0;
   int64_t cache_bytes_ = 0;
-  ErrorInfo err_;
-  Napi::Promise::Deferred deferred_;
 };
 
 }  // namespace

@@ -126,148 +126,89 @@ Napi::Value ModelWrap::EmbeddedVocab(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------------------
 namespace {
 
-class LoadWorker : public Napi::AsyncWorker {
+class LoadWorker final : public NativeJob {
  public:
-  LoadWorker(Napi::Env env, std::string path, LoadOptions options)
-      : Napi::AsyncWorker(env), path_(std::move(path)), options_(options), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override {
-    try {
-      model_ = load_model(path_, options_);
-    } catch (const std::exception& e) {
-      err_ = error_info(e);
-      SetError(err_.message);
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    auto* holder = new std::shared_ptr<const Model>(std::move(model_));
-    auto ext = Napi::External<std::shared_ptr<const Model>>::New(env, holder, [](Napi::Env, std::shared_ptr<const Model>* p) { delete p; });
-    deferred_.Resolve(ModelWrap::constructor->New({ext}));
-  }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+  LoadWorker(Napi::Env env, std::string path, LoadOptions options) : NativeJob(env, Napi::Function()), path_(std::move(path)), options_(options) {}
 
  private:
+  void run(const ReportProgress&) override { model_ = load_model(path_, options_); }
+  Napi::Value resolve(Napi::Env env) override {
+    auto* holder = new std::shared_ptr<const Model>(std::move(model_));
+    auto ext = Napi::External<std::shared_ptr<const Model>>::New(env, holder, [](Napi::Env, std::shared_ptr<const Model>* p) { delete p; });
+    return ModelWrap::constructor->New({ext});
+  }
   std::string path_;
   LoadOptions options_;
   std::unique_ptr<Model> model_;
-  ErrorInfo err_;
-  Napi::Promise::Deferred deferred_;
-};
-
-struct Progress {
-  int done;
-  int total;
 };
 
 // Runs the forward pass over n_seqs sequences, batch_seqs at a time, reporting progress after each batch —
 // or, for the loss with GPUs named, block-major on those GPUs (evaluate_streamed.h), reporting its steps.
-class EvaluateWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+class EvaluateWorker final : public NativeJob {
  public:
-  EvaluateWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len,
-                 int batch_seqs, bool want_logits, CalibrationDevice device, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
-      : Napi::AsyncProgressQueueWorker<Progress>(env),
-        model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), batch_(batch_seqs),
-        want_logits_(want_logits), device_(std::move(device)), cancel_(std::move(cancel)), deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute(const ExecutionProgress& progress) override {
-    try {
-      const size_t per_seq = want_logits_ ? static_cast<size_t>(seq_len_) * model_->config.vocab : static_cast<size_t>(seq_len_ - 1);
-      out_.resize(per_seq * n_seqs_);
-      if (!want_logits_ && !device_.cuda_devices.empty()) {
-        next_token_nll_streamed(*model_, {tokens_.data(), n_seqs_, seq_len_, batch_}, out_.data(), cancel_.get(),
-                                [&](int64_t done, int64_t total) {
-                                  Progress p{static_cast<int>(done), static_cast<int>(total)};
-                                  progress.Send(&p, 1);
-                                },
-                                device_);
-        return;
-      }
-      for (int s0 = 0; s0 < n_seqs_; s0 += batch_) {
-        const int n = std::min(batch_, n_seqs_ - s0);
-        ForwardRequest r;
-        r.tokens = tokens_.data() + static_cast<size_t>(s0) * seq_len_;
-        r.n_seqs = n;
-        r.seq_len = seq_len_;
-        (want_logits_ ? r.logits : r.nll) = out_.data() + per_seq * s0;
-        r.cancel = cancel_.get();
-        forward(*model_, r);
-        Progress p{s0 + n, n_seqs_};
-        progress.Send(&p, 1);
-      }
-    } catch (const std::exception& e) {
-      err_ = error_info(e);
-      SetError(err_.message);
-    }
-  }
-  void OnProgress(const Progress* p, size_t count) override {
-    if (progress_.IsEmpty() || count == 0) return;
-    const Progress& last = p[count - 1];
-    progress_.Call({Napi::Number::New(Env(), last.done), Napi::Number::New(Env(), last.total)});
-  }
-  void OnOK() override {
-    Napi::Float32Array a = Napi::Float32Array::New(Env(), out_.size());
-    std::copy(out_.begin(), out_.end(), a.Data());
-    std::vector<float>().swap(out_);
-    deferred_.Resolve(a);
-  }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+  EvaluateWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, int batch_seqs,
+                 bool want_logits, CalibrationDevice device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), batch_(batch_seqs),
+        want_logits_(want_logits), device_(std::move(device)), cancel_(std::move(cancel)) {}
 
  private:
+  void run(const ReportProgress& report) override {
+    const size_t per_seq = want_logits_ ? static_cast<size_t>(seq_len_) * model_->config.vocab : static_cast<size_t>(seq_len_ - 1);
+    out_.resize(per_seq * n_seqs_);
+    if (!want_logits_ && !device_.cuda_devices.empty()) {
+      next_token_nll_streamed(*model_, {tokens_.data(), n_seqs_, seq_len_, batch_}, out_.data(), cancel_.get(), report, device_);
+      return;
+    }
+    for (int s0 = 0; s0 < n_seqs_; s0 += batch_) {
+      const int n = std::min(batch_, n_seqs_ - s0);
+      ForwardRequest r;
+      r.tokens = tokens_.data() + static_cast<size_t>(s0) * seq_len_;
+      r.n_seqs = n;
+      r.seq_len = seq_len_;
+      (want_logits_ ? r.logits : r.nll) = out_.data() + per_seq * s0;
+      r.cancel = cancel_.get();
+      forward(*model_, r);
+      report(s0 + n, n_seqs_);
+    }
+  }
+  Napi::Value resolve(Napi::Env env) override {
+    Napi::Float32Array a = Napi::Float32Array::New(env, out_.size());
+    std::copy(out_.begin(), out_.end(), a.Data());
+    std::vector<float>().swap(out_);
+    return a;
+  }
   std::shared_ptr<const Model> model_;
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_, batch_;
   bool want_logits_;
   CalibrationDevice device_;
   std::shared_ptr<std::atomic<bool>> cancel_;
-  Napi::FunctionReference progress_;
   std::vector<float> out_;
-  ErrorInfo err_;
-  Napi::Promise::Deferred deferred_;
 };
 
 // Runs calibration sequences through the forward pass with the statistics capture attached, then the
 // estimators; resolves with the plain numbers (typed arrays) that lib/measure turns into analysis.json.
-class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+class AnalyzeWorker final : public NativeJob {
  public:
   AnalyzeWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, int batch,
-                bool streamed, CalibrationDevice device, CaptureOptions capture, double ridge, Napi::Function on_progress,
+                bool streamed, CalibrationDevice device, CaptureOptions capture, double ridge, const Napi::Function& on_progress,
                 std::shared_ptr<std::atomic<bool>> cancel)
-      : Napi::AsyncProgressQueueWorker<Progress>(env), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs),
-        seq_len_(seq_len), batch_(batch), streamed_(streamed), device_(device), capture_opts_(capture), ridge_(ridge), cancel_(std::move(cancel)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
+      : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), batch_(batch),
+        streamed_(streamed), device_(std::move(device)), capture_opts_(capture), ridge_(ridge), cancel_(std::move(cancel)) {}
 
-  void Execute(const ExecutionProgress& progress) override {
+ private:
+  void run(const ReportProgress& report) override {
     try {
       StatisticsCapture capture(model_->config, capture_opts_);
       const CalibrationBatches in{tokens_.data(), n_seqs_, seq_len_, batch_};
-      auto report = [&](int64_t done, int64_t total) {
-        Progress p{static_cast<int>(done), static_cast<int>(total)};
-        progress.Send(&p, 1);
-      };
       if (streamed_ || !device_.cuda_devices.empty()) run_ = calibrate_streamed(*model_, in, capture, cancel_.get(), report, device_);
       else calibrate(*model_, in, capture, cancel_.get(), report);
       result_ = analyze_capture(capture, model_->config, ridge_);
-    } catch (const NonFiniteActivations& e) {
-      err_ = error_info(Error(ErrorCode::kFormat, model_->path, model_->nonfinite_report(e.layer()).c_str()));
-      SetError(err_.message);
-    } catch (const std::exception& e) {
-      err_ = error_info(e);
-      SetError(err_.message);
+    } catch (const NonFiniteActivations& e) {  // name the first non-finite tensor of that block
+      throw Error(ErrorCode::kFormat, model_->path, model_->nonfinite_report(e.layer()));
     }
   }
-  void OnProgress(const Progress* p, size_t count) override {
-    if (progress_.IsEmpty() || count == 0) return;
-    progress_.Call({Napi::Number::New(Env(), p[count - 1].done), Napi::Number::New(Env(), p[count - 1].total)});
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
+  Napi::Value resolve(Napi::Env env) override {
     auto f64 = [&](const std::vector<double>& v) {
       Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
       std::copy(v.begin(), v.end(), a.Data());
@@ -304,11 +245,8 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
       blocks.Set(static_cast<uint32_t>(i), x);
     }
     o.Set("blocks", blocks);
-    deferred_.Resolve(o);
+    return o;
   }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
-
- private:
   std::shared_ptr<const Model> model_;
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_, batch_;
@@ -318,10 +256,7 @@ class AnalyzeWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   CaptureOptions capture_opts_;
   double ridge_;
   std::shared_ptr<std::atomic<bool>> cancel_;
-  Napi::FunctionReference progress_;
   AnalysisResult result_;
-  ErrorInfo err_;
-  Napi::Promise::Deferred deferred_;
 };
 
 }  // namespace
@@ -364,7 +299,7 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   const bool streamed = o.Has("stream") && o.Get("stream").ToBoolean().Value();
   const CalibrationDevice device = device_option(env, o, "analyze");
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  const Napi::Function cb = callback_at(info, 1);
   auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, streamed, device,
                               c, ridge, cb, cancel);
   return queue_job(env, w, cancel);
@@ -400,7 +335,7 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   if (!logits && seq_len < 2) throw Napi::RangeError::New(env, "evaluate: NLL needs seqLen >= 2");
   std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  const Napi::Function cb = callback_at(info, 1);
   auto* w = new EvaluateWorker(env, model, std::move(tokens), n_seqs, seq_len, batch, logits, device_option(env, o, "evaluate"), cb, cancel);
   return queue_job(env, w, cancel);
 }

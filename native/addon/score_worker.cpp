@@ -11,67 +11,41 @@ namespace ep::addon {
 
 namespace {
 
-struct ScoreProgress {
-  int64_t done, total;
-};
-
-class ScoreWorker : public Napi::AsyncProgressQueueWorker<ScoreProgress> {
+class ScoreWorker final : public NativeJob {
  public:
   ScoreWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, std::vector<ScoreSpan> spans,
-              int64_t batch_tokens, CalibrationDevice device, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
-      : Napi::AsyncProgressQueueWorker<ScoreProgress>(env), model_(std::move(model)), tokens_(std::move(tokens)),
-        spans_(std::move(spans)), batch_tokens_(batch_tokens), device_(std::move(device)), cancel_(std::move(cancel)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
+              int64_t batch_tokens, CalibrationDevice device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), spans_(std::move(spans)),
+        batch_tokens_(batch_tokens), device_(std::move(device)), cancel_(std::move(cancel)) {}
 
-  void Execute(const ExecutionProgress& progress) override {
-    try {
-      ScoreOptions o;
-      o.batch_tokens = batch_tokens_;
-      o.cancel = cancel_.get();
-      o.on_progress = [&](int64_t done, int64_t total) {
-        ScoreProgress p{done, total};
-        progress.Send(&p, 1);
-      };
-      out_ = device_.cuda_devices.empty() ? score_spans(*model_, tokens_.data(), spans_, o)
-                                          : score_spans_streamed(*model_, tokens_.data(), spans_, o, device_);
-    } catch (const std::exception& e) {
-      err_ = error_info(e);
-      SetError(err_.message);
-    }
+ private:
+  void run(const ReportProgress& report) override {
+    ScoreOptions o;
+    o.batch_tokens = batch_tokens_;
+    o.cancel = cancel_.get();
+    o.on_progress = report;
+    out_ = device_.cuda_devices.empty() ? score_spans(*model_, tokens_.data(), spans_, o)
+                                        : score_spans_streamed(*model_, tokens_.data(), spans_, o, device_);
   }
-  void OnProgress(const ScoreProgress* p, size_t count) override {
-    if (progress_.IsEmpty() || count == 0) return;
-    progress_.Call({Napi::Number::New(Env(), static_cast<double>(p[count - 1].done)),
-                    Napi::Number::New(Env(), static_cast<double>(p[count - 1].total))});
-  }
-  void OnOK() override {
-    Napi::Float64Array logprob = Napi::Float64Array::New(Env(), out_.size());
-    Napi::Uint8Array greedy = Napi::Uint8Array::New(Env(), out_.size());
+  Napi::Value resolve(Napi::Env env) override {
+    Napi::Float64Array logprob = Napi::Float64Array::New(env, out_.size());
+    Napi::Uint8Array greedy = Napi::Uint8Array::New(env, out_.size());
     for (size_t i = 0; i < out_.size(); ++i) {
       logprob[i] = out_[i].logprob;
       greedy[i] = out_[i].greedy ? 1 : 0;
     }
-    Napi::Object o = Napi::Object::New(Env());
+    Napi::Object o = Napi::Object::New(env);
     o.Set("logprob", logprob);
     o.Set("greedy", greedy);
-    deferred_.Resolve(o);
+    return o;
   }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
-
- private:
   std::shared_ptr<const Model> model_;
   std::vector<int32_t> tokens_;
   std::vector<ScoreSpan> spans_;
   int64_t batch_tokens_;
   CalibrationDevice device_;
   std::shared_ptr<std::atomic<bool>> cancel_;
-  Napi::FunctionReference progress_;
   std::vector<SpanScore> out_;
-  ErrorInfo err_;
-  Napi::Promise::Deferred deferred_;
 };
 
 }  // namespace
@@ -97,7 +71,7 @@ Napi::Value ModelWrap::Score(const Napi::CallbackInfo& info) {
   if (begin != static_cast<int64_t>(toks.ElementLength())) throw Napi::RangeError::New(env, "score: tokens.length must equal the sum of lengths");
   std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  const Napi::Function cb = callback_at(info, 1);
   auto* w = new ScoreWorker(env, model, std::move(tokens), std::move(spans), batch_tokens, device_option(env, o, "score"), cb, cancel);
   return queue_job(env, w, cancel);
 }

@@ -17,47 +17,25 @@ namespace ep::addon {
 
 namespace {
 
-struct SynthProgress {
-  int done, total;
-};
-
-class SynthWorker : public Napi::AsyncProgressQueueWorker<SynthProgress> {
+class SynthWorker final : public NativeJob {
  public:
-  SynthWorker(Napi::Env env, SyntheticSpec spec, std::string path, bool hf, Napi::Function on_progress, std::shared_ptr<std::atomic<bool>> cancel)
-      : Napi::AsyncProgressQueueWorker<SynthProgress>(env), spec_(std::move(spec)), path_(std::move(path)), hf_(hf), cancel_(std::move(cancel)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty() && on_progress.IsFunction()) progress_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute(const ExecutionProgress& progress) override {
-    try {
-      spec_.on_tensor = [&](int done, int total) {
-        throw_if_cancelled(cancel_.get());
-        SynthProgress p{done, total};
-        progress.Send(&p, 1);
-      };
-      if (hf_) write_synthetic_hf(spec_, path_);
-      else write_synthetic_gguf(spec_, path_);
-    } catch (const std::exception& e) {
-      err_ = error_info(e);
-      SetError(err_.message);
-    }
-  }
-  void OnProgress(const SynthProgress* p, size_t count) override {
-    if (progress_.IsEmpty() || count == 0) return;
-    progress_.Call({Napi::Number::New(Env(), p[count - 1].done), Napi::Number::New(Env(), p[count - 1].total)});
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js(Env(), err_).Value()); }
+  SynthWorker(Napi::Env env, SyntheticSpec spec, std::string path, bool hf, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : NativeJob(env, on_progress), spec_(std::move(spec)), path_(std::move(path)), hf_(hf), cancel_(std::move(cancel)) {}
 
  private:
+  void run(const ReportProgress& report) override {
+    spec_.on_tensor = [&](int done, int total) {
+      throw_if_cancelled(cancel_.get());
+      report(done, total);
+    };
+    if (hf_) write_synthetic_hf(spec_, path_);
+    else write_synthetic_gguf(spec_, path_);
+  }
+  Napi::Value resolve(Napi::Env env) override { return env.Undefined(); }
   SyntheticSpec spec_;
   std::string path_;
   bool hf_;
   std::shared_ptr<std::atomic<bool>> cancel_;
-  Napi::FunctionReference progress_;
-  ErrorInfo err_;
-  Napi::Promise::Deferred deferred_;
 };
 
 }  // namespace
@@ -80,7 +58,7 @@ Napi::Value WriteSyntheticModel(const Napi::CallbackInfo& info) {
     return 0;
   });
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
+  const Napi::Function cb = callback_at(info, 2);
   return queue_job(env, new SynthWorker(env, spec, info[1].As<Napi::String>(), hf, cb, cancel), cancel);
 }
 
