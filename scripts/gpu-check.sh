@@ -8,7 +8,7 @@
 #    streamed calibration on the GPU vs the CPU (statistics the planner reads), the fused GPU capture vs the
 #    CPU capture of the same forward, hidden states held on the GPU vs host round trips, the loss per position
 #    (perplexity) and zero-shot span scores on the GPU vs the CPU;
-# 3. bench_covariance (CPU), then stage timings on a LLaMA-2-7B-shaped BF16 model (random weights, 13.5 GB
+# 3. stage timings on a LLaMA-2-7B-shaped BF16 model (random weights, 13.5 GB
 #    written once): forward tokens/s and TFLOP/s of the GPU blocks, analyze, the loss of every window
 #    (perplexity's work), plan stand-in, apply + save,
 #    peak GPU memory and RSS, for each count in ENTROPRUNE_GPU_SAMPLES × 2048 calibration tokens (default
@@ -46,9 +46,6 @@ if [ "${ENTROPRUNE_GPU_CPU_SUITE:-0}" = 1 ]; then
   log "CPU suite"
   ctest --test-dir build-gpu -L cpu --output-on-failure -j4 | tail -5
 fi
-
-log "bench_covariance"
-./build-gpu/bench_covariance 2048 8192 3 || true
 
 SYN=${ENTROPRUNE_SYNTH_DIR:-/tmp}/entroprune-llama2-7b.gguf
 log "synthesize LLaMA-2-7B-shaped BF16"
