@@ -4,7 +4,7 @@ export { tokenizerFor, loadTokenizerFile, type Tokenizer } from './load/tokenize
 export { perplexity, perplexityOfTokens, defaultSeqLen, type PerplexityOptions, type PerplexityResult } from './evaluate/perplexity';
 export { evaluateTask, evaluateTasks, averageAccuracy, selectDocs, type TaskOptions, type TaskResult } from './evaluate/tasks/zero-shot';
 export { TASKS, PAPER_TASKS, taskSpec, loadTaskDocs, type TaskDoc, type ChoiceDoc, type TaskSpec } from './evaluate/tasks/task-files';
-export { encodeRequest, scoreEncoded, type EncodedRequest, type LoglikelihoodResult } from './evaluate/tasks/loglikelihood';
+export { encodeRequest, encodeRequests, scoreEncoded, type EncodedRequest, type LoglikelihoodResult } from './evaluate/tasks/loglikelihood';
 export { choiceMetrics, meanWithError, pythonLength } from './evaluate/tasks/metrics';
 export { analyze, analyzeToFile, modelIdentity, type AnalyzeOptions, type AnalyzeResult } from './measure/analyze';
 export { readAnalysis, writeAnalysis, analysisSchema, type Analysis, type BlockStats, type LoadedAnalysis } from './measure/analysis';

@@ -92,6 +92,14 @@ describe('interrupts', () => {
     expect(r.msAfterSignal).toBeLessThan(2000);
   });
 
+  it('SIGINT while eval tasks tokenizes a task set with a tokenizer.json model: exit 130 at once', async () => {
+    const t0 = Date.now();
+    const r = await interrupt(['eval', 'tasks', dataFile(TINY_HF), '--tasks', 'hellaswag', '--tasks-dir', dataFile('tasks'), '--device', 'cpu'], 'SIGINT',
+      () => Date.now() - t0 > 2500);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.msAfterSignal).toBeLessThan(2000);
+  });
+
   it('SIGTERM while apply is writing: the temporary file is removed, no output appears', async () => {
     const out = path.join(dir, 'cut.gguf');
     const r = await interrupt(['apply', big, bigPlan, '-o', out, '--no-verify'], 'SIGTERM', () => leftovers(dir).some((f) => f.startsWith('.cut.gguf.tmp-')));

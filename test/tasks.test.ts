@@ -7,9 +7,9 @@ import * as path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { choiceMetrics, encodeRequest, evaluateTask, loadModel, loadTaskDocs, meanWithError, pythonLength, scoreEncoded, seededSubset, selectDocs, TASKS, tokenizerFor, type Tokenizer } from '../lib';
+import { choiceMetrics, encodeRequest, encodeRequests, evaluateTask, loadModel, loadTaskDocs, meanWithError, pythonLength, scoreEncoded, seededSubset, selectDocs, TASKS, tokenizerFor, type Tokenizer } from '../lib';
 import { runCli } from './helpers/cli';
-import { dataFile, DATA_DIR, STORIES_BIN } from './helpers/data';
+import { dataFile, DATA_DIR, STORIES_BIN, TINY_HF } from './helpers/data';
 
 /** One token per character, BOS = 1: makes the harness's encoding rules visible. */
 const charTokenizer: Tokenizer = {
@@ -168,6 +168,23 @@ describe('scoring on a real model (stories260K)', () => {
     const bad = runCli(['eval', 'tasks', dataFile(STORIES_BIN), '--tasks', 'piqa,mmlu']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/unknown task "mmlu"/);
+  });
+
+  it('task requests of a tokenizer.json model are encoded off the main thread, to the same ids as one by one', async () => {
+    const model = await loadModel(dataFile(TINY_HF));
+    const tok = tokenizerFor(model);
+    expect(tok.kind).toBe('tokenizer.json');
+    const docs = loadTaskDocs(TASKS.hellaswag, path.join(DATA_DIR, 'tasks')).slice(0, 60);
+    const reqs = docs.flatMap((d) => (d.kind === 'choice' ? d.requests : [d]));
+    expect(reqs.reduce((n, r) => n + 2 * r.context.length + r.continuation.length, 0)).toBeGreaterThan(65536); // above the in-place limit
+    const together = await encodeRequests(tok, reqs, 96);
+    expect(together.length).toBe(reqs.length);
+    reqs.forEach((r, i) => {
+      const alone = encodeRequest(tok, r, 96);
+      expect(Array.from(together[i].tokens), `request ${i}`).toEqual(Array.from(alone.tokens));
+      expect(together[i].target).toBe(alone.target);
+    });
+    expect(together.some((r) => r.tokens.length === 96)).toBe(true); // some were cut to the context from the left
   });
 
   it('selectDocs rejects a bad limit', () => {

@@ -33,7 +33,7 @@ export async function prepareEvalInputs(model: Model, tokenizer: Tokenizer, o: E
   for (const { file, text } of o.texts) texts.push({ file, tokens: await encodeStreamPrefix(tokenizer, text, o.maxTokens, o.signal) });
   return {
     texts,
-    tasks: o.tasks.length ? prepareTasks(model, tokenizer, o.tasks, { tasksDir: o.tasksDir!, limit: o.limit, seed: o.seed }) : [],
+    tasks: o.tasks.length ? await prepareTasks(model, tokenizer, o.tasks, { tasksDir: o.tasksDir!, limit: o.limit, seed: o.seed, signal: o.signal }) : [],
   };
 }
 

@@ -11,26 +11,40 @@ import { EntropruneError } from '../util/errors';
 import type { Tokenizer } from './tokenizer';
 
 // The worker is given as code (not a file) so that it runs the same from the compiled package and from
-// the TypeScript sources under test; the library is required by its resolved path.
+// the TypeScript sources under test; the library is required by its resolved path. It encodes a list of
+// texts and sends back their ids back to back with each one's length.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { Tokenizer } = require(workerData.library);
 const t = new Tokenizer(workerData.json, workerData.config);
-const ids = Int32Array.from(t.encode(workerData.text, { add_special_tokens: false }).ids);
-parentPort.postMessage(ids, [ids.buffer]);
+const parts = workerData.texts.map((s) => t.encode(s, { add_special_tokens: false }).ids);
+const lengths = Int32Array.from(parts, (p) => p.length);
+const flat = new Int32Array(lengths.reduce((a, b) => a + b, 0));
+let at = 0;
+for (const p of parts) { flat.set(p, at); at += p.length; }
+parentPort.postMessage({ flat, lengths }, [flat.buffer, lengths.buffer]);
 `;
+
+/** Below this many characters in all, texts are encoded in place: a worker costs more than it saves. */
+const OFF_THREAD_CHARS = 65536;
 
 /** The text's ids as `tokenizer.encode` gives them, computed without blocking the event loop. */
 export async function encodeOffThread(tokenizer: Tokenizer, text: string, options: { bos?: boolean } = {}, signal?: AbortSignal): Promise<Int32Array> {
-  if (tokenizer.kind !== 'tokenizer.json' || text.length < 65536) return tokenizer.encode(text, options);
+  return (await encodeAllOffThread(tokenizer, [text], options, signal))[0];
+}
+
+/** Each text's ids as `tokenizer.encode` gives them (in order), computed without blocking the event loop. */
+export async function encodeAllOffThread(tokenizer: Tokenizer, texts: string[], options: { bos?: boolean } = {}, signal?: AbortSignal): Promise<Int32Array[]> {
+  const chars = texts.reduce((n, t) => n + t.length, 0);
+  if (tokenizer.kind !== 'tokenizer.json' || chars < OFF_THREAD_CHARS) return texts.map((t) => tokenizer.encode(t, options));
   const configFile = path.join(path.dirname(tokenizer.source), 'tokenizer_config.json');
   const workerData = {
     library: require.resolve('@huggingface/tokenizers'),
     json: JSON.parse(fs.readFileSync(tokenizer.source, 'utf8')),
     config: fs.existsSync(configFile) ? JSON.parse(fs.readFileSync(configFile, 'utf8')) : {},
-    text,
+    texts,
   };
-  const ids = await new Promise<Int32Array>((resolve, reject) => {
+  const { flat, lengths } = await new Promise<{ flat: Int32Array; lengths: Int32Array }>((resolve, reject) => {
     const worker = new Worker(WORKER, { eval: true, workerData });
     const onAbort = () => {
       void worker.terminate();
@@ -38,13 +52,19 @@ export async function encodeOffThread(tokenizer: Tokenizer, text: string, option
     };
     if (signal?.aborted) return onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    worker.once('message', (m: Int32Array) => resolve(m));
+    worker.once('message', (m: { flat: Int32Array; lengths: Int32Array }) => resolve(m));
     worker.once('error', (e) => reject(new EntropruneError('EP_TOKENIZER', `${tokenizer.source}: ${e.message}`, tokenizer.source)));
     worker.once('exit', () => signal?.removeEventListener('abort', onAbort));
   });
-  if (!options.bos) return ids;
-  const out = new Int32Array(ids.length + 1);
-  out[0] = tokenizer.bos;
-  out.set(ids, 1);
+  const bos = options.bos ? 1 : 0;
+  const out: Int32Array[] = [];
+  let at = 0;
+  for (const n of lengths) {
+    const ids = new Int32Array(n + bos);
+    if (bos) ids[0] = tokenizer.bos;
+    ids.set(flat.subarray(at, at + n), bos);
+    out.push(ids);
+    at += n;
+  }
   return out;
 }

@@ -1,6 +1,7 @@
 // lm-eval-harness `loglikelihood` requests on entroprune's engine: tokenise each (context, continuation)
 // pair the way the harness does, then score all of them in padded, length-sorted batches natively.
 import type { Model } from '../../load/model';
+import { encodeAllOffThread } from '../../load/tokenize-off-thread';
 import type { Tokenizer } from '../../load/tokenizer';
 import { fromNative } from '../../util/errors';
 import { awaitNativeJob } from '../../util/native-job';
@@ -32,14 +33,32 @@ export interface EncodedRequest {
  * longer than the model's context keep their last `maxLength` tokens, as the harness truncates from the left.
  */
 export function encodeRequest(tokenizer: Tokenizer, r: LoglikelihoodRequest, maxLength: number): EncodedRequest {
+  const { context, whole } = requestTexts(r);
+  return assembleRequest(tokenizer.encode(whole, { bos: true }), tokenizer.encode(context, { bos: true }), maxLength);
+}
+
+/** encodeRequest for many requests, the encoding off the main thread (a task set can be megabytes of text). */
+export async function encodeRequests(tokenizer: Tokenizer, reqs: LoglikelihoodRequest[], maxLength: number, signal?: AbortSignal): Promise<EncodedRequest[]> {
+  const texts = reqs.flatMap((r) => {
+    const t = requestTexts(r);
+    return [t.whole, t.context];
+  });
+  const ids = await encodeAllOffThread(tokenizer, texts, { bos: true }, signal);
+  return reqs.map((_, i) => assembleRequest(ids[2 * i], ids[2 * i + 1], maxLength));
+}
+
+/** The two strings a request encodes: the context, and context + continuation. */
+function requestTexts(r: LoglikelihoodRequest): { context: string; whole: string } {
   let { context, continuation } = r;
   const spaces = context.length - context.trimEnd().length;
   if (spaces > 0) {
     continuation = context.slice(context.length - spaces) + continuation;
     context = context.slice(0, context.length - spaces);
   }
-  const whole = tokenizer.encode(context + continuation, { bos: true });
-  const ctx = tokenizer.encode(context, { bos: true });
+  return { context, whole: context + continuation };
+}
+
+function assembleRequest(whole: Int32Array, ctx: Int32Array, maxLength: number): EncodedRequest {
   let cont = whole.subarray(Math.min(ctx.length, whole.length));
   // A tokenizer that merges across the boundary can leave nothing: score the last token of the whole string.
   if (cont.length === 0) cont = whole.subarray(whole.length - 1);

@@ -5,7 +5,7 @@ import type { Tokenizer } from '../../load/tokenizer';
 import { EntropruneError } from '../../util/errors';
 import type { ProgressEvent } from '../../util/progress';
 import { seededSubset } from '../../util/random';
-import { EncodedRequest, encodeRequest, maxLengthOf, scoreEncoded } from './loglikelihood';
+import { EncodedRequest, encodeRequests, maxLengthOf, scoreEncoded } from './loglikelihood';
 import { choiceMetrics, meanWithError, MeanWithError } from './metrics';
 import { loadTaskDocs, TaskDoc, TaskSpec, taskSpec } from './task-files';
 
@@ -53,22 +53,30 @@ export interface PreparedTask {
   encoded: EncodedRequest[];
 }
 
-export function prepareTask(model: Model, tokenizer: Tokenizer, name: string, o: Pick<TaskOptions, 'tasksDir' | 'limit' | 'seed'>): PreparedTask {
+export async function prepareTask(
+  model: Model,
+  tokenizer: Tokenizer,
+  name: string,
+  o: Pick<TaskOptions, 'tasksDir' | 'limit' | 'seed' | 'signal'>,
+): Promise<PreparedTask> {
   const spec = taskSpec(name);
   const all = loadTaskDocs(spec, o.tasksDir);
   const docs = selectDocs(all, o.limit, o.seed ?? 0);
-  const maxLength = maxLengthOf(model);
-  const encoded: EncodedRequest[] = [];
-  for (const d of docs) {
-    if (d.kind === 'choice') for (const r of d.requests) encoded.push(encodeRequest(tokenizer, r, maxLength));
-    else encoded.push(encodeRequest(tokenizer, d, maxLength));
-  }
+  const requests = docs.flatMap((d) => (d.kind === 'choice' ? d.requests : [d]));
+  const encoded = await encodeRequests(tokenizer, requests, maxLengthOf(model), o.signal);
   return { task: name, spec, docs, totalDocs: all.length, encoded };
 }
 
-export function prepareTasks(model: Model, tokenizer: Tokenizer, names: string[], o: Pick<TaskOptions, 'tasksDir' | 'limit' | 'seed'>): PreparedTask[] {
+export async function prepareTasks(
+  model: Model,
+  tokenizer: Tokenizer,
+  names: string[],
+  o: Pick<TaskOptions, 'tasksDir' | 'limit' | 'seed' | 'signal'>,
+): Promise<PreparedTask[]> {
   for (const n of names) taskSpec(n); // fail on a typo before any work
-  return names.map((n) => prepareTask(model, tokenizer, n, o));
+  const out: PreparedTask[] = [];
+  for (const n of names) out.push(await prepareTask(model, tokenizer, n, o));
+  return out;
 }
 
 export async function scoreTask(model: Model, t: PreparedTask, o: Pick<TaskOptions, 'batchTokens' | 'cudaDevices' | 'onProgress' | 'signal'> = {}): Promise<TaskResult> {
@@ -117,11 +125,11 @@ export async function scoreTasks(model: Model, tasks: PreparedTask[], o: Pick<Ta
 }
 
 export async function evaluateTask(model: Model, tokenizer: Tokenizer, name: string, o: TaskOptions): Promise<TaskResult> {
-  return scoreTask(model, prepareTask(model, tokenizer, name, o), o);
+  return scoreTask(model, await prepareTask(model, tokenizer, name, o), o);
 }
 
 export async function evaluateTasks(model: Model, tokenizer: Tokenizer, names: string[], o: TaskOptions): Promise<TaskResult[]> {
-  return scoreTasks(model, prepareTasks(model, tokenizer, names, o), o);
+  return scoreTasks(model, await prepareTasks(model, tokenizer, names, o), o);
 }
 
 /** Mean accuracy over tasks, the paper's "Avg" column (acc_norm where the task reports it, as the paper does). */
