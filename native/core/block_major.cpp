@@ -76,13 +76,16 @@ class GpuBlockWorker final : public BlockWorker {
     }
     int64_t rows = 0;
     for (const Batch& b : own_) rows += b.rows;
-    held = runner->hold_hidden_states(rows);
+    held = runner->hold_hidden_states(rows, /*room_for_output_head=*/!capture);  // calibration never loads the head
   }
   void begin_pass(const float* h) override {
     if (held)
       for (const Batch& b : own_) runner->put_hidden(b.held_row0, &h[b.row0 * d_], b.rows);
   }
-  void load(int l, const LayerWeights& w) override { runner->load_block(l, w); }
+  void load(int l, const LayerWeights& w) override {
+    runner->load_block(l, w);  // replaces the output head, if one was loaded
+    head_loaded_ = false;
+  }
   void run(const Batch& b, float* h, StatisticsCapture* capture, const float* y_projected, const std::atomic<bool>* cancel) override {
     throw_if_cancelled(cancel);
     cuda::BlockBatch bb = rows_of(b, h);

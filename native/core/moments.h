@@ -14,7 +14,7 @@
 namespace ep {
 
 // How cross-products are formed. kFloat64: every product in double (dsyrk) — exact streaming/merging to
-// rounding, used for small vectors. kBlockedFloat32: ssyrk over blocks of 1024 shifted rows (twice the SIMD
+// rounding, used for small vectors. kBlockedFloat32: ssyrk over blocks of 4096 shifted rows (twice the SIMD
 // width of dsyrk), each block's float result added into the float64 accumulator — relative error ~1e-6,
 // used for the wide joint (y, h, a, m) moments where throughput matters.
 enum class Accumulation { kFloat64, kBlockedFloat32 };

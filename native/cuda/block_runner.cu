@@ -177,7 +177,7 @@ class CudaBlockRunner final : public BlockRunner {
     });
   }
 
-  bool hold_hidden_states(int64_t rows) override {
+  bool hold_hidden_states(int64_t rows, bool room_for_output_head) override {
     bool held = false;
     translated([&] {
       bind();
@@ -188,11 +188,12 @@ class CudaBlockRunner final : public BlockRunner {
       check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
       const uint64_t need = static_cast<uint64_t>(rows) * c_.dim * sizeof(float);
       // room for the largest block's weights or the output head (not loaded yet) and a margin for cuBLAS workspaces
-      if (need + largest_load_bytes() + (uint64_t(512) << 20) > free_bytes) return;
+      if (need + largest_load_bytes(room_for_output_head) + (uint64_t(512) << 20) > free_bytes) return;
       try {
         held_ = arena_.array<float>(rows * c_.dim);
       } catch (const CudaFailure&) {
-        return;  // the estimate was optimistic: host batches after all
+        cudaGetLastError();  // clear the failed cudaMalloc's error, or the next launch check would report it
+        return;              // the estimate was optimistic: host batches after all
       }
       held_rows_ = rows;
       held = true;
@@ -203,6 +204,8 @@ class CudaBlockRunner final : public BlockRunner {
   void get_hidden(int64_t row0, float* host, int64_t rows) override { copy_held(row0, rows, nullptr, host); }
 
   void enable_capture(const CaptureLayout& layout) override {
+    // once per runner: its buffers come from the arena and live as long as the runner
+    if (capture_) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::enable_capture called twice");
     translated([&] {
       bind();
       capture_ = std::make_unique<DeviceCapture>(c_, layout, max_rows_, arena_, &blas_, stream_);
@@ -361,11 +364,11 @@ class CudaBlockRunner final : public BlockRunner {
       check(cudaStreamSynchronize(stream_), "copy hidden states");
     });
   }
-  // Device bytes of the largest block's weights in the compute precision (what load_block will need), or of
-  // the output head with its logits and loss buffers if that is more (load_output_head).
-  uint64_t largest_load_bytes() const {
+  // Device bytes of the largest block's weights in the compute precision (what load_block will need), or —
+  // with_head — of the output head with its logits and loss buffers if that is more (load_output_head).
+  uint64_t largest_load_bytes(bool with_head) const {
     const uint64_t V = static_cast<uint64_t>(c_.vocab);
-    uint64_t most = V * c_.dim * precision_bytes(o_.precision) + (uint64_t(256) << 20) + static_cast<uint64_t>(max_rows_) * 12 + c_.dim * 4;
+    uint64_t most = with_head ? V * c_.dim * precision_bytes(o_.precision) + (uint64_t(256) << 20) + static_cast<uint64_t>(max_rows_) * 12 + c_.dim * 4 : 0;
     for (const LayerShape& s : c_.layers) {
       const uint64_t qd = static_cast<uint64_t>(s.n_head) * c_.head_dim, kvd = static_cast<uint64_t>(s.n_kv_head) * c_.head_dim;
       const uint64_t elements = (2 * qd + 2 * kvd + 3 * static_cast<uint64_t>(s.ffn)) * c_.dim;

@@ -75,9 +75,10 @@ class BlockRunner {
   }
 
   // Keep `rows` rows of hidden states on the GPU between blocks, if they fit beside the largest block's
-  // weights and the runner's buffers; false (nothing held) when they do not — the caller then passes host
-  // batches. put/get copy rows [row0, row0 + rows) of the held states from/to the host.
-  virtual bool hold_hidden_states(int64_t rows) = 0;
+  // weights (and the output head's, when room_for_output_head) and the runner's buffers; false (nothing
+  // held) when they do not — the caller then passes host batches. put/get copy rows [row0, row0 + rows) of
+  // the held states from/to the host.
+  virtual bool hold_hidden_states(int64_t rows, bool room_for_output_head = true) = 0;
   virtual void put_hidden(int64_t row0, const float* host, int64_t rows) = 0;
   virtual void get_hidden(int64_t row0, float* host, int64_t rows) = 0;
 
@@ -90,8 +91,9 @@ class BlockRunner {
   // batch's ids [n_seqs · seq_len]. Twin of ep::next_token_nll.
   virtual void next_token_nll(const BlockBatch& batch, const int32_t* tokens, float* nll, int32_t* argmax) = 0;
 
-  // The fused capture: after enable_capture, every batch run with y_projected is folded into the loaded
-  // block's statistics on the GPU; take_statistics returns them (raw state) and starts the next block empty.
+  // The fused capture (once per runner): after enable_capture, every batch run with y_projected is folded
+  // into the loaded block's statistics on the GPU; take_statistics returns them (raw state) and starts the
+  // next block empty.
   virtual void enable_capture(const CaptureLayout& layout) = 0;
   virtual BlockStatistics take_statistics() = 0;
 

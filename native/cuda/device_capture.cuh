@@ -13,7 +13,8 @@
 //   a, m sums           column sums of the attention and MLP outputs (bias compensation means)
 //   cosines             cos(h_{l−1}, h_l) per row, summed on the host in row order (the CPU's order);
 //                       a NaN or infinity throws NonFiniteActivations(l), as block_output does
-// Shifts are the first batch's column means (the CPU uses the same for moments; any shift merges exactly).
+// Shifts are the first batch's column means (the CPU's Moments use the same, its ChannelStats the first row;
+// any shift merges exactly).
 #pragma once
 #include <cuda_runtime.h>
 
