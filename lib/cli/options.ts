@@ -19,7 +19,7 @@ export function deviceOption(value: string): DeviceRequest {
   throw new InvalidArgumentError('device must be cpu, cuda, cuda:N or auto');
 }
 
-/** The option naming the GPUs that run calibration or perplexity, if any (none: the CPU). */
+/** The option naming the GPUs that run calibration or evaluation, if any (none: the CPU). */
 export const cudaDevicesOption = (d: ResolvedDevice): { cudaDevices?: number[] } => (d.device === 'cuda' && d.indices ? { cudaDevices: d.indices } : {});
 
 /** --device, the same on every command that runs the model. */

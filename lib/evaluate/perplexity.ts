@@ -66,7 +66,7 @@ export async function perplexityOfTokens(model: Model, stream: Int32Array, optio
     gpu ? 'use --max-tokens to evaluate a prefix of the text' : 'lower --batch (windows per forward call) or --seq-len');
   const started = process.hrtime.bigint();
   const job = model.handle.evaluate(
-    { tokens: tokens.slice(0, windows * seqLen), nSeqs: windows, seqLen, batchSeqs, output: 'nll', ...(gpu ? { cudaDevices: options.cudaDevices } : {}) },
+    { tokens: tokens.slice(0, windows * seqLen), nSeqs: windows, seqLen, batchSeqs, output: 'nll', cudaDevices: options.cudaDevices },
     (done, total) => options.onProgress?.({ done, total }),
   );
   const nll = await awaitNativeJob(job, options.signal);

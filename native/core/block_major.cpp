@@ -172,7 +172,6 @@ BlockMajorRun::BlockMajorRun(const Model& model, const int32_t* tokens, const st
     : model_(model), tokens_(tokens) {
   const ModelConfig& c = model.config;
   int max_len = 0;
-  int64_t loss0 = 0;
   for (const BatchShape& s : shapes) {
     if (s.n_seqs <= 0 || s.seq_len <= 0) throw Error(ErrorCode::kInvalidArgument, model.path, "empty batch");
     Batch b;
@@ -180,9 +179,9 @@ BlockMajorRun::BlockMajorRun(const Model& model, const int32_t* tokens, const st
     b.seq_len = s.seq_len;
     b.row0 = rows_;
     b.rows = static_cast<int64_t>(s.n_seqs) * s.seq_len;
-    b.loss0 = loss0;
+    b.loss0 = losses_;
     rows_ += b.rows;
-    loss0 += static_cast<int64_t>(s.n_seqs) * (s.seq_len - 1);
+    losses_ += static_cast<int64_t>(s.n_seqs) * (s.seq_len - 1);
     max_len = std::max(max_len, s.seq_len);
     batch_rows_max_ = std::max(batch_rows_max_, b.rows);
     batches_.push_back(b);

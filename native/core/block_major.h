@@ -66,6 +66,7 @@ class BlockMajorRun {
   int workers() const { return static_cast<int>(workers_.size()); }
   const std::vector<Batch>& batches() const { return batches_; }
   int64_t batch_rows_max() const { return batch_rows_max_; }
+  int64_t losses() const { return losses_; }  // entries next_token_nll writes: Σ n_seqs · (seq_len − 1)
   float* hidden() { return hidden_->data(); }  // [N, d] on the host
 
   // The embedding, then every block on every batch. capture_of(k): worker k's capture, fed rows of
@@ -84,7 +85,8 @@ class BlockMajorRun {
  private:
   const Model& model_;
   const int32_t* tokens_;
-  int64_t rows_ = 0;  // token rows of all batches
+  int64_t rows_ = 0;    // token rows of all batches
+  int64_t losses_ = 0;  // loss entries of all batches
   RopeTables rope_;
   int64_t batch_rows_max_ = 0;
   std::vector<Batch> batches_;

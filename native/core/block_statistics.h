@@ -28,7 +28,6 @@ struct ChannelStats {
 };
 
 struct BlockStatistics {
-  int64_t tokens = 0;               // rows folded in
   MomentState joint;                // (y, h, a, m), 4r wide, zeros where the block has no attention / MLP
   std::vector<MomentState> heads;   // one per attention head, head_dim wide (empty without attention)
   ChannelStats channels;            // silu(gate)·up per channel (empty without MLP)

@@ -204,7 +204,6 @@ void StatisticsCapture::merge(const StatisticsCapture& o) {
 
 BlockStatistics StatisticsCapture::block_statistics(int l) const {
   BlockStatistics s;
-  s.tokens = tokens_;
   s.joint = block_[l].state();
   for (const Moments& h : heads_[l]) s.heads.push_back(h.state());
   s.channels = channels_[l];

@@ -78,7 +78,7 @@ class StatisticsCapture : public ForwardHooks {
 
   // Block l's accumulators as raw state (shift, sums) — and the way back in: absorb_block merges statistics
   // summed elsewhere (the GPU's fused capture) into block l as merge() would, leaving the token count to
-  // add_tokens. block_statistics(l).tokens is this capture's token count.
+  // add_tokens.
   BlockStatistics block_statistics(int l) const;
   void absorb_block(int l, const BlockStatistics& s);
 

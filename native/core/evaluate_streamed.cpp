@@ -48,14 +48,14 @@ EvaluationReport next_token_nll_streamed(const Model& model, const CalibrationBa
   };
   EvaluationReport report;
   const int T = windows.seq_len;
+  int64_t seq0 = 0;  // the group's first window
   for (const auto& [first, last] : group_batches(shapes, row_bytes(model), group_bytes)) {
-    int64_t seq0 = 0;
-    for (size_t i = 0; i < first; ++i) seq0 += shapes[i].n_seqs;
     const std::vector<BatchShape> group(shapes.begin() + first, shapes.begin() + last);
     BlockMajorRun run(model, windows.tokens + seq0 * T, group, device, nullptr);
     run.pass(nullptr, nullptr, false, cancel, on_batch);
     run.next_token_nll(nll + seq0 * (T - 1), nullptr, cancel, on_batch);
     note_run(run, report);
+    for (const BatchShape& s : group) seq0 += s.n_seqs;
   }
   return report;
 }
@@ -84,10 +84,8 @@ std::vector<SpanScore> score_spans_streamed(const Model& model, const int32_t* t
       if (options.on_progress) options.on_progress(seqs_before + seqs_in_group * step / steps, n_spans);
     };
     run.pass(nullptr, nullptr, false, options.cancel, on_batch);
-    int64_t losses = 0;
-    for (const BatchShape& s : group) losses += static_cast<int64_t>(s.n_seqs) * (s.seq_len - 1);
-    std::vector<float> nll(losses);
-    std::vector<int32_t> argmax(losses);
+    std::vector<float> nll(run.losses());
+    std::vector<int32_t> argmax(run.losses());
     run.next_token_nll(nll.data(), argmax.data(), options.cancel, on_batch);
     for (size_t i = first; i < last; ++i) {
       const Batch& b = run.batches()[i - first];

@@ -129,19 +129,7 @@ class CudaBlockRunner final : public BlockRunner {
       free_block();
       const int64_t d = c_.dim, V = vocab;
       head_.norm = vec(norm, d);
-      head_.matrix = arena_.allocate(static_cast<size_t>(V) * d * precision_bytes(o_.precision));
-      // converted through the staging buffer a block of rows at a time: the head may outgrow any block matrix
-      const int64_t rows_per_copy = o_.precision == Precision::kF32 ? V : std::max<int64_t>(1, static_cast<int64_t>(staging_floats_) / d);
-      for (int64_t r0 = 0; r0 < V; r0 += rows_per_copy) {
-        const int64_t n = std::min(rows_per_copy, V - r0) * d;
-        char* dst = static_cast<char*>(head_.matrix) + r0 * d * precision_bytes(o_.precision);
-        if (o_.precision == Precision::kF32) {
-          check(cudaMemcpyAsync(dst, output + r0 * d, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload output head");
-        } else {
-          check(cudaMemcpyAsync(staging_, output + r0 * d, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload output head");
-          convert_from_f32(staging_, dst, o_.precision, n, stream_);
-        }
-      }
+      head_.matrix = matrix(output, V * d);
       head_.vocab = vocab;
       head_.chunk_rows = std::max<int64_t>(1, std::min<int64_t>(max_rows_, (int64_t(256) << 20) / (4 * V)));  // ≤ 256 MiB of logits
       head_.logits = f32(head_.chunk_rows * V);
@@ -192,8 +180,7 @@ class CudaBlockRunner final : public BlockRunner {
       try {
         held_ = arena_.array<float>(rows * c_.dim);
       } catch (const CudaFailure&) {
-        cudaGetLastError();  // clear the failed cudaMalloc's error, or the next launch check would report it
-        return;              // the estimate was optimistic: host batches after all
+        return;  // the estimate was optimistic: host batches after all (device_malloc left no error behind)
       }
       held_rows_ = rows;
       held = true;
@@ -328,14 +315,20 @@ class CudaBlockRunner final : public BlockRunner {
     check(cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload weights");
     return dev;
   }
-  // Host float32 matrix -> staging (float32) -> compute precision, in its own allocation.
+  // Host float32 matrix -> staging (float32) -> compute precision, in its own allocation; in pieces of the
+  // staging buffer's size, which the output head may outgrow.
   void* matrix(const float* host, int64_t n) {
-    void* dev = arena_.allocate(static_cast<size_t>(n) * precision_bytes(o_.precision));
+    const int pb = precision_bytes(o_.precision);
+    void* dev = arena_.allocate(static_cast<size_t>(n) * pb);
     if (o_.precision == Precision::kF32) {
       check(cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload weights");
-    } else {
-      check(cudaMemcpyAsync(staging_, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload weights");
-      convert_from_f32(staging_, dev, o_.precision, n, stream_);
+      return dev;
+    }
+    const int64_t piece = static_cast<int64_t>(staging_floats_);
+    for (int64_t i0 = 0; i0 < n; i0 += piece) {
+      const int64_t m = std::min(piece, n - i0);
+      check(cudaMemcpyAsync(staging_, host + i0, m * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload weights");
+      convert_from_f32(staging_, static_cast<char*>(dev) + i0 * pb, o_.precision, m, stream_);
     }
     return dev;
   }

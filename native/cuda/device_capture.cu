@@ -66,7 +66,7 @@ void DeviceCapture::begin_block(int l) {
   for (double* p : {attn_sum_, mlp_sum_}) check(cudaMemsetAsync(p, 0, c_.dim * sizeof(double), stream_), "clear capture");
   for (double* p : {channel_shift_, channel_sum_, channel_sumsq_})
     check(cudaMemsetAsync(p, 0, std::max(1, s.ffn) * sizeof(double), stream_), "clear capture");
-  channel_n_ = tokens_ = 0;
+  channel_n_ = 0;
   cos_sum_ = 0;
 }
 
@@ -150,39 +150,25 @@ void DeviceCapture::block_output(const float* h, int64_t rows) {
     accumulate_grouped(joint_, joint_rows_, rows, 4 * r_);
   else
     accumulate_chunked_f32(joint_, joint_rows_, rows);
-  tokens_ += rows;
+}
+
+std::vector<double> DeviceCapture::fetch(const double* dev, int64_t n) const {
+  std::vector<double> v(n);
+  check(cudaMemcpyAsync(v.data(), dev, n * sizeof(double), cudaMemcpyDeviceToHost, stream_), "download capture");
+  return v;
 }
 
 MomentState DeviceCapture::download(const Accumulator& acc, int group_index) const {
-  const int g = acc.group;
-  MomentState m;
-  m.n = acc.n;
-  m.shift.resize(g);
-  m.sum.resize(g);
-  m.cross.resize(static_cast<size_t>(g) * g);
-  check(cudaMemcpyAsync(m.shift.data(), acc.shift + static_cast<int64_t>(group_index) * g, g * sizeof(double), cudaMemcpyDeviceToHost, stream_),
-        "download capture");
-  check(cudaMemcpyAsync(m.sum.data(), acc.sum + static_cast<int64_t>(group_index) * g, g * sizeof(double), cudaMemcpyDeviceToHost, stream_),
-        "download capture");
-  check(cudaMemcpyAsync(m.cross.data(), acc.cross + static_cast<int64_t>(group_index) * g * g, m.cross.size() * sizeof(double),
-                        cudaMemcpyDeviceToHost, stream_),
-        "download capture");
-  check(cudaStreamSynchronize(stream_), "download capture");
-  return m;
+  const int64_t g = acc.group;
+  return {acc.n, fetch(acc.shift + group_index * g, g), fetch(acc.sum + group_index * g, g), fetch(acc.cross + group_index * g * g, g * g)};
 }
 
 BlockStatistics DeviceCapture::take() {
   if (l_ < 0) throw CudaFailure{"fused capture: take before begin_block"};
   const LayerShape& s = c_.layers[l_];
   BlockStatistics out;
-  out.tokens = tokens_;
   out.joint = download(joint_, 0);
   for (int h = 0; h < s.n_head; ++h) out.heads.push_back(download(heads_, h));
-  auto fetch = [&](const double* dev, int n) {
-    std::vector<double> v(n);
-    check(cudaMemcpyAsync(v.data(), dev, n * sizeof(double), cudaMemcpyDeviceToHost, stream_), "download capture");
-    return v;
-  };
   if (s.ffn > 0) {
     out.channels.n = channel_n_;
     out.channels.shift = fetch(channel_shift_, s.ffn);
@@ -191,7 +177,7 @@ BlockStatistics DeviceCapture::take() {
   }
   if (s.n_head > 0) out.attn_sum = fetch(attn_sum_, c_.dim);
   if (s.ffn > 0) out.mlp_sum = fetch(mlp_sum_, c_.dim);
-  check(cudaStreamSynchronize(stream_), "download capture");
+  check(cudaStreamSynchronize(stream_), "download capture");  // every fetch above has landed
   out.cosine_sum = cos_sum_;
   begin_block(l_);
   return out;

@@ -56,7 +56,8 @@ class DeviceCapture {
   void set_shift_if_first(Accumulator& acc, const float* x, int64_t rows, int64_t ld);
   void accumulate_grouped(Accumulator& acc, const float* x, int64_t rows, int64_t ld);
   void accumulate_chunked_f32(Accumulator& acc, const float* x, int64_t rows);
-  MomentState download(const Accumulator& acc, int group_index) const;
+  MomentState download(const Accumulator& acc, int group_index) const;  // queued; valid after a stream sync
+  std::vector<double> fetch(const double* dev, int64_t n) const;         // likewise
   void clear(Accumulator& acc);
 
   ModelConfig c_;
@@ -68,7 +69,7 @@ class DeviceCapture {
   float* projection_t_ = nullptr;  // r×d (the host projection transposed), null when not projected
   float *joint_rows_, *h_in_, *proj_out_, *chunk_t_, *gram_;
   double *cos_rows_, *attn_sum_, *mlp_sum_, *channel_shift_, *channel_sum_, *channel_sumsq_;
-  int64_t channel_n_ = 0, tokens_ = 0;
+  int64_t channel_n_ = 0;
   Accumulator joint_, heads_;
   std::vector<double> cos_host_;
   double cos_sum_ = 0;

@@ -21,6 +21,18 @@ inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw CudaFailure{std::string(what) + ": " + cudaGetErrorString(e)};
 }
 
+// cudaMalloc that throws on failure after clearing the error it leaves behind: a caller that catches the
+// failure and carries on (a fallback to host memory) must not see it again at the next launch check.
+inline void* device_malloc(size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw CudaFailure{std::string("cudaMalloc: ") + cudaGetErrorString(e)};
+  }
+  return p;
+}
+
 // The shape of every host-buffer entry point in cuda_runtime_api.h: run `body` on the GPU, or return false
 // with *error saying why (no usable GPU, or the CUDA call that failed) — never an exception.
 template <typename Body>
@@ -40,7 +52,7 @@ bool run_on_gpu(std::string* error, Body&& body) {
 template <typename T>
 class DeviceBuffer {
  public:
-  explicit DeviceBuffer(size_t n) : n_(n) { check(cudaMalloc(&p_, n * sizeof(T) + (n == 0)), "cudaMalloc"); }
+  explicit DeviceBuffer(size_t n) : p_(static_cast<T*>(device_malloc(n * sizeof(T)))), n_(n) {}
   ~DeviceBuffer() { if (p_) cudaFree(p_); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -62,8 +74,7 @@ class DeviceArena {
   DeviceArena& operator=(const DeviceArena&) = delete;
 
   void* allocate(size_t bytes) {
-    void* p = nullptr;
-    check(cudaMalloc(&p, std::max<size_t>(bytes, 1)), "cudaMalloc");
+    void* p = device_malloc(bytes);
     held_ += bytes;
     peak_ = std::max(peak_, held_);
     sizes_.push_back({p, bytes});

@@ -90,8 +90,7 @@ export async function scoreEncoded(model: Model, reqs: EncodedRequest[], o: Scor
   }
   let job;
   try {
-    const device = o.cudaDevices?.length ? { cudaDevices: o.cudaDevices } : {};
-    job = model.handle.score({ tokens, lengths, targets, batchTokens: o.batchTokens, ...device }, (done, total) => o.onProgress?.({ done, total }));
+    job = model.handle.score({ tokens, lengths, targets, batchTokens: o.batchTokens, cudaDevices: o.cudaDevices }, (done, total) => o.onProgress?.({ done, total }));
   } catch (e) {
     throw fromNative(e);
   }
