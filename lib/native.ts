@@ -109,6 +109,13 @@ export interface NativeBlockAnalysis {
   te: number;
   teAttn: number;
   teMlp: number;
+  /** stream-targeted TE (I(h + x + ε; x | h)) of the block update, its attention and its MLP */
+  teStream: number;
+  teStreamAttn: number;
+  teStreamMlp: number;
+  /** variance each head / channel adds to the residual stream */
+  headContribution: Float64Array;
+  channelContribution: Float64Array;
   cosine: number;
   maxRidgeEffect: number;
   /** relative ridge the block's TE terms used: the requested one, or raised 10× at a time up to 1e-2 */
@@ -140,6 +147,11 @@ export interface NativeAnalysis {
 export interface NativeModel {
   info(): NativeModelInfo;
   analyze(options: NativeAnalyzeOptions, onProgress?: (done: number, total: number) => void): NativeJob<NativeAnalysis>;
+  /** measured sensitivities: held-out loss increase from removing each block / attention / MLP alone (NaN where absent) */
+  measureRemovalDamage(
+    options: { tokens: Int32Array; nSeqs: number; seqLen: number; attnOutMean?: Float64Array[]; mlpOutMean?: Float64Array[] },
+    onProgress?: (done: number, total: number) => void,
+  ): NativeJob<{ baseNll: number; attn: Float64Array; mlp: Float64Array; block: Float64Array }>;
   tensorDirectory(): string;
   /** per layer: ‖Wq_h‖²+‖Wo[:,h]‖² per query head; ‖gate_j‖²+‖up_j‖²+‖down[:,j]‖² per channel */
   unitWeightMagnitudes(): { heads: number[][]; channels: number[][] };

@@ -21,6 +21,8 @@ interface Case {
   inputs: string[];
   outputs: string[];
   fileSizeLimitKb?: number;
+  /** a pattern stdout must match (a check's printed verdict) */
+  stdout?: string;
   env?: Record<string, string>;
 }
 
@@ -57,6 +59,7 @@ function run(c: Case) {
     : spawnSync(process.execPath, [CLI, ...c.args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...c.env } });
   expect(r.status, `${c.name}\n${r.stderr}`).toBe(c.code);
   expect(r.stderr, c.name).toMatch(new RegExp(c.expect));
+  if (c.stdout) expect(r.stdout, c.name).toMatch(new RegExp(c.stdout));
   expect(r.stderr, c.name).not.toMatch(/internal error|Segmentation|Aborted|at .*\.js:\d+/);
   for (const [f, h] of before) expect(sha(f), `${c.name}: input ${f} changed`).toBe(h);
   for (const o of c.outputs) expect(fs.existsSync(o), `${c.name}: ${o} was written`).toBe(false);

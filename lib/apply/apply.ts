@@ -12,6 +12,7 @@ import { llama2cVocabFile, loadTokenizerJson } from '../load/tokenizer';
 import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
 import { EntropruneError, fromNative } from '../util/errors';
+import { assertOutputSparesInputs } from '../util/file-identity';
 import { interrupted, trackTemporary } from '../util/interrupt';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
@@ -68,6 +69,7 @@ export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions
   const format = o.format ?? defaultFormat(model, o.output);
   const out = path.resolve(o.output);
   if (out === path.resolve(info.path)) throw new EntropruneError('EP_INVALID_ARGUMENT', `${o.output}: the output would overwrite the input model`, o.output);
+  assertOutputSparesInputs(o.output, [info.path, o.vocabFile]);
   if (format === 'llama2c' && (o.dtype ?? 'f32') !== 'f32') throw new EntropruneError('EP_UNSUPPORTED', `${o.output}: llama2.c checkpoints are float32 only (drop --dtype)`, o.output);
   if (fs.existsSync(out) && !o.force) throw new EntropruneError('EP_IO', `${o.output}: already exists (pass --force to replace it)`, o.output);
   const parent = path.dirname(out);

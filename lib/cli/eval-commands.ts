@@ -14,6 +14,7 @@ import { setThreads, type DeviceRequest } from '../runtime';
 import { EntropruneError } from '../util/errors';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption } from './options';
+import { checkFailed } from './exit-status';
 
 /** --tasks-dir, else $ENTROPRUNE_TASKS_DIR, else the tasks/ folder of the shared data. */
 export function defaultTasksDir(explicit?: string): string {
@@ -92,7 +93,7 @@ export function registerBenchCommand(program: Command): void {
       bar.finish();
       if (o.json) process.stdout.write(JSON.stringify({ ...options, signal: undefined, rows }) + '\n');
       else process.stdout.write(benchTable(rows, options) + '\n');
-      if (rows.every((r) => r.status !== 'ok')) process.exitCode = 1;
+      if (rows.every((r) => r.status !== 'ok')) checkFailed();
     });
 }
 

@@ -23,6 +23,8 @@ import { cudaInfo, setThreads, type DeviceRequest } from '../runtime';
 import { EntropruneError } from '../util/errors';
 import { ProgressBar } from '../util/progress';
 import { VERSION } from '../version';
+import type { Analysis } from '../measure/analysis';
+import { anyCheckFailed, resetCheckStatus } from './exit-status';
 
 function readText(file: string): string {
   if (!fs.existsSync(file)) throw new EntropruneError('EP_IO', `${file}: text file not found`, file);
@@ -72,6 +74,8 @@ async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
 }
 
 interface AnalyzeCliOptions {
+  sensitivity: boolean;
+  sensitivityWindows?: number;
   calib: string;
   tokenizer?: string;
   samples?: number;
@@ -108,6 +112,8 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     ridge: o.ridge,
     products: o.products,
     stream: o.stream,
+    sensitivity: o.sensitivity && { windows: o.sensitivityWindows },
+    onSensitivityProgress: (p) => bar.update(p),
     ...cudaDevicesOption(device),
     onProgress: (p) => bar.update(p),
     signal: interruptSignal(),
@@ -127,12 +133,29 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
       const range = (xs: number[] | undefined) => (xs && xs.length ? `${Math.min(...xs).toFixed(3)}..${Math.max(...xs).toFixed(3)}` : '-');
       return `${String(b.index).padStart(5)}  ${b.te.toFixed(4).padStart(8)}  ${b.teAttn.toFixed(4).padStart(9)}  ${b.teMlp.toFixed(4).padStart(9)}  ${b.cosine.toFixed(4).padStart(16)}   ${range(b.attention?.headEntropy).padStart(22)}   ${range(b.mlp?.channelEntropy).padStart(25)}`;
     }),
+    ...sensitivityLines(a),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
 
+/** The measured sensitivities beside the stream-targeted TE, and each estimator's rank agreement. */
+export function sensitivityLines(a: Analysis): string[] {
+  const m = a.sensitivity;
+  if (!m) return ['sensitivity: not measured (--no-sensitivity); the planner uses the stream-targeted TE'];
+  const f = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(4));
+  const ag = (e: 'stream-te' | 'output-te') => `${e} ρ blocks ${f(m.agreement[e]?.blocks)}, sublayers ${f(m.agreement[e]?.sublayers)}`;
+  return [
+    `measured removal damage (nats of held-out loss, ${m.windows} × ${m.seqLen} tokens, ${m.compensated ? 'mean-compensated' : 'plain'}; base ${m.baseNll.toFixed(4)}):`,
+    'block      block     attention     MLP    | stream TE: block  attention    MLP',
+    ...a.blocks.map((b, l) => `${String(l).padStart(5)}  ${f(m.block[l]).padStart(9)}  ${f(m.attn[l]).padStart(10)}  ${f(m.mlp[l]).padStart(8)}   | ${f(b.teStream).padStart(14)}  ${f(b.teStreamAttn).padStart(9)}  ${f(b.teStreamMlp).padStart(7)}`),
+    `agreement with the measured damage (Spearman): ${ag('stream-te')}; ${ag('output-te')}`,
+  ];
+}
+
 
 interface PlanCliOptions {
+  allocation: 'marginal' | 'paper';
+  estimator?: 'measured' | 'stream-te' | 'output-te';
   ratio: number;
   method: PlanMethod['name'];
   importance: PlanMethod['importance'];
@@ -190,6 +213,8 @@ async function planCmd(analysisFile: string, o: PlanCliOptions): Promise<void> {
     tolerance: o.tolerance,
     searchLimit: o.searchLimit,
     searchFallback: o.searchFallback,
+    allocation: o.allocation,
+    estimator: o.estimator,
     analysisFile,
   };
   if (o.importance === 'weight') {
@@ -287,6 +312,8 @@ export function buildProgram(): Command {
         .default('auto'),
     )
     .option('--stream', STREAM_HELP)
+    .option('--no-sensitivity', 'skip measuring each block\'s / layer\'s removal damage (the planner then uses the stream-targeted TE)')
+    .option('--sensitivity-windows <n>', 'windows for the measured sensitivities (default 16)', intOption('sensitivity-windows', 1))
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
     .addOption(deviceOpt())
     .option('-o, --output <file>', 'analysis JSON to write', 'analysis.json')
@@ -304,6 +331,8 @@ export function buildProgram(): Command {
     })
     .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
     .addOption(new Option('--importance <metric>', 'unit ranking').choices(['entropy', 'activation', 'weight']).default('entropy'))
+    .addOption(new Option('--allocation <kind>', 'marginal: units across all blocks by damage per parameter (default); paper: METHOD.md\'s water-filling, 1/TE split, K-means and DFS').choices(['marginal', 'paper']).default('marginal'))
+    .addOption(new Option('--estimator <e>', 'sublayer importance: measured damage (default when the analysis has it), stream-te, or output-te (the paper\'s first reading)').choices(['measured', 'stream-te', 'output-te']))
     .addOption(new Option('--search <kind>', 'remaining-ratio search').choices(['dfs', 'greedy']).default('dfs'))
     .addOption(new Option('--ratios <kind>', 'per-block ratios').choices(['dynamic', 'uniform']).default('dynamic'))
     .option('--no-compensation', 'do not fold removed units\' means into biases')
@@ -334,9 +363,10 @@ export async function main(argv: string[]): Promise<number> {
   // the running job is cancelled, temporary outputs are removed, the exit code is 130.
   interruptSignal();
   const program = buildProgram();
+  resetCheckStatus();
   try {
     await program.parseAsync(argv);
-    return 0;
+    return anyCheckFailed() ? 1 : 0;
   } catch (e) {
     const err = e as { code?: string; exitCode?: number; message?: string };
     if (typeof err.code === 'string' && err.code.startsWith('commander.')) {

@@ -22,6 +22,8 @@ import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
 import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption, STREAM_HELP } from './options';
+import { checkFailed } from './exit-status';
+import { assertOutputSparesInputs } from '../util/file-identity';
 
 function printVerify(rows: VerifyRow[], json?: boolean): boolean {
   if (!json) {
@@ -47,6 +49,9 @@ interface ApplyCli {
 }
 
 interface PruneCli extends ApplyCli {
+  sensitivity: boolean;
+  allocation: 'marginal' | 'paper';
+  estimator?: 'measured' | 'stream-te' | 'output-te';
   ratio: number;
   calib: string;
   tokenizer?: string;
@@ -154,7 +159,7 @@ export function registerPruneCommands(program: Command): void {
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
       if (o.json) process.stdout.write(JSON.stringify({ ...r, verify: rows }) + '\n');
       else process.stdout.write(describe(r) + '\n');
-      if (!printVerify(rows, o.json)) process.exitCode = 1;
+      if (!printVerify(rows, o.json)) checkFailed();
     });
 
   program
@@ -173,6 +178,9 @@ export function registerPruneCommands(program: Command): void {
     .option('--seq-len <n>', 'calibration window length', intOption('seq-len', 2))
     .option('--seed <n>', 'calibration seed', intOption('seed', 0), 0)
     .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
+    .addOption(new Option('--allocation <kind>', 'marginal (default) or paper (METHOD.md\'s rules as first written)').choices(['marginal', 'paper']).default('marginal'))
+    .addOption(new Option('--estimator <e>', 'sublayer importance: measured (default), stream-te or output-te').choices(['measured', 'stream-te', 'output-te']))
+    .option('--no-sensitivity', 'skip the measured sensitivities (the planner uses the stream-targeted TE)')
     .option('--align <n>', 'kept MLP widths rounded to multiples of N', intOption('align', 1), 1)
     .option('--uniform', 'one shape for every block (stock Llama config; needed for HF output)')
     .addOption(formatOpt())
@@ -193,6 +201,8 @@ export function registerPruneCommands(program: Command): void {
     .action(async (modelPath: string, o: PruneCli) => {
       setThreads(o.threads);
       const device = announceDevice(o.device, o.json, 'calibration');
+      // Checks that need no model work come first: an output that is an input is refused, --force or not.
+      assertOutputSparesInputs(o.output, [modelPath, o.calib, o.tokenizer]);
       const model = await loadModel(modelPath, { streamLayers: o.stream });
       const base = o.output.replace(/\.gguf$/i, '').replace(/\/+$/, '');
       const analysisFile = `${base}.analysis.json`;
@@ -207,12 +217,14 @@ export function registerPruneCommands(program: Command): void {
         seqLen: o.seqLen,
         seed: o.seed,
         stream: o.stream,
+        sensitivity: o.sensitivity,
+        onSensitivityProgress: (p) => bar.update(p),
         ...cudaDevicesOption(device),
         onProgress: (p) => bar.update(p),
         signal: interruptSignal(),
       });
       bar.finish();
-      const p = makePlan(a.analysis, { ratio: o.ratio, method: o.method, align: o.align, uniformShape: o.uniform ?? false, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      const p = makePlan(a.analysis, { ratio: o.ratio, method: o.method, allocation: o.allocation, estimator: o.estimator, align: o.align, uniformShape: o.uniform ?? false, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
       writePlan(planFile, p);
       const applyBar = new ProgressBar('apply', { quiet: o.json });
       const r = await applyPlan(model, p, {
@@ -235,7 +247,7 @@ export function registerPruneCommands(program: Command): void {
             `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r)}\n` + (o.report ? `${summary}\nreport written to ${o.report}\n` : ''),
         );
       }
-      if (!printVerify(rows, o.json)) process.exitCode = 1;
+      if (!printVerify(rows, o.json)) checkFailed();
     });
 
   program
@@ -256,6 +268,6 @@ export function registerPruneCommands(program: Command): void {
       }
       const rows = await verify(pruned, { against: o.against });
       if (o.json) process.stdout.write(JSON.stringify(rows) + '\n');
-      if (!printVerify(rows, o.json)) process.exitCode = 1;
+      if (!printVerify(rows, o.json)) checkFailed();
     });
 }

@@ -31,8 +31,31 @@ export interface BlockStats {
   maxRidgeEffect: number;
   /** relative ridge the TE terms used, when it had to be raised above calibration.ridge (singular joint covariance) */
   ridge?: number;
-  attention: { nHead: number; nKvHead: number; headEntropy: number[]; headEnergy: number[] } | null;
-  mlp: { width: number; channelEntropy: number[]; channelEnergy: number[] } | null;
+  /** stream-targeted TE (docs/METHOD.md §2): I(h_{l−1} + x + ε; x | h_{l−1}) for x = Δ_l, a_l, m_l; absent in older files */
+  teStream?: number;
+  teStreamAttn?: number;
+  teStreamMlp?: number;
+  attention: { nHead: number; nKvHead: number; headEntropy: number[]; headEnergy: number[]; /** tr(W_o,hᵀW_o,h Σ_h) */ headContribution?: number[] } | null;
+  mlp: { width: number; channelEntropy: number[]; channelEnergy: number[]; /** Var(x_j)·‖W_down[:,j]‖² */ channelContribution?: number[] } | null;
+}
+
+/** Which block / sublayer importance estimate the planner reads (docs/METHOD.md §2). */
+export type Estimator = 'measured' | 'stream-te' | 'output-te';
+
+/** Measured sensitivities (lib/measure/sensitivity.ts): loss increase in nats from removing each part alone. */
+export interface MeasuredSensitivity {
+  windows: number;
+  seqLen: number;
+  seed: number;
+  /** removed parts replaced by their calibration means (as apply folds them) */
+  compensated: boolean;
+  baseNll: number;
+  /** [layer], null where the block has no such part */
+  block: (number | null)[];
+  attn: (number | null)[];
+  mlp: (number | null)[];
+  /** Spearman ρ of each estimator against these: over blocks, and over attention and MLP layers jointly */
+  agreement: Partial<Record<Exclude<Estimator, 'measured'>, { blocks: number; sublayers: number }>>;
 }
 
 export interface Analysis {
@@ -62,6 +85,8 @@ export interface Analysis {
     products?: Exclude<CovarianceProducts, 'auto'>;
   };
   blocks: BlockStats[];
+  /** measured sensitivities, when analyze measured them (the default) */
+  sensitivity?: MeasuredSensitivity;
   means: { file: string; sha256: string; entries: { block: number; name: MeanName; offset: number; length: number }[] };
 }
 
@@ -138,6 +163,17 @@ export const analysisSchema = {
         },
       },
     },
+    sensitivity: {
+      type: 'object',
+      required: ['windows', 'seqLen', 'compensated', 'baseNll', 'block', 'attn', 'mlp'],
+      properties: {
+        windows: { type: 'integer', minimum: 1 },
+        seqLen: { type: 'integer', minimum: 2 },
+        block: { type: 'array', items: { type: ['number', 'null'] } },
+        attn: { type: 'array', items: { type: ['number', 'null'] } },
+        mlp: { type: 'array', items: { type: ['number', 'null'] } },
+      },
+    },
     means: {
       type: 'object',
       required: ['file', 'sha256', 'entries'],
@@ -188,8 +224,22 @@ export function readAnalysis(file: string): LoadedAnalysis {
     throw new EntropruneError('EP_FORMAT', `${file}: not a valid analysis file: ${first?.instancePath || '(root)'} ${first?.message ?? ''}`.trim(), file);
   }
   const analysis = json as unknown as Analysis;
-  const side = path.join(path.dirname(file), analysis.means.file);
-  if (!fs.existsSync(side)) throw new EntropruneError('EP_IO', `${side}: the means file referenced by ${file} is missing`, side);
+  // The means file must sit beside the analysis (a bare file name, no links out, a regular file) and have
+  // exactly the size its entries declare, checked before anything is read.
+  const name = analysis.means.file;
+  if (name !== path.basename(name) || name === '.' || name === '..' || name.includes('\\'))
+    throw new EntropruneError('EP_FORMAT', `${file}: means.file must name a file beside the analysis (got ${JSON.stringify(name)})`, file);
+  const side = path.join(path.dirname(file), name);
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(side);
+  } catch {
+    throw new EntropruneError('EP_IO', `${side}: the means file referenced by ${file} is missing`, side);
+  }
+  if (!st.isFile()) throw new EntropruneError('EP_FORMAT', `${side}: the means file referenced by ${file} is not a regular file (links and devices are refused)`, side);
+  const declared = analysis.means.entries.reduce((m, e) => Math.max(m, e.offset + e.length), 0) * 8;
+  if (st.size !== declared)
+    throw new EntropruneError('EP_FORMAT', `${side}: ${st.size} bytes, but ${file} declares ${declared} (files from different runs?)`, side);
   const buf = fs.readFileSync(side);
   if (createHash('sha256').update(buf).digest('hex') !== analysis.means.sha256)
     throw new EntropruneError('EP_FORMAT', `${side}: checksum does not match ${file} (files from different runs?)`, side);

@@ -47,6 +47,14 @@ export interface PlanMethod {
   /** kept query-head counts rounded to multiples of this */
   alignHeads: number;
   uniformShape: boolean;
+  /**
+   * How the budget is shared out (method 'entropy'): 'marginal' (ours, default) removes units across all
+   * blocks in ascending damage per parameter; 'paper' is METHOD.md's water-filled block ratios, attention/MLP
+   * split ∝ 1/TE, K-means clusters and the DFS over whole layers.
+   */
+  allocation?: 'marginal' | 'paper';
+  /** the block / sublayer importance the planner read: measured damage, stream-targeted TE or output-targeted TE */
+  estimator?: 'measured' | 'stream-te' | 'output-te';
 }
 
 export interface PruningPlan {

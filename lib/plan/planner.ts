@@ -8,7 +8,9 @@ import type { Analysis, BlockStats } from '../measure/analysis';
 import { EntropruneError } from '../util/errors';
 import { VERSION } from '../version';
 import { attentionParams, blockParams, channelParams, countedParams, kvHeadParams, mlpParams, queryHeadParams, wholeModelParams } from './accounting';
+import { allocateByMarginalCost, SublayerSensitivity, UnitVariances } from './allocation';
 import { waterFillRatios } from './block-ratios';
+import { estimatorValues } from '../measure/sensitivity';
 import { defaultK, kmeans1d } from './kmeans';
 import { achievedRatio, BlockPlan, PLAN_FORMAT, PLAN_VERSION, PlanMethod, prunedShapes, PruningPlan } from './plan';
 import { Candidate, dfsSearch, greedySearch, SearchFallback, SearchResult } from './search';
@@ -65,7 +67,11 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     align: o.align ?? 1,
     alignHeads: o.alignHeads ?? 1,
     uniformShape: o.uniformShape ?? false,
+    allocation: o.allocation ?? 'marginal',
+    estimator: o.estimator ?? defaultEstimator(analysis),
   };
+  if (method.estimator === 'measured' && !analysis.sensitivity)
+    throw new EntropruneError('EP_INVALID_ARGUMENT', 'estimator "measured" needs an analysis with measured sensitivities (analyze without --no-sensitivity)');
   if (!Number.isInteger(method.alignHeads) || method.alignHeads < 1) throw new EntropruneError('EP_INVALID_ARGUMENT', `alignHeads must be a positive integer (got ${method.alignHeads})`);
   if (!Number.isInteger(method.align) || method.align < 1) throw new EntropruneError('EP_INVALID_ARGUMENT', `align must be a positive integer (got ${method.align})`);
   const { dim: d, headDim: hd } = analysis.model;
@@ -87,6 +93,36 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
 
   if (method.name === 'block-drop' || method.name === 'layer-drop') {
     dropBaseline(method.name, stats, layers, st, d, hd, targetRemoved, notes);
+  } else if (method.name === 'entropy' && method.allocation === 'marginal' && method.granularity === 'multi' && !method.uniformShape) {
+    const sens = sensitivityOf(analysis, method.estimator!);
+    const units = unitVariances(stats, layers, method.importance, o.weights);
+    if (method.ratios === 'dynamic') {
+      const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved);
+      Object.assign(st, { keptKv: a.keptKv, keptHeads: a.keptHeads, keptChannels: a.keptChannels });
+      notes.push(`marginal allocation over all blocks (${method.estimator} sensitivities): predicted damage ${a.predictedDamage.toPrecision(4)}`);
+    } else {
+      // The uniform-ratio ablation: every block loses p of its own weights, split inside it the same way.
+      layers.forEach((shape, l) => {
+        const a = allocateByMarginalCost([shape], d, hd, { attn: [sens.attn[l]], mlp: [sens.mlp[l]] }, { heads: [units.heads[l]], channels: [units.channels[l]] }, p * sizes[l]);
+        st.keptKv[l] = a.keptKv[0];
+        st.keptHeads[l] = a.keptHeads[0];
+        st.keptChannels[l] = a.keptChannels[0];
+      });
+      notes.push(`marginal allocation inside each block at the uniform ratio ${p}`);
+    }
+    // Alignment (--align / --align-heads): round each layer's kept counts, keeping the largest contributors;
+    // the channel fill below closes what the rounding left of the target.
+    layers.forEach((shape, l) => {
+      if (method.align > 1 && st.keptChannels[l].length > 0) {
+        const v = units.channels[l];
+        setKeptChannels(l, shape.ffn, v, new Set(range(shape.ffn).filter((j) => !st.keptChannels[l].includes(j))), st, method.align);
+      }
+      if (method.alignHeads > 1 && st.keptHeads[l].length > 0) {
+        const G = shape.nHead / shape.nKvHead;
+        setKeptHeads(l, shape, units.heads[l], st.keptKv[l], G, st, method.alignHeads);
+      }
+    });
+    plannedRatios = layers.map((s, l) => 1 - blockParams(d, hd, currentShapes(layers, st)[l]) / sizes[l]);
   } else if (method.uniformShape) {
     uniformShape(stats, layers, st, d, hd, p, total, method, o.weights, notes);
   } else {
@@ -151,6 +187,37 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     method,
     notes,
     blocks,
+  };
+}
+
+/** Measured damage when the analysis has it, else the stream-targeted TE (files from before it: the output-targeted one). */
+export function defaultEstimator(a: Analysis): NonNullable<PlanMethod['estimator']> {
+  if (a.sensitivity) return 'measured';
+  return a.blocks.every((b) => b.teStream !== undefined) ? 'stream-te' : 'output-te';
+}
+
+/** Sublayer sensitivities S_s from the chosen estimator (absent parts: 0). */
+function sensitivityOf(a: Analysis, e: NonNullable<PlanMethod['estimator']>): SublayerSensitivity {
+  if (e === 'measured') return { attn: a.sensitivity!.attn.map((x) => x ?? 0), mlp: a.sensitivity!.mlp.map((x) => x ?? 0) };
+  const v = estimatorValues(a.blocks, e);
+  return { attn: v.attn.map((x) => (Number.isFinite(x) ? x : 0)), mlp: v.mlp.map((x) => (Number.isFinite(x) ? x : 0)) };
+}
+
+/**
+ * Each unit's share-out weight inside its sublayer. 'entropy' (default): the variance the unit adds to the
+ * residual stream (its contribution's Gaussian entropy is ½log(2πe·v) for a channel, so the order is the
+ * entropy order); 'activation': its activation energy alone; 'weight': its weight magnitude alone.
+ */
+function unitVariances(stats: BlockStats[], layers: Analysis['model']['layers'], metric: PlanMethod['importance'], weights?: WeightMagnitudes): UnitVariances {
+  if (metric === 'weight') {
+    if (!weights) throw new EntropruneError('EP_INVALID_ARGUMENT', 'importance "weight" needs the model\'s weight magnitudes (pass the model)');
+    return { heads: layers.map((_, l) => weights.heads[l] ?? []), channels: layers.map((_, l) => weights.channels[l] ?? []) };
+  }
+  if (metric === 'activation') return { heads: stats.map((b) => b.attention?.headEnergy ?? []), channels: stats.map((b) => b.mlp?.channelEnergy ?? []) };
+  const log2pie = Math.log(2 * Math.PI * Math.E);
+  return {
+    heads: stats.map((b) => b.attention?.headContribution ?? (b.attention?.headEnergy ?? [])),
+    channels: stats.map((b) => b.mlp?.channelContribution ?? (b.mlp?.channelEntropy ?? []).map((H) => Math.exp(2 * H - log2pie))),
   };
 }
 

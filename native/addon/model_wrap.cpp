@@ -9,6 +9,7 @@
 #include "core/calibrate.h"
 #include "core/capture.h"
 #include "core/evaluate_streamed.h"
+#include "core/sensitivity.h"
 #include "core/forward.h"
 
 namespace ep::addon {
@@ -18,7 +19,7 @@ Napi::FunctionReference* ModelWrap::constructor = nullptr;
 Napi::Function ModelWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeModel",
                                  {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("evaluate", &ModelWrap::Evaluate), InstanceMethod("score", &ModelWrap::Score), InstanceMethod("generate", &ModelWrap::Generate),
-                                  InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("unitWeightMagnitudes", &ModelWrap::UnitWeightMagnitudes), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
+                                  InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("measureRemovalDamage", &ModelWrap::MeasureRemovalDamage), InstanceMethod("unitWeightMagnitudes", &ModelWrap::UnitWeightMagnitudes), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
                                   InstanceMethod("embeddedVocab", &ModelWrap::EmbeddedVocab)});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -203,7 +204,7 @@ class AnalyzeWorker final : public NativeJob {
       const CalibrationBatches in{tokens_.data(), n_seqs_, seq_len_, batch_};
       if (streamed_ || !device_.cuda_devices.empty()) run_ = calibrate_streamed(*model_, in, capture, cancel_.get(), report, device_);
       else calibrate(*model_, in, capture, cancel_.get(), report);
-      result_ = analyze_capture(capture, model_->config, ridge_);
+      result_ = analyze_capture(capture, model_->config, ridge_, model_.get());
     } catch (const NonFiniteActivations& e) {  // name the first non-finite tensor of that block
       throw Error(ErrorCode::kFormat, model_->path, model_->nonfinite_report(e.layer()));
     }
@@ -231,6 +232,11 @@ class AnalyzeWorker final : public NativeJob {
       x.Set("te", b.te);
       x.Set("teAttn", b.te_attn);
       x.Set("teMlp", b.te_mlp);
+      x.Set("teStream", b.te_stream);
+      x.Set("teStreamAttn", b.te_stream_attn);
+      x.Set("teStreamMlp", b.te_stream_mlp);
+      x.Set("headContribution", f64(b.head_contribution));
+      x.Set("channelContribution", f64(b.channel_contribution));
       x.Set("cosine", b.cosine);
       x.Set("maxRidgeEffect", b.max_ridge_effect);
       x.Set("ridge", b.ridge);
@@ -337,6 +343,73 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   const Napi::Function cb = callback_at(info, 1);
   auto* w = new EvaluateWorker(env, model, std::move(tokens), n_seqs, seq_len, batch, logits, device_option(env, o, "evaluate"), cb, cancel);
+  return queue_job(env, w, cancel);
+}
+
+// The measured sensitivities (core/sensitivity.h) on the worker thread.
+class RemovalDamageWorker final : public NativeJob {
+ public:
+  RemovalDamageWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, SublayerMeans means,
+                      const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), means_(std::move(means)),
+        cancel_(std::move(cancel)) {}
+
+ private:
+  void run(const ReportProgress& report) override {
+    result_ = measure_removal_damage(*model_, tokens_.data(), n_seqs_, seq_len_, means_, cancel_.get(), report);
+  }
+  Napi::Value resolve(Napi::Env env) override {
+    auto f64 = [&](const std::vector<double>& v) {
+      Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
+      std::copy(v.begin(), v.end(), a.Data());
+      return a;
+    };
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("baseNll", result_.base_nll);
+    o.Set("attn", f64(result_.attn));
+    o.Set("mlp", f64(result_.mlp));
+    o.Set("block", f64(result_.block));
+    return o;
+  }
+  std::shared_ptr<const Model> model_;
+  std::vector<int32_t> tokens_;
+  int n_seqs_, seq_len_;
+  SublayerMeans means_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  RemovalDamage result_;
+};
+
+// measureRemovalDamage({tokens: Int32Array, nSeqs, seqLen, attnOutMean?: Float64Array[], mlpOutMean?: Float64Array[]}, onProgress?)
+//   (without the means: removed parts contribute nothing) -> {promise: Promise<{baseNll, attn, mlp, block}>, cancel()}
+Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "measureRemovalDamage(options, onProgress?)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
+  const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value();
+  const int seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
+  if (n_seqs <= 0 || seq_len < 2 || static_cast<size_t>(n_seqs) * seq_len != toks.ElementLength())
+    throw Napi::RangeError::New(env, "measureRemovalDamage: tokens.length must equal nSeqs * seqLen (nSeqs > 0, seqLen >= 2)");
+  SublayerMeans means;
+  const int L = model->config.n_layers(), d = model->config.dim;
+  auto read_means = [&](const char* key, std::vector<std::vector<float>>& out) {
+    if (!o.Has(key) || o.Get(key).IsUndefined()) return;
+    Napi::Array a = o.Get(key).As<Napi::Array>();
+    if (static_cast<int>(a.Length()) != L) throw Napi::RangeError::New(env, std::string("measureRemovalDamage: ") + key + " needs one array per block");
+    for (int l = 0; l < L; ++l) {
+      Napi::Float64Array m = a.Get(static_cast<uint32_t>(l)).As<Napi::Float64Array>();
+      std::vector<float> v(d, 0.0f);
+      if (m.ElementLength() == static_cast<size_t>(d)) std::copy(m.Data(), m.Data() + d, v.begin());
+      else if (m.ElementLength() != 0) throw Napi::RangeError::New(env, std::string("measureRemovalDamage: ") + key + " of block " + std::to_string(l) + " is not dim long");
+      out.push_back(std::move(v));
+    }
+  };
+  read_means("attnOutMean", means.attn_out);
+  read_means("mlpOutMean", means.mlp_out);
+  if (means.attn_out.size() != means.mlp_out.size()) throw Napi::TypeError::New(env, "measureRemovalDamage: pass both attnOutMean and mlpOutMean, or neither");
+  std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto* w = new RemovalDamageWorker(env, model, std::move(tokens), n_seqs, seq_len, std::move(means), callback_at(info, 1), cancel);
   return queue_job(env, w, cancel);
 }
 

@@ -33,10 +33,16 @@ struct TeTerm {
   double ridge_effect;
 };
 
-// I(y; x | z) for y, x, z given as combos: ½[ld(y,z) − ld(z) − ld(y,z,x) + ld(z,x)].
+// I(y; x | z) for y, x, z given as combos: ½[ld(y,z) − ld(z) − ld(y,z,x) + ld(z,x)]. Every log det takes
+// the same absolute ridge, `ridge` times the mean variance of the whole joint (y, z, x), so the four terms
+// are regularised alike and the ridge cancels where the terms share a block.
 TeTerm conditional_mi(const std::vector<double>& C, int r, const Combo& y, const Combo& x, const Combo& z, double ridge) {
+  const std::vector<double> all = combined_cov(C, r, {y, z, x});
+  double trace = 0;
+  for (int i = 0; i < 3 * r; ++i) trace += all[static_cast<size_t>(i) * 3 * r + i];
+  const double add = ridge * trace / (3 * r);
   auto ld = [&](const std::vector<Combo>& vars, double* worst) {
-    LogDet d = log_det_spd(combined_cov(C, r, vars), static_cast<int>(vars.size()) * r, ridge);
+    LogDet d = log_det_spd_absolute(combined_cov(C, r, vars), static_cast<int>(vars.size()) * r, add);
     if (std::isfinite(d.ridge_effect)) *worst = std::max(*worst, d.ridge_effect);
     else *worst = std::max(*worst, 1.0);  // singular without the ridge: the ridge decided the value
     return d.value;
@@ -46,9 +52,64 @@ TeTerm conditional_mi(const std::vector<double>& C, int r, const Combo& y, const
   return {v, worst};
 }
 
+// Stream-targeted transfer entropy (ours, docs/METHOD.md §2): the target process is the residual stream
+// itself, read at a noise floor ε ~ N(0, ρ·σ̄²·I) with σ̄² = tr Σ_h / r the stream's mean variance per
+// dimension: TE(x) = I(h + x + ε ; x | h) = H(x + ε | h) − H(ε) = ½ log det(I + Σ_{x|h} / (ρσ̄²)).
+// Computed through the Schur complement: log det(Σ_{x|h} + cI) = ld([Σ_hh Σ_hx; Σ_xh Σ_xx + cI]) − ld(Σ_hh).
+TeTerm stream_te(const std::vector<double>& C, int r, const Combo& x, const Combo& h, double ridge) {
+  std::vector<double> K = combined_cov(C, r, {h, x});
+  const int n = 2 * r;
+  double trace_h = 0;
+  for (int i = 0; i < r; ++i) trace_h += K[static_cast<size_t>(i) * n + i];
+  const double sigma2 = trace_h / r, c = kStreamNoise * sigma2, add = ridge * sigma2;
+  std::vector<double> Khh(static_cast<size_t>(r) * r);
+  for (int i = 0; i < r; ++i)
+    for (int j = 0; j < r; ++j) Khh[static_cast<size_t>(i) * r + j] = K[static_cast<size_t>(i) * n + j];
+  for (int i = 0; i < n; ++i) K[static_cast<size_t>(i) * n + i] += i < r ? add : c;
+  const LogDet joint = log_det_spd_absolute(K, n, 0), cond = log_det_spd_absolute(Khh, r, add);
+  return {0.5 * (joint.value - cond.value - r * std::log(c)), std::isfinite(cond.ridge_effect) ? cond.ridge_effect : 1.0};
+}
+
+// The variance each unit adds to the residual stream (what mean compensation cannot restore): a channel j
+// writes x_j · W_down[:, j], so Var(x_j)·‖W_down[:, j]‖²; a head h writes W_o[:, h] · o_h, so
+// tr(W_o,hᵀ W_o,h Σ_h). Needs the block's weights; the planner shares a sublayer's sensitivity out by these.
+void unit_contributions(const StatisticsCapture& cap, const Model& model, int l, BlockAnalysis& b) {
+  const ModelConfig& c = model.config;
+  const LayerShape& s = c.layers[l];
+  LayerBuffers converted;
+  const LayerWeights w = model.layer_weights(l, converted);
+  const int d = c.dim, hd = c.head_dim;
+  if (s.n_head > 0) {
+    const int qd = s.n_head * hd;
+    const std::vector<Moments>& heads = cap.head_moments(l);
+    for (int h = 0; h < s.n_head; ++h) {
+      const std::vector<double> cov = heads[h].covariance();
+      std::vector<double> gram(static_cast<size_t>(hd) * hd, 0.0);
+      for (int i = 0; i < d; ++i) {
+        const float* row = w.wo + static_cast<size_t>(i) * qd + static_cast<size_t>(h) * hd;
+        for (int a = 0; a < hd; ++a)
+          for (int e = 0; e < hd; ++e) gram[static_cast<size_t>(a) * hd + e] += static_cast<double>(row[a]) * row[e];
+      }
+      double t = 0;
+      for (size_t k = 0; k < gram.size(); ++k) t += gram[k] * cov[k];
+      b.head_contribution.push_back(std::max(0.0, t));
+    }
+  }
+  if (s.ffn > 0) {
+    const std::vector<double> var = cap.channel_stats(l).variance();
+    std::vector<double> norm2(s.ffn, 0.0);
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < s.ffn; ++j) {
+        const double v = w.w_down[static_cast<size_t>(i) * s.ffn + j];
+        norm2[j] += v * v;
+      }
+    for (int j = 0; j < s.ffn; ++j) b.channel_contribution.push_back(std::max(0.0, var[j]) * norm2[j]);
+  }
+}
+
 }  // namespace
 
-AnalysisResult analyze_capture(const StatisticsCapture& cap, const ModelConfig& config, double ridge) {
+AnalysisResult analyze_capture(const StatisticsCapture& cap, const ModelConfig& config, double ridge, const Model* model) {
   AnalysisResult res;
   res.tokens = cap.tokens();
   res.joint_dim = cap.joint_dim();
@@ -86,6 +147,10 @@ AnalysisResult analyze_capture(const StatisticsCapture& cap, const ModelConfig& 
           b.te_mlp = t.value;
           b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
         }
+        // Stream-targeted TE: both sublayers conditioned on the block input h_{l−1}.
+        if (b.has_attn || b.has_mlp) b.te_stream = stream_te(C, r, D, H, b.ridge).value;
+        if (b.has_attn) b.te_stream_attn = stream_te(C, r, A, H, b.ridge).value;
+        if (b.has_mlp) b.te_stream_mlp = stream_te(C, r, M, H, b.ridge).value;
         break;
       } catch (const std::domain_error&) {
         if (b.ridge * 10 > kMaxRidge)
@@ -114,6 +179,7 @@ AnalysisResult analyze_capture(const StatisticsCapture& cap, const ModelConfig& 
       b.channel_entropy.push_back(0.5 * (log2pie + std::log(var[j] + ridge * mean_var + 1e-300)));
       b.channel_energy.push_back(var[j] + b.channel_mean[j] * b.channel_mean[j]);
     }
+    if (model) unit_contributions(cap, *model, l, b);
     b.attn_out_mean = cap.attn_output_mean(l);
     b.mlp_out_mean = cap.mlp_output_mean(l);
     res.blocks.push_back(std::move(b));

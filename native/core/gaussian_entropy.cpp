@@ -23,12 +23,16 @@ bool cholesky_logdet(std::vector<double> a, int k, double* out) {
 }  // namespace
 
 LogDet log_det_spd(const std::vector<double>& cov, int k, double ridge) {
-  LogDet r;
-  if (k == 0) return r;
+  if (k == 0) return {};
   double trace = 0;
   for (int i = 0; i < k; ++i) trace += cov[static_cast<size_t>(i) * k + i];
+  return log_det_spd_absolute(cov, k, ridge * (trace / k));
+}
+
+LogDet log_det_spd_absolute(const std::vector<double>& cov, int k, double add) {
+  LogDet r;
+  if (k == 0) return r;
   std::vector<double> a = cov;
-  const double add = ridge * (trace / k);
   for (int i = 0; i < k; ++i) a[static_cast<size_t>(i) * k + i] += add;
   if (!cholesky_logdet(a, k, &r.value))
     throw std::domain_error("covariance is not positive definite even with the ridge (degenerate or NaN activations)");

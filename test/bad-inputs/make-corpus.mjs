@@ -85,6 +85,15 @@ export function makeCorpus(dir, data) {
   const nanFile = write('nan.gguf', patch(gguf, [[layout.dataStart + down2.offset + 4 * 37, (b, o) => b.writeFloatLE(NaN, o)]]));
   cases.push({ name: 'gguf: a NaN weight (named by analyze)', args: ['analyze', nanFile, '--calib', calib, '--samples', '4', '--seq-len', '64', '-o', at('nan.analysis.json')], expect: "nan\\.gguf: the activations became NaN or infinite in block 2: tensor 'blk\\.2\\.ffn_down\\.weight' holds NaN at element 37", code: 1, inputs: [nanFile], outputs: [at('nan.analysis.json')] });
   cases.push({ name: 'gguf: a NaN weight (perplexity refuses to print NaN)', args: ['eval', 'ppl', nanFile, '--text', calib, '--seq-len', '64', '--max-tokens', '256'], expect: 'nan\\.gguf: the loss is NaN or infinite', code: 1, inputs: [nanFile], outputs: [] });
+  // A failed check reaches the exit code: verify prints `fail` rows for a model whose logits are NaN and
+  // must exit 1 (the command once set process.exitCode = 1, which bin/entroprune.js then overwrote with 0).
+  cases.push({ name: 'verify: fail rows reach the exit code (a NaN weight)', args: ['verify', nanFile, '--json'], expect: '', stdout: '"status":"fail"', code: 1, inputs: [nanFile], outputs: [] });
+  // Identity, not spelling: the input reached through a symlinked folder is refused, --force or not.
+  fs.mkdirSync(at('src'), { recursive: true });
+  const srcModel = write(path.join('src', 'model.gguf'), gguf);
+  if (!fs.existsSync(at('alias'))) fs.symlinkSync(at('src'), at('alias'));
+  for (const force of [[], ['--force']])
+    cases.push({ name: `output: the input reached through a symlinked folder${force.length ? ' (--force)' : ''}`, args: ['prune', srcModel, '--ratio', '0.3', '--calib', calib, '--samples', '4', '--seq-len', '64', '-o', at('alias', 'model.gguf'), ...force], expect: 'alias/model\\.gguf: the output is the input .*src/model\\.gguf', code: 1, inputs: [srcModel], outputs: [at('src', 'model.analysis.json'), at('src', 'model.plan.json')] });
   info('gguf: five dimensions', write('dims.gguf', patch(gguf, [[t0.nDimsAt, (b, o) => b.writeUInt32LE(5, o)]])), 'dims\\.gguf.*dimensions');
 
   // ---- llama2.c

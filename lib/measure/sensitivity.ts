@@ -1,0 +1,87 @@
+// Measured sensitivities: the held-out loss increase from removing each block, attention layer and MLP
+// layer alone (native/core/sensitivity.h), and how well each estimator ranks the parts against them.
+// These are the ground truth the estimators are judged by, and the planner's default sublayer importance.
+import type { Model } from '../load/model';
+import { awaitNativeJob } from '../util/native-job';
+import type { ProgressEvent } from '../util/progress';
+import type { BlockStats, Estimator, MeasuredSensitivity } from './analysis';
+
+export interface SensitivityOptions {
+  /** token windows, each scored alone ([windows × seqLen]) */
+  tokens: Int32Array;
+  windows: number;
+  seqLen: number;
+  seed: number;
+  /** per block E[a_l] and E[m_l] (empty where absent): removed parts replaced by their means; absent: by nothing */
+  means?: { attnOut: Float64Array[]; mlpOut: Float64Array[] };
+  onProgress?: (p: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+const orNull = (x: number) => (Number.isFinite(x) ? x : null);
+
+export async function measureSensitivity(model: Model, o: SensitivityOptions): Promise<Omit<MeasuredSensitivity, 'agreement'>> {
+  const job = model.handle.measureRemovalDamage(
+    { tokens: o.tokens, nSeqs: o.windows, seqLen: o.seqLen, attnOutMean: o.means?.attnOut, mlpOutMean: o.means?.mlpOut },
+    (done, total) => o.onProgress?.({ done, total }),
+  );
+  const r = await awaitNativeJob(job, o.signal);
+  return {
+    windows: o.windows,
+    seqLen: o.seqLen,
+    seed: o.seed,
+    compensated: Boolean(o.means),
+    baseNll: r.baseNll,
+    block: Array.from(r.block, orNull),
+    attn: Array.from(r.attn, orNull),
+    mlp: Array.from(r.mlp, orNull),
+  };
+}
+
+/** Ranks with ties averaged (1-based). */
+function ranks(x: number[]): number[] {
+  const order = x.map((v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]);
+  const r = new Array<number>(x.length);
+  for (let i = 0; i < order.length; ) {
+    let j = i;
+    while (j + 1 < order.length && order[j + 1][0] === order[i][0]) j++;
+    for (let k = i; k <= j; k++) r[order[k][1]] = (i + j) / 2 + 1;
+    i = j + 1;
+  }
+  return r;
+}
+
+/** Spearman's rank correlation; NaN with fewer than 3 pairs or a constant side. */
+export function spearman(a: number[], b: number[]): number {
+  if (a.length !== b.length || a.length < 3) return NaN;
+  const ra = ranks(a);
+  const rb = ranks(b);
+  const mean = (v: number[]) => v.reduce((s, x) => s + x, 0) / v.length;
+  const ma = mean(ra);
+  const mb = mean(rb);
+  let num = 0;
+  let da = 0;
+  let db = 0;
+  for (let i = 0; i < ra.length; i++) {
+    num += (ra[i] - ma) * (rb[i] - mb);
+    da += (ra[i] - ma) ** 2;
+    db += (rb[i] - mb) ** 2;
+  }
+  return da > 0 && db > 0 ? num / Math.sqrt(da * db) : NaN;
+}
+
+/** The estimator's block and sublayer importances as the planner reads them. */
+export function estimatorValues(blocks: BlockStats[], e: Exclude<Estimator, 'measured'>): { block: number[]; attn: number[]; mlp: number[] } {
+  if (e === 'output-te') return { block: blocks.map((b) => b.te), attn: blocks.map((b) => b.teAttn), mlp: blocks.map((b) => b.teMlp) };
+  return { block: blocks.map((b) => b.teStream ?? NaN), attn: blocks.map((b) => b.teStreamAttn ?? NaN), mlp: blocks.map((b) => b.teStreamMlp ?? NaN) };
+}
+
+/** ρ of an estimator against the measured damage: over blocks, and over every attention and MLP layer jointly. */
+export function agreement(blocks: BlockStats[], m: Omit<MeasuredSensitivity, 'agreement'>, e: Exclude<Estimator, 'measured'>): { blocks: number; sublayers: number } {
+  const v = estimatorValues(blocks, e);
+  const pairs = (est: number[], meas: (number | null)[]) => est.map((x, i) => [x, meas[i]] as const).filter((p): p is readonly [number, number] => p[1] !== null && Number.isFinite(p[0]));
+  const bp = pairs(v.block, m.block);
+  const sp = [...pairs(v.attn, m.attn), ...pairs(v.mlp, m.mlp)];
+  const round = (x: number) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : NaN);
+  return { blocks: round(spearman(bp.map((p) => p[0]), bp.map((p) => p[1]))), sublayers: round(spearman(sp.map((p) => p[0]), sp.map((p) => p[1]))) };
+}
