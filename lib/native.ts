@@ -144,6 +144,13 @@ export interface NativeAnalysis {
   peakDeviceBytes: number;
 }
 
+/** per block: one figure for removing its attention, its MLP, the whole block (NaN where absent) */
+export interface NativeDamage {
+  attn: Float64Array;
+  mlp: Float64Array;
+  block: Float64Array;
+}
+
 export interface NativeModel {
   info(): NativeModelInfo;
   analyze(options: NativeAnalyzeOptions, onProgress?: (done: number, total: number) => void): NativeJob<NativeAnalysis>;
@@ -151,7 +158,7 @@ export interface NativeModel {
   measureRemovalDamage(
     options: { tokens: Int32Array; nSeqs: number; seqLen: number; attnOutMean?: Float64Array[]; mlpOutMean?: Float64Array[] },
     onProgress?: (done: number, total: number) => void,
-  ): NativeJob<{ baseNll: number; attn: Float64Array; mlp: Float64Array; block: Float64Array }>;
+  ): NativeJob<{ baseNll: number; nll: NativeDamage; kl: NativeDamage }>;
   tensorDirectory(): string;
   /** per layer: ‖Wq_h‖²+‖Wo[:,h]‖² per query head; ‖gate_j‖²+‖up_j‖²+‖down[:,j]‖² per channel */
   unitWeightMagnitudes(): { heads: number[][]; channels: number[][] };

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 
 import { Command, InvalidArgumentError } from 'commander';
 
-import { compare, comparePlans, compareTable, type CompareSettings } from '../compare/compare';
+import { compare, COMPARE_METHODS, comparePlans, compareTable, type CompareMethod, type CompareSettings } from '../compare/compare';
 import { readAnalysis } from '../measure/analysis';
 import type { PlanMethod } from '../plan/plan';
 import { setThreads, type DeviceRequest } from '../runtime';
@@ -12,7 +12,7 @@ import { defaultTasksDir, parseTaskList } from './eval-commands';
 import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption } from './options';
 import { writeCompareReport } from '../report/report';
 
-const METHODS: PlanMethod['name'][] = ['entropy', 'uniform', 'block-drop', 'layer-drop'];
+const METHODS: CompareMethod[] = COMPARE_METHODS;
 
 function ratioList(v: string): number[] {
   const rs = v.split(',').map((x) => Number(x.trim()));
@@ -20,8 +20,8 @@ function ratioList(v: string): number[] {
   return rs;
 }
 
-function methodList(v: string): PlanMethod['name'][] {
-  const ms = v.split(',').map((x) => x.trim()) as PlanMethod['name'][];
+function methodList(v: string): CompareMethod[] {
+  const ms = v.split(',').map((x) => x.trim()) as CompareMethod[];
   for (const m of ms) if (!METHODS.includes(m)) throw new InvalidArgumentError(`unknown method "${m}" (known: ${METHODS.join(', ')})`);
   return ms;
 }
@@ -30,7 +30,7 @@ interface CompareCli {
   calib: string;
   eval: string;
   ratios: number[];
-  methods: PlanMethod['name'][];
+  methods: CompareMethod[];
   samples: number;
   seqLen?: number;
   seed: number;
@@ -55,7 +55,7 @@ export function registerCompareCommand(program: Command): void {
     .requiredOption('--calib <file>', 'calibration text, JSONL or pre-tokenized ids')
     .requiredOption('--eval <files>', 'text file(s) for perplexity, comma-separated (e.g. WikiText-2 test)')
     .option('--ratios <list>', 'pruning ratios', ratioList, [0.3, 0.4, 0.5])
-    .option('--methods <list>', `methods: ${METHODS.join(', ')}`, methodList, ['entropy', 'uniform', 'block-drop'] as PlanMethod['name'][])
+    .option('--methods <list>', `methods: ${METHODS.join(', ')}`, methodList, ['entropy', 'paper', 'uniform', 'block-drop', 'layer-drop'] as CompareMethod[])
     .option('--samples <n>', 'calibration windows', intOption('samples', 1), 128)
     .option('--seq-len <n>', 'calibration window length (default min(2048, context))', intOption('seq-len', 2))
     .option('--seed <n>', 'calibration and task-subset seed', intOption('seed', 0), 0)

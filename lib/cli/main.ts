@@ -24,6 +24,7 @@ import { EntropruneError } from '../util/errors';
 import { ProgressBar } from '../util/progress';
 import { VERSION } from '../version';
 import type { Analysis } from '../measure/analysis';
+import { registerSensitivityCommand } from './sensitivity-command';
 import { anyCheckFailed, resetCheckStatus } from './exit-status';
 
 function readText(file: string): string {
@@ -143,15 +144,18 @@ export function sensitivityLines(a: Analysis): string[] {
   const m = a.sensitivity;
   if (!m) return ['sensitivity: not measured (--no-sensitivity); the planner uses the stream-targeted TE'];
   const f = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(4));
-  const ag = (e: 'stream-te' | 'output-te') => `${e} ρ blocks ${f(m.agreement[e]?.blocks)}, sublayers ${f(m.agreement[e]?.sublayers)}`;
+  const ag = (e: 'stream-te' | 'output-te') =>
+    `${e} ρ blocks ${f(m.agreement[e]?.blocks)}, sublayers ${f(m.agreement[e]?.sublayers)} (against the loss increase: ${f(m.agreementWithLoss?.[e]?.blocks)}, ${f(m.agreementWithLoss?.[e]?.sublayers)})`;
   return [
-    `measured removal damage (nats of held-out loss, ${m.windows} × ${m.seqLen} tokens, ${m.compensated ? 'mean-compensated' : 'plain'}; base ${m.baseNll.toFixed(4)}):`,
-    'block      block     attention     MLP    | stream TE: block  attention    MLP',
-    ...a.blocks.map((b, l) => `${String(l).padStart(5)}  ${f(m.block[l]).padStart(9)}  ${f(m.attn[l]).padStart(10)}  ${f(m.mlp[l]).padStart(8)}   | ${f(b.teStream).padStart(14)}  ${f(b.teStreamAttn).padStart(9)}  ${f(b.teStreamMlp).padStart(7)}`),
-    `agreement with the measured damage (Spearman): ${ag('stream-te')}; ${ag('output-te')}`,
+    `measured removal damage on ${m.windows} × ${m.seqLen} held-out tokens (${m.compensated ? 'mean-compensated' : 'plain'}): KL of the output distribution and loss increase, nats`,
+    'block   KL block     attn      MLP  | loss block     attn      MLP  | stream TE block     attn      MLP',
+    ...a.blocks.map(
+      (b, l) =>
+        `${String(l).padStart(5)}  ${f(m.kl.block[l]).padStart(9)} ${f(m.kl.attn[l]).padStart(8)} ${f(m.kl.mlp[l]).padStart(8)}  | ${f(m.block[l]).padStart(10)} ${f(m.attn[l]).padStart(8)} ${f(m.mlp[l]).padStart(8)}  | ${f(b.teStream).padStart(15)} ${f(b.teStreamAttn).padStart(8)} ${f(b.teStreamMlp).padStart(8)}`,
+    ),
+    `agreement with the measured KL (Spearman): ${ag('stream-te')}; ${ag('output-te')}`,
   ];
 }
-
 
 interface PlanCliOptions {
   allocation: 'marginal' | 'paper';
@@ -351,6 +355,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .action(planCmd);
 
+  registerSensitivityCommand(program);
   registerPruneCommands(program);
   registerCompareCommand(program);
   registerBenchCommand(program);

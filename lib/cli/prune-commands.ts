@@ -99,7 +99,7 @@ async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFi
   const before = await evaluateModel(model, 'original', options);
   const after = await evaluateModel(pruned, 'pruned', options);
   const row = (label: string, params: number, e: typeof before, speedup: number) => ({
-    label, params, ppl: e.ppl, tasks: e.tasks, averageAccuracy: e.tasks.length ? averageAccuracy(e.tasks) : null, speedup,
+    label, params, ppl: e.ppl, tasks: e.tasks, averageAccuracy: e.tasks.length ? averageAccuracy(e.tasks) : null, speedup, generation: e.generation,
   });
   const rows = [
     row('original', model.info.parameterCount, before, 1),
@@ -119,7 +119,8 @@ async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFi
     .map((r) => {
       const ppl = r.ppl.map((x, i) => `ppl ${path.basename(texts[i])} ${x.toFixed(2)}`).join(', ');
       const acc = r.averageAccuracy === null ? '' : `, avg accuracy ${(r.averageAccuracy * 100).toFixed(2)} % (${r.tasks.map((t) => `${t.task} ${((t.accNorm ?? t.acc).value * 100).toFixed(1)}`).join(', ')})`;
-      return `${r.label}: ${ppl}${acc}, forward speed ${r.speedup.toFixed(2)}×`;
+      const gen = r.generation ? `, greedy continuations rep-4 ${r.generation.repeat4.toFixed(3)} distinct-2 ${r.generation.distinct2.toFixed(3)} longest run ${r.generation.longestRun}` : '';
+      return `${r.label}: ${ppl}${acc}${gen}, forward speed ${r.speedup.toFixed(2)}×`;
     })
     .join('\n');
 }

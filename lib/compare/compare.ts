@@ -13,9 +13,10 @@ import { averageAccuracy, TaskResult } from '../evaluate/tasks/zero-shot';
 import { loadModel, type Model } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
 import { analyzeToFile } from '../measure/analyze';
+import type { GenerationQuality } from '../evaluate/generation';
 import { readAnalysis, type LoadedAnalysis } from '../measure/analysis';
 import { readPlan, writePlan, type PlanMethod, type PruningPlan } from '../plan/plan';
-import { plan as makePlan } from '../plan/planner';
+import { plan as makePlan, type PlanOptions } from '../plan/planner';
 import { writeFileAtomic } from '../util/atomic';
 import { EntropruneError } from '../util/errors';
 import { readJsonFile } from '../util/json-file';
@@ -40,13 +41,26 @@ export interface CompareSettings {
   tasksDir?: string;
   limit?: number;
   ratios: number[];
-  methods: PlanMethod['name'][];
+  methods: CompareMethod[];
   /** forward-speed measurement: one sequence of this many tokens per call (0: min(512, context)) */
   speedSeqLen: number;
 }
 
+/**
+ * The rows a comparison can hold: the planner's methods, plus 'paper' — the entropy method with the paper's
+ * rules as first reconstructed (water-filled ratios from the output-targeted TE, 1/TE split, K-means, DFS),
+ * reported beside entroprune's default so the difference shows.
+ */
+export type CompareMethod = PlanMethod['name'] | 'paper';
+export const COMPARE_METHODS: CompareMethod[] = ['entropy', 'paper', 'uniform', 'block-drop', 'layer-drop'];
+
+/** The plan options of one comparison row. */
+export function compareMethodOptions(m: CompareMethod): Pick<PlanOptions, 'method' | 'allocation' | 'estimator'> {
+  return m === 'paper' ? { method: 'entropy', allocation: 'paper', estimator: 'output-te' } : { method: m };
+}
+
 export interface CellResult {
-  method: PlanMethod['name'] | 'original';
+  method: CompareMethod | 'original';
   ratio: number;
   achievedRatio: number;
   wholeModelRatio: number;
@@ -57,6 +71,8 @@ export interface CellResult {
   tasks: TaskResult[];
   averageAccuracy: number | null;
   tokensPerSecond: number;
+  /** repetition figures of greedy continuations of held-out prompts */
+  generation?: GenerationQuality;
   /** tokens/s over the original's, measured in the same run */
   speedup: number;
   plan?: string;
@@ -207,7 +223,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       if (state.cells[key]) continue;
       o.onStep?.(`${method} ${(ratio * 100).toFixed(0)} %`);
       const t0 = Date.now();
-      const p: PruningPlan = makePlan(analysis.analysis, { ratio, method, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      const p: PruningPlan = makePlan(analysis.analysis, { ratio, ...compareMethodOptions(method), analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
       const planFile = path.join(o.out, 'plans', `${method}-${ratio}.plan.json`);
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);
@@ -251,7 +267,8 @@ export function compareTable(state: CompareState): string {
   const s = state.settings;
   const cells = orderedCells(state);
   const taskNames = s.tasks;
-  const head = ['method', 'ratio', 'params', ...s.evalTexts.map((f) => `ppl:${path.basename(f).replace(/\.(raw|txt)$/, '')}`), ...taskNames, ...(taskNames.length ? ['avg'] : []), 'speed-up'];
+  const gen = cells.some((c) => c.generation);
+  const head = ['method', 'ratio', 'params', ...s.evalTexts.map((f) => `ppl:${path.basename(f).replace(/\.(raw|txt)$/, '')}`), ...taskNames, ...(taskNames.length ? ['avg'] : []), ...(gen ? ['rep-4', 'dist-2', 'run'] : []), 'speed-up'];
   const rows = cells.map((c) => {
     const acc = (t: TaskResult) => ((t.accNorm ?? t.acc).value * 100).toFixed(1);
     return [
@@ -264,6 +281,7 @@ export function compareTable(state: CompareState): string {
         return t ? acc(t) : '-';
       }),
       ...(taskNames.length ? [c.averageAccuracy === null ? '-' : (c.averageAccuracy * 100).toFixed(2)] : []),
+      ...(gen ? (c.generation ? [c.generation.repeat4.toFixed(3), c.generation.distinct2.toFixed(3), String(c.generation.longestRun)] : ['-', '-', '-']) : []),
       `${c.speedup.toFixed(2)}×`,
     ];
   });
@@ -273,7 +291,7 @@ export function compareTable(state: CompareState): string {
 }
 
 /** The saved plans of one method (default: the paper's), in ratio order, for the report. */
-export function comparePlans(state: CompareState, outDir: string, method: PlanMethod['name'] = 'entropy'): { label: string; plan: PruningPlan }[] {
+export function comparePlans(state: CompareState, outDir: string, method: CompareMethod = 'entropy'): { label: string; plan: PruningPlan }[] {
   return state.settings.ratios
     .map((r) => state.cells[cellKey(method, r)])
     .filter((c): c is CellResult => Boolean(c?.plan))

@@ -8,6 +8,7 @@ import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
 import type { ProgressEvent } from '../util/progress';
 import { encodeStreamPrefix, perplexityOfTokens } from './perplexity';
+import { GenerationQuality, generationPrompts, generationQuality } from './generation';
 import { prefillThroughput } from './speed';
 import { PreparedTask, prepareTasks, scoreTasks, TaskResult } from './tasks/zero-shot';
 
@@ -15,6 +16,8 @@ export interface EvalInputs {
   /** each text's token stream (its first maxTokens tokens), with the file it came from, for labels */
   texts: { file: string; tokens: Int32Array }[];
   tasks: PreparedTask[];
+  /** held-out prompts for greedy continuations (from the first text), empty when not asked for */
+  prompts: Int32Array[];
 }
 
 export interface EvalInputOptions {
@@ -24,6 +27,8 @@ export interface EvalInputOptions {
   tasksDir?: string;
   limit?: number;
   seed?: number;
+  /** greedy continuations of held-out prompts from the first text (default true) */
+  generation?: boolean;
   /** stops a long tokenization (EP_CANCELLED) */
   signal?: AbortSignal;
 }
@@ -33,6 +38,7 @@ export async function prepareEvalInputs(model: Model, tokenizer: Tokenizer, o: E
   for (const { file, text } of o.texts) texts.push({ file, tokens: await encodeStreamPrefix(tokenizer, text, o.maxTokens, o.signal) });
   return {
     texts,
+    prompts: o.generation !== false && texts.length ? generationPrompts(texts[0].tokens, model.info.bos) : [],
     tasks: o.tasks.length ? await prepareTasks(model, tokenizer, o.tasks, { tasksDir: o.tasksDir!, limit: o.limit, seed: o.seed, signal: o.signal }) : [],
   };
 }
@@ -52,6 +58,8 @@ export interface ModelEval {
   ppl: number[];
   tasks: TaskResult[];
   tokensPerSecond: number;
+  /** repetition figures of greedy continuations of the held-out prompts (absent without prompts) */
+  generation?: GenerationQuality;
 }
 
 export async function evaluateModel(m: Model, label: string, o: ModelEvalOptions): Promise<ModelEval> {
@@ -66,8 +74,10 @@ export async function evaluateModel(m: Model, label: string, o: ModelEvalOptions
     ppl.push(r.ppl);
   }
   const tasks = await scoreTasks(m, o.inputs.tasks, { cudaDevices: o.cudaDevices, onProgress: (t, p) => o.onProgress?.(`${label} ${t}`, p), signal: o.signal });
+  // Generation runs through the KV-cache decoder, which a streamed model does not offer.
+  const generation = o.inputs.prompts.length && !m.info.streamsLayers ? await generationQuality(m, o.inputs.prompts, 48, o.signal) : undefined;
   const speed = await prefillThroughput(m, { seqLen: o.speedSeqLen, repeats: 3, signal: o.signal });
-  return { ppl, tasks, tokensPerSecond: speed.tokensPerSecond };
+  return { ppl, tasks, tokensPerSecond: speed.tokensPerSecond, ...(generation ? { generation } : {}) };
 }
 
 /** The default throughput length: 512 tokens, or the model's context when shorter. */

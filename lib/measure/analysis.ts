@@ -50,12 +50,23 @@ export interface MeasuredSensitivity {
   /** removed parts replaced by their calibration means (as apply folds them) */
   compensated: boolean;
   baseNll: number;
-  /** [layer], null where the block has no such part */
+  /** increase of the windows' next-token loss (nats) per [layer]; null where the block has no such part */
   block: (number | null)[];
   attn: (number | null)[];
   mlp: (number | null)[];
-  /** Spearman ρ of each estimator against these: over blocks, and over attention and MLP layers jointly */
+  /**
+   * mean KL(p_model ‖ p_removed) of the next-token distribution (nats): what the planner's "measured"
+   * estimator reads (≥ 0 on any text; the loss increase turns negative on text unlike the model's own)
+   */
+  kl: { block: (number | null)[]; attn: (number | null)[]; mlp: (number | null)[] };
+  /** Spearman ρ of each estimator against the KL figures: over blocks, and over attention and MLP layers jointly */
   agreement: Partial<Record<Exclude<Estimator, 'measured'>, { blocks: number; sublayers: number }>>;
+  /** the same against the loss increase */
+  agreementWithLoss: Partial<Record<Exclude<Estimator, 'measured'>, { blocks: number; sublayers: number }>>;
+  /** the text the windows came from, when not the calibration text */
+  file?: string;
+  /** the same measurement with removed parts replaced by nothing (asked for with `sensitivity --plain`) */
+  plain?: { block: (number | null)[]; attn: (number | null)[]; mlp: (number | null)[]; kl: { block: (number | null)[]; attn: (number | null)[]; mlp: (number | null)[] } };
 }
 
 export interface Analysis {
@@ -165,13 +176,22 @@ export const analysisSchema = {
     },
     sensitivity: {
       type: 'object',
-      required: ['windows', 'seqLen', 'compensated', 'baseNll', 'block', 'attn', 'mlp'],
+      required: ['windows', 'seqLen', 'compensated', 'baseNll', 'block', 'attn', 'mlp', 'kl'],
       properties: {
         windows: { type: 'integer', minimum: 1 },
         seqLen: { type: 'integer', minimum: 2 },
         block: { type: 'array', items: { type: ['number', 'null'] } },
         attn: { type: 'array', items: { type: ['number', 'null'] } },
         mlp: { type: 'array', items: { type: ['number', 'null'] } },
+        kl: {
+          type: 'object',
+          required: ['block', 'attn', 'mlp'],
+          properties: {
+            block: { type: 'array', items: { type: ['number', 'null'] } },
+            attn: { type: 'array', items: { type: ['number', 'null'] } },
+            mlp: { type: 'array', items: { type: ['number', 'null'] } },
+          },
+        },
       },
     },
     means: {

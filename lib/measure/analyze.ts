@@ -45,7 +45,7 @@ export interface AnalyzeOptions {
    * CPU it costs about 1.5·L² block passes over those windows; false skips it (the planner then uses the
    * stream-targeted TE).
    */
-  sensitivity?: boolean | { windows?: number; seqLen?: number };
+  sensitivity?: boolean | { windows?: number; seqLen?: number; /** draw the windows from this text instead */ text?: string; /** also measure plain removal (no compensation) */ plain?: boolean };
   /** progress of the sensitivity step, after the calibration */
   onSensitivityProgress?: (p: ProgressEvent) => void;
   onProgress?: (p: ProgressEvent) => void;
@@ -142,7 +142,8 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     const so = typeof o.sensitivity === 'object' ? o.sensitivity : {};
     const sSeqLen = Math.max(2, Math.min(so.seqLen ?? 512, seqLen));
     const seed = (calib.seed + 0x5e45) % 2 ** 32; // a seed of its own: other windows than the calibration's
-    const windows = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: so.windows ?? 16, seqLen: sSeqLen, seed });
+    const source = so.text ? await calibrationStreamAsync(so.text, o.tokenizer, o.signal) : { kind, stream };
+    const windows = sampleCalibration(so.text ?? o.calib, source.kind, source.stream, info.vocab, { samples: so.windows ?? 16, seqLen: sSeqLen, seed });
     const byBlock = (name: 'attnOutMean' | 'mlpOutMean') => r.blocks.map((b) => (name === 'attnOutMean' ? b.attnOutMean : b.mlpOutMean));
     const m = await measureSensitivity(model, {
       tokens: windows.tokens,
@@ -153,7 +154,14 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       onProgress: o.onSensitivityProgress,
       signal: o.signal,
     });
-    sensitivity = { ...m, agreement: { 'stream-te': agreement(blocks, m, 'stream-te'), 'output-te': agreement(blocks, m, 'output-te') } };
+    const plain = so.plain ? await measureSensitivity(model, { tokens: windows.tokens, windows: windows.samples, seqLen: sSeqLen, seed, onProgress: o.onSensitivityProgress, signal: o.signal }) : undefined;
+    sensitivity = {
+      ...m,
+      ...(so.text ? { file: so.text } : {}),
+      ...(plain ? { plain: { block: plain.block, attn: plain.attn, mlp: plain.mlp, kl: plain.kl } } : {}),
+      agreement: { 'stream-te': agreement(blocks, m.kl, 'stream-te'), 'output-te': agreement(blocks, m.kl, 'output-te') },
+      agreementWithLoss: { 'stream-te': agreement(blocks, m, 'stream-te'), 'output-te': agreement(blocks, m, 'output-te') },
+    };
   }
   const analysis: Omit<Analysis, 'means'> = {
     format: ANALYSIS_FORMAT,

@@ -20,7 +20,9 @@ export interface SensitivityOptions {
 
 const orNull = (x: number) => (Number.isFinite(x) ? x : null);
 
-export async function measureSensitivity(model: Model, o: SensitivityOptions): Promise<Omit<MeasuredSensitivity, 'agreement'>> {
+type Measured = Omit<MeasuredSensitivity, 'agreement' | 'agreementWithLoss'>;
+
+export async function measureSensitivity(model: Model, o: SensitivityOptions): Promise<Measured> {
   const job = model.handle.measureRemovalDamage(
     { tokens: o.tokens, nSeqs: o.windows, seqLen: o.seqLen, attnOutMean: o.means?.attnOut, mlpOutMean: o.means?.mlpOut },
     (done, total) => o.onProgress?.({ done, total }),
@@ -32,9 +34,10 @@ export async function measureSensitivity(model: Model, o: SensitivityOptions): P
     seed: o.seed,
     compensated: Boolean(o.means),
     baseNll: r.baseNll,
-    block: Array.from(r.block, orNull),
-    attn: Array.from(r.attn, orNull),
-    mlp: Array.from(r.mlp, orNull),
+    block: Array.from(r.nll.block, orNull),
+    attn: Array.from(r.nll.attn, orNull),
+    mlp: Array.from(r.nll.mlp, orNull),
+    kl: { block: Array.from(r.kl.block, orNull), attn: Array.from(r.kl.attn, orNull), mlp: Array.from(r.kl.mlp, orNull) },
   };
 }
 
@@ -76,8 +79,8 @@ export function estimatorValues(blocks: BlockStats[], e: Exclude<Estimator, 'mea
   return { block: blocks.map((b) => b.teStream ?? NaN), attn: blocks.map((b) => b.teStreamAttn ?? NaN), mlp: blocks.map((b) => b.teStreamMlp ?? NaN) };
 }
 
-/** ρ of an estimator against the measured damage: over blocks, and over every attention and MLP layer jointly. */
-export function agreement(blocks: BlockStats[], m: Omit<MeasuredSensitivity, 'agreement'>, e: Exclude<Estimator, 'measured'>): { blocks: number; sublayers: number } {
+/** ρ of an estimator against measured figures: over blocks, and over every attention and MLP layer jointly. */
+export function agreement(blocks: BlockStats[], m: Pick<Measured, 'block' | 'attn' | 'mlp'>, e: Exclude<Estimator, 'measured'>): { blocks: number; sublayers: number } {
   const v = estimatorValues(blocks, e);
   const pairs = (est: number[], meas: (number | null)[]) => est.map((x, i) => [x, meas[i]] as const).filter((p): p is readonly [number, number] => p[1] !== null && Number.isFinite(p[0]));
   const bp = pairs(v.block, m.block);

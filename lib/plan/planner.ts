@@ -198,7 +198,7 @@ export function defaultEstimator(a: Analysis): NonNullable<PlanMethod['estimator
 
 /** Sublayer sensitivities S_s from the chosen estimator (absent parts: 0). */
 function sensitivityOf(a: Analysis, e: NonNullable<PlanMethod['estimator']>): SublayerSensitivity {
-  if (e === 'measured') return { attn: a.sensitivity!.attn.map((x) => x ?? 0), mlp: a.sensitivity!.mlp.map((x) => x ?? 0) };
+  if (e === 'measured') return { attn: a.sensitivity!.kl.attn.map((x) => x ?? 0), mlp: a.sensitivity!.kl.mlp.map((x) => x ?? 0) };
   const v = estimatorValues(a.blocks, e);
   return { attn: v.attn.map((x) => (Number.isFinite(x) ? x : 0)), mlp: v.mlp.map((x) => (Number.isFinite(x) ? x : 0)) };
 }

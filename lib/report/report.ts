@@ -25,6 +25,8 @@ export interface EvaluatedModel {
   tasks: TaskResult[];
   averageAccuracy: number | null;
   speedup: number;
+  /** repetition figures of greedy continuations of held-out prompts */
+  generation?: { repeat4: number; distinct2: number; longestRun: number };
 }
 
 export interface ReportInput {
@@ -44,7 +46,8 @@ const taskAcc = (t: TaskResult) => (t.accNorm ?? t.acc).value;
 
 function resultsTable(input: ReportInput): string {
   const tasks = [...new Set(input.rows.flatMap((r) => r.tasks.map((t) => t.task)))];
-  const head = ['model', 'params', ...input.evalTexts.map((f) => `PPL ${path.basename(f)}`), ...tasks, ...(tasks.length ? ['avg'] : []), 'speed-up'];
+  const gen = input.rows.some((r) => r.generation);
+  const head = ['model', 'params', ...input.evalTexts.map((f) => `PPL ${path.basename(f)}`), ...tasks, ...(tasks.length ? ['avg'] : []), ...(gen ? ['rep-4', 'distinct-2', 'longest run'] : []), 'speed-up'];
   const rows = input.rows.map((r) => [
     r.label,
     r.params >= 1e9 ? `${(r.params / 1e9).toFixed(2)} B` : r.params >= 1e6 ? `${(r.params / 1e6).toFixed(2)} M` : `${(r.params / 1e3).toFixed(0)} K`,
@@ -54,9 +57,11 @@ function resultsTable(input: ReportInput): string {
       return t ? pct(taskAcc(t)) : '–';
     }),
     ...(tasks.length ? [r.averageAccuracy === null ? '–' : pct(r.averageAccuracy)] : []),
+    ...(gen ? (r.generation ? [r.generation.repeat4.toFixed(3), r.generation.distinct2.toFixed(3), String(r.generation.longestRun)] : ['–', '–', '–']) : []),
     `${r.speedup.toFixed(2)}×`,
   ]);
   return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c, i) => `<td${i ? ' class="num"' : ''}>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>` +
+    (gen ? '<p class="note">Greedy continuations (48 tokens) of 8 held-out prompts: rep-4 is the share of 4-grams that repeat an earlier one of the same continuation (loops push it towards 1), distinct-2 the share of distinct bigrams, longest run the longest back-to-back repetition of one token.</p>' : '') +
     (tasks.length ? '<p class="note">Accuracies in %: acc_norm where the task reports it, acc otherwise (WinoGrande, BoolQ, LAMBADA), as the paper averages them. Speed-up: forward tokens/s over the original\'s, measured side by side in the same run.</p>' : '');
 }
 
@@ -151,11 +156,37 @@ function beforeAfterCharts(input: ReportInput): string {
 export function renderReport(input: ReportInput): string {
   const a = input.analysis;
   const blocks = a.blocks.map((b) => `${b.index}`);
-  const te = groupedBars('te', 'Transfer entropy per block (nats)', blocks, [
+  const te = groupedBars('te', 'Output-targeted TE per block (nats; the paper\'s first reading)', blocks, [
     { name: 'TE block', values: a.blocks.map((b) => b.te) },
     { name: 'TE attention', values: a.blocks.map((b) => b.teAttn) },
     { name: 'TE MLP', values: a.blocks.map((b) => b.teMlp) },
   ], 'nats');
+  const stream = a.blocks.every((b) => b.teStream !== undefined)
+    ? groupedBars('te-stream', 'Stream-targeted TE per block (nats)', blocks, [
+        { name: 'block', values: a.blocks.map((b) => b.teStream!) },
+        { name: 'attention', values: a.blocks.map((b) => b.teStreamAttn!) },
+        { name: 'MLP', values: a.blocks.map((b) => b.teStreamMlp!) },
+      ], 'nats')
+    : '';
+  const m = a.sensitivity;
+  const measured = m
+    ? groupedBars('sensitivity', 'Measured removal damage: KL of the output distribution (nats)', blocks, [
+        { name: 'block', values: m.kl.block.map((x) => x ?? NaN) },
+        { name: 'attention', values: m.kl.attn.map((x) => x ?? NaN) },
+        { name: 'MLP', values: m.kl.mlp.map((x) => x ?? NaN) },
+      ], 'nats') +
+      groupedBars('sensitivity-loss', 'Measured removal damage: held-out loss increase (nats)', blocks, [
+        { name: 'block', values: m.block.map((x) => x ?? NaN) },
+        { name: 'attention', values: m.attn.map((x) => x ?? NaN) },
+        { name: 'MLP', values: m.mlp.map((x) => x ?? NaN) },
+      ], 'nats')
+    : '';
+  const rho = (x: number | undefined) => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x.toFixed(2));
+  const agreement = m
+    ? `<table><thead><tr><th>estimator</th><th>Spearman ρ, blocks</th><th>ρ, attention and MLP layers</th><th>ρ blocks (loss increase)</th><th>ρ layers (loss increase)</th></tr></thead><tbody>${(['stream-te', 'output-te'] as const)
+        .map((e) => `<tr><td>${e}</td><td class="num">${rho(m.agreement[e]?.blocks)}</td><td class="num">${rho(m.agreement[e]?.sublayers)}</td><td class="num">${rho(m.agreementWithLoss?.[e]?.blocks)}</td><td class="num">${rho(m.agreementWithLoss?.[e]?.sublayers)}</td></tr>`)
+        .join('')}</tbody></table><p class="note">Agreement of each transfer-entropy estimator with the measured damage of removing each part alone (KL of the next-token distribution, which the planner's measured estimator uses, and the loss increase) (${m.windows} × ${m.seqLen} held-out tokens, ${m.compensated ? 'mean-compensated' : 'plain'}). The plans use ${esc(input.plans[0]?.plan.method.estimator ?? 'the measured damage')}.</p>`
+    : '<p class="note">No measured sensitivities in this analysis (--no-sensitivity): the planner used the stream-targeted TE.</p>';
   const ratios = input.plans.length
     ? groupedBars('block-ratios', 'Per-block pruning ratio (share of block weights removed)', blocks, [
         ...input.plans.filter((p) => p.plan.method.name === 'entropy').slice(0, 1).map((p) => ({ name: `planned (${p.label})`, values: p.plan.blocks.map((b) => b.plannedRatio ?? NaN) })),
@@ -177,9 +208,10 @@ ${(input.notes ?? []).map((n) => `<p class="note">${esc(n)}</p>`).join('')}
 <h2>Results</h2>
 ${resultsTable(input)}
 ${input.compare ? compareCharts(input.compare) : beforeAfterCharts(input)}
-<h2>How much to prune: transfer entropy and per-block ratios</h2>
-<p class="note">TE<sub>l</sub> = I(y; Δ<sub>l</sub> | h<sub>l−1</sub>): how much block l tells the output beyond its input. Blocks that tell less lose more.</p>
-<div class="grid">${te}${ratios}</div>
+<h2>How much to prune: measured sensitivities, transfer entropy and per-block ratios</h2>
+<p class="note">Measured damage: the held-out loss increase when a block, attention layer or MLP layer is removed alone. Stream-targeted TE = I(h<sub>l−1</sub> + x + ε; x | h<sub>l−1</sub>); output-targeted TE<sub>l</sub> = I(y; Δ<sub>l</sub> | h<sub>l−1</sub>). See docs/METHOD.md.</p>
+${agreement}
+<div class="grid">${measured}${stream}${te}${ratios}</div>
 <h2>What to prune: kept heads and channels</h2>
 <div class="grid">${heat}</div>
 <h2>Unit entropies and their K-means groups${entropyPlan ? ` (${esc(input.plans.find((p) => p.plan === entropyPlan)!.label)})` : ''}</h2>
@@ -202,6 +234,7 @@ export function writeCompareReport(file: string, state: CompareState, outDir: st
     tasks: c.tasks,
     averageAccuracy: c.averageAccuracy,
     speedup: c.speedup,
+    generation: c.generation,
   }));
   writeReport(file, {
     title: `entroprune comparison — ${path.basename(state.settings.model)}`,

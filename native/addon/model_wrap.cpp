@@ -364,11 +364,17 @@ class RemovalDamageWorker final : public NativeJob {
       std::copy(v.begin(), v.end(), a.Data());
       return a;
     };
+    auto part = [&](const PartDamage& p) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("attn", f64(p.attn));
+      o.Set("mlp", f64(p.mlp));
+      o.Set("block", f64(p.block));
+      return o;
+    };
     Napi::Object o = Napi::Object::New(env);
     o.Set("baseNll", result_.base_nll);
-    o.Set("attn", f64(result_.attn));
-    o.Set("mlp", f64(result_.mlp));
-    o.Set("block", f64(result_.block));
+    o.Set("nll", part(result_.nll));
+    o.Set("kl", part(result_.kl));
     return o;
   }
   std::shared_ptr<const Model> model_;
@@ -380,7 +386,8 @@ class RemovalDamageWorker final : public NativeJob {
 };
 
 // measureRemovalDamage({tokens: Int32Array, nSeqs, seqLen, attnOutMean?: Float64Array[], mlpOutMean?: Float64Array[]}, onProgress?)
-//   (without the means: removed parts contribute nothing) -> {promise: Promise<{baseNll, attn, mlp, block}>, cancel()}
+//   (without the means: removed parts contribute nothing)
+//   -> {promise: Promise<{baseNll, nll: {attn, mlp, block}, kl: {attn, mlp, block}}>, cancel()}
 Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "measureRemovalDamage(options, onProgress?)");

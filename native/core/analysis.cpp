@@ -52,22 +52,14 @@ TeTerm conditional_mi(const std::vector<double>& C, int r, const Combo& y, const
   return {v, worst};
 }
 
-// Stream-targeted transfer entropy (ours, docs/METHOD.md §2): the target process is the residual stream
-// itself, read at a noise floor ε ~ N(0, ρ·σ̄²·I) with σ̄² = tr Σ_h / r the stream's mean variance per
-// dimension: TE(x) = I(h + x + ε ; x | h) = H(x + ε | h) − H(ε) = ½ log det(I + Σ_{x|h} / (ρσ̄²)).
-// Computed through the Schur complement: log det(Σ_{x|h} + cI) = ld([Σ_hh Σ_hx; Σ_xh Σ_xx + cI]) − ld(Σ_hh).
+// Stream-targeted TE of x given the block input h (gaussian_entropy.h), on the joint (h, x).
 TeTerm stream_te(const std::vector<double>& C, int r, const Combo& x, const Combo& h, double ridge) {
-  std::vector<double> K = combined_cov(C, r, {h, x});
-  const int n = 2 * r;
-  double trace_h = 0;
-  for (int i = 0; i < r; ++i) trace_h += K[static_cast<size_t>(i) * n + i];
-  const double sigma2 = trace_h / r, c = kStreamNoise * sigma2, add = ridge * sigma2;
-  std::vector<double> Khh(static_cast<size_t>(r) * r);
-  for (int i = 0; i < r; ++i)
-    for (int j = 0; j < r; ++j) Khh[static_cast<size_t>(i) * r + j] = K[static_cast<size_t>(i) * n + j];
-  for (int i = 0; i < n; ++i) K[static_cast<size_t>(i) * n + i] += i < r ? add : c;
-  const LogDet joint = log_det_spd_absolute(K, n, 0), cond = log_det_spd_absolute(Khh, r, add);
-  return {0.5 * (joint.value - cond.value - r * std::log(c)), std::isfinite(cond.ridge_effect) ? cond.ridge_effect : 1.0};
+  std::vector<int> H, X;
+  for (int i = 0; i < r; ++i) {
+    H.push_back(i);
+    X.push_back(r + i);
+  }
+  return {stream_transfer_entropy(combined_cov(C, r, {h, x}), 2 * r, X, H, kStreamNoise, ridge), 0};
 }
 
 // The variance each unit adds to the residual stream (what mean compensation cannot restore): a channel j

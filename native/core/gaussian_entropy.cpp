@@ -70,7 +70,29 @@ double conditional_entropy(const std::vector<double>& cov, int k, const std::vec
 
 double conditional_mutual_information(const std::vector<double>& cov, int k, const std::vector<int>& y, const std::vector<int>& x,
                                       const std::vector<int>& z, double ridge) {
-  return conditional_entropy(cov, k, y, z, ridge) - conditional_entropy(cov, k, y, concat(z, x), ridge);
+  // One absolute ridge for all four terms (the joint (y, z, x) regularised once; every term is a principal
+  // submatrix of it), so the value is the CMI of one Gaussian and never negative. The (2πe) factors cancel.
+  const std::vector<int> all = concat(concat(y, z), x);
+  const std::vector<double> joint = submatrix(cov, k, all);
+  double trace = 0;
+  for (size_t i = 0; i < all.size(); ++i) trace += joint[i * all.size() + i];
+  const double add = ridge * trace / static_cast<double>(all.size());
+  auto ld = [&](const std::vector<int>& idx) { return log_det_spd_absolute(submatrix(cov, k, idx), static_cast<int>(idx.size()), add).value; };
+  return 0.5 * (ld(concat(y, z)) - ld(z) - ld(all) + ld(concat(z, x)));
+}
+
+double stream_transfer_entropy(const std::vector<double>& cov, int k, const std::vector<int>& x, const std::vector<int>& h, double noise, double ridge) {
+  const std::vector<int> hx = concat(h, x);
+  std::vector<double> K = submatrix(cov, k, hx);
+  const int nh = static_cast<int>(h.size()), n = static_cast<int>(hx.size()), nx = n - nh;
+  double trace_h = 0;
+  for (int i = 0; i < nh; ++i) trace_h += K[static_cast<size_t>(i) * n + i];
+  const double sigma2 = trace_h / nh, c = noise * sigma2, add = ridge * sigma2;
+  // log det(Σ_{x|h} + cI) = log det([Σ_hh Σ_hx; Σ_xh Σ_xx + cI]) − log det(Σ_hh) (Schur complement)
+  for (int i = 0; i < n; ++i) K[static_cast<size_t>(i) * n + i] += i < nh ? add : c;
+  const double joint = log_det_spd_absolute(K, n, 0).value;
+  const double cond = log_det_spd_absolute(submatrix(cov, k, h), nh, add).value;
+  return 0.5 * (joint - cond - nx * std::log(c));
 }
 
 }  // namespace ep

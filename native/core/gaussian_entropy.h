@@ -33,4 +33,11 @@ double conditional_entropy(const std::vector<double>& cov, int k, const std::vec
 double conditional_mutual_information(const std::vector<double>& cov, int k, const std::vector<int>& y, const std::vector<int>& x,
                                       const std::vector<int>& z, double ridge = kDefaultRidge);
 
+// Stream-targeted transfer entropy (docs/METHOD.md §2b): the residual stream h read at a noise floor
+// ε ~ N(0, noise·σ̄²·I), σ̄² = tr Σ_hh / |h|:  TE(x) = I(h + x + ε; x | h) = ½ log det(I + Σ_{x|h} / (noise·σ̄²)).
+// `ridge` (relative to σ̄²) regularises Σ_hh. x and h must have the same width for h + x to exist; the
+// formula itself only needs the covariance.
+double stream_transfer_entropy(const std::vector<double>& cov, int k, const std::vector<int>& x, const std::vector<int>& h, double noise,
+                               double ridge = kDefaultRidge);
+
 }  // namespace ep

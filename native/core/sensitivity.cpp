@@ -1,5 +1,6 @@
 #include "core/sensitivity.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -7,6 +8,7 @@
 #include "core/forward.h"
 #include "core/layer_ops.h"
 #include "core/ops_cpu.h"
+#include "core/simd_math.h"
 
 namespace ep {
 
@@ -14,36 +16,72 @@ namespace {
 
 enum class Removal { kAttention, kMlp, kBlock };
 
-struct Runner {
-  const Model& model;
-  int n_seqs, T;
-  const int32_t* tokens;
-  const std::atomic<bool>* cancel;
-  RopeTables rope;
-  ForwardScratch scratch;
-  std::vector<float> nll;
-
-  Runner(const Model& m, const int32_t* t, int n, int len, const std::atomic<bool>* c)
-      : model(m), n_seqs(n), T(len), tokens(t), cancel(c), scratch(m.config, static_cast<int64_t>(n) * len), nll(static_cast<size_t>(n) * (len - 1)) {
-    rope_tables(m.config, 0, T, rope.cos, rope.sin);
+// One group of windows: the block passes, and the output head turned into log-probabilities.
+class GroupRunner {
+ public:
+  GroupRunner(const Model& m, const int32_t* tokens, int n_seqs, int T, const std::atomic<bool>* cancel)
+      : model_(m), tokens_(tokens), n_seqs_(n_seqs), T_(T), rows_(static_cast<int64_t>(n_seqs) * T), cancel_(cancel), scratch_(m.config, rows_),
+        logprobs_(static_cast<size_t>(rows_) * m.config.vocab) {
+    rope_tables(m.config, 0, T, rope_.cos, rope_.sin);
   }
 
-  void block(const ModelConfig& c, int l, const LayerWeights& w, float* x) { forward_block(c, l, w, x, n_seqs, T, rope, scratch, nullptr, cancel); }
+  int64_t rows() const { return rows_; }
+  void block(const ModelConfig& c, int l, const LayerWeights& w, float* x) { forward_block(c, l, w, x, n_seqs_, T_, rope_, scratch_, nullptr, cancel_); }
 
-  // Blocks from..L−1 as they are, then the output head: the mean NLL over the predicted positions.
-  double finish(std::vector<float>& x, int from) {
-    for (int l = from; l < model.config.n_layers(); ++l) {
+  // Blocks from..L−1 as they are, then log-softmax of the output head into `out` ([rows, vocab]).
+  void finish(std::vector<float>& x, int from, std::vector<float>& out) {
+    for (int l = from; l < model_.config.n_layers(); ++l) {
       LayerBuffers converted;
-      block(model.config, l, model.layer_weights(l, converted), x.data());
+      block(model_.config, l, model_.layer_weights(l, converted), x.data());
     }
-    throw_if_cancelled(cancel);
-    const int64_t N = static_cast<int64_t>(n_seqs) * T;
-    rmsnorm_cpu(x.data(), model.output_norm, scratch.xn.data(), N, model.config.dim, model.config.norm_eps);
-    next_token_nll(model, scratch.xn.data(), tokens, n_seqs, T, nll.data(), nullptr);
-    double s = 0;
-    for (float v : nll) s += v;
-    return s / static_cast<double>(nll.size());
+    throw_if_cancelled(cancel_);
+    const int d = model_.config.dim, V = model_.config.vocab;
+    rmsnorm_cpu(x.data(), model_.output_norm, scratch_.xn.data(), rows_, d, model_.config.norm_eps);
+    linear(scratch_.xn.data(), model_.output, nullptr, out.data(), rows_, d, V);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows_; ++r) {
+      float* lr = &out[static_cast<size_t>(r) * V];
+      const float mx = simd::max(lr, V);
+      const float lse = static_cast<float>(std::log(simd::sum_exp_shift(lr, V, mx))) + mx;
+      for (int v = 0; v < V; ++v) lr[v] -= lse;
+    }
   }
+
+  // Summed NLL of each window's next tokens under log-probabilities lp.
+  double nll_sum(const std::vector<float>& lp) const {
+    const int V = model_.config.vocab;
+    double s = 0;
+    for (int64_t r = 0; r < rows_; ++r)
+      if (r % T_ != T_ - 1) s -= lp[static_cast<size_t>(r) * V + tokens_[r + 1]];
+    return s;
+  }
+
+  // Summed KL(base ‖ lp) over every row.
+  double kl_sum(const std::vector<float>& base, const std::vector<float>& lp) const {
+    const int V = model_.config.vocab;
+    double s = 0;
+#pragma omp parallel for schedule(static) reduction(+ : s)
+    for (int64_t r = 0; r < rows_; ++r) {
+      const float* p = &base[static_cast<size_t>(r) * V];
+      const float* q = &lp[static_cast<size_t>(r) * V];
+      double k = 0;
+      for (int v = 0; v < V; ++v) k += std::exp(static_cast<double>(p[v])) * (static_cast<double>(p[v]) - q[v]);
+      s += std::max(0.0, k);
+    }
+    return s;
+  }
+
+  std::vector<float>& scratch_logprobs() { return logprobs_; }
+
+ private:
+  const Model& model_;
+  const int32_t* tokens_;
+  int n_seqs_, T_;
+  int64_t rows_;
+  const std::atomic<bool>* cancel_;
+  RopeTables rope_;
+  ForwardScratch scratch_;
+  std::vector<float> logprobs_;
 };
 
 }  // namespace
@@ -51,56 +89,88 @@ struct Runner {
 RemovalDamage measure_removal_damage(const Model& model, const int32_t* tokens, int n_seqs, int seq_len, const SublayerMeans& means,
                                      const std::atomic<bool>* cancel, const std::function<void(int64_t, int64_t)>& progress) {
   const ModelConfig& c = model.config;
-  const int L = c.n_layers(), d = c.dim;
+  const int L = c.n_layers(), d = c.dim, V = c.vocab;
   if (n_seqs <= 0 || seq_len < 2) throw Error(ErrorCode::kInvalidArgument, model.path, "sensitivity needs at least one window of 2 or more tokens");
   const bool compensate = !means.attn_out.empty();
   if (compensate && (static_cast<int>(means.attn_out.size()) != L || static_cast<int>(means.mlp_out.size()) != L))
     throw Error(ErrorCode::kInvalidArgument, model.path, "sensitivity: the means do not match the model's block count");
-  const int64_t N = static_cast<int64_t>(n_seqs) * seq_len;
-  check_tokens(model, tokens, N);
-  Runner run(model, tokens, n_seqs, seq_len, cancel);
-  std::vector<float> h(static_cast<size_t>(N) * d), x;
-  embed_tokens(model, tokens, N, h.data());
+  check_tokens(model, tokens, static_cast<int64_t>(n_seqs) * seq_len);
 
-  RemovalDamage out;
+  // Windows per group: the intact and the changed log-probabilities of a group take 2·rows·V floats.
+  const int64_t per_window = static_cast<int64_t>(seq_len) * V * 4 * 2;
+  const int group = static_cast<int>(std::clamp<int64_t>((256ll << 20) / std::max<int64_t>(1, per_window), 1, n_seqs));
+  const int n_groups = (n_seqs + group - 1) / group;
+
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  out.attn.assign(L, nan);
-  out.mlp.assign(L, nan);
-  out.block.assign(L, nan);
+  std::vector<double> nll_sum(3 * L, 0.0), kl_sum(3 * L, 0.0);
+  double base_sum = 0;
   int64_t done = 0;
-  const int64_t total = 1 + 3ll * L;
-  x = h;
-  out.base_nll = run.finish(x, 0);
-  progress(++done, total);
-
-  for (int l = 0; l < L; ++l) {
+  const int64_t total = static_cast<int64_t>(n_groups) * (1 + 3ll * L);
+  auto has = [&](int l, int kind) {
     const LayerShape& s = c.layers[l];
-    LayerBuffers converted;
-    const LayerWeights w = model.layer_weights(l, converted);
-    for (Removal kind : {Removal::kAttention, Removal::kMlp, Removal::kBlock}) {
-      const bool has = kind == Removal::kAttention ? s.n_head > 0 : kind == Removal::kMlp ? s.ffn > 0 : (s.n_head > 0 || s.ffn > 0);
-      if (has) {
-        // The removed part becomes a constant: its calibration mean carried in the bias the forward pass
-        // still adds for an absent layer (exactly what apply folds in), or nothing.
-        ModelConfig cut = c;
-        LayerWeights wc = w;
-        if (kind != Removal::kMlp && s.n_head > 0) {
-          cut.layers[l].n_head = 0;
-          wc.bo = compensate ? means.attn_out[l].data() : nullptr;
+    return kind == 0 ? s.n_head > 0 : kind == 1 ? s.ffn > 0 : (s.n_head > 0 || s.ffn > 0);
+  };
+
+  for (int g0 = 0; g0 < n_seqs; g0 += group) {
+    const int n = std::min(group, n_seqs - g0);
+    const int32_t* toks = tokens + static_cast<size_t>(g0) * seq_len;
+    GroupRunner run(model, toks, n, seq_len, cancel);
+    const int64_t N = run.rows();
+    std::vector<float> h(static_cast<size_t>(N) * d), x, base(static_cast<size_t>(N) * V);
+    embed_tokens(model, toks, N, h.data());
+    x = h;
+    run.finish(x, 0, base);
+    const double base_nll = run.nll_sum(base);
+    base_sum += base_nll;
+    progress(++done, total);
+
+    for (int l = 0; l < L; ++l) {
+      const LayerShape& s = c.layers[l];
+      LayerBuffers converted;
+      const LayerWeights w = model.layer_weights(l, converted);
+      for (int kind = 0; kind < 3; ++kind) {
+        if (has(l, kind)) {
+          // The removed part becomes a constant: its calibration mean carried in the bias the forward pass
+          // still adds for an absent layer (exactly what apply folds in), or nothing.
+          ModelConfig cut = c;
+          LayerWeights wc = w;
+          if (kind != 1 && s.n_head > 0) {
+            cut.layers[l].n_head = 0;
+            wc.bo = compensate ? means.attn_out[l].data() : nullptr;
+          }
+          if (kind != 0 && s.ffn > 0) {
+            cut.layers[l].ffn = 0;
+            wc.b_down = compensate ? means.mlp_out[l].data() : nullptr;
+          }
+          x = h;
+          run.block(cut, l, wc, x.data());
+          std::vector<float>& lp = run.scratch_logprobs();
+          run.finish(x, l + 1, lp);
+          nll_sum[3 * l + kind] += run.nll_sum(lp) - base_nll;
+          kl_sum[3 * l + kind] += run.kl_sum(base, lp);
         }
-        if (kind != Removal::kAttention && s.ffn > 0) {
-          cut.layers[l].ffn = 0;
-          wc.b_down = compensate ? means.mlp_out[l].data() : nullptr;
-        }
-        x = h;
-        run.block(cut, l, wc, x.data());
-        const double v = run.finish(x, l + 1) - out.base_nll;
-        (kind == Removal::kAttention ? out.attn : kind == Removal::kMlp ? out.mlp : out.block)[l] = v;
+        progress(++done, total);
       }
-      progress(++done, total);
+      run.block(c, l, w, h.data());  // advance the kept states through the intact block
     }
-    run.block(c, l, w, h.data());  // advance the kept states through the intact block
   }
+
+  const double predicted = static_cast<double>(n_seqs) * (seq_len - 1), positions = static_cast<double>(n_seqs) * seq_len;
+  RemovalDamage out;
+  out.base_nll = base_sum / predicted;
+  for (PartDamage* p : {&out.nll, &out.kl}) {
+    p->attn.assign(L, nan);
+    p->mlp.assign(L, nan);
+    p->block.assign(L, nan);
+  }
+  for (int l = 0; l < L; ++l)
+    for (int kind = 0; kind < 3; ++kind) {
+      if (!has(l, kind)) continue;
+      std::vector<double>* nll_out[3] = {&out.nll.attn, &out.nll.mlp, &out.nll.block};
+      std::vector<double>* kl_out[3] = {&out.kl.attn, &out.kl.mlp, &out.kl.block};
+      (*nll_out[kind])[l] = nll_sum[3 * l + kind] / predicted;
+      (*kl_out[kind])[l] = kl_sum[3 * l + kind] / positions;
+    }
   return out;
 }
 

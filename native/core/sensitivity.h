@@ -1,11 +1,17 @@
-// Measured sensitivities (the measure stage's ground truth): the increase in held-out next-token loss when
-// one block, one attention layer or one MLP layer is removed alone — replaced by its calibration mean
-// output (mean compensation, as apply folds it) or by nothing. Every estimator of importance is checked
-// against these numbers, and the planner can use them directly (`--importance measured`).
+// Measured sensitivities (the measure stage's ground truth): what removing one block, one attention layer
+// or one MLP layer alone does to the model on held-out windows — the part replaced by its calibration mean
+// output (mean compensation, as apply folds it) or by nothing. Two figures per part:
+//   kl    E_positions KL(p_model ‖ p_removed): how much the model's next-token distribution changes. Always
+//         ≥ 0 and meaningful on any text, so it is what the planner uses by default.
+//   nll   the increase of the mean next-token loss on the windows' own tokens. On text unlike the model's
+//         training data it can be negative (removing a part can make the model worse at its own domain and
+//         better at that text), which is why it is reported but not the default.
+// Every estimator of importance is checked against these numbers.
 //
-// Block-major: the windows' hidden states h_{l−1} are kept for all windows; each removal at block l runs
-// from there (block l changed, blocks l+1.. as they are, the output head) and block l then advances the
-// kept states. Cost: about 1.5·L² block passes over the windows, against L for one forward pass.
+// Block-major, in groups of windows: each group's hidden states h_{l−1} are kept; each removal at block l
+// runs from there (block l changed, blocks l+1.. as they are, the output head) and block l then advances
+// the kept states. Cost: about 1.5·L² block passes over the windows, against L for one forward pass; the
+// intact model's log-probabilities of one group are held ([tokens, vocab] floats, groups sized to ≤ 256 MiB).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -21,9 +27,14 @@ struct SublayerMeans {
   std::vector<std::vector<float>> mlp_out;   // [layer][dim] E[m_l]
 };
 
+struct PartDamage {
+  std::vector<double> attn, mlp, block;  // [layer]; NaN where the part is absent
+};
+
 struct RemovalDamage {
-  double base_nll = 0;                    // mean NLL of the intact model over the predicted positions
-  std::vector<double> attn, mlp, block;   // [layer] mean NLL increase (nats); NaN where the part is absent
+  double base_nll = 0;  // mean NLL of the intact model over the predicted positions
+  PartDamage nll;       // mean NLL increase (nats)
+  PartDamage kl;        // mean KL(p_model ‖ p_removed) over every position (nats)
 };
 
 RemovalDamage measure_removal_damage(const Model& model, const int32_t* tokens, int n_seqs, int seq_len, const SublayerMeans& means,

@@ -156,3 +156,43 @@ TEST(Moments, RawStateAroundAnyShiftMergesLikeOnePass) {
   bad.cross.assign(d, 0.0);  // d values, not d²
   EXPECT_THROW(Moments(d, Accumulation::kFloat64, bad), std::invalid_argument);
 }
+
+TEST(GaussianEntropy, OneRidgeServesEveryTermOfAConditionalMutualInformation) {
+  // (y, x, z) with very different scales: the CMI must be that of the one regularised joint Σ + cI,
+  // c = ridge · tr Σ / 3, computed here by hand from scalar conditional variances.
+  const double sy = 1e3, a = 0.8, b = 0.3;
+  // y = sy·(a x + b z + e), x, z, e ~ N(0, 1) independent
+  std::vector<double> cov{sy * sy * (a * a + b * b + 1), sy * a, sy * b, sy * a, 1, 0, sy * b, 0, 1};
+  const double ridge = 1e-3, c = ridge * (cov[0] + cov[4] + cov[8]) / 3;
+  std::vector<double> R = cov;
+  for (int i = 0; i < 3; ++i) R[i * 3 + i] += c;
+  // var(y | z) and var(y | z, x) of R: Schur complements
+  const double vyz = R[0] - R[2] * R[2] / R[8];
+  const double det_xz = R[4] * R[8] - R[5] * R[7];
+  const double vyzx = R[0] - (R[1] * (R[8] * R[1] - R[5] * R[2]) + R[2] * (R[4] * R[2] - R[7] * R[1])) / det_xz;
+  EXPECT_NEAR(conditional_mutual_information(cov, 3, {0}, {1}, {2}, ridge), 0.5 * std::log(vyz / vyzx), 1e-9);
+  // One regularised Gaussian: never negative, even where per-term ridges would disagree.
+  EXPECT_GE(conditional_mutual_information(cov, 3, {0}, {2}, {1}, 0.1), 0.0);
+}
+
+TEST(GaussianEntropy, StreamTransferEntropyClosedForm) {
+  // h ~ N(0, s²I₂), x = B h + e, e ~ N(0, diag(e1, e2)): Σ_{x|h} = diag(e1, e2), σ̄² = s², so
+  // TE = ½ Σ log(1 + e_i / (ρ s²)), whatever B is.
+  const double s2 = 4, e1 = 0.5, e2 = 2, rho = 0.1;
+  const double B[2][2] = {{1.5, -0.4}, {0.2, 0.7}};
+  // joint (h1, h2, x1, x2)
+  std::vector<double> cov(16, 0.0);
+  cov[0] = cov[5] = s2;
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) {
+      cov[j * 4 + 2 + i] = cov[(2 + i) * 4 + j] = B[i][j] * s2;  // cov(x_i, h_j)
+      cov[(2 + i) * 4 + 2 + j] = s2 * (B[i][0] * B[j][0] + B[i][1] * B[j][1]) + (i == j ? (i ? e2 : e1) : 0);
+    }
+  const double exact = 0.5 * (std::log(1 + e1 / (rho * s2)) + std::log(1 + e2 / (rho * s2)));
+  EXPECT_NEAR(stream_transfer_entropy(cov, 4, {2, 3}, {0, 1}, rho, 0), exact, 1e-10);
+  // x fully determined by h carries nothing new: TE → 0
+  std::vector<double> det = cov;
+  det[10] -= e1;
+  det[15] -= e2;
+  EXPECT_NEAR(stream_transfer_entropy(det, 4, {2, 3}, {0, 1}, rho, 1e-12), 0.0, 1e-6);
+}

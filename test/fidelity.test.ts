@@ -1,0 +1,149 @@
+// Fidelity: the measured sensitivities against an independent path (apply + perplexity), the estimators'
+// rank statistic on closed-form cases, the marginal-cost allocation on hand-computed cases, and the default
+// plan against the baselines on held-out text of a real model.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { analyzeToFile, applyPlan, loadModel, plan, readAnalysis, tokenizerFor, type LoadedAnalysis, type PruningPlan } from '../lib';
+import type { Model } from '../lib/load/model';
+import { encodeStreamPrefix } from '../lib/evaluate/perplexity';
+import { perplexityOfTokens } from '../lib/evaluate/perplexity';
+import { measureSensitivity, spearman } from '../lib/measure/sensitivity';
+import { allocateByMarginalCost } from '../lib/plan/allocation';
+import { dataFile, STORIES_GGUF, tempDir, TINYSTORIES_TEXT } from './helpers/data';
+
+const scratch = tempDir();
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+describe('spearman', () => {
+  it('closed-form cases: identical, reversed, one swap, ties', () => {
+    expect(spearman([1, 2, 3, 4], [10, 20, 30, 40])).toBeCloseTo(1, 12);
+    expect(spearman([1, 2, 3, 4], [4, 3, 2, 1])).toBeCloseTo(-1, 12);
+    // one adjacent swap of 5: 1 − 6·2 / (5·24) = 0.9
+    expect(spearman([1, 2, 3, 4, 5], [1, 2, 3, 5, 4])).toBeCloseTo(0.9, 12);
+    // ties take the mean rank: x ranks (1.5, 1.5, 3), y ranks (1, 2, 3) → Pearson of those = √3/2
+    expect(spearman([1, 1, 2], [1, 2, 3])).toBeCloseTo(Math.sqrt(3) / 2, 12);
+    expect(Number.isNaN(spearman([1, 2], [1, 2]))).toBe(true);
+  });
+});
+
+describe('marginal-cost allocation', () => {
+  // dim 4, headDim 2: a KV group with one query head costs 2·4·2 (q, o) + 2·4·2 (k, v) = 32; a channel 12.
+  const layers = [
+    { nHead: 2, nKvHead: 2, ffn: 4 },
+    { nHead: 2, nKvHead: 2, ffn: 4 },
+  ];
+  it('takes the cheapest damage per parameter first, across blocks and sublayers', () => {
+    const a = allocateByMarginalCost(layers, 4, 2, { attn: [10, 10], mlp: [1, 8] }, { heads: [[1, 1], [1, 1]], channels: [[1, 1, 1, 1], [1, 2, 3, 4]] }, 36);
+    // δ/c: block-0 channels 0.25/12, block-1 channels 0.8..3.2/12, groups 5/32: three block-0 channels (36)
+    expect(a.keptChannels[0]).toEqual([3]);
+    expect(a.keptChannels[1]).toEqual([0, 1, 2, 3]);
+    expect(a.keptHeads).toEqual([[0, 1], [0, 1]]);
+    expect(a.predictedDamage).toBeCloseTo(0.75, 12);
+  });
+  it('removes a whole KV group when its damage per parameter is lowest, and never overshoots by it', () => {
+    const a = allocateByMarginalCost(layers, 4, 2, { attn: [0.1, 10], mlp: [5, 5] }, { heads: [[1, 3], [1, 1]], channels: [[1, 1, 1, 1], [1, 1, 1, 1]] }, 32);
+    expect(a.keptHeads[0]).toEqual([1]); // group 0 holds a quarter of block 0's attention variance
+    expect(a.keptKv[0]).toEqual([1]);
+    const b = allocateByMarginalCost(layers, 4, 2, { attn: [0.1, 10], mlp: [5, 5] }, { heads: [[1, 3], [1, 1]], channels: [[1, 1, 1, 1], [1, 1, 1, 1]] }, 20);
+    expect(b.keptHeads[0]).toEqual([0, 1]); // 32 > 20 + 6: skipped, a channel closes the gap instead
+    expect(b.keptChannels.flat().length).toBe(6); // two channels: 24 lands within half a channel of 20
+  });
+});
+
+describe('stories260K: sensitivities and the default plan', () => {
+  let model: Model;
+  let loaded: LoadedAnalysis;
+  let heldOut: Int32Array;
+  const af = path.join(scratch, 'stories.analysis.json');
+  const seqLen = 256;
+
+  beforeAll(async () => {
+    model = await loadModel(dataFile(STORIES_GGUF));
+    const text = fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8');
+    const calib = path.join(scratch, 'calib.txt');
+    fs.writeFileSync(calib, text.slice(500_000));
+    await analyzeToFile(model, af, { calib, tokenizer: tokenizerFor(model), samples: 32, seqLen, seed: 0, sensitivity: { windows: 8 } });
+    loaded = readAnalysis(af);
+    heldOut = await encodeStreamPrefix(tokenizerFor(model), text.slice(0, 500_000), 16 * seqLen + 1);
+  });
+
+  const pplOf = async (p: PruningPlan, name: string) => {
+    const out = path.join(scratch, `${name}.gguf`);
+    await applyPlan(model, p, { output: out, format: 'gguf', force: true, analysis: loaded });
+    return (await perplexityOfTokens(await loadModel(out), heldOut, { seqLen })).ppl;
+  };
+
+  it('the native driver equals apply + perplexity of each single removal (an independent path)', async () => {
+    const L = loaded.analysis.model.layers.length;
+    const windows = heldOut.subarray(0, 4 * seqLen);
+    const means = { attnOut: [...Array(L).keys()].map((l) => loaded.mean(l, 'attnOutMean')!), mlpOut: [...Array(L).keys()].map((l) => loaded.mean(l, 'mlpOutMean')!) };
+    const m = await measureSensitivity(model, { tokens: windows, windows: 4, seqLen, seed: 0, means });
+    const base = (await perplexityOfTokens(model, windows, { seqLen })).ppl;
+    expect(m.baseNll).toBeCloseTo(Math.log(base), 4);
+    const keepAll = plan(loaded.analysis, { ratio: 0.2, method: 'uniform' });
+    for (const [kind, l] of [['attn', 1], ['mlp', 3], ['block', 0]] as const) {
+      const blocks = keepAll.blocks.map((b, i) => {
+        const s = loaded.analysis.model.layers[i];
+        const all = (n: number) => [...Array(n).keys()];
+        const full = { ...b, removed: false, attention: { removed: false, keptKvHeads: all(s.nKvHead), keptHeads: all(s.nHead) }, mlp: { removed: false, keptChannels: all(s.ffn) }, compensate: true };
+        if (i !== l) return full;
+        return {
+          ...full,
+          removed: kind === 'block',
+          attention: kind === 'mlp' ? full.attention : { removed: true, keptKvHeads: [], keptHeads: [] },
+          mlp: kind === 'attn' ? full.mlp : { removed: true, keptChannels: [] },
+        };
+      });
+      const out = path.join(scratch, `one-${kind}${l}.gguf`);
+      await applyPlan(model, { ...keepAll, blocks }, { output: out, format: 'gguf', force: true, analysis: loaded });
+      const ppl = (await perplexityOfTokens(await loadModel(out), windows, { seqLen })).ppl;
+      expect(m[kind][l], `${kind} ${l}`).toBeCloseTo(Math.log(ppl) - Math.log(base), 4);
+      expect(m[kind][l]!).toBeGreaterThan(0);
+    }
+  });
+
+  it('the analysis records the sensitivities and each estimator\'s agreement with them', () => {
+    const s = loaded.analysis.sensitivity!;
+    expect(s.block.length).toBe(5);
+    expect(s.attn.every((x) => x !== null && x > 0)).toBe(true);
+    // block 0 is the most damaging block to remove on this model (measured in the issue "Fidelity")
+    expect(s.block.indexOf(Math.max(...(s.block as number[])))).toBe(0);
+    for (const e of ['stream-te', 'output-te'] as const) {
+      expect(s.agreement[e]!.blocks).toBeGreaterThanOrEqual(-1);
+      expect(s.agreement[e]!.blocks).toBeLessThanOrEqual(1);
+    }
+    expect(loaded.analysis.blocks.every((b) => Number.isFinite(b.teStream) && b.teStream! > 0)).toBe(true);
+    expect(loaded.analysis.blocks.every((b) => b.mlp!.channelContribution!.length === b.mlp!.width)).toBe(true);
+  });
+
+  it('the default plan beats the uniform slice on held-out text, and is monotone in the ratio', async () => {
+    const results: Record<string, number> = {};
+    for (const ratio of [0.2, 0.3, 0.4]) {
+      const def = plan(loaded.analysis, { ratio });
+      expect(def.method.allocation).toBe('marginal');
+      expect(def.method.estimator).toBe('measured');
+      expect(Math.abs(def.achieved.ratio - ratio)).toBeLessThan(0.005);
+      results[`default ${ratio}`] = await pplOf(def, `default-${ratio}`);
+      results[`uniform ${ratio}`] = await pplOf(plan(loaded.analysis, { ratio, method: 'uniform' }), `uniform-${ratio}`);
+      expect(results[`default ${ratio}`], JSON.stringify(results)).toBeLessThan(results[`uniform ${ratio}`]);
+    }
+    expect(results['default 0.2']).toBeLessThan(results['default 0.3']);
+    expect(results['default 0.3']).toBeLessThan(results['default 0.4']);
+  });
+
+  it('plan options are observed in the plan: the paper\'s allocation, uniform ratios, the estimator', () => {
+    const paper = plan(loaded.analysis, { ratio: 0.3, allocation: 'paper', estimator: 'output-te' });
+    const def = plan(loaded.analysis, { ratio: 0.3 });
+    expect(paper.method.allocation).toBe('paper');
+    expect(JSON.stringify(paper.blocks.map((b) => b.mlp.keptChannels))).not.toBe(JSON.stringify(def.blocks.map((b) => b.mlp.keptChannels)));
+    const uni = plan(loaded.analysis, { ratio: 0.3, ratios: 'uniform' });
+    for (const b of uni.blocks) expect(Math.abs(b.plannedRatio - 0.3)).toBeLessThan(0.02);
+    expect(new Set(def.blocks.map((b) => b.plannedRatio.toFixed(2))).size).toBeGreaterThan(1);
+    const stream = plan(loaded.analysis, { ratio: 0.3, estimator: 'stream-te' });
+    expect(stream.method.estimator).toBe('stream-te');
+    expect(JSON.stringify(stream.blocks)).not.toBe(JSON.stringify(def.blocks));
+  });
+});
