@@ -99,9 +99,8 @@ describe('analyze', () => {
     j.blocks[2].te = 'high';
     const broken = path.join(scratch, 'broken.json');
     fs.writeFileSync(broken, JSON.stringify(j));
-    fs.copyFileSync(path.join(scratch, 'a.means.bin'), path.join(scratch, 'broken.means.bin'));
     expect(() => readAnalysis(broken)).toThrow(/broken\.json.*\/blocks\/2\/te/);
-    const means = path.join(scratch, 'a.means.bin');
+    const means = path.join(scratch, j.means.file);
     const buf = fs.readFileSync(means);
     buf[10] ^= 0xff;
     fs.writeFileSync(means, buf);

@@ -1,4 +1,4 @@
-// The planner pinned to METHOD.md on hand-computed cases, plus property tests over random analyses and
+// The planner pinned to docs/METHOD.md on hand-computed cases, plus property tests over random analyses and
 // plans for the real models.
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -13,6 +13,7 @@ import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
 import { EntropruneError, fromNative } from '../util/errors';
 import { assertOutputSparesInputs } from '../util/file-identity';
+import { withOutputLock } from '../util/output-lock';
 import { interrupted, trackTemporary } from '../util/interrupt';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
@@ -62,6 +63,10 @@ function sizeOf(p: string): number {
 }
 
 export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions): Promise<ApplyResult> {
+  return withOutputLock(o.output, () => applyPlanLocked(model, plan, o));
+}
+
+async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions): Promise<ApplyResult> {
   const info = model.info;
   const identity = modelIdentity(model);
   if (plan.model.identity !== identity)

@@ -25,10 +25,13 @@ import { ProgressBar } from '../util/progress';
 import { VERSION } from '../version';
 import type { Analysis } from '../measure/analysis';
 import { registerSensitivityCommand } from './sensitivity-command';
+import { checkInput } from '../util/input-file';
 import { anyCheckFailed, resetCheckStatus } from './exit-status';
 
 function readText(file: string): string {
-  if (!fs.existsSync(file)) throw new EntropruneError('EP_IO', `${file}: text file not found`, file);
+  checkInput(file, 'text file');
+  // Pre-tokenized ids are calibration input; as text they would be scored as binary garbage.
+  if (/\.(tokens|i32)$/i.test(file)) throw new EntropruneError('EP_INVALID_ARGUMENT', `${file}: eval ppl reads text; this looks like pre-tokenized int32 ids (.tokens/.i32)`, file);
   const text = fs.readFileSync(file, 'utf8');
   if (text.trim().length === 0) throw new EntropruneError('EP_INVALID_ARGUMENT', `${file}: the text file is empty`, file);
   return text;
@@ -326,7 +329,7 @@ export function buildProgram(): Command {
 
   program
     .command('plan')
-    .description('decide what to prune and how much, from an analysis (METHOD.md sections 3-5)')
+    .description('decide what to prune and how much, from an analysis (docs/METHOD.md section 4)')
     .argument('<analysis>', 'analysis.json written by `entroprune analyze`')
     .requiredOption('--ratio <r>', 'target share of block linear weights to remove, in (0, 1)', (v: string) => {
       const r = Number(v);
@@ -335,7 +338,7 @@ export function buildProgram(): Command {
     })
     .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
     .addOption(new Option('--importance <metric>', 'unit ranking').choices(['entropy', 'activation', 'weight']).default('entropy'))
-    .addOption(new Option('--allocation <kind>', 'marginal: units across all blocks by damage per parameter (default); paper: METHOD.md\'s water-filling, 1/TE split, K-means and DFS').choices(['marginal', 'paper']).default('marginal'))
+    .addOption(new Option('--allocation <kind>', 'marginal: units across all blocks by damage per parameter (default); paper: docs/METHOD.md\'s water-filling, 1/TE split, K-means and DFS').choices(['marginal', 'paper']).default('marginal'))
     .addOption(new Option('--estimator <e>', 'sublayer importance: measured damage (default when the analysis has it), stream-te, or output-te (the paper\'s first reading)').choices(['measured', 'stream-te', 'output-te']))
     .addOption(new Option('--search <kind>', 'remaining-ratio search').choices(['dfs', 'greedy']).default('dfs'))
     .addOption(new Option('--ratios <kind>', 'per-block ratios').choices(['dynamic', 'uniform']).default('dynamic'))
@@ -349,7 +352,7 @@ export function buildProgram(): Command {
     .option('--max-block-ratio <x>', 'cap on any block\'s ratio', floatOption('max-block-ratio', 0), 0.9)
     .option('--tolerance <x>', 'window above the target for the search', floatOption('tolerance', 0), 0.005)
     .option('--search-limit <n>', 'DFS node limit', intOption('search-limit', 1), 2_000_000)
-    .addOption(new Option('--search-fallback <f>', 'when no set fits the window: undershoot + channel fill, or the smallest overshoot (METHOD.md)').choices(['undershoot', 'overshoot']))
+    .addOption(new Option('--search-fallback <f>', 'when no set fits the window: undershoot + channel fill, or the smallest overshoot (docs/METHOD.md)').choices(['undershoot', 'overshoot']))
     .option('-o, --output <file>', 'plan JSON to write', 'plan.json')
     .option('--dry-run', 'print the table, write nothing')
     .option('--json', 'print JSON')

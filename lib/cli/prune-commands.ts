@@ -24,6 +24,8 @@ import { verify, VerifyRow } from '../verify/verify';
 import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption, STREAM_HELP } from './options';
 import { checkFailed } from './exit-status';
 import { assertOutputSparesInputs } from '../util/file-identity';
+import { withOutputLock } from '../util/output-lock';
+import { trackTemporary } from '../util/interrupt';
 
 function printVerify(rows: VerifyRow[], json?: boolean): boolean {
   if (!json) {
@@ -179,7 +181,7 @@ export function registerPruneCommands(program: Command): void {
     .option('--seq-len <n>', 'calibration window length', intOption('seq-len', 2))
     .option('--seed <n>', 'calibration seed', intOption('seed', 0), 0)
     .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
-    .addOption(new Option('--allocation <kind>', 'marginal (default) or paper (METHOD.md\'s rules as first written)').choices(['marginal', 'paper']).default('marginal'))
+    .addOption(new Option('--allocation <kind>', 'marginal (default) or paper (docs/METHOD.md\'s rules as first written)').choices(['marginal', 'paper']).default('marginal'))
     .addOption(new Option('--estimator <e>', 'sublayer importance: measured (default), stream-te or output-te').choices(['measured', 'stream-te', 'output-te']))
     .option('--no-sensitivity', 'skip the measured sensitivities (the planner uses the stream-targeted TE)')
     .option('--align <n>', 'kept MLP widths rounded to multiples of N', intOption('align', 1), 1)
@@ -199,7 +201,7 @@ export function registerPruneCommands(program: Command): void {
     .option('--tasks-dir <dir>', 'folder with the task files')
     .option('--limit <n>', 'a seeded random subset of N documents per task', intOption('limit', 1))
     .option('--json', 'print JSON')
-    .action(async (modelPath: string, o: PruneCli) => {
+    .action((modelPath: string, o: PruneCli) => withOutputLock(o.output, async () => {
       setThreads(o.threads);
       const device = announceDevice(o.device, o.json, 'calibration');
       // Checks that need no model work come first: an output that is an input is refused, --force or not.
@@ -209,7 +211,10 @@ export function registerPruneCommands(program: Command): void {
       const analysisFile = `${base}.analysis.json`;
       const planFile = `${base}.plan.json`;
       for (const f of [analysisFile, planFile])
-        if (fs.existsSync(f) && !o.force) throw new InvalidArgumentError(`${f} already exists (pass --force)`);
+        if (fs.existsSync(f) && !o.force) throw new EntropruneError('EP_IO', `${f}: already exists (left by an earlier prune to ${o.output}?): pass --force to replace it`, f);
+      // The analysis and plan belong to this run's output: until the output is complete they are removed
+      // again if the run fails or is interrupted, so no half-finished run leaves them behind.
+      const sidecars = [analysisFile, planFile].map((f) => trackTemporary(f));
       const bar = new ProgressBar('analyze', { quiet: o.json });
       const a = await analyzeToFile(model, analysisFile, {
         calib: o.calib,
@@ -225,6 +230,7 @@ export function registerPruneCommands(program: Command): void {
         signal: interruptSignal(),
       });
       bar.finish();
+      sidecars.push(trackTemporary(path.join(path.dirname(analysisFile), a.analysis.means.file)));
       const p = makePlan(a.analysis, { ratio: o.ratio, method: o.method, allocation: o.allocation, estimator: o.estimator, align: o.align, uniformShape: o.uniform ?? false, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
       writePlan(planFile, p);
       const applyBar = new ProgressBar('apply', { quiet: o.json });
@@ -249,7 +255,8 @@ export function registerPruneCommands(program: Command): void {
         );
       }
       if (!printVerify(rows, o.json)) checkFailed();
-    });
+      sidecars.forEach((keep) => keep());
+    }));
 
   program
     .command('verify')

@@ -1,4 +1,4 @@
-// Perplexity, with the protocol of SliceGPT, FLAP and the seed paper (METHOD.md section 8):
+// Perplexity, with the protocol of SliceGPT, FLAP and the seed paper (docs/METHOD.md section 7):
 // encode the whole text once with BOS once at the start; cut the stream into non-overlapping windows of
 // seqLen tokens, dropping the remainder; score each window alone; report exp(mean NLL) over the seqLen-1
 // predicted positions of every window. `normalization: 'wanda'` divides the summed NLL by windows·seqLen

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 
 import { native, NativeModel, NativeModelInfo } from '../native';
+import { checkInput } from '../util/input-file';
 import { EntropruneError, fromNative } from '../util/errors';
 
 export type ModelInfo = NativeModelInfo;
@@ -37,10 +38,19 @@ export interface LoadModelOptions {
   streamLayers?: boolean;
 }
 
+function isLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 export async function loadModel(modelPath: string, options: LoadModelOptions = {}): Promise<Model> {
-  if (!fs.existsSync(modelPath)) {
+  if (!fs.existsSync(modelPath) && !isLink(modelPath)) {
     throw new EntropruneError('EP_IO', `${modelPath}: no such file or directory (expected a Hugging Face model directory, a .gguf file or a llama2.c .bin checkpoint)`, modelPath);
   }
+  checkInput(modelPath, 'model', 'file or folder');
   try {
     return Model.fromHandle(await native().loadModel(modelPath, { streamLayers: options.streamLayers ?? false }));
   } catch (e) {

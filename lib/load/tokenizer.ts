@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
 import { native, NativeSpmTokenizer } from '../native';
+import { checkInput } from '../util/input-file';
 import { EntropruneError, fromNative } from '../util/errors';
 import { readJsonFile } from '../util/json-file';
 import type { Model } from './model';
@@ -75,6 +76,15 @@ export function loadTokenizerJson(file: string, bosFallback = 1, eosFallback = 2
   const json = readJson(file);
   const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
   const config = fs.existsSync(configFile) ? readJson(configFile) : {};
+  // Ids are bounded by what the file holds before the tokenizer library sees them: one added token with
+  // id 1e9 made it spend 88 s building tables before any check. Real vocabularies are dense.
+  const model = (json.model ?? {}) as { vocab?: unknown };
+  const added = Array.isArray(json.added_tokens) ? (json.added_tokens as { id?: unknown; content?: unknown }[]) : [];
+  const entries = (model.vocab && typeof model.vocab === 'object' ? Object.keys(model.vocab as object).length : 0) + added.length;
+  const limit = 2 * entries + 1024;
+  for (const t of added)
+    if (!Number.isInteger(t.id) || (t.id as number) < 0 || (t.id as number) >= limit)
+      throw new EntropruneError('EP_TOKENIZER', `${file}: added token ${JSON.stringify(t.content)} has id ${String(t.id)}, far outside a vocabulary of ${entries} entries`, file);
   let impl: HfTokenizer;
   try {
     impl = new HfTokenizer(json, config);
@@ -101,8 +111,7 @@ export function loadLlama2cTokenizer(file: string): Tokenizer {
 
 /** A tokenizer given explicitly: tokenizer.json (or a directory holding one) or a llama2.c tok*.bin. */
 export function loadTokenizerFile(file: string): Tokenizer {
-  if (!fs.existsSync(file)) throw new EntropruneError('EP_TOKENIZER', `${file}: tokenizer file not found`, file);
-  if (fs.statSync(file).isDirectory()) return loadTokenizerFile(path.join(file, 'tokenizer.json'));
+  if (checkInput(file, 'tokenizer file', 'file or folder', 'EP_TOKENIZER').isDirectory()) return loadTokenizerFile(path.join(file, 'tokenizer.json'));
   if (file.endsWith('.json')) return loadTokenizerJson(file);
   return loadLlama2cTokenizer(file);
 }
@@ -143,6 +152,16 @@ export function tokenizerFor(model: Model, explicit?: string): Tokenizer {
     throw new EntropruneError(
       'EP_TOKENIZER',
       `${tok.source}: the tokenizer has ${tok.vocabSize} tokens but the model ${info.path} has a vocabulary of ${info.vocab}: they do not belong together`,
+      tok.source,
+    );
+  }
+  // Fewer tokens than the model's rows: a SentencePiece vocabulary (tok*.bin, GGUF) lists every row, so it
+  // must match exactly; a tokenizer.json may leave padding rows unnamed, but not a large share of them.
+  const exact = !(tok.source.endsWith('.json'));
+  if (exact ? tok.vocabSize !== info.vocab : tok.vocabSize < 0.9 * info.vocab) {
+    throw new EntropruneError(
+      'EP_TOKENIZER',
+      `${tok.source}: the tokenizer has ${tok.vocabSize} tokens but the model ${info.path} has a vocabulary of ${info.vocab}${exact ? '' : ' (more than 10 % of the rows unnamed)'}: truncated, or from another model`,
       tok.source,
     );
   }

@@ -215,7 +215,12 @@ export const analysisSchema = {
 
 const validate = new Ajv({ allErrors: true, strict: false }).compile(analysisSchema);
 
-/** Write analysis.json and its means side file, each atomically (temporary name, then rename). */
+/**
+ * Write analysis.json and its means side file as one set. The means file is named by its content
+ * (`<name>.means-<sha256 prefix>.bin`) and written first, each atomically (temporary name, then rename); the
+ * JSON that references it replaces the old JSON last, and only then is the old pair's means file removed.
+ * A run that fails anywhere (a full disk) leaves the previous pair intact and consistent.
+ */
 export function writeAnalysis(file: string, analysis: Omit<Analysis, 'means'>, means: { block: number; name: MeanName; values: Float64Array }[]): Analysis {
   const entries: Analysis['means']['entries'] = [];
   let offset = 0;
@@ -225,10 +230,25 @@ export function writeAnalysis(file: string, analysis: Omit<Analysis, 'means'>, m
   }
   const buf = Buffer.alloc(offset * 8);
   for (let i = 0, o = 0; i < means.length; i++) for (const v of means[i].values) buf.writeDoubleLE(v, 8 * o++);
-  const sideName = path.basename(file).replace(/\.json$/i, '') + '.means.bin';
-  const full: Analysis = { ...analysis, means: { file: sideName, sha256: createHash('sha256').update(buf).digest('hex'), entries } };
-  writeFileAtomic(path.join(path.dirname(file), sideName), buf);
-  writeFileAtomic(file, JSON.stringify(full, null, 1) + '\n');
+  const sha = createHash('sha256').update(buf).digest('hex');
+  const sideName = `${path.basename(file).replace(/\.json$/i, '')}.means-${sha.slice(0, 16)}.bin`;
+  const dir = path.dirname(file);
+  let previous: string | undefined;
+  try {
+    previous = (JSON.parse(fs.readFileSync(file, 'utf8')) as Analysis).means?.file;
+  } catch {
+    /* no previous analysis, or not one of ours */
+  }
+  const full: Analysis = { ...analysis, means: { file: sideName, sha256: sha, entries } };
+  writeFileAtomic(path.join(dir, sideName), buf);
+  try {
+    writeFileAtomic(file, JSON.stringify(full, null, 1) + '\n');
+  } catch (e) {
+    if (previous !== sideName) fs.rmSync(path.join(dir, sideName), { force: true });
+    throw e;
+  }
+  if (previous && previous !== sideName && previous === path.basename(previous) && /\.means(-[0-9a-f]+)?\.bin$/.test(previous))
+    fs.rmSync(path.join(dir, previous), { force: true });
   return full;
 }
 
@@ -264,6 +284,10 @@ export function readAnalysis(file: string): LoadedAnalysis {
   if (createHash('sha256').update(buf).digest('hex') !== analysis.means.sha256)
     throw new EntropruneError('EP_FORMAT', `${side}: checksum does not match ${file} (files from different runs?)`, side);
   const data = new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
+  // Means are folded into biases: one NaN would write a NaN model.
+  for (const e of analysis.means.entries)
+    for (let i = e.offset; i < e.offset + e.length; i++)
+      if (!Number.isFinite(data[i])) throw new EntropruneError('EP_FORMAT', `${side}: ${e.name} of block ${e.block} holds ${data[i]} at element ${i - e.offset}`, side);
   return {
     analysis,
     mean(block, name) {

@@ -1,5 +1,5 @@
 // Measure stage: calibration windows through the forward pass with activation capture, then the
-// estimators (native), packaged as a typed Analysis (METHOD.md sections 1, 2 and 4).
+// estimators (native), packaged as a typed Analysis (docs/METHOD.md sections 1–3).
 import { createHash } from 'node:crypto';
 
 import type { Model } from '../load/model';
@@ -11,6 +11,9 @@ import type { ProgressEvent } from '../util/progress';
 import { VERSION } from '../version';
 import { ANALYSIS_FORMAT, ANALYSIS_VERSION, Analysis, MeanName, MeasuredSensitivity, writeAnalysis } from './analysis';
 import { agreement, measureSensitivity } from './sensitivity';
+import { EntropruneError } from '../util/errors';
+import { assertOutputSparesInputs } from '../util/file-identity';
+import { withOutputLock } from '../util/output-lock';
 import { calibrationStreamAsync, sampleCalibration } from './calibration';
 
 export interface AnalyzeOptions {
@@ -73,6 +76,9 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   const maxDim = o.maxDim ?? 1024;
   const projDim = o.projDim ?? 512;
   const ridge = o.ridge ?? 1e-6;
+  // A ridge beyond 1e-2 of the mean variance decides the log-determinants instead of the data (1e300 gave
+  // negative TE and planned on); the native side raises a singular block's ridge up to 1e-2 itself.
+  if (!(Number.isFinite(ridge) && ridge >= 0 && ridge <= 1e-2)) throw new EntropruneError('EP_INVALID_ARGUMENT', `ridge must lie in [0, 0.01] (got ${ridge})`);
   const products = o.products ?? 'auto';
   const onGpu = (o.cudaDevices?.length ?? 0) > 0;
   const streamed = onGpu || (o.stream ?? info.streamsLayers);
@@ -199,6 +205,10 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
 }
 
 export async function analyzeToFile(model: Model, file: string, o: AnalyzeOptions): Promise<AnalyzeResult & { analysis: Analysis }> {
-  const r = await analyze(model, o);
-  return { ...r, analysis: writeAnalysis(file, r.analysis, r.means) };
+  // The analysis must not replace the model or the texts it reads, and one run writes it at a time.
+  assertOutputSparesInputs(file, [model.info.path, o.calib, typeof o.sensitivity === 'object' ? o.sensitivity.text : undefined]);
+  return withOutputLock(file, async () => {
+    const r = await analyze(model, o);
+    return { ...r, analysis: writeAnalysis(file, r.analysis, r.means) };
+  });
 }

@@ -1,4 +1,4 @@
-// Calibration data (METHOD.md section 8): N random windows of seqLen tokens from one tokenized stream,
+// Calibration data (docs/METHOD.md section 7): N random windows of seqLen tokens from one tokenized stream,
 // drawn with a seeded generator so the same seed gives the same samples on every machine
 // (start = randint(0, N_tokens − seqLen − 1) per sample, as the authors' code).
 import * as fs from 'node:fs';
@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import type { Tokenizer } from '../load/tokenizer';
 import { seededRandom } from '../util/random';
 import { encodeOffThread } from '../load/tokenize-off-thread';
+import { checkInput } from '../util/input-file';
 import { EntropruneError } from '../util/errors';
 
 export interface CalibrationOptions {
@@ -44,7 +45,7 @@ export async function calibrationStreamAsync(file: string, tokenizer: Tokenizer 
 
 // The ids of a pre-tokenized file, or the text still to tokenize (checked, with a tokenizer present).
 function readCalibration(file: string, tokenizer: Tokenizer | undefined): { kind: CalibrationSet['kind']; stream: Int32Array } | { kind: CalibrationSet['kind']; text: string } {
-  if (!fs.existsSync(file)) throw new EntropruneError('EP_IO', `${file}: calibration file not found`, file);
+  checkInput(file, 'calibration file');
   const ext = path.extname(file).toLowerCase();
   if (ext === '.tokens' || ext === '.i32') {
     const buf = fs.readFileSync(file);
@@ -53,8 +54,13 @@ function readCalibration(file: string, tokenizer: Tokenizer | undefined): { kind
   }
   const raw = fs.readFileSync(file, 'utf8');
   if (ext === '.json') {
-    const ids = JSON.parse(raw) as unknown;
-    if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0))
+    let ids: unknown;
+    try {
+      ids = JSON.parse(raw);
+    } catch (e) {
+      throw new EntropruneError('EP_FORMAT', `${file}: a pre-tokenized .json calibration file must be one JSON array of ids: ${(e as Error).message}`, file);
+    }
+    if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 31))
       throw new EntropruneError('EP_FORMAT', `${file}: a pre-tokenized .json must be one array of non-negative integer ids`, file);
     return { kind: 'tokens', stream: Int32Array.from(ids as number[]) };
   }
@@ -83,6 +89,12 @@ export function sampleCalibration(file: string, kind: CalibrationSet['kind'], st
   const seed = o.seed ?? 0;
   if (!Number.isInteger(samples) || samples < 1) throw new EntropruneError('EP_INVALID_ARGUMENT', `samples must be a positive integer (got ${samples})`);
   if (!Number.isInteger(o.seqLen) || o.seqLen < 2) throw new EntropruneError('EP_INVALID_ARGUMENT', `seq-len must be an integer >= 2 (got ${o.seqLen})`);
+  // Bounded before anything is allocated: samples × seq-len tokens are copied and run through the model.
+  const MAX_TOKENS = 2 ** 27;
+  if (samples * o.seqLen > MAX_TOKENS)
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `samples × seq-len = ${samples} × ${o.seqLen} = ${samples * o.seqLen} calibration tokens, more than the ${MAX_TOKENS} entroprune accepts: lower --samples or --seq-len`);
+  // The generator is 32-bit: a larger seed would be used mod 2³² while the analysis records it as given.
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new EntropruneError('EP_INVALID_ARGUMENT', `seed must be an integer in [0, 4294967295] (got ${seed})`);
   if (stream.length < o.seqLen + 1)
     throw new EntropruneError(
       'EP_INVALID_ARGUMENT',

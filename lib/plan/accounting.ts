@@ -1,4 +1,4 @@
-// Parameter accounting, in one place for the planner, the validator and every report (METHOD.md section 7):
+// Parameter accounting, in one place for the planner, the validator and every report (docs/METHOD.md section 6):
 // the ratio counts the linear weights inside the blocks — attention q, k, v, o and MLP gate, up, down — plus
 // the biases bias compensation adds; norms, embeddings and the LM head are excluded (FLAP / SliceGPT).
 // Reports also give the whole-model ratio.

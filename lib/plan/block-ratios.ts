@@ -1,4 +1,4 @@
-// Block ratios from transfer entropy (METHOD.md section 3, Algorithm 1): s_l = TE_l / mean TE, raw weights
+// Block ratios from transfer entropy (docs/METHOD.md section 4b, Algorithm 1): s_l = TE_l / mean TE, raw weights
 // w_l = s_l^(−β), p_l = min(p_max, c·w_l) with the one c ≥ 0 that makes Σ p_l N_l = p Σ N_l (water-filling).
 
 export function waterFillRatios(te: number[], sizes: number[], target: number, temperature = 1, maxBlockRatio = 0.9): number[] {

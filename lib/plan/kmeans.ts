@@ -1,4 +1,4 @@
-// 1-D K-means on unit entropies (METHOD.md section 4): deterministic — centroids start at evenly spaced
+// 1-D K-means on unit entropies (docs/METHOD.md section 4b): deterministic — centroids start at evenly spaced
 // quantiles, points go to the nearest centroid (the lower one on ties), iterate until nothing moves.
 
 export interface Clustering {

@@ -25,7 +25,7 @@ export interface BlockPlan {
     keptHeads: number[];
   };
   mlp: { removed: boolean; keptChannels: number[] };
-  /** fold the removed units' mean contribution into biases (METHOD.md section 6) */
+  /** fold the removed units' mean contribution into biases (docs/METHOD.md section 5) */
   compensate: boolean;
   /** informational: planned block ratio and the importances the planner saw */
   plannedRatio?: number;
@@ -49,7 +49,7 @@ export interface PlanMethod {
   uniformShape: boolean;
   /**
    * How the budget is shared out (method 'entropy'): 'marginal' (ours, default) removes units across all
-   * blocks in ascending damage per parameter; 'paper' is METHOD.md's water-filled block ratios, attention/MLP
+   * blocks in ascending damage per parameter; 'paper' is docs/METHOD.md's water-filled block ratios, attention/MLP
    * split ∝ 1/TE, K-means clusters and the DFS over whole layers.
    */
   allocation?: 'marginal' | 'paper';
@@ -134,15 +134,21 @@ export function checkPlan(plan: PruningPlan, where = 'plan'): void {
     const s = layers[l];
     if (b.index !== l) fail(where, `${f}.index`, `is ${b.index}, expected ${l}`);
     const a = b.attention;
+    // Sizes first, and every check below linear: a plan that claims more units than its layer is refused
+    // before its lists are walked.
+    if (a.keptKvHeads.length > s.nKvHead) fail(where, `${f}.attention.keptKvHeads`, `keeps ${a.keptKvHeads.length} KV heads of a layer that has ${s.nKvHead}`);
+    if (a.keptHeads.length > s.nHead) fail(where, `${f}.attention.keptHeads`, `keeps ${a.keptHeads.length} query heads of a layer that has ${s.nHead}`);
+    if (b.mlp.keptChannels.length > s.ffn) fail(where, `${f}.mlp.keptChannels`, `keeps ${b.mlp.keptChannels.length} channels of a layer that has ${s.ffn}`);
     if (!strictlyAscending(a.keptKvHeads)) fail(where, `${f}.attention.keptKvHeads`, 'must be strictly ascending (no duplicates)');
     if (!strictlyAscending(a.keptHeads)) fail(where, `${f}.attention.keptHeads`, 'must be strictly ascending (no duplicates)');
     for (const g of a.keptKvHeads) if (g >= s.nKvHead) fail(where, `${f}.attention.keptKvHeads`, `KV head ${g} out of range (the layer has ${s.nKvHead})`);
     for (const h of a.keptHeads) if (h >= s.nHead) fail(where, `${f}.attention.keptHeads`, `query head ${h} out of range (the layer has ${s.nHead})`);
     const group = s.nKvHead > 0 ? s.nHead / s.nKvHead : 0;
     const perGroup = new Map<number, number>();
+    const keptKv = new Set(a.keptKvHeads);
     for (const h of a.keptHeads) {
       const g = Math.floor(h / group);
-      if (!a.keptKvHeads.includes(g)) fail(where, `${f}.attention.keptHeads`, `query head ${h} is kept but its KV group ${g} was removed`);
+      if (!keptKv.has(g)) fail(where, `${f}.attention.keptHeads`, `query head ${h} is kept but its KV group ${g} was removed`);
       perGroup.set(g, (perGroup.get(g) ?? 0) + 1);
     }
     for (const g of a.keptKvHeads) if (!perGroup.has(g)) fail(where, `${f}.attention.keptKvHeads`, `KV group ${g} is kept without any of its query heads`);
@@ -178,7 +184,7 @@ export function writePlan(file: string, plan: PruningPlan): void {
 }
 
 /**
- * Where each block's compensation constants go (METHOD.md section 6), as bias tensors the runtimes already
+ * Where each block's compensation constants go (docs/METHOD.md section 5), as bias tensors the runtimes already
  * have: removed heads → own attn_output.bias; removed channels → own ffn_down.bias; a removed MLP → own
  * attn_output.bias when attention stays; a removed attention layer or block → the nearest earlier block's
  * ffn_down.bias (or its attn_output.bias when that block has no MLP), or the token embeddings for none.

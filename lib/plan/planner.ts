@@ -1,7 +1,11 @@
-// The planner (METHOD.md sections 3–5): per-block ratios from transfer entropy, each block's budget split
-// between attention and MLP, units ranked by information entropy and grouped by K-means, whole clusters
-// removed within budget, then a depth-first search over whole blocks/layers for the remaining ratio, then
-// (ours) a fill with the least important MLP channels so the achieved ratio lands within the tolerance.
+// The planner (docs/METHOD.md section 4). Default (allocation 'marginal'): each sublayer's sensitivity —
+// measured, or a transfer-entropy estimate — shared out over its units by their contribution to the residual
+// stream, and units removed across all blocks in ascending damage per parameter (allocation.ts), so the
+// per-block ratios follow from the model's own sensitivities. The paper's rules as first reconstructed
+// (allocation 'paper'): per-block ratios by water-filling on transfer entropy, each block's budget split
+// between attention and MLP ∝ 1/TE, units ranked by entropy and grouped by K-means, whole clusters removed
+// within budget, then a depth-first search over whole blocks/layers for the remaining ratio. Either way,
+// (ours) a fill with the least important MLP channels lands the achieved ratio within the tolerance.
 // Baselines (uniform width, ShortGPT block drop, attention-layer drop) and the paper's ablations are
 // options of the same entry point, so every method is planned, accounted and validated the same way.
 import type { Analysis, BlockStats } from '../measure/analysis';
@@ -25,7 +29,7 @@ export interface PlanOptions extends Partial<Omit<PlanMethod, 'name'>> {
   method?: PlanMethod['name'];
   /** searchLimit: DFS node limit (anytime) */
   searchLimit?: number;
-  /** what DFS does when no set fits the window (default 'undershoot' + channel fill; METHOD.md: 'overshoot') */
+  /** what DFS does when no set fits the window (default 'undershoot' + channel fill; docs/METHOD.md: 'overshoot') */
   searchFallback?: SearchFallback;
   weights?: WeightMagnitudes;
   vocab?: number;
@@ -72,6 +76,16 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
   };
   if (method.estimator === 'measured' && !analysis.sensitivity)
     throw new EntropruneError('EP_INVALID_ARGUMENT', 'estimator "measured" needs an analysis with measured sensitivities (analyze without --no-sensitivity)');
+  // Numeric options in their ranges before any work (a cap of 5 would plan 146 % of a block; β = 1e308
+  // overflows the weights; the cap must leave room for the target).
+  const inRange = (name: string, v: number, lo: number, hi: number, hint = '') => {
+    if (!(Number.isFinite(v) && v >= lo && v <= hi)) throw new EntropruneError('EP_INVALID_ARGUMENT', `${name} must lie in [${lo}, ${hi}] (got ${v})${hint}`);
+  };
+  inRange('maxBlockRatio', method.maxBlockRatio, 0, 1);
+  if (method.maxBlockRatio < p) throw new EntropruneError('EP_INVALID_ARGUMENT', `maxBlockRatio ${method.maxBlockRatio} is below the target ratio ${p}: no block could lose enough`);
+  inRange('temperature', method.temperature, 0, 16, ' (β in w = s^−β; larger values overflow)');
+  inRange('tolerance', method.tolerance, 0, 0.5);
+  if (method.k !== undefined && !(Number.isInteger(method.k) && method.k >= 1 && method.k <= 64)) throw new EntropruneError('EP_INVALID_ARGUMENT', `k must be an integer in [1, 64] (got ${method.k})`);
   if (!Number.isInteger(method.alignHeads) || method.alignHeads < 1) throw new EntropruneError('EP_INVALID_ARGUMENT', `alignHeads must be a positive integer (got ${method.alignHeads})`);
   if (!Number.isInteger(method.align) || method.align < 1) throw new EntropruneError('EP_INVALID_ARGUMENT', `align must be a positive integer (got ${method.align})`);
   const { dim: d, headDim: hd } = analysis.model;

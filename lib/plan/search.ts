@@ -1,4 +1,4 @@
-// DFS compensation (METHOD.md section 5): after the per-unit pass, remove whole blocks / attention layers /
+// DFS compensation (docs/METHOD.md section 4b): after the per-unit pass, remove whole blocks / attention layers /
 // MLP layers so the pruned total lands in [R, R + tol·ΣN] with the least total importance (transfer
 // entropy), never a block together with one of its own layers. Depth-first over candidates sorted by
 // importance, with branch-and-bound (a branch stops when its cost reaches the best found or when the
@@ -27,7 +27,7 @@ function conflicts(a: Candidate, b: Candidate): boolean {
 }
 
 /**
- * When no set lands in the window: 'overshoot' takes the smallest overshoot (METHOD.md); 'undershoot' takes
+ * When no set lands in the window: 'overshoot' takes the smallest overshoot (docs/METHOD.md); 'undershoot' takes
  * the largest removal that stays below the window (then the least importance), leaving the rest to the
  * planner's channel fill — the default, since it keeps the achieved ratio within tolerance.
  */

@@ -1,4 +1,4 @@
-// From captured statistics to the numbers the planner uses (METHOD.md sections 2 and 4):
+// From captured statistics to the numbers the planner uses (docs/METHOD.md sections 2 and 3):
 // per-block transfer entropies TE_l = I(y; Δ_l | h_{l−1}), TE_l^attn = I(y; a_l | h_{l−1}),
 // TE_l^mlp = I(y; m_l | u_l); per-head and per-channel Gaussian entropies; energies for the
 // activation-magnitude ablation; the means bias compensation needs.
@@ -13,7 +13,7 @@ namespace ep {
 
 struct BlockAnalysis {
   bool has_attn = false, has_mlp = false;
-  double te = 0, te_attn = 0, te_mlp = 0;  // output-targeted TE (METHOD.md's first reading; kept as an option)
+  double te = 0, te_attn = 0, te_mlp = 0;  // output-targeted TE (docs/METHOD.md's first reading; kept as an option)
   // stream-targeted TE of the block update, its attention and its MLP output, each given h_{l−1} (analysis.cpp)
   double te_stream = 0, te_stream_attn = 0, te_stream_mlp = 0;
   double cosine = 0;            // mean cos(h_{l−1}, h_l): ShortGPT block influence = 1 − cosine

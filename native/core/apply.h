@@ -1,5 +1,5 @@
 // Apply stage: turn a model and a pruning plan into the pruned model's configuration and tensors.
-// Slicing (METHOD.md section 0 units): query heads = rows of q and columns of o; KV groups = rows of k and
+// Slicing (docs/METHOD.md section 0 units): query heads = rows of q and columns of o; KV groups = rows of k and
 // v (with their query heads); MLP channels = rows of gate/up and columns of down; whole attention/MLP
 // layers and blocks dropped, blocks renumbered. Bias compensation (section 6) folds the removed units'
 // calibration means into biases the runtimes already have.

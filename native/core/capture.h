@@ -1,5 +1,5 @@
 // Activation capture for the measure stage: a ForwardHooks implementation that streams every statistic
-// METHOD.md needs into float64 accumulators during the forward pass, never holding all activations:
+// docs/METHOD.md needs into float64 accumulators during the forward pass, never holding all activations:
 //
 //   per block l   joint moments of (y, h_{l−1}, a_l, m_l) — projected to r dims by one shared random
 //                 orthogonal matrix when d > maxDim — for TE_l, TE_l^attn, TE_l^mlp (section 2);

@@ -1,6 +1,6 @@
 // The CPU forward pass of a LLaMA-family decoder over a batch of equal-length sequences.
 //
-// Per block l (METHOD.md section 0):   a = Attn(RMSNorm(h)),  u = h + a,  m = MLP(RMSNorm(u)),  h' = u + m.
+// Per block l (docs/METHOD.md section 0):   a = Attn(RMSNorm(h)),  u = h + a,  m = MLP(RMSNorm(u)),  h' = u + m.
 // Layers with 0 heads or 0 MLP width are skipped (their bias, if any, is still added: it carries the
 // compensation constant of the removed layer). Shapes: N = n_seqs * seq_len token rows, d = hidden size.
 #pragma once

@@ -1,4 +1,4 @@
-// Entropies under the Gaussian assumption (METHOD.md section 1):
+// Entropies under the Gaussian assumption (docs/METHOD.md section 1):
 //   H(z) = ½·log((2πe)^k · det Σ),  H(z|w) = H(z,w) − H(w),  I(y;x|z) = H(y,z) − H(z) − H(y,z,x) + H(z,x).
 // log det through Cholesky (LAPACK dpotrf) of Σ + λ·(tr Σ / k)·I; `ridge_effect` reports how much the ridge
 // moved the log det relative to the unridged value (NaN when Σ itself is not positive definite).
@@ -29,7 +29,7 @@ std::vector<double> submatrix(const std::vector<double>& cov, int k, const std::
 double joint_entropy(const std::vector<double>& cov, int k, const std::vector<int>& index, double ridge = kDefaultRidge);
 double conditional_entropy(const std::vector<double>& cov, int k, const std::vector<int>& z, const std::vector<int>& w,
                            double ridge = kDefaultRidge);
-// I(y; x | z): the transfer entropy of METHOD.md section 2 with y the output, x the source, z the past.
+// I(y; x | z): the transfer entropy of docs/METHOD.md section 2 with y the output, x the source, z the past.
 double conditional_mutual_information(const std::vector<double>& cov, int k, const std::vector<int>& y, const std::vector<int>& x,
                                       const std::vector<int>& z, double ridge = kDefaultRidge);
 

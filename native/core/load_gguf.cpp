@@ -64,6 +64,8 @@ std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions& opt
   std::vector<int> kv = per_layer(g, a + "attention.head_count_kv", n_layers, false, -1);
   std::vector<int> ffn = per_layer(g, a + "feed_forward_length", n_layers, true, 0);
   const int max_heads = *std::max_element(heads.begin(), heads.end());
+  if (max_heads <= 0 && !g.find(a + "attention.key_length"))
+    fail_format(path, a + "attention.head_count is 0 in every layer: the head size cannot be derived (and no layer would have attention)");
   c.head_dim = g.find(a + "attention.key_length") ? g.get_i32(a + "attention.key_length")
                                                    : (max_heads > 0 ? c.dim / max_heads : 0);
   if (g.find(a + "attention.value_length") && g.get_int(a + "attention.value_length") != c.head_dim)
@@ -97,7 +99,21 @@ std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions& opt
     r.offset = t.offset;
     r.dtype = t.ggml_type == 0 ? DType::F32 : t.ggml_type == 1 ? DType::F16 : DType::BF16;
     r.shape.assign(t.ne.rbegin(), t.ne.rend());  // GGUF lists fastest dimension first
+    if (m->tensors.count(name)) fail_format(path, "tensor '" + t.name + "' appears twice in the tensor directory");
     m->tensors[name] = std::move(r);
+  }
+  // Tensors must not share bytes: an overlap means two weights read the same data (a corrupt or crafted
+  // directory), and the model would run with wrong numbers.
+  {
+    std::vector<std::pair<uint64_t, const TensorRef*>> spans;
+    for (const auto& [n, t] : m->tensors) spans.emplace_back(t.offset, &t);
+    std::sort(spans.begin(), spans.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (size_t i = 1; i < spans.size(); ++i) {
+      const TensorRef& prev = *spans[i - 1].second;
+      const uint64_t end = prev.offset + prev.numel() * dtype_size(prev.dtype);
+      if (spans[i].first < end)
+        fail_format(path, "tensors '" + prev.stored_name + "' and '" + spans[i].second->stored_name + "' overlap in the file");
+    }
   }
   // Optional Llama-3 style per-frequency factors are stored as a tensor by llama.cpp's converter.
   if (auto it = m->tensors.find("rope_freqs"); it != m->tensors.end()) {
@@ -120,9 +136,17 @@ std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions& opt
     s.n_head = heads[l];
     s.n_kv_head = kv[l] < 0 ? heads[l] : kv[l];
     s.ffn = ffn[l];
-    // deci marks attention-free layers with 0 KV heads; a layer with no q tensor has no attention.
-    if (s.n_kv_head == 0 || !m->tensors.count(b + "attn_q")) { s.n_head = 0; s.n_kv_head = 0; }
-    if (!m->tensors.count(b + "ffn_gate")) s.ffn = 0;
+    // deci marks attention-free layers with 0 KV heads and no attention tensors; the metadata and the
+    // tensors must tell the same story (a head count of 0 beside attention weights would skip them silently).
+    const bool has_q = m->tensors.count(b + "attn_q") > 0, has_ffn = m->tensors.count(b + "ffn_gate") > 0;
+    if (has_q && (s.n_head <= 0 || s.n_kv_head <= 0))
+      fail_format(path, "block " + std::to_string(l) + " has attention tensors but " + a + "attention.head_count" + (s.n_head <= 0 ? "" : "_kv") + " is 0");
+    if (has_ffn && s.ffn <= 0) fail_format(path, "block " + std::to_string(l) + " has MLP tensors but " + a + "feed_forward_length is 0");
+    if (arch == "llama" && (!has_q || !has_ffn))
+      fail_format(path, a + "block_count is " + std::to_string(n_layers) + " but block " + std::to_string(l) + " has no " + (has_q ? "MLP" : "attention") + " tensors");
+    if (!has_q && !has_ffn) fail_format(path, "block_count is " + std::to_string(n_layers) + " but block " + std::to_string(l) + " has no tensors");
+    if (!has_q) { s.n_head = 0; s.n_kv_head = 0; }
+    if (!has_ffn) s.ffn = 0;
     s.attn_qkv_bias = m->tensors.count(b + "attn_q.bias") > 0;
     s.attn_out_bias = m->tensors.count(b + "attn_output.bias") > 0;
     s.ffn_down_bias = m->tensors.count(b + "ffn_down.bias") > 0;

@@ -152,6 +152,9 @@ std::unique_ptr<Model> load_hf(const std::string& dir, const LoadOptions& option
     const int ffn = nas ? 0 : need<int>(cj, "intermediate_size");
     if (n_layers <= 0 || n_layers > 4096 || n_heads <= 0)
       fail_format(config_path, "num_hidden_layers and num_attention_heads must be positive");
+    // A stock Llama config has an MLP in every layer: intermediate_size 0 would skip every MLP's weights.
+    if (!nas && ffn <= 0) fail_format(config_path, "intermediate_size must be positive (got " + std::to_string(ffn) + ")");
+    if (n_kv <= 0) fail_format(config_path, "num_key_value_heads must be positive (got " + std::to_string(n_kv) + ")");
     c.head_dim = get_or<int>(cj, "head_dim", c.dim / n_heads);
     c.norm_eps = get_or<float>(cj, "rms_norm_eps", 1e-6f);
     c.rope_theta = get_or<float>(cj, "rope_theta", 10000.0f);

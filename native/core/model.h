@@ -77,7 +77,7 @@ class Model {
   // Block l's float views: `layers[l]` itself when every tensor is bound, else a copy of it whose unbound
   // tensors are converted into `buffers` (which must outlive the returned views).
   LayerWeights layer_weights(int l, LayerBuffers& buffers) const;
-  // Parameter counts: all weights, and the linear weights inside the blocks (METHOD.md section 7).
+  // Parameter counts: all weights, and the linear weights inside the blocks (docs/METHOD.md section 6).
   uint64_t parameter_count() const;
   // For activations that went NaN/Inf in block `layer`: names the first tensor of that block (or the token
   // embeddings) holding a NaN or infinity, or says that the weights are finite and the values overflowed.

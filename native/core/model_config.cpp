@@ -14,7 +14,13 @@ void ModelConfig::validate(const std::string& file) const {
   need(vocab > 0, "vocabulary size must be positive (got " + std::to_string(vocab) + ")");
   need(head_dim > 0 && head_dim % 2 == 0, "head size must be a positive even number (got " + std::to_string(head_dim) + ")");
   need(!layers.empty(), "the model has no layers");
-  need(norm_eps > 0 && std::isfinite(norm_eps), "RMSNorm epsilon must be positive");
+  // RMSNorm epsilon: a stabiliser far below the activations' mean square; 1e30 would silently flatten
+  // every normalised vector.
+  need(norm_eps > 0 && std::isfinite(norm_eps) && norm_eps <= 1e-1f, "RMSNorm epsilon must lie in (0, 0.1] (got " + std::to_string(norm_eps) + ")");
+  need(context >= 0, "context length must not be negative (got " + std::to_string(context) + ")");
+  need(sliding_window >= 0, "sliding window must not be negative (got " + std::to_string(sliding_window) + ")");
+  need(rope_linear_factor > 0 && std::isfinite(rope_linear_factor), "RoPE scaling factor must be a positive number (got " + std::to_string(rope_linear_factor) + ")");
+  for (float f : rope_freq_factors) need(f > 0 && std::isfinite(f), "RoPE frequency factors must be positive numbers");
   need(rope_theta > 0 && std::isfinite(rope_theta), "RoPE theta must be positive");
   need(rope_freq_factors.empty() || static_cast<int>(rope_freq_factors.size()) == head_dim / 2,
        "rope frequency factors must have head_dim/2 entries");
@@ -25,8 +31,10 @@ void ModelConfig::validate(const std::string& file) const {
     std::string at = "layer " + std::to_string(l) + ": ";
     need(s.n_head >= 0 && s.n_kv_head >= 0 && s.ffn >= 0, at + "negative size");
     need(s.n_head < (1 << 14) && s.ffn < (1 << 22), at + "sizes are implausibly large");
+    need(s.n_head > 0 || s.n_kv_head == 0, at + "KV heads (" + std::to_string(s.n_kv_head) + ") without query heads");
     if (s.n_head > 0) {
-      need(s.n_kv_head > 0 && s.n_head % s.n_kv_head == 0,
+      need(s.n_kv_head > 0, at + "query heads (" + std::to_string(s.n_head) + ") but a KV head count of 0");
+      need(s.n_head % s.n_kv_head == 0,
            at + "query heads (" + std::to_string(s.n_head) + ") must be a multiple of KV heads (" +
                std::to_string(s.n_kv_head) + ")");
     }

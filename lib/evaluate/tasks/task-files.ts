@@ -54,7 +54,9 @@ function field<T>(row: Row, key: string, check: (v: unknown) => v is T, file: st
   return v;
 }
 const isString = (v: unknown): v is string => typeof v === 'string';
-const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.length >= 2 && v.every(isString);
+// An empty answer would be scored as a valid choice with a zero-length continuation (and acc_norm would
+// divide by zero characters): every choice needs text.
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.length >= 2 && v.every((x) => isString(x) && x.trim() !== '');
 const isIndex = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;
 
 /** query/choices/gold rows; `prompt` turns the query into lm-eval's context. */
