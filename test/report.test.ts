@@ -55,13 +55,19 @@ describe('compare', () => {
     const r = runCli([...args, '--report', report]);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.split('\n');
-    expect(lines[0]).toMatch(/method\s+ratio\s+params\s+ppl:tinystories_validation_head\s+piqa\s+arc_easy\s+avg\s+speed-up/);
+    expect(lines[0]).toMatch(/method\s+ratio\s+params\s+ppl:tinystories_validation_head\s+piqa\s+arc_easy\s+avg\s+rep-4\s+dist-2\s+run\s+speed-up/);
     for (const m of ['original', 'entropy', 'uniform', 'block-drop']) expect(lines.some((l) => l.startsWith(m))).toBe(true);
     const state = JSON.parse(fs.readFileSync(path.join(out, 'compare.json'), 'utf8'));
     expect(Object.keys(state.cells).sort()).toEqual(['block-drop@0.3', 'block-drop@0.5', 'entropy@0.3', 'entropy@0.5', 'original@0', 'uniform@0.3', 'uniform@0.5']);
     for (const c of Object.values(state.cells) as { ppl: number[]; tasks: unknown[]; achievedRatio: number; ratio: number; method: string }[]) {
       expect(c.ppl[0]).toBeGreaterThan(1);
       expect(c.tasks).toHaveLength(2);
+      // greedy continuations of 8 held-out prompts, with their repetition figures
+      const g = (c as unknown as { generation: { prompts: number; repeat4: number; longestRun: number; continuations: number[][] } }).generation;
+      expect(g.prompts).toBe(8);
+      expect(g.continuations).toHaveLength(8);
+      expect(g.repeat4).toBeGreaterThanOrEqual(0);
+      expect(g.longestRun).toBeGreaterThanOrEqual(1);
       // whole blocks come in steps of 1/5 of the model; the other methods hit the target
       if (c.method !== 'original') expect(Math.abs(c.achievedRatio - c.ratio)).toBeLessThan(c.method === 'block-drop' ? 0.2 + 1e-9 : 0.02);
     }

@@ -63,6 +63,14 @@ export async function withOutputLock<T>(output: string, work: () => Promise<T>):
       held.set(lock, depth);
     }
   }
+  const parent = path.dirname(path.resolve(output));
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(parent);
+  } catch {
+    throw new EntropruneError('EP_IO', `${parent}: output directory does not exist`, parent);
+  }
+  if (!st.isDirectory()) throw new EntropruneError('EP_IO', `${parent}: is not a directory, so ${path.basename(output)} cannot be written in it`, parent);
   cleanLeftovers(output);
   for (let attempt = 0; ; attempt++) {
     try {

@@ -7,9 +7,31 @@
 //   import { makeCorpus } from './make-corpus.mjs' # used by test/bad-inputs.test.ts
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import { writeBf16Safetensors } from '../helpers/bf16-safetensors.mjs';
+
+/** Where each scalar metadata value of a GGUF file (v2/v3) lives: key -> { type, at }. */
+export function ggufValues(buf) {
+  let p = 8;
+  const u64 = () => { const v = Number(buf.readBigUInt64LE(p)); p += 8; return v; };
+  u64();
+  const nKv = u64();
+  const str = () => { const n = u64(); const s = buf.toString('utf8', p, p + n); p += n; return s; };
+  const sizes = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  const out = {};
+  for (let i = 0; i < nKv; i++) {
+    const key = str();
+    const type = buf.readUInt32LE(p);
+    p += 4;
+    out[key] = { type, at: p };
+    if (type === 8) str();
+    else if (type === 9) { const et = buf.readUInt32LE(p); p += 4; const n = u64(); for (let j = 0; j < n; j++) { if (et === 8) str(); else p += sizes[et]; } }
+    else p += sizes[type];
+  }
+  return out;
+}
 
 /** Byte offsets inside a GGUF file (v2/v3): where each tensor's info fields live. */
 export function ggufLayout(buf) {
@@ -65,6 +87,7 @@ export function makeCorpus(dir, data) {
   const hfDir = D('models', 'tinystories-656K');
   const calib = D('text', 'tinystories', 'tinystories_validation_head.txt');
   const cases = [];
+  const info2Later = []; // config.json edits, added once the HF helpers below exist
   const write = (name, bytes) => { fs.writeFileSync(at(name), bytes); return at(name); };
   const patch = (src, edits) => { const b = Buffer.from(src); for (const [off, fn] of edits) fn(b, off); return b; };
   const info = (name, file, expect) => cases.push({ name, args: ['info', file], expect, code: 1, inputs: [file], outputs: [] });
@@ -95,6 +118,61 @@ export function makeCorpus(dir, data) {
   for (const force of [[], ['--force']])
     cases.push({ name: `output: the input reached through a symlinked folder${force.length ? ' (--force)' : ''}`, args: ['prune', srcModel, '--ratio', '0.3', '--calib', calib, '--samples', '4', '--seq-len', '64', '-o', at('alias', 'model.gguf'), ...force], expect: 'alias/model\\.gguf: the output is the input .*src/model\\.gguf', code: 1, inputs: [srcModel], outputs: [at('src', 'model.analysis.json'), at('src', 'model.plan.json')] });
   info('gguf: five dimensions', write('dims.gguf', patch(gguf, [[t0.nDimsAt, (b, o) => b.writeUInt32LE(5, o)]])), 'dims\\.gguf.*dimensions');
+
+  // ---- GGUF metadata that contradicts the tensors or lies outside its range (each once ran with wrong numbers)
+  const kv = ggufValues(gguf);
+  const u32 = (key, v) => patch(gguf, [[kv[key].at, (b, o) => b.writeUInt32LE(v >>> 0, o)]]);
+  info('gguf: head_count_kv 0 beside attention weights', write('kv0.gguf', u32('llama.attention.head_count_kv', 0)), 'kv0\\.gguf.*attention tensors but llama\\.attention\\.head_count_kv is 0');
+  info('gguf: feed_forward_length 0 beside MLP weights', write('ffn0.gguf', u32('llama.feed_forward_length', 0)), 'ffn0\\.gguf.*MLP tensors but llama\\.feed_forward_length is 0');
+  info('gguf: block_count 6 for 5 blocks of tensors', write('blocks6.gguf', u32('llama.block_count', 6)), 'blocks6\\.gguf.*block_count is 6 but block 5 has no');
+  info('gguf: head_count 0', write('heads0.gguf', u32('llama.attention.head_count', 0)), 'heads0\\.gguf.*head_count is 0');
+  info('gguf: context length -5', write('ctx.gguf', u32('llama.context_length', -5)), 'ctx\\.gguf.*context_length.*out of range');
+  info('gguf: RMS epsilon 1e30', write('eps.gguf', patch(gguf, [[kv['llama.attention.layer_norm_rms_epsilon'].at, (b, o) => b.writeFloatLE(1e30, o)]])), 'eps\\.gguf.*epsilon must lie in');
+  const tA = layout.tensors.find((t) => t.name === 'blk.0.attn_q.weight'), tB = layout.tensors.find((t) => t.name === 'blk.0.attn_k.weight');
+  info('gguf: a duplicate tensor name', write('dup.gguf', patch(gguf, [[tB.nDimsAt - tB.name.length, (b, o) => b.write(tA.name, o)]])), "dup\\.gguf.*tensor 'blk\\.0\\.attn_q\\.weight' appears twice");
+  info('gguf: overlapping tensors', write('overlap.gguf', patch(gguf, [[tB.offsetAt, (b, o) => b.writeBigUInt64LE(BigInt(tA.offset), o)]])), 'overlap\\.gguf.*overlap');
+
+  // ---- inputs that are not regular files (a FIFO blocked forever; a folder printed a stack trace)
+  const fifo = at('pipe');
+  if (!fs.existsSync(fifo)) spawnSync('mkfifo', [fifo]);
+  const storiesGguf = D('models', 'stories260K', 'stories260K.gguf');
+  // (no inputs to checksum: reading the FIFO or the loop would block or fail in the harness itself)
+  cases.push({ name: 'a FIFO as the model', args: ['info', fifo], expect: 'pipe: model: is a named pipe', code: 1, inputs: [], outputs: [] });
+  cases.push({ name: 'a FIFO as the text', args: ['eval', 'ppl', storiesGguf, '--text', fifo], expect: 'pipe: text file: is a named pipe', code: 1, inputs: [storiesGguf], outputs: [] });
+  cases.push({ name: 'a FIFO as the calibration file', args: ['analyze', storiesGguf, '--calib', fifo, '-o', at('fifo.analysis.json')], expect: 'pipe: calibration file: is a named pipe', code: 1, inputs: [storiesGguf], outputs: [at('fifo.analysis.json')] });
+  cases.push({ name: 'a FIFO as the tokenizer', args: ['eval', 'ppl', storiesGguf, '--text', calib, '--tokenizer', fifo], expect: 'pipe: tokenizer file: is a named pipe', code: 1, inputs: [storiesGguf], outputs: [] });
+  cases.push({ name: 'a folder as the calibration file', args: ['analyze', storiesGguf, '--calib', dir, '-o', at('dir.analysis.json')], expect: 'calibration file: is a folder', code: 1, inputs: [storiesGguf], outputs: [at('dir.analysis.json')] });
+  cases.push({ name: 'a folder as the text', args: ['eval', 'ppl', storiesGguf, '--text', dir], expect: 'text file: is a folder', code: 1, inputs: [storiesGguf], outputs: [] });
+  if (!fs.existsSync(at('loop-a'))) { fs.symlinkSync(at('loop-b'), at('loop-a')); fs.symlinkSync(at('loop-a'), at('loop-b')); }
+  cases.push({ name: 'a symbolic link loop as the model', args: ['info', at('loop-a')], expect: 'loop-a: model: a symbolic link loop', code: 1, inputs: [], outputs: [] });
+  cases.push({ name: 'an unparseable .json calibration file', args: ['analyze', storiesGguf, '--calib', write('bad-ids.json', '[1, 2,'), '-o', at('ids.analysis.json')], expect: 'bad-ids\\.json: a pre-tokenized \\.json calibration file must be one JSON array', code: 1, inputs: [storiesGguf], outputs: [at('ids.analysis.json')] });
+  cases.push({ name: 'an empty .json calibration file', args: ['analyze', storiesGguf, '--calib', write('empty-ids.json', ''), '-o', at('ids2.analysis.json')], expect: 'empty-ids\\.json: a pre-tokenized', code: 1, inputs: [storiesGguf], outputs: [at('ids2.analysis.json')] });
+  cases.push({ name: 'calibration ids at or beyond 2^31', args: ['analyze', storiesGguf, '--calib', write('big-ids.json', JSON.stringify([1, 4294967297, 3])), '-o', at('ids3.analysis.json')], expect: 'big-ids\\.json: a pre-tokenized', code: 1, inputs: [storiesGguf], outputs: [at('ids3.analysis.json')] });
+  cases.push({ name: 'pre-tokenized ids given to eval ppl as text', args: ['eval', 'ppl', storiesGguf, '--text', write('ids.tokens', Buffer.alloc(4096))], expect: 'ids\\.tokens: eval ppl reads text', code: 1, inputs: [storiesGguf], outputs: [] });
+
+  // ---- numbers from the command line, bounded before any work
+  const an = (name, extra, expect) => cases.push({ name, args: ['analyze', storiesGguf, '--calib', calib, '-o', at(`${name.replace(/\W+/g, '-')}.json`), ...extra], expect, code: 1, inputs: [storiesGguf], outputs: [at(`${name.replace(/\W+/g, '-')}.json`)] });
+  an('samples 1e9', ['--samples', '1000000000'], 'calibration tokens, more than');
+  an('ridge 1e300', ['--ridge', '1e300'], 'ridge must lie in \\[0, 0\\.01\\]');
+  an('seed beyond 32 bits', ['--seed', String(2 ** 40)], 'seed must be an integer in \\[0, 4294967295\\]');
+
+  // ---- tokenizers whose sizes contradict the model
+  const tokJson = JSON.parse(fs.readFileSync(path.join(hfDir, 'tokenizer.json'), 'utf8'));
+  const hugeId = JSON.parse(JSON.stringify(tokJson));
+  hugeId.added_tokens = [...(hugeId.added_tokens ?? []), { id: 1e9, content: '<huge>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }];
+  cases.push({ name: 'tokenizer.json with an added token id 1e9', args: ['eval', 'ppl', hfDir, '--text', calib, '--tokenizer', write('huge-id.json', JSON.stringify(hugeId))], expect: 'huge-id\\.json: added token "<huge>" has id 1000000000', code: 1, inputs: [hfDir], outputs: [] });
+  const half = JSON.parse(JSON.stringify(tokJson));
+  const vocabEntries = Object.entries(half.model.vocab).sort((x, y) => x[1] - y[1]);
+  half.model.vocab = Object.fromEntries(vocabEntries.slice(0, Math.floor(vocabEntries.length / 2)));
+  half.model.merges = [];
+  cases.push({ name: 'tokenizer.json holding half the vocabulary', args: ['eval', 'ppl', hfDir, '--text', calib, '--tokenizer', write('half.json', JSON.stringify(half))], expect: 'half\\.json: the tokenizer has .* tokens but the model .* has a vocabulary of', code: 1, inputs: [hfDir], outputs: [] });
+  const tok512 = fs.readFileSync(D('models', 'stories260K', 'tok512.bin'));
+  let cut100 = 4;
+  for (let i = 0; i < 100; i++) cut100 += 8 + tok512.readInt32LE(cut100 + 4);
+  cases.push({ name: 'tok512.bin holding 100 tokens', args: ['eval', 'ppl', storiesGguf, '--text', calib, '--tokenizer', write('tok100.bin', tok512.subarray(0, cut100))], expect: 'tok100\\.bin: the tokenizer has 100 tokens but the model', code: 1, inputs: [storiesGguf], outputs: [] });
+  info2Later.push(['config.json: intermediate_size 0', (c) => { c.intermediate_size = 0; }, 'config\\.json.*intermediate_size must be positive']);
+  info2Later.push(['config.json: sliding_window -5', (c) => { c.sliding_window = -5; }, 'config\\.json.*sliding window must not be negative']);
+  info2Later.push(['config.json: RoPE scaling factor 0', (c) => { c.rope_scaling = { rope_type: 'linear', factor: 0 }; }, 'config\\.json.*RoPE scaling factor must be a positive number']);
 
   // ---- llama2.c
   info('llama2.c: truncated', write('cut.bin', bin.subarray(0, bin.length - 1000)), 'cut\\.bin.*truncated');
@@ -133,6 +211,8 @@ export function makeCorpus(dir, data) {
     const map = Object.fromEntries(Object.keys(stHeader).filter((k) => k !== '__metadata__').map((k, i) => [k, i % 2 ? 'model-00002-of-00002.safetensors' : 'model-00001-of-00002.safetensors']));
     fs.writeFileSync(path.join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: map }));
   }), 'model-00002-of-00002\\.safetensors');
+  for (const [name, edit, expect] of info2Later)
+    info2(name, hfCopy(`hf-${name.replace(/\W+/g, '-')}`, (d) => { const c = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8')); edit(c); fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(c)); }), expect);
   // ---- memory: refused up front (the limit stands in for a small machine)
   // the same weights as BF16: loading converts them back to float32 copies
   const bf16 = hfCopy('hf-bf16', (d) => writeBf16Safetensors(path.join(hfDir, 'model.safetensors'), path.join(d, 'model.safetensors')));
