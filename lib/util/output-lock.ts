@@ -21,10 +21,11 @@ function alive(pid: number): boolean {
 
 const lockName = (output: string) => path.join(path.dirname(path.resolve(output)), `.${path.basename(output)}.lock`);
 const TEMP = /^\.(.+)\.tmp-(\d+)$/;
+const LOCK = /^\.(.+)\.lock$/;
 
 /**
- * Remove what killed runs left beside `output`: temporaries of any output in that folder whose writer is
- * gone, and a stale lock of this output. Returns the removed paths (each also reported on stderr).
+ * Remove what killed runs left beside `output`: temporaries and locks of any output in that folder whose
+ * writer is gone. Returns the removed paths (each also reported on stderr).
  */
 export function cleanLeftovers(output: string, report: (line: string) => void = (l) => process.stderr.write(`entroprune: ${l}\n`)): string[] {
   const dir = path.dirname(path.resolve(output));
@@ -36,12 +37,22 @@ export function cleanLeftovers(output: string, report: (line: string) => void = 
     return removed;
   }
   for (const n of names) {
-    const m = TEMP.exec(n);
-    if (!m || Number(m[2]) === process.pid || alive(Number(m[2]))) continue;
     const p = path.join(dir, n);
+    let pid = NaN;
+    const t = TEMP.exec(n);
+    if (t) pid = Number(t[2]);
+    else if (LOCK.test(n)) {
+      try {
+        pid = Number(fs.readFileSync(p, 'utf8').trim());
+      } catch {
+        continue; // released in between
+      }
+      if (!Number.isInteger(pid)) continue; // not one of ours
+    } else continue;
+    if (pid === process.pid || alive(pid)) continue;
     fs.rmSync(p, { recursive: true, force: true });
     removed.push(p);
-    report(`removed ${p}, left by an interrupted run (pid ${m[2]})`);
+    report(`removed ${p}, left by an interrupted run (pid ${pid})`);
   }
   return removed;
 }
