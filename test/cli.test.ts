@@ -132,3 +132,23 @@ describe('bad input: clear errors naming the file, exit code 1, inputs untouched
     expectError(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', short, '--seq-len', '512'], /fewer than one window/);
   });
 });
+
+describe('entroprune verify', () => {
+  it('"vs original" fails (exit 1) when the pruned perplexity exceeds the stated ratio, and passes under a looser one', () => {
+    // Dropping attention layers breaks stories260K (perplexity ×25 and more on real text): a check that must fail.
+    const out = path.join(scratch, 'broken.gguf');
+    const p = runCli(['prune', dataFile(STORIES_GGUF), '--ratio', '0.3', '--method', 'layer-drop', '--calib', dataFile(TINYSTORIES_TEXT), '--samples', '8', '--seq-len', '128', '--no-sensitivity', '--no-verify', '-o', out]);
+    expect(p.code, p.stderr).toBe(0);
+    const strict = runCli(['verify', out, '--against', dataFile(STORIES_GGUF), '--max-ppl-ratio', '2', '--json']);
+    expect(strict.code, strict.stderr).toBe(1);
+    const rows = JSON.parse(strict.stdout.trim().split('\n')[0]) as { runtime: string; status: string; detail: string }[];
+    const vs = rows.find((r) => r.runtime === 'vs original')!;
+    expect(vs.status).toBe('fail');
+    expect(vs.detail).toMatch(/fails above 2×/);
+    const ratio = Number(/\(([\d.]+)× the original/.exec(vs.detail)![1]);
+    expect(ratio).toBeGreaterThan(2);
+    const loose = runCli(['verify', out, '--against', dataFile(STORIES_GGUF), '--max-ppl-ratio', String(Math.ceil(ratio) + 1), '--json']);
+    const looseRows = JSON.parse(loose.stdout.trim().split('\n')[0]) as { runtime: string; status: string }[];
+    expect(looseRows.find((r) => r.runtime === 'vs original')!.status).toBe('pass');
+  });
+});

@@ -15,6 +15,8 @@ describe('repetition figures', () => {
     expect(f.distinct1).toBeCloseTo(1 / 6, 12);
     expect(f.distinct2).toBeCloseTo(1 / 5, 12);
     expect(f.longestRun).toBe(6);
+    expect(f.looping).toBe(0); // a run of 6 is below the loop threshold of 8
+    expect(repetitionFigures([[5, 5, 5, 5, 5, 5, 5, 5], [1, 2, 3]]).looping).toBe(1);
   });
   it('a repeated phrase: one 4-gram of five repeats, no run longer than one', () => {
     const f = repetitionFigures([[1, 2, 3, 4, 1, 2, 3, 4]]);

@@ -55,7 +55,7 @@ describe('compare', () => {
     const r = runCli([...args, '--report', report]);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.split('\n');
-    expect(lines[0]).toMatch(/method\s+ratio\s+params\s+ppl:tinystories_validation_head\s+piqa\s+arc_easy\s+avg\s+rep-4\s+dist-2\s+run\s+speed-up/);
+    expect(lines[0]).toMatch(/method\s+ratio\s+params\s+ppl:tinystories_validation_head\s+piqa\s+arc_easy\s+avg\s+rep-4\s+dist-2\s+loops\s+speed-up/);
     for (const m of ['original', 'entropy', 'uniform', 'block-drop']) expect(lines.some((l) => l.startsWith(m))).toBe(true);
     const state = JSON.parse(fs.readFileSync(path.join(out, 'compare.json'), 'utf8'));
     expect(Object.keys(state.cells).sort()).toEqual(['block-drop@0.3', 'block-drop@0.5', 'entropy@0.3', 'entropy@0.5', 'original@0', 'uniform@0.3', 'uniform@0.5']);

@@ -54,6 +54,7 @@ async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
   const device = announceDevice(o.device, o.json, 'evaluation');
   const text = readText(o.text);
   const model = await loadModel(modelPath);
+  warnBeyondContext(model, o.seqLen, o.json);
   const tokenizer = tokenizerFor(model, o.tokenizer);
   const bar = new ProgressBar('perplexity', { quiet: o.json });
   const r = await perplexity(model, tokenizer, text, {
@@ -101,6 +102,7 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
   const threads = setThreads(o.threads);
   const device = announceDevice(o.device, o.json, 'calibration');
   const model = await loadModel(modelPath, { streamLayers: o.stream });
+  warnBeyondContext(model, o.seqLen, o.json);
   const needsTokenizer = !/\.(json|tokens|i32)$/i.test(o.calib) || /\.jsonl$/i.test(o.calib);
   const tokenizer = needsTokenizer ? tokenizerFor(model, o.tokenizer) : undefined;
   const bar = new ProgressBar('analyze', { quiet: o.json });
@@ -140,6 +142,13 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     ...sensitivityLines(a),
   ];
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Windows longer than the model was trained on run, but its positions past the context mean little. */
+export function warnBeyondContext(model: { info: { context: number; path: string } }, seqLen: number | undefined, quiet?: boolean): void {
+  const ctx = model.info.context;
+  if (!quiet && seqLen !== undefined && ctx > 0 && seqLen > ctx)
+    process.stderr.write(`entroprune: warning: --seq-len ${seqLen} is beyond ${model.info.path}'s trained context of ${ctx} tokens\n`);
 }
 
 /** The measured sensitivities beside the stream-targeted TE, and each estimator's rank agreement. */

@@ -21,7 +21,7 @@ import { plan as makePlan } from '../plan/planner';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
 import { checkFailed } from './exit-status';
 import { assertOutputSparesInputs } from '../util/file-identity';
 import { withOutputLock } from '../util/output-lock';
@@ -121,7 +121,7 @@ async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFi
     .map((r) => {
       const ppl = r.ppl.map((x, i) => `ppl ${path.basename(texts[i])} ${x.toFixed(2)}`).join(', ');
       const acc = r.averageAccuracy === null ? '' : `, avg accuracy ${(r.averageAccuracy * 100).toFixed(2)} % (${r.tasks.map((t) => `${t.task} ${((t.accNorm ?? t.acc).value * 100).toFixed(1)}`).join(', ')})`;
-      const gen = r.generation ? `, greedy continuations rep-4 ${r.generation.repeat4.toFixed(3)} distinct-2 ${r.generation.distinct2.toFixed(3)} longest run ${r.generation.longestRun}` : '';
+      const gen = r.generation ? `, greedy continuations rep-4 ${r.generation.repeat4.toFixed(3)} distinct-2 ${r.generation.distinct2.toFixed(3)} longest run ${r.generation.longestRun}, ${r.generation.looping}/${r.generation.prompts} looping` : '';
       return `${r.label}: ${ppl}${acc}${gen}, forward speed ${r.speedup.toFixed(2)}×`;
     })
     .join('\n');
@@ -264,9 +264,10 @@ export function registerPruneCommands(program: Command): void {
     .argument('<pruned>', 'pruned model (.gguf or HF directory)')
     .option('--against <original>', 'the original model, for a perplexity comparison')
     .option('--plan <plan>', 'the plan it was made with (checked for consistency)')
+    .option('--max-ppl-ratio <x>', '"vs original" fails when the pruned perplexity exceeds this many times the original\'s', floatOption('max-ppl-ratio', 1), 20)
     .addOption(deviceOpt())
     .option('--json', 'print JSON')
-    .action(async (pruned: string, o: { against?: string; plan?: string; device: DeviceRequest; json?: boolean }) => {
+    .action(async (pruned: string, o: { against?: string; plan?: string; maxPplRatio: number; device: DeviceRequest; json?: boolean }) => {
       announceDevice(o.device, o.json);
       if (o.plan) {
         const p = readPlan(o.plan);
@@ -274,7 +275,7 @@ export function registerPruneCommands(program: Command): void {
         const kept = p.blocks.filter((b) => !b.removed).length;
         if (m.info.layers.length !== kept) process.stderr.write(`entroprune: warning: the plan keeps ${kept} blocks but ${pruned} has ${m.info.layers.length}\n`);
       }
-      const rows = await verify(pruned, { against: o.against });
+      const rows = await verify(pruned, { against: o.against, maxPerplexityRatio: o.maxPplRatio });
       if (o.json) process.stdout.write(JSON.stringify(rows) + '\n');
       if (!printVerify(rows, o.json)) checkFailed();
     });

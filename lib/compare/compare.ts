@@ -268,7 +268,7 @@ export function compareTable(state: CompareState): string {
   const cells = orderedCells(state);
   const taskNames = s.tasks;
   const gen = cells.some((c) => c.generation);
-  const head = ['method', 'ratio', 'params', ...s.evalTexts.map((f) => `ppl:${path.basename(f).replace(/\.(raw|txt)$/, '')}`), ...taskNames, ...(taskNames.length ? ['avg'] : []), ...(gen ? ['rep-4', 'dist-2', 'run'] : []), 'speed-up'];
+  const head = ['method', 'ratio', 'params', ...s.evalTexts.map((f) => `ppl:${path.basename(f).replace(/\.(raw|txt)$/, '')}`), ...taskNames, ...(taskNames.length ? ['avg'] : []), ...(gen ? ['rep-4', 'dist-2', 'loops'] : []), 'speed-up'];
   const rows = cells.map((c) => {
     const acc = (t: TaskResult) => ((t.accNorm ?? t.acc).value * 100).toFixed(1);
     return [
@@ -281,7 +281,7 @@ export function compareTable(state: CompareState): string {
         return t ? acc(t) : '-';
       }),
       ...(taskNames.length ? [c.averageAccuracy === null ? '-' : (c.averageAccuracy * 100).toFixed(2)] : []),
-      ...(gen ? (c.generation ? [c.generation.repeat4.toFixed(3), c.generation.distinct2.toFixed(3), String(c.generation.longestRun)] : ['-', '-', '-']) : []),
+      ...(gen ? (c.generation ? [c.generation.repeat4.toFixed(3), c.generation.distinct2.toFixed(3), `${c.generation.looping ?? '-'}/${c.generation.prompts}`] : ['-', '-', '-']) : []),
       `${c.speedup.toFixed(2)}×`,
     ];
   });

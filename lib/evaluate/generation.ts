@@ -16,6 +16,8 @@ export interface GenerationQuality {
   distinct2: number;
   /** the longest run of one token back to back in any continuation */
   longestRun: number;
+  /** continuations caught in a single-token loop: a run of LOOP_RUN or more of one token */
+  looping: number;
   /** each continuation's ids (for the report to decode) */
   continuations: number[][];
 }
@@ -33,7 +35,11 @@ export function generationPrompts(stream: Int32Array, bos: number, count = 8, le
   });
 }
 
+/** A run this long of one token is a loop, not style (the original models' longest runs here are 1–2). */
+export const LOOP_RUN = 8;
+
 export function repetitionFigures(continuations: number[][]): Omit<GenerationQuality, 'prompts' | 'tokens' | 'continuations'> {
+  let looping = 0;
   let grams4 = 0;
   let repeated4 = 0;
   let tokens = 0;
@@ -44,11 +50,12 @@ export function repetitionFigures(continuations: number[][]): Omit<GenerationQua
   for (const c of continuations) {
     const seen = new Set<string>();
     let run = 0;
+    let longest = 0;
     for (let i = 0; i < c.length; i++) {
       tokens++;
       uni.add(c[i]);
       run = i > 0 && c[i] === c[i - 1] ? run + 1 : 1;
-      longestRun = Math.max(longestRun, run);
+      longest = Math.max(longest, run);
       if (i >= 1) {
         bigrams++;
         bi.add(`${c[i - 1]},${c[i]}`);
@@ -60,8 +67,10 @@ export function repetitionFigures(continuations: number[][]): Omit<GenerationQua
         seen.add(g);
       }
     }
+    longestRun = Math.max(longestRun, longest);
+    if (longest >= LOOP_RUN) looping++;
   }
-  return { repeat4: grams4 ? repeated4 / grams4 : 0, distinct1: tokens ? uni.size / tokens : 0, distinct2: bigrams ? bi.size / bigrams : 0, longestRun };
+  return { repeat4: grams4 ? repeated4 / grams4 : 0, distinct1: tokens ? uni.size / tokens : 0, distinct2: bigrams ? bi.size / bigrams : 0, longestRun, looping };
 }
 
 export async function generationQuality(m: Model, prompts: Int32Array[], tokens = 48, signal?: AbortSignal): Promise<GenerationQuality> {

@@ -111,7 +111,17 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     },
     (done, total) => o.onProgress?.({ done, total }),
   );
-  const r = await awaitNativeJob(job, o.signal);
+  let r: Awaited<typeof job.promise>;
+  try {
+    r = await awaitNativeJob(job, o.signal);
+  } catch (e) {
+    // A singular covariance even after the ridge means the calibration tokens carry too little variety
+    // (a constant or repetitive stream): name the calibration file, not only the model.
+    const msg = (e as Error).message ?? '';
+    if (/not positive definite/.test(msg))
+      throw new EntropruneError('EP_INVALID_ARGUMENT', `${o.calib}: the calibration tokens give degenerate activations (${msg.replace(/^.*?: /, '')}): use a longer, varied text`, o.calib);
+    throw e;
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const means: AnalyzeResult['means'] = [];
   const blocks = r.blocks.map((b, index) => {

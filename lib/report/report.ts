@@ -26,7 +26,7 @@ export interface EvaluatedModel {
   averageAccuracy: number | null;
   speedup: number;
   /** repetition figures of greedy continuations of held-out prompts */
-  generation?: { repeat4: number; distinct2: number; longestRun: number };
+  generation?: { repeat4: number; distinct2: number; longestRun: number; looping?: number; prompts?: number };
 }
 
 export interface ReportInput {
@@ -47,7 +47,7 @@ const taskAcc = (t: TaskResult) => (t.accNorm ?? t.acc).value;
 function resultsTable(input: ReportInput): string {
   const tasks = [...new Set(input.rows.flatMap((r) => r.tasks.map((t) => t.task)))];
   const gen = input.rows.some((r) => r.generation);
-  const head = ['model', 'params', ...input.evalTexts.map((f) => `PPL ${path.basename(f)}`), ...tasks, ...(tasks.length ? ['avg'] : []), ...(gen ? ['rep-4', 'distinct-2', 'longest run'] : []), 'speed-up'];
+  const head = ['model', 'params', ...input.evalTexts.map((f) => `PPL ${path.basename(f)}`), ...tasks, ...(tasks.length ? ['avg'] : []), ...(gen ? ['rep-4', 'distinct-2', 'longest run', 'looping'] : []), 'speed-up'];
   const rows = input.rows.map((r) => [
     r.label,
     r.params >= 1e9 ? `${(r.params / 1e9).toFixed(2)} B` : r.params >= 1e6 ? `${(r.params / 1e6).toFixed(2)} M` : `${(r.params / 1e3).toFixed(0)} K`,
@@ -57,11 +57,11 @@ function resultsTable(input: ReportInput): string {
       return t ? pct(taskAcc(t)) : '–';
     }),
     ...(tasks.length ? [r.averageAccuracy === null ? '–' : pct(r.averageAccuracy)] : []),
-    ...(gen ? (r.generation ? [r.generation.repeat4.toFixed(3), r.generation.distinct2.toFixed(3), String(r.generation.longestRun)] : ['–', '–', '–']) : []),
+    ...(gen ? (r.generation ? [r.generation.repeat4.toFixed(3), r.generation.distinct2.toFixed(3), String(r.generation.longestRun), r.generation.looping === undefined ? '–' : `${r.generation.looping}/${r.generation.prompts}`] : ['–', '–', '–', '–']) : []),
     `${r.speedup.toFixed(2)}×`,
   ]);
   return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c, i) => `<td${i ? ' class="num"' : ''}>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>` +
-    (gen ? '<p class="note">Greedy continuations (48 tokens) of 8 held-out prompts: rep-4 is the share of 4-grams that repeat an earlier one of the same continuation (loops push it towards 1), distinct-2 the share of distinct bigrams, longest run the longest back-to-back repetition of one token.</p>' : '') +
+    (gen ? '<p class="note">Greedy continuations (48 tokens) of 8 held-out prompts: rep-4 is the share of 4-grams that repeat an earlier one of the same continuation (loops push it towards 1), distinct-2 the share of distinct bigrams, longest run the longest back-to-back repetition of one token, looping the continuations with a run of 8 or more.</p>' : '') +
     (tasks.length ? '<p class="note">Accuracies in %: acc_norm where the task reports it, acc otherwise (WinoGrande, BoolQ, LAMBADA), as the paper averages them. Speed-up: forward tokens/s over the original\'s, measured side by side in the same run.</p>' : '');
 }
 

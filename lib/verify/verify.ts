@@ -24,6 +24,12 @@ export interface VerifyOptions {
   seqLen?: number;
   against?: string;
   tolerance?: number;
+  /**
+   * The pruned model fails "vs original" when its perplexity on the sequences exceeds this many times the
+   * original's (default 20: a broken model is hundreds of times worse; 50 % pruning of the bundled models
+   * stays below 10×), or is not finite.
+   */
+  maxPerplexityRatio?: number;
 }
 
 const DEFAULT_TEXT =
@@ -136,7 +142,15 @@ export async function verify(prunedPath: string, o: VerifyOptions = {}): Promise
       });
       return sum / count;
     };
-    rows.push({ runtime: 'vs original', status: 'pass', detail: `perplexity on these sequences: original ${Math.exp(nll(ref)).toFixed(3)}, pruned ${Math.exp(nll(ours)).toFixed(3)}` });
+    const limit = o.maxPerplexityRatio ?? 20;
+    const before = Math.exp(nll(ref));
+    const after = Math.exp(nll(ours));
+    const ratio = after / before;
+    rows.push({
+      runtime: 'vs original',
+      status: Number.isFinite(ratio) && ratio <= limit ? 'pass' : 'fail',
+      detail: `perplexity on these sequences: original ${before.toFixed(3)}, pruned ${after.toFixed(3)} (${Number.isFinite(ratio) ? ratio.toFixed(2) : 'not finite'}× the original; fails above ${limit}×)`,
+    });
   }
   return rows;
 }

@@ -165,7 +165,8 @@ GgufFile read_gguf(const std::string& path) {
   }
   if (const GgufValue* a = g.find("general.alignment")) {
     if (!a->is_integer || a->number < 1 || a->number > 65536 || (static_cast<uint64_t>(a->number) & (static_cast<uint64_t>(a->number) - 1)))
-      fail_format(path, "general.alignment must be a power of two");
+      fail_format(path, "general.alignment is " + (a->is_integer ? std::to_string(static_cast<long long>(a->number)) : std::string("not an integer")) +
+                            ": it must be a power of two between 1 and 65536");
     g.alignment = static_cast<uint64_t>(a->number);
   }
   std::vector<uint64_t> rel_offsets;
