@@ -51,6 +51,14 @@ describe('marginal-cost allocation', () => {
     expect(b.keptHeads[0]).toEqual([0, 1]); // 32 > 20 + 6: skipped, a channel closes the gap instead
     expect(b.keptChannels.flat().length).toBe(6); // two channels: 24 lands within half a channel of 20
   });
+  it('orders by damage per parameter, not by damage: a cheap-per-weight KV group goes before a lighter channel', () => {
+    // group δ = 1·0.5 over 32 weights (0.0156 / weight); channel δ = 1·0.25 over 12 weights (0.0208 / weight)
+    const one = [{ nHead: 2, nKvHead: 2, ffn: 4 }];
+    const a = allocateByMarginalCost(one, 4, 2, { attn: [1], mlp: [1] }, { heads: [[1, 1]], channels: [[1, 1, 1, 1]] }, 32);
+    expect(a.keptHeads[0]).toEqual([1]);
+    expect(a.keptChannels[0]).toEqual([0, 1, 2, 3]);
+    expect(a.predictedDamage).toBeCloseTo(0.5, 12);
+  });
 });
 
 describe('stories260K: sensitivities and the default plan', () => {
