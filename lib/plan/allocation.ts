@@ -36,14 +36,6 @@ export interface Allocation {
   predictedDamage: number;
 }
 
-interface Unit {
-  layer: number;
-  kind: 'group' | 'channel';
-  index: number;
-  cost: number;
-  damage: number;
-}
-
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
@@ -53,29 +45,58 @@ function shares(v: number[]): number[] {
   return t > 0 ? clean.map((x) => x / t) : clean.map(() => 1 / Math.max(1, clean.length));
 }
 
-export function allocateByMarginalCost(layers: LayerShapeIn[], dim: number, headDim: number, sens: SublayerSensitivity, units: UnitVariances, targetRemoved: number): Allocation {
-  const all: Unit[] = [];
+export function allocateByMarginalCost(
+  layers: LayerShapeIn[],
+  dim: number,
+  headDim: number,
+  sens: SublayerSensitivity,
+  units: UnitVariances,
+  targetRemoved: number,
+  curvature = 1,
+): Allocation {
+  // One queue per sublayer, its units in ascending share: removing a share F of a sublayer is predicted to
+  // cost S·F^γ (γ = curvature; 1: linear in the removed variance), so the next unit's marginal damage is
+  // S·((F + e)^γ − F^γ), which never falls as F grows. Taking the lowest marginal damage per parameter
+  // across all queues, one unit at a time, is then optimal for the predicted total.
+  interface Queue { layer: number; kind: 'group' | 'channel'; cost: number; s: number; items: { index: number; e: number }[]; next: number; taken: number }
+  const queues: Queue[] = [];
   layers.forEach((s, l) => {
     if (s.nHead > 0) {
       const G = s.nHead / s.nKvHead;
       const groupVar = range(s.nKvHead).map((g) => sum(range(G).map((i) => units.heads[l]?.[g * G + i] ?? 0)));
-      const cost = kvHeadParams(dim, headDim) + G * queryHeadParams(dim, headDim);
-      shares(groupVar).forEach((e, g) => all.push({ layer: l, kind: 'group', index: g, cost, damage: Math.max(0, sens.attn[l]) * e }));
+      const items = shares(groupVar).map((e, index) => ({ index, e })).sort((a, b) => a.e - b.e || a.index - b.index);
+      queues.push({ layer: l, kind: 'group', cost: kvHeadParams(dim, headDim) + G * queryHeadParams(dim, headDim), s: Math.max(0, sens.attn[l]), items, next: 0, taken: 0 });
     }
-    if (s.ffn > 0) shares(units.channels[l] ?? []).forEach((e, j) => all.push({ layer: l, kind: 'channel', index: j, cost: channelParams(dim), damage: Math.max(0, sens.mlp[l]) * e }));
+    if (s.ffn > 0) {
+      const items = shares(units.channels[l] ?? []).map((e, index) => ({ index, e })).sort((a, b) => a.e - b.e || a.index - b.index);
+      queues.push({ layer: l, kind: 'channel', cost: channelParams(dim), s: Math.max(0, sens.mlp[l]), items, next: 0, taken: 0 });
+    }
   });
-  all.sort((a, b) => a.damage / a.cost - b.damage / b.cost || a.layer - b.layer || a.index - b.index);
+  const marginal = (q: Queue) => q.s * ((q.taken + q.items[q.next].e) ** curvature - q.taken ** curvature);
   const removedGroups = layers.map(() => new Set<number>());
   const removedChannels = layers.map(() => new Set<number>());
   let removed = 0;
   let predicted = 0;
-  for (const u of all) {
+  for (;;) {
     if (removed >= targetRemoved) break;
-    // Never overshoot by a coarse unit: skip it and let finer ones (channels) close the gap.
-    if (removed + u.cost > targetRemoved + channelParams(dim) / 2) continue;
-    (u.kind === 'group' ? removedGroups : removedChannels)[u.layer].add(u.index);
-    removed += u.cost;
-    predicted += u.damage;
+    let best: Queue | undefined;
+    let bestRate = Infinity;
+    for (const q of queues) {
+      // Never overshoot by a coarse unit: a queue whose next unit does not fit is done, finer ones close the gap.
+      if (q.next >= q.items.length || removed + q.cost > targetRemoved + channelParams(dim) / 2) continue;
+      const rate = marginal(q) / q.cost;
+      if (rate < bestRate) {
+        bestRate = rate;
+        best = q;
+      }
+    }
+    if (!best) break;
+    const u = best.items[best.next];
+    predicted += marginal(best);
+    (best.kind === 'group' ? removedGroups : removedChannels)[best.layer].add(u.index);
+    best.taken += u.e;
+    best.next++;
+    removed += best.cost;
   }
   const keptKv = layers.map((s, l) => range(s.nKvHead).filter((g) => !removedGroups[l].has(g)));
   const keptHeads = layers.map((s, l) => {

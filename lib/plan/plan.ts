@@ -55,6 +55,8 @@ export interface PlanMethod {
   allocation?: 'marginal' | 'paper';
   /** the block / sublayer importance the planner read: measured damage, stream-targeted TE or output-targeted TE */
   estimator?: 'measured' | 'stream-te' | 'output-te';
+  /** γ of the marginal allocation's damage model S·F^γ for a removed share F of a sublayer (1: linear) */
+  curvature?: number;
 }
 
 export interface PruningPlan {

@@ -73,6 +73,7 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     uniformShape: o.uniformShape ?? false,
     allocation: o.allocation ?? 'marginal',
     estimator: o.estimator ?? defaultEstimator(analysis),
+    curvature: o.curvature ?? 1,
   };
   if (method.estimator === 'measured' && !analysis.sensitivity)
     throw new EntropruneError('EP_INVALID_ARGUMENT', 'estimator "measured" needs an analysis with measured sensitivities (analyze without --no-sensitivity)');
@@ -111,13 +112,13 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     const sens = sensitivityOf(analysis, method.estimator!);
     const units = unitVariances(stats, layers, method.importance, o.weights);
     if (method.ratios === 'dynamic') {
-      const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved);
+      const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved, method.curvature);
       Object.assign(st, { keptKv: a.keptKv, keptHeads: a.keptHeads, keptChannels: a.keptChannels });
       notes.push(`marginal allocation over all blocks (${method.estimator} sensitivities): predicted damage ${a.predictedDamage.toPrecision(4)}`);
     } else {
       // The uniform-ratio ablation: every block loses p of its own weights, split inside it the same way.
       layers.forEach((shape, l) => {
-        const a = allocateByMarginalCost([shape], d, hd, { attn: [sens.attn[l]], mlp: [sens.mlp[l]] }, { heads: [units.heads[l]], channels: [units.channels[l]] }, p * sizes[l]);
+        const a = allocateByMarginalCost([shape], d, hd, { attn: [sens.attn[l]], mlp: [sens.mlp[l]] }, { heads: [units.heads[l]], channels: [units.channels[l]] }, p * sizes[l], method.curvature);
         st.keptKv[l] = a.keptKv[0];
         st.keptHeads[l] = a.keptHeads[0];
         st.keptChannels[l] = a.keptChannels[0];
