@@ -125,6 +125,12 @@ describe('stories260K: sensitivities and the default plan', () => {
     }
     expect(loaded.analysis.blocks.every((b) => Number.isFinite(b.teStream) && b.teStream! > 0)).toBe(true);
     expect(loaded.analysis.blocks.every((b) => b.mlp!.channelContribution!.length === b.mlp!.width)).toBe(true);
+    // the KL figures are what the planner reads: positive, and block 0 again the most damaging to remove
+    expect(s.kl.attn.every((x) => x !== null && x > 0)).toBe(true);
+    expect(s.kl.block.indexOf(Math.max(...(s.kl.block as number[])))).toBe(0);
+    // tiedOutput travels with the analysis, so `plan` and `prune` report the same whole-model ratio
+    expect(loaded.analysis.model.tiedOutput).toBe(model.info.tiedOutput);
+    expect(plan(loaded.analysis, { ratio: 0.3 }).model.tiedOutput).toBe(model.info.tiedOutput);
   });
 
   it('the default plan beats the uniform slice on held-out text, and is monotone in the ratio', async () => {

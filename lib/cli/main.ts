@@ -273,7 +273,7 @@ export function buildProgram(): Command {
     .name('entroprune')
     .description('Structured pruning of LLaMA-family models, guided by transfer entropy (C++/CUDA core).')
     .version(VERSION, '-V, --version')
-    .showHelpAfterError()
+    .showHelpAfterError('(add --help for usage)')
     .exitOverride(); // inherited by the subcommands below: main() maps commander's exits to our codes
 
   program

@@ -29,7 +29,9 @@ export const deviceOpt = () =>
 /** Resolve --device; unless the CPU was asked for, say on stderr which device runs and why. */
 export function announceDevice(request: DeviceRequest, json?: boolean, stage: DeviceStage = 'other'): ResolvedDevice {
   const device = resolveDevice(request, stage);
-  if (device.note && !json && request !== 'cpu') process.stderr.write(`device: ${device.note}\n`);
+  // Say which device runs what only when the user asked for one (--device cuda…) or a GPU was used: on a
+  // machine without a GPU, the default `auto` runs on the CPU silently.
+  if (device.note && !json && request !== 'cpu' && (request !== 'auto' || device.device === 'cuda')) process.stderr.write(`device: ${device.note}\n`);
   return device;
 }
 

@@ -83,6 +83,8 @@ export interface Analysis {
     layers: { nHead: number; nKvHead: number; ffn: number }[];
     /** sha256 over the configuration and the tensor directory (names, dtypes, shapes, offsets, file sizes) */
     identity: string;
+    /** the output head shares the token embeddings (whole-model ratios count it once); absent in older files */
+    tiedOutput?: boolean;
   };
   calibration: Pick<CalibrationSet, 'file' | 'kind' | 'streamTokens' | 'samples' | 'seqLen' | 'seed'> & {
     /** tokens actually scored (samples × seqLen) */

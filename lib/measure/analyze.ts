@@ -192,6 +192,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       headDim: info.headDim,
       layers: info.layers.map((l) => ({ nHead: l.nHead, nKvHead: l.nKvHead, ffn: l.ffn })),
       identity: modelIdentity(model),
+      tiedOutput: info.tiedOutput,
     },
     calibration: {
       file: calib.file,

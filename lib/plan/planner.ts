@@ -182,7 +182,7 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     dim: d,
     headDim: hd,
     vocab: o.vocab ?? analysis.model.vocab,
-    tiedOutput: o.tiedOutput ?? false,
+    tiedOutput: o.tiedOutput ?? analysis.model.tiedOutput ?? false,
     layers: layers.map((s) => ({ nHead: s.nHead, nKvHead: s.nKvHead, ffn: s.ffn })),
   };
   const acc = achievedRatio({ model, blocks });
