@@ -152,3 +152,29 @@ describe('entroprune verify', () => {
     expect(looseRows.find((r) => r.runtime === 'vs original')!.status).toBe('pass');
   });
 });
+
+describe('one writer per output, and no leftovers', () => {
+  it('a live lock refuses a second writer; a killed run\'s lock and temporaries are reported and removed', () => {
+    const out = path.join(scratch, 'locked.gguf');
+    const args = ['prune', dataFile(STORIES_GGUF), '--ratio', '0.3', '--calib', dataFile(TINYSTORIES_TEXT), '--samples', '8', '--seq-len', '128', '--no-sensitivity', '--no-verify', '-o', out];
+    // a live writer (this test process) holds the output
+    const lock = path.join(scratch, '.locked.gguf.lock');
+    fs.writeFileSync(lock, String(process.pid));
+    const refused = runCli(args);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`locked\\.gguf: another entroprune run \\(pid ${process.pid}\\) is writing this output`));
+    expect(fs.existsSync(out)).toBe(false);
+    // a killed writer: its pid is gone (pid 2^22 + 1 is above Linux's default pid_max), its temporary remains
+    const dead = 4194305;
+    fs.writeFileSync(lock, String(dead));
+    const tmp = path.join(scratch, `.locked.gguf.tmp-${dead}`);
+    fs.writeFileSync(tmp, 'half a model');
+    const ok = runCli(args);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toMatch(/removed .*\.locked\.gguf\.tmp-4194305, left by an interrupted run \(pid 4194305\)/);
+    expect(ok.stderr).toMatch(/removed .*\.locked\.gguf\.lock, left by an interrupted run \(pid 4194305\)/);
+    expect(fs.existsSync(tmp)).toBe(false);
+    expect(fs.existsSync(lock)).toBe(false);
+    expect(fs.existsSync(out)).toBe(true);
+  });
+});
