@@ -11,6 +11,7 @@ import type { Model } from '../lib/load/model';
 import { encodeStreamPrefix } from '../lib/evaluate/perplexity';
 import { perplexityOfTokens } from '../lib/evaluate/perplexity';
 import { measureSensitivity, spearman } from '../lib/measure/sensitivity';
+import { defaultSensitivityWindows } from '../lib/measure/analyze';
 import { allocateByMarginalCost } from '../lib/plan/allocation';
 import { dataFile, STORIES_GGUF, tempDir, TINYSTORIES_TEXT } from './helpers/data';
 
@@ -26,6 +27,15 @@ describe('spearman', () => {
     // ties take the mean rank: x ranks (1.5, 1.5, 3), y ranks (1, 2, 3) → Pearson of those = √3/2
     expect(spearman([1, 1, 2], [1, 2, 3])).toBeCloseTo(Math.sqrt(3) / 2, 12);
     expect(Number.isNaN(spearman([1, 2], [1, 2]))).toBe(true);
+  });
+});
+
+describe('sensitivity windows by default', () => {
+  it('16, fewer for deep models so the measurement costs no more than the calibration pass, at least 4', () => {
+    expect(defaultSensitivityWindows(5, 128 * 512, 512)).toBe(16); // stories260K at the defaults
+    expect(defaultSensitivityWindows(32, 128 * 2048, 512)).toBe(10); // LLaMA-2-7B: 10·512·1.5·32 ≤ 262,144
+    expect(defaultSensitivityWindows(80, 128 * 2048, 512)).toBe(4);
+    expect(defaultSensitivityWindows(80, 8 * 128, 128)).toBe(4);
   });
 });
 

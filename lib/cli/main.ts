@@ -26,6 +26,7 @@ import { VERSION } from '../version';
 import type { Analysis } from '../measure/analysis';
 import { registerSensitivityCommand } from './sensitivity-command';
 import { checkInput } from '../util/input-file';
+import { noteSensitivityOnCpu, warnBeyondContext } from './options';
 import { anyCheckFailed, resetCheckStatus } from './exit-status';
 
 function readText(file: string): string {
@@ -103,6 +104,7 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
   const device = announceDevice(o.device, o.json, 'calibration');
   const model = await loadModel(modelPath, { streamLayers: o.stream });
   warnBeyondContext(model, o.seqLen, o.json);
+  noteSensitivityOnCpu(device, o.sensitivity, o.json);
   const needsTokenizer = !/\.(json|tokens|i32)$/i.test(o.calib) || /\.jsonl$/i.test(o.calib);
   const tokenizer = needsTokenizer ? tokenizerFor(model, o.tokenizer) : undefined;
   const bar = new ProgressBar('analyze', { quiet: o.json });
@@ -142,13 +144,6 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     ...sensitivityLines(a),
   ];
   process.stdout.write(lines.join('\n') + '\n');
-}
-
-/** Windows longer than the model was trained on run, but its positions past the context mean little. */
-export function warnBeyondContext(model: { info: { context: number; path: string } }, seqLen: number | undefined, quiet?: boolean): void {
-  const ctx = model.info.context;
-  if (!quiet && seqLen !== undefined && ctx > 0 && seqLen > ctx)
-    process.stderr.write(`entroprune: warning: --seq-len ${seqLen} is beyond ${model.info.path}'s trained context of ${ctx} tokens\n`);
 }
 
 /** The measured sensitivities beside the stream-targeted TE, and each estimator's rank agreement. */

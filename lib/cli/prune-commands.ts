@@ -21,7 +21,7 @@ import { plan as makePlan } from '../plan/planner';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, noteSensitivityOnCpu, STREAM_HELP } from './options';
 import { checkFailed } from './exit-status';
 import { assertOutputSparesInputs } from '../util/file-identity';
 import { withOutputLock } from '../util/output-lock';
@@ -207,6 +207,7 @@ export function registerPruneCommands(program: Command): void {
       // Checks that need no model work come first: an output that is an input is refused, --force or not.
       assertOutputSparesInputs(o.output, [modelPath, o.calib, o.tokenizer]);
       const model = await loadModel(modelPath, { streamLayers: o.stream });
+      noteSensitivityOnCpu(device, o.sensitivity, o.json);
       const base = o.output.replace(/\.gguf$/i, '').replace(/\/+$/, '');
       const analysisFile = `${base}.analysis.json`;
       const planFile = `${base}.plan.json`;
