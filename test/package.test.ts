@@ -43,6 +43,12 @@ describe('npm package', () => {
     for (const f of ['prebuilds/linux-x64/entroprune.node', 'dist/lib/index.js', 'dist/lib/cli/main.js', 'bin/entroprune.js', 'scripts/install.js', 'native/core/forward.cpp', 'CMakeLists.txt'])
       expect(files, f).toContain(f);
     expect(files.some((f) => f.startsWith('test/') || f.startsWith('build/'))).toBe(false);
+    // what users run and nothing else: no maps to absent TypeScript, no C++ tests, fuzzers or tools; a licence
+    // and the method document the CLI points to
+    expect(files.filter((f) => f.endsWith('.map'))).toEqual([]);
+    expect(files.filter((f) => /^native\/(tests|fuzz|tools)\//.test(f))).toEqual([]);
+    expect(files).toContain('LICENSE');
+    expect(files).toContain('docs/METHOD.md');
     const tgz = path.join(scratch, info.filename);
 
     const project = path.join(scratch, 'app');
