@@ -5,6 +5,7 @@
 //
 //   node test/bad-inputs/make-corpus.mjs <dir>    # writes the corpus and <dir>/cases.json
 //   import { makeCorpus } from './make-corpus.mjs' # used by test/bad-inputs.test.ts
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -252,6 +253,35 @@ export function planCases(dir, data, goodPlan) {
   apply('plan with uneven GQA groups', stories, writePlan('p-gqa.json', (p) => { const b = p.blocks[0]; b.removed = false; b.attention = { removed: false, keptKvHeads: [0, 1], keptHeads: [0, 1, 2] }; }), at('gqa.gguf'), 'p-gqa\\.json.*(group|KV|same number)');
   apply('plan that is not JSON', stories, (fs.writeFileSync(at('p-bad.json'), '{"format": "entroprune.plan", '), at('p-bad.json')), at('bad.gguf'), 'p-bad\\.json.*(JSON|valid)');
   apply('plan of another format', stories, writePlan('p-format.json', (p) => { p.format = 'something.else'; }), at('fmt.gguf'), 'p-format\\.json.*format');
+
+  // Analyses whose means cannot be trusted, and plans or planner options whose cost or result is absurd.
+  const goodAnalysis = JSON.parse(fs.readFileSync(plan.analysis, 'utf8'));
+  const analysisCopy = (name, edit, meansEdit) => {
+    const a = JSON.parse(JSON.stringify(goodAnalysis));
+    const side = fs.readFileSync(path.join(path.dirname(plan.analysis), goodAnalysis.means.file));
+    a.means.file = `${name}.means.bin`;
+    const buf = Buffer.from(side);
+    if (meansEdit) meansEdit(buf);
+    fs.writeFileSync(at(a.means.file), buf);
+    a.means.sha256 = createHash('sha256').update(buf).digest('hex');
+    edit(a);
+    fs.writeFileSync(at(`${name}.json`), JSON.stringify(a));
+    return at(`${name}.json`);
+  };
+  const planFrom = (name, analysisFile) => writePlan(name, (p) => { p.analysis = analysisFile; });
+  const escape = analysisCopy('a-escape', (a) => { a.means.file = '../../../../dev/zero'; });
+  apply('analysis whose means file points outside its folder', stories, planFrom('p-escape.json', escape), at('escape.gguf'), "a-escape\\.json: means\\.file must name a file beside the analysis", ['--analysis', escape]);
+  const nanMeans = analysisCopy('a-nan', () => {}, (b) => b.writeDoubleLE(NaN, 8 * 3));
+  apply('analysis whose means hold NaN', stories, planFrom('p-nan.json', nanMeans), at('nanmeans.gguf'), 'a-nan\\.means\\.bin: .* holds NaN', ['--analysis', nanMeans]);
+  const short = analysisCopy('a-short', () => {}, () => {});
+  fs.writeFileSync(at('a-short.means.bin'), Buffer.alloc(16));
+  apply('analysis whose means file is shorter than it declares', stories, planFrom('p-short.json', short), at('short.gguf'), 'a-short\\.means\\.bin: 16 bytes, but .* declares', ['--analysis', short]);
+  // 300,000 claimed heads: refused by size before any list is walked (the check was quadratic)
+  apply('plan claiming 300,000 heads', stories, writePlan('p-huge.json', (p) => { const b = p.blocks[0]; b.removed = false; b.attention = { removed: false, keptKvHeads: [0], keptHeads: Array.from({ length: 300000 }, (_, i) => i) }; }), at('huge.gguf'), 'p-huge\\.json.*keeps 300000 query heads of a layer that has 8');
+  const planOpt = (name, extra, expect) => cases.push({ name, args: ['plan', plan.analysis, '--ratio', '0.3', '--dry-run', ...extra], expect, code: 1, inputs: [plan.analysis], outputs: [] });
+  planOpt('plan --max-block-ratio 0', ['--allocation', 'paper', '--max-block-ratio', '0'], 'maxBlockRatio 0 is below the target ratio 0\\.3');
+  planOpt('plan --max-block-ratio 5', ['--allocation', 'paper', '--max-block-ratio', '5'], 'maxBlockRatio must lie in \\[0, 1\\]');
+  planOpt('plan --temperature 1e308', ['--allocation', 'paper', '--temperature', '1e308'], 'temperature must lie in \\[0, 16\\]');
   const existing = at('exists.gguf');
   fs.writeFileSync(existing, 'do not touch');
   cases.push({ name: 'output exists (no --force)', args: ['apply', stories, goodPlan, '-o', existing, '--no-verify'], expect: 'exists\\.gguf: already exists \\(pass --force', code: 1, inputs: [stories, goodPlan, existing], outputs: [] });
