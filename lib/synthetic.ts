@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { native } from './native';
+import { temporaryPath } from './util/atomic';
 import { EntropruneError, fromNative } from './util/errors';
 import { interrupted, trackTemporary } from './util/interrupt';
 import { awaitNativeJob } from './util/native-job';
@@ -29,7 +30,7 @@ export async function writeSyntheticModel(preset: SyntheticPreset, o: SyntheticO
   const out = path.resolve(o.output);
   const format = o.format ?? (/\.gguf$/i.test(out) ? 'gguf' : 'hf');
   if (fs.existsSync(out) && !o.force) throw new EntropruneError('EP_IO', `${o.output}: already exists (pass --force to replace it)`, o.output);
-  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.tmp-${process.pid}`);
+  const tmp = temporaryPath(out);
   fs.rmSync(tmp, { recursive: true, force: true });
   if (format === 'hf') fs.mkdirSync(tmp);
   const untrack = trackTemporary(tmp);

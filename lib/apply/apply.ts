@@ -11,6 +11,7 @@ import { native, NativeSpmTokenizer } from '../native';
 import { llama2cVocabFile, loadTokenizerJson } from '../load/tokenizer';
 import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
+import { temporaryPath } from '../util/atomic';
 import { EntropruneError, fromNative } from '../util/errors';
 import { assertOutputSparesInputs } from '../util/file-identity';
 import { withOutputLock } from '../util/output-lock';
@@ -108,7 +109,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
     if (!fs.existsSync(file)) throw new EntropruneError('EP_TOKENIZER', `${file}: GGUF output embeds the tokenizer, and the model has no tokenizer.json (write --format hf, or pass the tokenizer)`, file);
     vocab = spmVocabFromTokenizerJson(file, loadTokenizerJson(file, info.bos, info.eos));
   }
-  const tmp = path.join(parent, `.${path.basename(out)}.tmp-${process.pid}`);
+  const tmp = temporaryPath(out);
   fs.rmSync(tmp, { recursive: true, force: true });
   if (format === 'hf') fs.mkdirSync(tmp);
   const removeTmp = () => fs.rmSync(tmp, { recursive: true, force: true });

@@ -42,23 +42,27 @@ export interface BlockStats {
 /** Which block / sublayer importance estimate the planner reads (docs/METHOD.md §2). */
 export type Estimator = 'measured' | 'stream-te' | 'output-te';
 
+/** One figure per block for removing its whole block, its attention, its MLP; null where the block has no such part. */
+export interface PartFigures {
+  block: (number | null)[];
+  attn: (number | null)[];
+  mlp: (number | null)[];
+}
+
 /** Measured sensitivities (lib/measure/sensitivity.ts): loss increase in nats from removing each part alone. */
-export interface MeasuredSensitivity {
+export interface MeasuredSensitivity extends PartFigures {
   windows: number;
   seqLen: number;
   seed: number;
   /** removed parts replaced by their calibration means (as apply folds them) */
   compensated: boolean;
   baseNll: number;
-  /** increase of the windows' next-token loss (nats) per [layer]; null where the block has no such part */
-  block: (number | null)[];
-  attn: (number | null)[];
-  mlp: (number | null)[];
+  /* block / attn / mlp (PartFigures): increase of the windows' next-token loss (nats) */
   /**
    * mean KL(p_model ‖ p_removed) of the next-token distribution (nats): what the planner's "measured"
    * estimator reads (≥ 0 on any text; the loss increase turns negative on text unlike the model's own)
    */
-  kl: { block: (number | null)[]; attn: (number | null)[]; mlp: (number | null)[] };
+  kl: PartFigures;
   /** Spearman ρ of each estimator against the KL figures: over blocks, and over attention and MLP layers jointly */
   agreement: Partial<Record<Exclude<Estimator, 'measured'>, { blocks: number; sublayers: number }>>;
   /** the same against the loss increase */
@@ -66,7 +70,7 @@ export interface MeasuredSensitivity {
   /** the text the windows came from, when not the calibration text */
   file?: string;
   /** the same measurement with removed parts replaced by nothing (asked for with `sensitivity --plain`) */
-  plain?: { block: (number | null)[]; attn: (number | null)[]; mlp: (number | null)[]; kl: { block: (number | null)[]; attn: (number | null)[]; mlp: (number | null)[] } };
+  plain?: PartFigures & { kl: PartFigures };
 }
 
 export interface Analysis {
@@ -102,6 +106,9 @@ export interface Analysis {
   sensitivity?: MeasuredSensitivity;
   means: { file: string; sha256: string; entries: { block: number; name: MeanName; offset: number; length: number }[] };
 }
+
+const figures = { type: 'array', items: { type: ['number', 'null'] } } as const;
+const partFiguresSchema = { type: 'object', required: ['block', 'attn', 'mlp'], properties: { block: figures, attn: figures, mlp: figures } } as const;
 
 export const analysisSchema = {
   $id: 'https://entroprune.dev/schemas/analysis-1.json',
@@ -182,18 +189,8 @@ export const analysisSchema = {
       properties: {
         windows: { type: 'integer', minimum: 1 },
         seqLen: { type: 'integer', minimum: 2 },
-        block: { type: 'array', items: { type: ['number', 'null'] } },
-        attn: { type: 'array', items: { type: ['number', 'null'] } },
-        mlp: { type: 'array', items: { type: ['number', 'null'] } },
-        kl: {
-          type: 'object',
-          required: ['block', 'attn', 'mlp'],
-          properties: {
-            block: { type: 'array', items: { type: ['number', 'null'] } },
-            attn: { type: 'array', items: { type: ['number', 'null'] } },
-            mlp: { type: 'array', items: { type: ['number', 'null'] } },
-          },
-        },
+        ...partFiguresSchema.properties,
+        kl: partFiguresSchema,
       },
     },
     means: {

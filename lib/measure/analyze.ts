@@ -169,21 +169,13 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     const seed = (calib.seed + 0x5e45) % 2 ** 32; // a seed of its own: other windows than the calibration's
     const source = so.text ? await calibrationStreamAsync(so.text, o.tokenizer, o.signal) : { kind, stream };
     const windows = sampleCalibration(so.text ?? o.calib, source.kind, source.stream, info.vocab, { samples: so.windows ?? defaultSensitivityWindows(info.layers.length, calib.samples * seqLen, sSeqLen), seqLen: sSeqLen, seed });
-    const byBlock = (name: 'attnOutMean' | 'mlpOutMean') => r.blocks.map((b) => (name === 'attnOutMean' ? b.attnOutMean : b.mlpOutMean));
-    const m = await measureSensitivity(model, {
-      tokens: windows.tokens,
-      windows: windows.samples,
-      seqLen: sSeqLen,
-      seed,
-      means: { attnOut: byBlock('attnOutMean'), mlpOut: byBlock('mlpOutMean') },
-      onProgress: o.onSensitivityProgress,
-      signal: o.signal,
-    });
-    const plain = so.plain ? await measureSensitivity(model, { tokens: windows.tokens, windows: windows.samples, seqLen: sSeqLen, seed, onProgress: o.onSensitivityProgress, signal: o.signal }) : undefined;
+    const measureOn = { tokens: windows.tokens, windows: windows.samples, seqLen: sSeqLen, seed, onProgress: o.onSensitivityProgress, signal: o.signal };
+    const m = await measureSensitivity(model, { ...measureOn, means: { attnOut: r.blocks.map((b) => b.attnOutMean), mlpOut: r.blocks.map((b) => b.mlpOutMean) } });
+    const plain = so.plain ? await measureSensitivity(model, measureOn) : undefined;
     sensitivity = {
       ...m,
       ...(so.text ? { file: so.text } : {}),
-      ...(plain ? { plain: { block: plain.block, attn: plain.attn, mlp: plain.mlp, kl: plain.kl } } : {}),
+      ...(plain ? { plain: { block: plain.block, attn: plain.attn, mlp: plain.mlp, kl: plain.kl } } : {}), // the figures, without the settings
       agreement: { 'stream-te': agreement(blocks, m.kl, 'stream-te'), 'output-te': agreement(blocks, m.kl, 'output-te') },
       agreementWithLoss: { 'stream-te': agreement(blocks, m, 'stream-te'), 'output-te': agreement(blocks, m, 'output-te') },
     };

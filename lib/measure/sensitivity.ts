@@ -4,7 +4,7 @@
 import type { Model } from '../load/model';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
-import type { BlockStats, Estimator, MeasuredSensitivity } from './analysis';
+import type { BlockStats, Estimator, MeasuredSensitivity, PartFigures } from './analysis';
 
 export interface SensitivityOptions {
   /** token windows, each scored alone ([windows × seqLen]) */
@@ -80,7 +80,7 @@ export function estimatorValues(blocks: BlockStats[], e: Exclude<Estimator, 'mea
 }
 
 /** ρ of an estimator against measured figures: over blocks, and over every attention and MLP layer jointly. */
-export function agreement(blocks: BlockStats[], m: Pick<Measured, 'block' | 'attn' | 'mlp'>, e: Exclude<Estimator, 'measured'>): { blocks: number; sublayers: number } {
+export function agreement(blocks: BlockStats[], m: PartFigures, e: Exclude<Estimator, 'measured'>): { blocks: number; sublayers: number } {
   const v = estimatorValues(blocks, e);
   const pairs = (est: number[], meas: (number | null)[]) => est.map((x, i) => [x, meas[i]] as const).filter((p): p is readonly [number, number] => p[1] !== null && Number.isFinite(p[0]));
   const bp = pairs(v.block, m.block);

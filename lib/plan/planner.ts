@@ -110,7 +110,7 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     dropBaseline(method.name, stats, layers, st, d, hd, targetRemoved, notes);
   } else if (method.name === 'entropy' && method.allocation === 'marginal' && method.granularity === 'multi' && !method.uniformShape) {
     const sens = sensitivityOf(analysis, method.estimator!);
-    const units = unitVariances(stats, layers, method.importance, o.weights);
+    const units = unitVariances(stats, method.importance, o.weights);
     if (method.ratios === 'dynamic') {
       const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved, method.curvature);
       Object.assign(st, { keptKv: a.keptKv, keptHeads: a.keptHeads, keptChannels: a.keptChannels });
@@ -129,8 +129,8 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     // the channel fill below closes what the rounding left of the target.
     layers.forEach((shape, l) => {
       if (method.align > 1 && st.keptChannels[l].length > 0) {
-        const v = units.channels[l];
-        setKeptChannels(l, shape.ffn, v, new Set(range(shape.ffn).filter((j) => !st.keptChannels[l].includes(j))), st, method.align);
+        const kept = new Set(st.keptChannels[l]);
+        setKeptChannels(l, shape.ffn, units.channels[l], new Set(range(shape.ffn).filter((j) => !kept.has(j))), st, method.align);
       }
       if (method.alignHeads > 1 && st.keptHeads[l].length > 0) {
         const G = shape.nHead / shape.nKvHead;
@@ -223,12 +223,11 @@ function sensitivityOf(a: Analysis, e: NonNullable<PlanMethod['estimator']>): Su
  * residual stream (its contribution's Gaussian entropy is ½log(2πe·v) for a channel, so the order is the
  * entropy order); 'activation': its activation energy alone; 'weight': its weight magnitude alone.
  */
-function unitVariances(stats: BlockStats[], layers: Analysis['model']['layers'], metric: PlanMethod['importance'], weights?: WeightMagnitudes): UnitVariances {
-  if (metric === 'weight') {
-    if (!weights) throw new EntropruneError('EP_INVALID_ARGUMENT', 'importance "weight" needs the model\'s weight magnitudes (pass the model)');
-    return { heads: layers.map((_, l) => weights.heads[l] ?? []), channels: layers.map((_, l) => weights.channels[l] ?? []) };
+function unitVariances(stats: BlockStats[], metric: PlanMethod['importance'], weights?: WeightMagnitudes): UnitVariances {
+  if (metric !== 'entropy') {
+    const imp = stats.map((b, l) => importanceOf(b, l, metric, weights));
+    return { heads: imp.map((x) => x.heads), channels: imp.map((x) => x.channels) };
   }
-  if (metric === 'activation') return { heads: stats.map((b) => b.attention?.headEnergy ?? []), channels: stats.map((b) => b.mlp?.channelEnergy ?? []) };
   const log2pie = Math.log(2 * Math.PI * Math.E);
   return {
     heads: stats.map((b) => b.attention?.headContribution ?? (b.attention?.headEnergy ?? [])),

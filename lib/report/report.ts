@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type { CellResult, CompareState } from '../compare/compare';
 import { orderedCells } from '../compare/compare';
 import type { TaskResult } from '../evaluate/tasks/zero-shot';
-import type { Analysis } from '../measure/analysis';
+import type { Analysis, PartFigures } from '../measure/analysis';
 import { blockParams } from '../plan/accounting';
 import { defaultK, kmeans1d } from '../plan/kmeans';
 import { prunedShapes, type PruningPlan } from '../plan/plan';
@@ -169,17 +169,15 @@ export function renderReport(input: ReportInput): string {
       ], 'nats')
     : '';
   const m = a.sensitivity;
+  const damageBars = (id: string, title: string, f: PartFigures) =>
+    groupedBars(id, title, blocks, [
+      { name: 'block', values: f.block.map((x) => x ?? NaN) },
+      { name: 'attention', values: f.attn.map((x) => x ?? NaN) },
+      { name: 'MLP', values: f.mlp.map((x) => x ?? NaN) },
+    ], 'nats');
   const measured = m
-    ? groupedBars('sensitivity', 'Measured removal damage: KL of the output distribution (nats)', blocks, [
-        { name: 'block', values: m.kl.block.map((x) => x ?? NaN) },
-        { name: 'attention', values: m.kl.attn.map((x) => x ?? NaN) },
-        { name: 'MLP', values: m.kl.mlp.map((x) => x ?? NaN) },
-      ], 'nats') +
-      groupedBars('sensitivity-loss', 'Measured removal damage: held-out loss increase (nats)', blocks, [
-        { name: 'block', values: m.block.map((x) => x ?? NaN) },
-        { name: 'attention', values: m.attn.map((x) => x ?? NaN) },
-        { name: 'MLP', values: m.mlp.map((x) => x ?? NaN) },
-      ], 'nats')
+    ? damageBars('sensitivity', 'Measured removal damage: KL of the output distribution (nats)', m.kl) +
+      damageBars('sensitivity-loss', 'Measured removal damage: held-out loss increase (nats)', m)
     : '';
   const rho = (x: number | undefined) => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x.toFixed(2));
   const agreement = m

@@ -6,8 +6,12 @@ import * as path from 'node:path';
 import { EntropruneError } from './errors';
 import { trackTemporary } from './interrupt';
 
+/** The one naming of temporaries, `.<name>.tmp-<pid>` beside the target (output-lock.ts recognises it). */
+export const temporaryPath = (file: string): string => path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
+export const TEMPORARY_NAME = /^\.(.+)\.tmp-(\d+)$/;
+
 export function writeFileAtomic(file: string, data: string | Buffer): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
+  const tmp = temporaryPath(file);
   const untrack = trackTemporary(tmp);
   try {
     fs.writeFileSync(tmp, data);

@@ -6,40 +6,34 @@ import * as path from 'node:path';
 
 import { EntropruneError } from './errors';
 
-interface Identity {
-  key: string; // `${dev}:${ino}`
-  real: string; // realpath
-}
-
-function identity(p: string): Identity | null {
+/** p's real path after following links, or null when it does not exist. */
+function realPath(p: string): string | null {
   try {
-    const st = fs.statSync(p);
-    return { key: `${st.dev}:${st.ino}`, real: fs.realpathSync(p) };
+    return fs.realpathSync(p);
   } catch {
     return null;
   }
 }
 
-/** The identities of p and, for a folder, of every file and folder under it (links followed once). */
+/** The identities (`dev:ino`) of p and, for a folder, of every file and folder under it (links followed). */
 function identitiesUnder(p: string, out: Map<string, string>, depth = 0): void {
-  const id = identity(p);
-  if (!id || out.has(id.key)) return;
-  out.set(id.key, p);
-  if (depth > 8) return;
   let st: fs.Stats;
   try {
     st = fs.statSync(p);
   } catch {
     return;
   }
-  if (!st.isDirectory()) return;
+  const key = `${st.dev}:${st.ino}`;
+  if (out.has(key)) return;
+  out.set(key, p);
+  if (depth > 8 || !st.isDirectory()) return;
   for (const name of fs.readdirSync(p)) identitiesUnder(path.join(p, name), out, depth + 1);
 }
 
 const within = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep);
 
 /**
- * Refuse (whatever --force says) an output that is, contains, or lies inside... any input: the same file
+ * Refuse (whatever --force says) an output that is or contains any input: the same file
  * by identity, a folder holding an input (replacing the folder would delete it), or a path whose existing
  * target is an input reached through links. Inputs that do not exist are ignored (they fail elsewhere).
  */
@@ -59,10 +53,10 @@ export function assertOutputSparesInputs(output: string, inputs: (string | undef
   }
   // An output that does not exist yet but whose real location is an input folder's file is covered above
   // once written; what remains is an output folder to be created where an input already lives under it.
-  const outReal = identity(output)?.real ?? path.resolve(output);
+  const outReal = realPath(output) ?? path.resolve(output);
   for (const i of inputs) {
-    const id = i ? identity(i) : null;
-    if (id && within(id.real, outReal))
+    const real = i ? realPath(i) : null;
+    if (real && within(real, outReal))
       throw new EntropruneError('EP_INVALID_ARGUMENT', `${output}: the output would replace ${i}, an input of this run: choose another output path`, output);
   }
 }

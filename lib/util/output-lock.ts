@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { TEMPORARY_NAME } from './atomic';
 import { EntropruneError } from './errors';
 import { trackTemporary } from './interrupt';
 
@@ -20,7 +21,6 @@ function alive(pid: number): boolean {
 }
 
 const lockName = (output: string) => path.join(path.dirname(path.resolve(output)), `.${path.basename(output)}.lock`);
-const TEMP = /^\.(.+)\.tmp-(\d+)$/;
 const LOCK = /^\.(.+)\.lock$/;
 
 /**
@@ -39,7 +39,7 @@ export function cleanLeftovers(output: string, report: (line: string) => void = 
   for (const n of names) {
     const p = path.join(dir, n);
     let pid = NaN;
-    const t = TEMP.exec(n);
+    const t = TEMPORARY_NAME.exec(n);
     if (t) pid = Number(t[2]);
     else if (LOCK.test(n)) {
       try {

@@ -265,6 +265,23 @@ class AnalyzeWorker final : public NativeJob {
   AnalysisResult result_;
 };
 
+// The token windows every model job takes — {tokens: Int32Array, nSeqs, seqLen} — checked once for all of
+// them: tokens.length = nSeqs · seqLen, nSeqs > 0, seqLen ≥ min_seq_len, and the caller's batch (if any) > 0.
+struct TokenWindows {
+  std::vector<int32_t> tokens;
+  int n_seqs, seq_len;
+};
+
+TokenWindows token_windows(Napi::Env env, const Napi::Object& o, const std::string& call, int min_seq_len, int batch = 1) {
+  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
+  const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value();
+  const int seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
+  if (n_seqs <= 0 || seq_len < min_seq_len || seq_len <= 0 || batch <= 0 || static_cast<size_t>(n_seqs) * seq_len != toks.ElementLength())
+    throw Napi::RangeError::New(env, call + ": tokens.length must equal nSeqs * seqLen " +
+                                         (min_seq_len > 1 ? "(nSeqs > 0, seqLen >= " + std::to_string(min_seq_len) + ")" : std::string("(all positive)")));
+  return {std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len};
+}
+
 }  // namespace
 
 CalibrationDevice device_option(Napi::Env env, const Napi::Object& o, const char* fn) {
@@ -286,12 +303,8 @@ CalibrationDevice device_option(Napi::Env env, const Napi::Object& o, const char
 Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
-  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
-  const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value();
-  const int seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
   const int batch = o.Get("batchSeqs").As<Napi::Number>().Int32Value();
-  if (n_seqs <= 0 || seq_len <= 0 || batch <= 0 || static_cast<size_t>(n_seqs) * seq_len != toks.ElementLength())
-    throw Napi::RangeError::New(env, "analyze: tokens.length must equal nSeqs * seqLen (all positive)");
+  TokenWindows in = token_windows(env, o, "analyze", 1, batch);
   CaptureOptions c;
   c.max_dim = o.Get("maxDim").As<Napi::Number>().Int32Value();
   c.proj_dim = o.Get("projDim").As<Napi::Number>().Int32Value();
@@ -306,8 +319,7 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   const CalibrationDevice device = device_option(env, o, "analyze");
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   const Napi::Function cb = callback_at(info, 1);
-  auto* w = new AnalyzeWorker(env, model, std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len, batch, streamed, device,
-                              c, ridge, cb, cancel);
+  auto* w = new AnalyzeWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, batch, streamed, device, c, ridge, cb, cancel);
   return queue_job(env, w, cancel);
 }
 
@@ -331,18 +343,13 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "evaluate(options, onProgress?)");
   Napi::Object o = info[0].As<Napi::Object>();
-  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
-  const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value();
-  const int seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
   const int batch = o.Has("batchSeqs") ? o.Get("batchSeqs").As<Napi::Number>().Int32Value() : 1;
   const bool logits = o.Has("output") && o.Get("output").As<Napi::String>().Utf8Value() == "logits";
-  if (n_seqs <= 0 || seq_len <= 0 || batch <= 0 || static_cast<size_t>(n_seqs) * seq_len != toks.ElementLength())
-    throw Napi::RangeError::New(env, "evaluate: tokens.length must equal nSeqs * seqLen (all positive)");
-  if (!logits && seq_len < 2) throw Napi::RangeError::New(env, "evaluate: NLL needs seqLen >= 2");
-  std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
+  TokenWindows in = token_windows(env, o, "evaluate", 1, batch);
+  if (!logits && in.seq_len < 2) throw Napi::RangeError::New(env, "evaluate: NLL needs seqLen >= 2");
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   const Napi::Function cb = callback_at(info, 1);
-  auto* w = new EvaluateWorker(env, model, std::move(tokens), n_seqs, seq_len, batch, logits, device_option(env, o, "evaluate"), cb, cancel);
+  auto* w = new EvaluateWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, batch, logits, device_option(env, o, "evaluate"), cb, cancel);
   return queue_job(env, w, cancel);
 }
 
@@ -392,11 +399,7 @@ Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "measureRemovalDamage(options, onProgress?)");
   Napi::Object o = info[0].As<Napi::Object>();
-  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
-  const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value();
-  const int seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
-  if (n_seqs <= 0 || seq_len < 2 || static_cast<size_t>(n_seqs) * seq_len != toks.ElementLength())
-    throw Napi::RangeError::New(env, "measureRemovalDamage: tokens.length must equal nSeqs * seqLen (nSeqs > 0, seqLen >= 2)");
+  TokenWindows in = token_windows(env, o, "measureRemovalDamage", 2);
   SublayerMeans means;
   const int L = model->config.n_layers(), d = model->config.dim;
   auto read_means = [&](const char* key, std::vector<std::vector<float>>& out) {
@@ -414,9 +417,8 @@ Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
   read_means("attnOutMean", means.attn_out);
   read_means("mlpOutMean", means.mlp_out);
   if (means.attn_out.size() != means.mlp_out.size()) throw Napi::TypeError::New(env, "measureRemovalDamage: pass both attnOutMean and mlpOutMean, or neither");
-  std::vector<int32_t> tokens(toks.Data(), toks.Data() + toks.ElementLength());
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  auto* w = new RemovalDamageWorker(env, model, std::move(tokens), n_seqs, seq_len, std::move(means), callback_at(info, 1), cancel);
+  auto* w = new RemovalDamageWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, std::move(means), callback_at(info, 1), cancel);
   return queue_job(env, w, cancel);
 }
 

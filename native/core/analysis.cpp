@@ -33,33 +33,28 @@ struct TeTerm {
   double ridge_effect;
 };
 
-// I(y; x | z) for y, x, z given as combos: ½[ld(y,z) − ld(z) − ld(y,z,x) + ld(z,x)]. Every log det takes
-// the same absolute ridge, `ridge` times the mean variance of the whole joint (y, z, x), so the four terms
-// are regularised alike and the ridge cancels where the terms share a block.
+// I(y; x | z) for y, x, z given as combos, on their joint covariance (gaussian_entropy.h: one ridge for
+// all four terms).
 TeTerm conditional_mi(const std::vector<double>& C, int r, const Combo& y, const Combo& x, const Combo& z, double ridge) {
-  const std::vector<double> all = combined_cov(C, r, {y, z, x});
-  double trace = 0;
-  for (int i = 0; i < 3 * r; ++i) trace += all[static_cast<size_t>(i) * 3 * r + i];
-  const double add = ridge * trace / (3 * r);
-  auto ld = [&](const std::vector<Combo>& vars, double* worst) {
-    LogDet d = log_det_spd_absolute(combined_cov(C, r, vars), static_cast<int>(vars.size()) * r, add);
-    if (std::isfinite(d.ridge_effect)) *worst = std::max(*worst, d.ridge_effect);
-    else *worst = std::max(*worst, 1.0);  // singular without the ridge: the ridge decided the value
-    return d.value;
-  };
-  double worst = 0;
-  const double v = 0.5 * (ld({y, z}, &worst) - ld({z}, &worst) - ld({y, z, x}, &worst) + ld({z, x}, &worst));
-  return {v, worst};
+  std::vector<int> Y, Z, X;
+  for (int i = 0; i < r; ++i) {
+    Y.push_back(i);
+    Z.push_back(r + i);
+    X.push_back(2 * r + i);
+  }
+  TeTerm t{0, 0};
+  t.value = conditional_mutual_information(combined_cov(C, r, {y, z, x}), 3 * r, Y, X, Z, ridge, &t.ridge_effect);
+  return t;
 }
 
 // Stream-targeted TE of x given the block input h (gaussian_entropy.h), on the joint (h, x).
-TeTerm stream_te(const std::vector<double>& C, int r, const Combo& x, const Combo& h, double ridge) {
+double stream_te(const std::vector<double>& C, int r, const Combo& x, const Combo& h, double ridge) {
   std::vector<int> H, X;
   for (int i = 0; i < r; ++i) {
     H.push_back(i);
     X.push_back(r + i);
   }
-  return {stream_transfer_entropy(combined_cov(C, r, {h, x}), 2 * r, X, H, kStreamNoise, ridge), 0};
+  return stream_transfer_entropy(combined_cov(C, r, {h, x}), 2 * r, X, H, kStreamNoise, ridge);
 }
 
 // The variance each unit adds to the residual stream (what mean compensation cannot restore): a channel j
@@ -140,9 +135,9 @@ AnalysisResult analyze_capture(const StatisticsCapture& cap, const ModelConfig& 
           b.max_ridge_effect = std::max(b.max_ridge_effect, t.ridge_effect);
         }
         // Stream-targeted TE: both sublayers conditioned on the block input h_{l−1}.
-        if (b.has_attn || b.has_mlp) b.te_stream = stream_te(C, r, D, H, b.ridge).value;
-        if (b.has_attn) b.te_stream_attn = stream_te(C, r, A, H, b.ridge).value;
-        if (b.has_mlp) b.te_stream_mlp = stream_te(C, r, M, H, b.ridge).value;
+        if (b.has_attn || b.has_mlp) b.te_stream = stream_te(C, r, D, H, b.ridge);
+        if (b.has_attn) b.te_stream_attn = stream_te(C, r, A, H, b.ridge);
+        if (b.has_mlp) b.te_stream_mlp = stream_te(C, r, M, H, b.ridge);
         break;
       } catch (const std::domain_error&) {
         if (b.ridge * 10 > kMaxRidge)

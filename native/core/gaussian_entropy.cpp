@@ -1,5 +1,6 @@
 #include "core/gaussian_entropy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -69,7 +70,7 @@ double conditional_entropy(const std::vector<double>& cov, int k, const std::vec
 }
 
 double conditional_mutual_information(const std::vector<double>& cov, int k, const std::vector<int>& y, const std::vector<int>& x,
-                                      const std::vector<int>& z, double ridge) {
+                                      const std::vector<int>& z, double ridge, double* ridge_effect) {
   // One absolute ridge for all four terms (the joint (y, z, x) regularised once; every term is a principal
   // submatrix of it), so the value is the CMI of one Gaussian and never negative. The (2πe) factors cancel.
   const std::vector<int> all = concat(concat(y, z), x);
@@ -77,8 +78,15 @@ double conditional_mutual_information(const std::vector<double>& cov, int k, con
   double trace = 0;
   for (size_t i = 0; i < all.size(); ++i) trace += joint[i * all.size() + i];
   const double add = ridge * trace / static_cast<double>(all.size());
-  auto ld = [&](const std::vector<int>& idx) { return log_det_spd_absolute(submatrix(cov, k, idx), static_cast<int>(idx.size()), add).value; };
-  return 0.5 * (ld(concat(y, z)) - ld(z) - ld(all) + ld(concat(z, x)));
+  double worst = 0;
+  auto ld = [&](const std::vector<int>& idx) {
+    const LogDet d = log_det_spd_absolute(submatrix(cov, k, idx), static_cast<int>(idx.size()), add);
+    worst = std::max(worst, std::isfinite(d.ridge_effect) ? d.ridge_effect : 1.0);  // not finite: the ridge decided the value
+    return d.value;
+  };
+  const double v = 0.5 * (ld(concat(y, z)) - ld(z) - ld(all) + ld(concat(z, x)));
+  if (ridge_effect) *ridge_effect = worst;
+  return v;
 }
 
 double stream_transfer_entropy(const std::vector<double>& cov, int k, const std::vector<int>& x, const std::vector<int>& h, double noise, double ridge) {

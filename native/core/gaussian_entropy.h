@@ -30,8 +30,11 @@ double joint_entropy(const std::vector<double>& cov, int k, const std::vector<in
 double conditional_entropy(const std::vector<double>& cov, int k, const std::vector<int>& z, const std::vector<int>& w,
                            double ridge = kDefaultRidge);
 // I(y; x | z): the transfer entropy of docs/METHOD.md section 2 with y the output, x the source, z the past.
+// One absolute ridge, `ridge` × the mean variance of the joint (y, z, x), serves all four log-determinants.
+// ridge_effect (optional) receives the largest relative change the ridge made to one of them (1 when a term
+// is singular without it).
 double conditional_mutual_information(const std::vector<double>& cov, int k, const std::vector<int>& y, const std::vector<int>& x,
-                                      const std::vector<int>& z, double ridge = kDefaultRidge);
+                                      const std::vector<int>& z, double ridge = kDefaultRidge, double* ridge_effect = nullptr);
 
 // Stream-targeted transfer entropy (docs/METHOD.md §2b): the residual stream h read at a noise floor
 // ε ~ N(0, noise·σ̄²·I), σ̄² = tr Σ_hh / |h|:  TE(x) = I(h + x + ε; x | h) = ½ log det(I + Σ_{x|h} / (noise·σ̄²)).

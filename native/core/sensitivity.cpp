@@ -14,7 +14,8 @@ namespace ep {
 
 namespace {
 
-enum class Removal { kAttention, kMlp, kBlock };
+// The parts measured in each block, by index: 0 its attention, 1 its MLP, 2 the whole block.
+std::vector<double>& part(PartDamage& p, int kind) { return kind == 0 ? p.attn : kind == 1 ? p.mlp : p.block; }
 
 // One group of windows: the block passes, and the output head turned into log-probabilities.
 class GroupRunner {
@@ -158,19 +159,15 @@ RemovalDamage measure_removal_damage(const Model& model, const int32_t* tokens, 
   const double predicted = static_cast<double>(n_seqs) * (seq_len - 1), positions = static_cast<double>(n_seqs) * seq_len;
   RemovalDamage out;
   out.base_nll = base_sum / predicted;
-  for (PartDamage* p : {&out.nll, &out.kl}) {
-    p->attn.assign(L, nan);
-    p->mlp.assign(L, nan);
-    p->block.assign(L, nan);
+  for (int kind = 0; kind < 3; ++kind) {
+    part(out.nll, kind).assign(L, nan);
+    part(out.kl, kind).assign(L, nan);
+    for (int l = 0; l < L; ++l)
+      if (has(l, kind)) {
+        part(out.nll, kind)[l] = nll_sum[3 * l + kind] / predicted;
+        part(out.kl, kind)[l] = kl_sum[3 * l + kind] / positions;
+      }
   }
-  for (int l = 0; l < L; ++l)
-    for (int kind = 0; kind < 3; ++kind) {
-      if (!has(l, kind)) continue;
-      std::vector<double>* nll_out[3] = {&out.nll.attn, &out.nll.mlp, &out.nll.block};
-      std::vector<double>* kl_out[3] = {&out.kl.attn, &out.kl.mlp, &out.kl.block};
-      (*nll_out[kind])[l] = nll_sum[3 * l + kind] / predicted;
-      (*kl_out[kind])[l] = kl_sum[3 * l + kind] / positions;
-    }
   return out;
 }
 
