@@ -11,6 +11,7 @@ import type { Model } from '../lib/load/model';
 import { encodeStreamPrefix } from '../lib/evaluate/perplexity';
 import { perplexityOfTokens } from '../lib/evaluate/perplexity';
 import { measureSensitivity, spearman } from '../lib/measure/sensitivity';
+import { generationPrompts, generationQuality } from '../lib/evaluate/generation';
 import { defaultSensitivityWindows } from '../lib/measure/analyze';
 import { allocateByMarginalCost } from '../lib/plan/allocation';
 import { dataFile, STORIES_GGUF, tempDir, TINYSTORIES_TEXT } from './helpers/data';
@@ -169,5 +170,20 @@ describe('stories260K: sensitivities and the default plan', () => {
     const stream = plan(loaded.analysis, { ratio: 0.3, estimator: 'stream-te' });
     expect(stream.method.estimator).toBe('stream-te');
     expect(JSON.stringify(stream.blocks)).not.toBe(JSON.stringify(def.blocks));
+    const contribution = plan(loaded.analysis, { ratio: 0.3, importance: 'contribution' });
+    expect(def.method.importance).toBe('entropy');
+    expect(contribution.method.importance).toBe('contribution');
+    expect(JSON.stringify(contribution.blocks.map((b) => b.mlp.keptChannels))).not.toBe(JSON.stringify(def.blocks.map((b) => b.mlp.keptChannels)));
+  });
+
+  it('greedy continuations of held-out prompts do not fall into single-token loops at 20 and 30 % (the original does not)', async () => {
+    const prompts = generationPrompts(heldOut, model.info.bos, 16, 16);
+    expect((await generationQuality(model, prompts, 64)).looping).toBe(0);
+    for (const ratio of [0.2, 0.3]) {
+      const out = path.join(scratch, `gen-${ratio}.gguf`);
+      await applyPlan(model, plan(loaded.analysis, { ratio }), { output: out, format: 'gguf', force: true, analysis: loaded });
+      const g = await generationQuality(await loadModel(out), prompts, 64);
+      expect(g.looping, `${ratio}: longest run ${g.longestRun}`).toBe(0);
+    }
   });
 });

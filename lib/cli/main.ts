@@ -341,7 +341,7 @@ export function buildProgram(): Command {
       return r;
     })
     .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
-    .addOption(new Option('--importance <metric>', 'unit ranking').choices(['entropy', 'activation', 'weight']).default('entropy'))
+    .addOption(new Option('--importance <metric>', 'unit ranking (docs/METHOD.md section 3)').choices(['entropy', 'contribution', 'activation', 'weight']).default('entropy'))
     .addOption(new Option('--allocation <kind>', 'marginal: units across all blocks by damage per parameter (default); paper: docs/METHOD.md\'s water-filling, 1/TE split, K-means and DFS').choices(['marginal', 'paper']).default('marginal'))
     .addOption(new Option('--estimator <e>', 'sublayer importance: measured damage (default when the analysis has it), stream-te, or output-te (the paper\'s first reading)').choices(['measured', 'stream-te', 'output-te']))
     .addOption(new Option('--search <kind>', 'remaining-ratio search').choices(['dfs', 'greedy']).default('dfs'))

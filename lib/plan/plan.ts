@@ -34,7 +34,7 @@ export interface BlockPlan {
 
 export interface PlanMethod {
   name: 'entropy' | 'uniform' | 'block-drop' | 'layer-drop';
-  importance: 'entropy' | 'activation' | 'weight';
+  importance: 'entropy' | 'contribution' | 'activation' | 'weight';
   search: 'dfs' | 'greedy';
   ratios: 'dynamic' | 'uniform';
   compensation: boolean;

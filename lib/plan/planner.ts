@@ -51,6 +51,11 @@ function importanceOf(b: BlockStats, l: number, metric: PlanMethod['importance']
     return { heads: weights.heads[l] ?? [], channels: weights.channels[l] ?? [] };
   }
   if (metric === 'activation') return { heads: b.attention?.headEnergy ?? [], channels: b.mlp?.channelEnergy ?? [] };
+  if (metric === 'contribution') {
+    if (b.attention && !b.attention.headContribution || b.mlp && !b.mlp.channelContribution)
+      throw new EntropruneError('EP_INVALID_ARGUMENT', `importance "contribution" needs an analysis with unit contributions (block ${l} has none: re-run analyze)`);
+    return { heads: b.attention?.headContribution ?? [], channels: b.mlp?.channelContribution ?? [] };
+  }
   return { heads: b.attention?.headEntropy ?? [], channels: b.mlp?.channelEntropy ?? [] };
 }
 
@@ -110,7 +115,7 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     dropBaseline(method.name, stats, layers, st, d, hd, targetRemoved, notes);
   } else if (method.name === 'entropy' && method.allocation === 'marginal' && method.granularity === 'multi' && !method.uniformShape) {
     const sens = sensitivityOf(analysis, method.estimator!);
-    const units = unitVariances(stats, method.importance, o.weights);
+    const units = unitVariances(stats, method.importance, hd, o.weights);
     if (method.ratios === 'dynamic') {
       const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved, method.curvature);
       Object.assign(st, { keptKv: a.keptKv, keptHeads: a.keptHeads, keptChannels: a.keptChannels });
@@ -219,19 +224,22 @@ function sensitivityOf(a: Analysis, e: NonNullable<PlanMethod['estimator']>): Su
 }
 
 /**
- * Each unit's share-out weight inside its sublayer. 'entropy' (default): the variance the unit adds to the
- * residual stream (its contribution's Gaussian entropy is ½log(2πe·v) for a channel, so the order is the
- * entropy order); 'activation': its activation energy alone; 'weight': its weight magnitude alone.
+ * Each unit's share-out weight inside its sublayer (a variance, so shares add up).
+ * 'entropy' (default, the paper's ranking): the entropy power of the unit's activation, exp(2H/n)/(2πe) per
+ * dimension — σ² for a channel, n·det(Σ_q)^{1/n} for a head of n = head_dim dimensions — so the order is the
+ * order of the units' information entropies. 'contribution': the variance the unit writes into the residual
+ * stream (Var(x_j)·‖W_down[:,j]‖², tr(W_o,qᵀW_o,q Σ_q)); 'activation': activation energy alone; 'weight':
+ * weight magnitude alone. docs/METHOD.md section 3 says why the default is the paper's.
  */
-function unitVariances(stats: BlockStats[], metric: PlanMethod['importance'], weights?: WeightMagnitudes): UnitVariances {
+function unitVariances(stats: BlockStats[], metric: PlanMethod['importance'], headDim: number, weights?: WeightMagnitudes): UnitVariances {
   if (metric !== 'entropy') {
     const imp = stats.map((b, l) => importanceOf(b, l, metric, weights));
     return { heads: imp.map((x) => x.heads), channels: imp.map((x) => x.channels) };
   }
   const log2pie = Math.log(2 * Math.PI * Math.E);
   return {
-    heads: stats.map((b) => b.attention?.headContribution ?? (b.attention?.headEnergy ?? [])),
-    channels: stats.map((b) => b.mlp?.channelContribution ?? (b.mlp?.channelEntropy ?? []).map((H) => Math.exp(2 * H - log2pie))),
+    heads: stats.map((b) => (b.attention?.headEntropy ?? []).map((H) => headDim * Math.exp((2 * H) / headDim - log2pie))),
+    channels: stats.map((b) => (b.mlp?.channelEntropy ?? []).map((H) => Math.exp(2 * H - log2pie))),
   };
 }
 

@@ -292,6 +292,37 @@ export function planCases(dir, data, goodPlan) {
   apply('output directory does not exist', stories, goodPlan, at('no', 'such', 'dir', 'out.gguf'), 'does not exist');
   // Disk full: a file-size limit makes write() fail with EFBIG partway (SIGXFSZ ignored), like a full disk.
   cases.push({ name: 'disk full while writing', args: ['apply', stories, goodPlan, '-o', at('full.gguf'), '--no-verify'], expect: 'full\\.gguf.*(cannot write|File too large|No space|write)', code: 1, inputs: [stories, goodPlan], outputs: [at('full.gguf')], fileSizeLimitKb: 200 });
+  // A full disk while analyze replaces an existing pair: with a 40 KiB file-size limit the content-named
+  // means file (about 15 KiB) is written and the analysis JSON (about 75 KiB) is not. The old pair must stay
+  // as it was, byte for byte, and the new means file must not be left beside it.
+  const pairDir = at('pair');
+  fs.mkdirSync(pairDir, { recursive: true });
+  const oldJson = path.join(pairDir, 'old.analysis.json');
+  const oldMeans = path.join(pairDir, goodAnalysis.means.file.replace(/^.*?(\.means)/, 'old.analysis$1'));
+  fs.copyFileSync(path.join(path.dirname(plan.analysis), goodAnalysis.means.file), oldMeans);
+  fs.writeFileSync(oldJson, JSON.stringify({ ...goodAnalysis, means: { ...goodAnalysis.means, file: path.basename(oldMeans) } }));
+  const wiki = path.join(data, 'text', 'wikitext-2-raw', 'wiki.valid.raw');
+  cases.push({ name: 'disk full while analyze replaces an existing pair', args: ['analyze', stories, '--calib', wiki, '--samples', '8', '--seq-len', '128', '--sensitivity-windows', '4', '-o', oldJson],
+    expect: 'old\\.analysis\\.json.*(cannot write|File too large|No space|write)', code: 1, inputs: [stories, oldJson, oldMeans], outputs: [], fileSizeLimitKb: 40, unchangedDirs: [pairDir] });
+  return cases;
+}
+
+/**
+ * Outputs that would replace an HF input folder whole: the output folder is the input folder reached through
+ * a linked parent, or a link to the input folder itself. Both must be refused with or without --force. The
+ * input is a copy in the scratch folder, so that a broken guard replaces the copy, not the shared data.
+ */
+export function hfFolderCases(dir, data, hfPlan) {
+  const at = (...p) => path.join(dir, ...p);
+  const src = at('hf-input', 'tinystories-656K');
+  fs.mkdirSync(src, { recursive: true });
+  const hf = path.join(data, 'models', 'tinystories-656K');
+  for (const f of fs.readdirSync(hf)) fs.copyFileSync(path.join(hf, f), path.join(src, f));
+  if (!fs.existsSync(at('hf-parent-link'))) fs.symlinkSync(at('hf-input'), at('hf-parent-link'));
+  if (!fs.existsSync(at('hf-folder-link'))) fs.symlinkSync(src, at('hf-folder-link'));
+  const cases = [];
+  for (const [name, out] of [['HF input folder reached through a linked parent (--force)', at('hf-parent-link', 'tinystories-656K')], ['HF input folder reached through a link to it (--force)', at('hf-folder-link')]])
+    cases.push({ name, args: ['apply', src, hfPlan, '-o', out, '--format', 'hf', '--no-verify', '--force'], expect: 'the output is the input .*tinystories-656K', code: 1, inputs: [src, hfPlan], outputs: [], unchangedDirs: [src] });
   return cases;
 }
 
