@@ -13,8 +13,8 @@
 #include <random>
 #include <vector>
 
-#include "core/moments.h"
-#include "core/threads.h"
+#include "core/capture/moments.h"
+#include "core/forward/threads.h"
 
 int main(int argc, char** argv) {
   const int k = argc > 1 ? std::atoi(argv[1]) : 2048;

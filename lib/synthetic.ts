@@ -1,4 +1,4 @@
-// Random-weight models at real LLaMA shapes (native core/synthetic_model.h), for timing and memory runs:
+// Random-weight models at real LLaMA shapes (native core/synthetic/synthetic_model.h), for timing and memory runs:
 // quality needs real models, timing does not. Written atomically like every output.
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -40,7 +40,7 @@ describe('npm package', () => {
     expect(pack.code, pack.out).toBe(0);
     const info = JSON.parse(pack.out.slice(pack.out.indexOf('['), pack.out.lastIndexOf(']') + 1))[0];
     const files: string[] = info.files.map((f: { path: string }) => f.path);
-    for (const f of ['prebuilds/linux-x64/entroprune.node', 'dist/lib/index.js', 'dist/lib/cli/main.js', 'bin/entroprune.js', 'scripts/install.js', 'native/core/forward.cpp', 'CMakeLists.txt'])
+    for (const f of ['prebuilds/linux-x64/entroprune.node', 'dist/lib/index.js', 'dist/lib/cli/main.js', 'bin/entroprune.js', 'scripts/install.js', 'native/core/forward/forward.cpp', 'CMakeLists.txt'])
       expect(files, f).toContain(f);
     expect(files.some((f) => f.startsWith('test/') || f.startsWith('build/'))).toBe(false);
     // what users run and nothing else: no maps to absent TypeScript, no C++ tests, fuzzers or tools; a licence

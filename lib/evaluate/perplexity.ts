@@ -7,7 +7,7 @@ import type { Model } from '../load/model';
 import { encodeOffThread } from '../load/tokenize-off-thread';
 import type { Tokenizer } from '../load/tokenizer';
 import { EntropruneError } from '../util/errors';
-import { ensureFits, forwardBytes } from '../util/memory';
+import { ensureFits, forwardBytes } from '../load/memory';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 

@@ -2,7 +2,7 @@
 //   - Hugging Face tokenizer.json through @huggingface/tokenizers (a maintained implementation; no
 //     hand-written BPE for this format),
 //   - llama2.c tok*.bin and the SentencePiece vocab embedded in GGUF files through the native core
-//     (tiny formats that no library reads; see native/core/tokenizer_spm.cpp).
+//     (tiny formats that no library reads; see native/core/format/tokenizer_spm.cpp).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Model } from '../load/model';
 import type { CovarianceProducts } from '../native';
 import type { Tokenizer } from '../load/tokenizer';
-import { captureBytes, ensureFits, forwardBytes, streamedStateBytes } from '../util/memory';
+import { captureBytes, ensureFits, forwardBytes, streamedStateBytes } from '../load/memory';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 import { VERSION } from '../version';

@@ -1,5 +1,5 @@
 // Measured sensitivities: the held-out loss increase from removing each block, attention layer and MLP
-// layer alone (native/core/sensitivity.h), and how well each estimator ranks the parts against them.
+// layer alone (native/core/measure/sensitivity.h), and how well each estimator ranks the parts against them.
 // These are the ground truth the estimators are judged by, and the planner's default sublayer importance.
 import type { Model } from '../load/model';
 import { awaitNativeJob } from '../util/native-job';

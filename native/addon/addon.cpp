@@ -5,10 +5,10 @@
 #include "addon/js_errors.h"
 #include "addon/model_wrap.h"
 #include "addon/tokenizer_wrap.h"
-#include "core/memory_info.h"
-#include "core/synthetic_model.h"
-#include "core/threads.h"
-#include "cuda/cuda_runtime_api.h"
+#include "core/load/memory_info.h"
+#include "core/synthetic/synthetic_model.h"
+#include "core/forward/threads.h"
+#include "core/device/cuda_api.h"
 
 namespace ep::addon {
 

@@ -9,11 +9,11 @@
 #include "addon/native_job.h"
 #include "addon/tokenizer_wrap.h"
 #include "addon/model_wrap.h"
-#include "core/apply.h"
-#include "core/save_gguf.h"
-#include "core/save_hf.h"
-#include "core/save_llama2c.h"
-#include "core/tokenizer_spm.h"
+#include "core/apply/apply.h"
+#include "core/apply/save_gguf.h"
+#include "core/apply/save_hf.h"
+#include "core/apply/save_llama2c.h"
+#include "core/format/tokenizer_spm.h"
 
 namespace ep::addon {
 

@@ -7,7 +7,7 @@
 #include "addon/js_errors.h"
 #include "addon/native_job.h"
 #include "addon/model_wrap.h"
-#include "core/decode.h"
+#include "core/evaluate/decode.h"
 
 namespace ep::addon {
 

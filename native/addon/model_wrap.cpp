@@ -1,16 +1,17 @@
 #include "addon/model_wrap.h"
 
 #include <atomic>
+#include <optional>
 
 #include "addon/js_errors.h"
 #include "addon/native_job.h"
 #include "addon/tokenizer_wrap.h"
-#include "core/analysis.h"
-#include "core/calibrate.h"
-#include "core/capture.h"
-#include "core/evaluate_streamed.h"
-#include "core/sensitivity.h"
-#include "core/forward.h"
+#include "core/measure/analysis.h"
+#include "core/measure/calibrate.h"
+#include "core/capture/capture.h"
+#include "core/evaluate/evaluate_streamed.h"
+#include "core/measure/sensitivity.h"
+#include "core/forward/forward.h"
 
 namespace ep::addon {
 
@@ -148,7 +149,7 @@ class LoadWorker final : public NativeJob {
 class EvaluateWorker final : public NativeJob {
  public:
   EvaluateWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, int batch_seqs,
-                 bool want_logits, CalibrationDevice device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+                 bool want_logits, RunDevices device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), batch_(batch_seqs),
         want_logits_(want_logits), device_(std::move(device)), cancel_(std::move(cancel)) {}
 
@@ -182,7 +183,7 @@ class EvaluateWorker final : public NativeJob {
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_, batch_;
   bool want_logits_;
-  CalibrationDevice device_;
+  RunDevices device_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   std::vector<float> out_;
 };
@@ -192,7 +193,7 @@ class EvaluateWorker final : public NativeJob {
 class AnalyzeWorker final : public NativeJob {
  public:
   AnalyzeWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, int batch,
-                bool streamed, CalibrationDevice device, CaptureOptions capture, double ridge, const Napi::Function& on_progress,
+                bool streamed, RunDevices device, CaptureOptions capture, double ridge, const Napi::Function& on_progress,
                 std::shared_ptr<std::atomic<bool>> cancel)
       : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), batch_(batch),
         streamed_(streamed), device_(std::move(device)), capture_opts_(capture), ridge_(ridge), cancel_(std::move(cancel)) {}
@@ -201,7 +202,7 @@ class AnalyzeWorker final : public NativeJob {
   void run(const ReportProgress& report) override {
     try {
       StatisticsCapture capture(model_->config, capture_opts_);
-      const CalibrationBatches in{tokens_.data(), n_seqs_, seq_len_, batch_};
+      const TokenBatches in{tokens_.data(), n_seqs_, seq_len_, batch_};
       if (streamed_ || !device_.cuda_devices.empty()) run_ = calibrate_streamed(*model_, in, capture, cancel_.get(), report, device_);
       else calibrate(*model_, in, capture, cancel_.get(), report);
       result_ = analyze_capture(capture, model_->config, ridge_, model_.get());
@@ -257,7 +258,7 @@ class AnalyzeWorker final : public NativeJob {
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_, batch_;
   bool streamed_;
-  CalibrationDevice device_;
+  RunDevices device_;
   CalibrationReport run_;
   CaptureOptions capture_opts_;
   double ridge_;
@@ -284,8 +285,8 @@ TokenWindows token_windows(Napi::Env env, const Napi::Object& o, const std::stri
 
 }  // namespace
 
-CalibrationDevice device_option(Napi::Env env, const Napi::Object& o, const char* fn) {
-  CalibrationDevice device;
+RunDevices device_option(Napi::Env env, const Napi::Object& o, const char* fn) {
+  RunDevices device;
   if (o.Has("cudaDevices") && o.Get("cudaDevices").IsArray()) {
     Napi::Array a = o.Get("cudaDevices").As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) device.cuda_devices.push_back(a.Get(i).As<Napi::Number>().Int32Value());
@@ -316,7 +317,7 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
   }
   const double ridge = o.Get("ridge").As<Napi::Number>().DoubleValue();
   const bool streamed = o.Has("stream") && o.Get("stream").ToBoolean().Value();
-  const CalibrationDevice device = device_option(env, o, "analyze");
+  const RunDevices device = device_option(env, o, "analyze");
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   const Napi::Function cb = callback_at(info, 1);
   auto* w = new AnalyzeWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, batch, streamed, device, c, ridge, cb, cancel);
@@ -353,17 +354,17 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   return queue_job(env, w, cancel);
 }
 
-// The measured sensitivities (core/sensitivity.h) on the worker thread.
+// The measured sensitivities (core/measure/sensitivity.h) on the worker thread.
 class RemovalDamageWorker final : public NativeJob {
  public:
   RemovalDamageWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, SublayerMeans means,
-                      const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+                      std::optional<PartialCuts> partial, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), means_(std::move(means)),
-        cancel_(std::move(cancel)) {}
+        partial_(std::move(partial)), cancel_(std::move(cancel)) {}
 
  private:
   void run(const ReportProgress& report) override {
-    result_ = measure_removal_damage(*model_, tokens_.data(), n_seqs_, seq_len_, means_, cancel_.get(), report);
+    result_ = measure_removal_damage(*model_, tokens_.data(), n_seqs_, seq_len_, means_, cancel_.get(), report, partial_ ? &*partial_ : nullptr);
   }
   Napi::Value resolve(Napi::Env env) override {
     auto f64 = [&](const std::vector<double>& v) {
@@ -382,19 +383,29 @@ class RemovalDamageWorker final : public NativeJob {
     o.Set("baseNll", result_.base_nll);
     o.Set("nll", part(result_.nll));
     o.Set("kl", part(result_.kl));
+    if (partial_) {
+      Napi::Object p = Napi::Object::New(env);
+      p.Set("nll", part(result_.partial_nll));
+      p.Set("kl", part(result_.partial_kl));
+      o.Set("partial", p);
+    }
     return o;
   }
   std::shared_ptr<const Model> model_;
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_;
   SublayerMeans means_;
+  std::optional<PartialCuts> partial_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   RemovalDamage result_;
 };
 
-// measureRemovalDamage({tokens: Int32Array, nSeqs, seqLen, attnOutMean?: Float64Array[], mlpOutMean?: Float64Array[]}, onProgress?)
-//   (without the means: removed parts contribute nothing)
-//   -> {promise: Promise<{baseNll, nll: {attn, mlp, block}, kl: {attn, mlp, block}}>, cancel()}
+// measureRemovalDamage({tokens: Int32Array, nSeqs, seqLen, attnOutMean?: Float64Array[], mlpOutMean?: Float64Array[],
+//                       attnCut?: Int32Array[], attnCutMeans?: Float64Array[], mlpCut?: Int32Array[], mlpCutMeans?: Float64Array[]},
+//                      onProgress?)
+//   (without the means: removed parts contribute nothing; the cuts: per block, the query heads / channels of a
+//   partial cut and their means, head_dim or 1 per unit, measured beside the whole removals)
+//   -> {promise: Promise<{baseNll, nll: {attn, mlp, block}, kl: {attn, mlp, block}, partial?: {nll, kl}}>, cancel()}
 Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "measureRemovalDamage(options, onProgress?)");
@@ -417,8 +428,32 @@ Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
   read_means("attnOutMean", means.attn_out);
   read_means("mlpOutMean", means.mlp_out);
   if (means.attn_out.size() != means.mlp_out.size()) throw Napi::TypeError::New(env, "measureRemovalDamage: pass both attnOutMean and mlpOutMean, or neither");
+  std::optional<PartialCuts> partial;
+  auto read_cuts = [&](const char* key, const char* means_key, std::vector<PartialCut>& out) {
+    Napi::Array units = o.Get(key).As<Napi::Array>();
+    const bool with_means = o.Has(means_key) && !o.Get(means_key).IsUndefined();
+    Napi::Array m = with_means ? o.Get(means_key).As<Napi::Array>() : Napi::Array::New(env);
+    if (static_cast<int>(units.Length()) != L || (with_means && static_cast<int>(m.Length()) != L))
+      throw Napi::RangeError::New(env, std::string("measureRemovalDamage: ") + key + " needs one entry per block");
+    for (int l = 0; l < L; ++l) {
+      PartialCut cut;
+      Napi::Int32Array u = units.Get(static_cast<uint32_t>(l)).As<Napi::Int32Array>();
+      cut.units.assign(u.Data(), u.Data() + u.ElementLength());
+      if (with_means) {
+        Napi::Float64Array v = m.Get(static_cast<uint32_t>(l)).As<Napi::Float64Array>();
+        cut.means.assign(v.Data(), v.Data() + v.ElementLength());
+      }
+      out.push_back(std::move(cut));
+    }
+  };
+  if (o.Has("attnCut") || o.Has("mlpCut")) {
+    if (!o.Has("attnCut") || !o.Has("mlpCut")) throw Napi::TypeError::New(env, "measureRemovalDamage: pass both attnCut and mlpCut, or neither");
+    partial.emplace();
+    read_cuts("attnCut", "attnCutMeans", partial->attn);
+    read_cuts("mlpCut", "mlpCutMeans", partial->mlp);
+  }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  auto* w = new RemovalDamageWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, std::move(means), callback_at(info, 1), cancel);
+  auto* w = new RemovalDamageWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, std::move(means), std::move(partial), callback_at(info, 1), cancel);
   return queue_job(env, w, cancel);
 }
 

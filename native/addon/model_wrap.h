@@ -4,8 +4,8 @@
 
 #include <memory>
 
-#include "core/calibrate.h"
-#include "core/model.h"
+#include "core/device/batches.h"
+#include "core/load/model.h"
 
 namespace ep::addon {
 
@@ -30,7 +30,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
 // The options {cudaDevices?: number[], precision?: 'bf16'|'f16'|'f32'} of analyze, evaluate and score: the GPUs
 // that run the blocks (none: the CPU). Throws a RangeError naming `fn` for a bad precision.
-CalibrationDevice device_option(Napi::Env env, const Napi::Object& o, const char* fn);
+RunDevices device_option(Napi::Env env, const Napi::Object& o, const char* fn);
 
 // loadModel(path): Promise<NativeModel>, loading off the main thread.
 Napi::Value LoadModel(const Napi::CallbackInfo& info);

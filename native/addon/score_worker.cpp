@@ -4,8 +4,8 @@
 #include "addon/js_errors.h"
 #include "addon/native_job.h"
 #include "addon/model_wrap.h"
-#include "core/evaluate_streamed.h"
-#include "core/score.h"
+#include "core/evaluate/evaluate_streamed.h"
+#include "core/evaluate/score.h"
 
 namespace ep::addon {
 
@@ -14,7 +14,7 @@ namespace {
 class ScoreWorker final : public NativeJob {
  public:
   ScoreWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, std::vector<ScoreSpan> spans,
-              int64_t batch_tokens, CalibrationDevice device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+              int64_t batch_tokens, RunDevices device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), spans_(std::move(spans)),
         batch_tokens_(batch_tokens), device_(std::move(device)), cancel_(std::move(cancel)) {}
 
@@ -43,7 +43,7 @@ class ScoreWorker final : public NativeJob {
   std::vector<int32_t> tokens_;
   std::vector<ScoreSpan> spans_;
   int64_t batch_tokens_;
-  CalibrationDevice device_;
+  RunDevices device_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   std::vector<SpanScore> out_;
 };

@@ -1,5 +1,5 @@
 // writeSyntheticModel({preset, layers?, dtype?, seed?, format}, path, onProgress?) -> {promise, cancel()}:
-// a random-weight model at a real shape (core/synthetic_model.h), written off the main thread with progress
+// a random-weight model at a real shape (core/synthetic/synthetic_model.h), written off the main thread with progress
 // per tensor and a cancel the writer honours between tensors. `path` is written directly: the JS side
 // writes to a temporary name and renames.
 #include <napi.h>
@@ -11,7 +11,7 @@
 #include "addon/js_errors.h"
 #include "addon/native_job.h"
 #include "core/error.h"
-#include "core/synthetic_model.h"
+#include "core/synthetic/synthetic_model.h"
 
 namespace ep::addon {
 

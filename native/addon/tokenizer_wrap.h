@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "core/tokenizer_spm.h"
+#include "core/format/tokenizer_spm.h"
 
 namespace ep::addon {
 

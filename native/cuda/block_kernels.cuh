@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "cuda/block_runner.h"
+#include "core/device/block_runner.h"
 
 namespace ep::cuda {
 

@@ -1,6 +1,6 @@
 // CUDA implementation of ep::cuda::BlockRunner (block_runner.h): the step order of ep::forward_block, with
 // the GEMMs of gemm.cuh and the kernels of block_kernels.cuh.
-#include "cuda/block_runner.h"
+#include "core/device/block_runner.h"
 
 #include <algorithm>
 #include <vector>
@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "cuda/block_kernels.cuh"
 #include "cuda/cublas_runtime.cuh"
-#include "cuda/cuda_runtime_api.h"
+#include "core/device/cuda_api.h"
 #include "cuda/device_capture.cuh"
 #include "cuda/device_memory.cuh"
 #include "cuda/gemm.cuh"

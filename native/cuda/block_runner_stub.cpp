@@ -1,7 +1,7 @@
 // Compiled instead of block_runner.cu when the build has no nvcc: asking for the CUDA forward says so.
 #include "core/error.h"
-#include "cuda/block_runner.h"
-#include "cuda/cuda_runtime_api.h"
+#include "core/device/block_runner.h"
+#include "core/device/cuda_api.h"
 
 namespace ep::cuda {
 

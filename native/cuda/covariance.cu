@@ -2,7 +2,7 @@
 // X [n, k] float — the kernels of moment_kernels.cuh (those the fused capture uses) behind a plain-C++
 // entry point. No cuBLAS needed. CPU twin: ep::Moments::add (OpenBLAS dsyrk); agreement test:
 // native/tests/test_cuda.cpp.
-#include "cuda/cuda_runtime_api.h"
+#include "core/device/cuda_api.h"
 #include "cuda/device_memory.cuh"
 #include "cuda/moment_kernels.cuh"
 

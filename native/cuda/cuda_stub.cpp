@@ -1,5 +1,5 @@
 // Compiled instead of the .cu files when the build has no nvcc: every CUDA entry point says so.
-#include "cuda/cuda_runtime_api.h"
+#include "core/device/cuda_api.h"
 
 namespace ep::cuda {
 

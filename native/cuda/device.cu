@@ -2,7 +2,7 @@
 // would report cudaErrorInsufficientDriver, which we turn into a clear message instead.
 #include <algorithm>
 
-#include "cuda/cuda_runtime_api.h"
+#include "core/device/cuda_api.h"
 #include "cuda/device_memory.cuh"
 
 namespace ep::cuda {

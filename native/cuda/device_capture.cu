@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/capture.h"  // NonFiniteActivations (header-only)
+#include "core/capture/capture.h"  // NonFiniteActivations (header-only)
 #include "cuda/gemm.cuh"
 #include "cuda/moment_kernels.cuh"
 

@@ -1,5 +1,5 @@
 // The measure stage's capture fused into the GPU forward pass: the twin of ep::StatisticsCapture
-// (native/core/capture.cpp), summing the same accumulators with kernels on the runner's stream while the
+// (native/core/capture/capture.cpp), summing the same accumulators with kernels on the runner's stream while the
 // activations are still on the device, so that a calibration run on the GPU moves no hook tensor over PCIe.
 //
 // Per batch of block l (rows of one run() call):
@@ -21,9 +21,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/block_statistics.h"
+#include "core/capture/block_statistics.h"
 #include "core/model_config.h"
-#include "cuda/block_runner.h"
+#include "core/device/block_runner.h"
 #include "cuda/cublas_runtime.cuh"
 #include "cuda/device_memory.cuh"
 

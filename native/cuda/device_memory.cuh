@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "cuda/cuda_runtime_api.h"
+#include "core/device/cuda_api.h"
 
 namespace ep::cuda {
 
@@ -33,7 +33,7 @@ inline void* device_malloc(size_t bytes) {
   return p;
 }
 
-// The shape of every host-buffer entry point in cuda_runtime_api.h: run `body` on the GPU, or return false
+// The shape of every host-buffer entry point in core/device/cuda_api.h: run `body` on the GPU, or return false
 // with *error saying why (no usable GPU, or the CUDA call that failed) — never an exception.
 template <typename Body>
 bool run_on_gpu(std::string* error, Body&& body) {

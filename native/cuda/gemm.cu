@@ -8,7 +8,7 @@
 
 #include "cuda/block_kernels.cuh"
 #include "cuda/cublas_runtime.cuh"
-#include "cuda/cuda_runtime_api.h"
+#include "core/device/cuda_api.h"
 #include "cuda/device_memory.cuh"
 
 namespace ep::cuda {

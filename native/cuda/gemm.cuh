@@ -1,13 +1,13 @@
 // Linear layers on the GPU: y[rows, out] (float32) = x[rows, in] · W[out, in]ᵀ (+ bias), x and W in the
 // compute precision (float32, bfloat16 or float16), float32 accumulation. cuBLAS when it loaded at run time
 // (cublas_runtime.cuh), else entroprune's own kernels: tensor cores (WMMA) for the 16-bit types, a tiled
-// kernel for float32. CPU twin: ep::linear (native/core/layer_ops.cpp).
+// kernel for float32. CPU twin: ep::linear (native/core/forward/layer_ops.cpp).
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "cuda/block_runner.h"
+#include "core/device/block_runner.h"
 #include "cuda/cublas_runtime.cuh"
 
 namespace ep::cuda {

@@ -1,8 +1,8 @@
 // Kernels of the second-moment accumulation on the GPU, in float64 where the CPU uses float64 — the building
 // blocks of the fused capture (device_capture.cuh) and of the host-buffer entry accumulate_moments
 // (covariance.cu). Every reduction runs in a fixed order (no atomics), so a GPU run is reproducible bit for
-// bit. All launch on `s` and throw CudaFailure on a launch error. CPU twins: ep::Moments (native/core/moments.cpp)
-// and ep::StatisticsCapture (native/core/capture.cpp).
+// bit. All launch on `s` and throw CudaFailure on a launch error. CPU twins: ep::Moments (native/core/capture/moments.cpp)
+// and ep::StatisticsCapture (native/core/capture/capture.cpp).
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,8 +1,8 @@
 // RMSNorm on host buffers through the block kernel (block_kernels.cu: one block per row, a shared-memory
-// reduction of the squares in float32). CPU twin: ep::rmsnorm_cpu (native/core/ops_cpu.cpp); agreement
+// reduction of the squares in float32). CPU twin: ep::rmsnorm_cpu (native/core/forward/ops_cpu.cpp); agreement
 // test: native/tests/test_cuda.cpp.
 #include "cuda/block_kernels.cuh"
-#include "cuda/cuda_runtime_api.h"
+#include "core/device/cuda_api.h"
 #include "cuda/device_memory.cuh"
 
 namespace ep::cuda {

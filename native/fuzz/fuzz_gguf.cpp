@@ -1,7 +1,7 @@
 // GGUF: header, metadata, tensor directory, then the model built from it (config, shapes, embedded vocab).
-#include "core/gguf_file.h"
-#include "core/model.h"
-#include "core/tokenizer_spm.h"
+#include "core/format/gguf_file.h"
+#include "core/load/model.h"
+#include "core/format/tokenizer_spm.h"
 #include "fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

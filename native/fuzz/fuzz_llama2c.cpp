@@ -1,5 +1,5 @@
 // llama2.c checkpoints: the 7-field header and the size it implies.
-#include "core/model.h"
+#include "core/load/model.h"
 #include "fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -4,8 +4,8 @@
 
 #include <cstring>
 
-#include "core/model.h"
-#include "core/safetensors_file.h"
+#include "core/load/model.h"
+#include "core/format/safetensors_file.h"
 #include "fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -2,7 +2,7 @@
 // 0xFF 0xFE pair (if any) is also encoded as text, so odd UTF-8 meets odd vocabularies.
 #include <cstring>
 
-#include "core/tokenizer_spm.h"
+#include "core/format/tokenizer_spm.h"
 #include "fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "core/model.h"
-#include "core/synthetic_model.h"
+#include "core/load/model.h"
+#include "core/synthetic/synthetic_model.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;

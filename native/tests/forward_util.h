@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/forward.h"
-#include "core/model.h"
+#include "core/forward/forward.h"
+#include "core/load/model.h"
 
 namespace ep::test {
 

@@ -4,8 +4,8 @@
 #include <memory>
 #include <string>
 
-#include "core/model.h"
-#include "core/synthetic_model.h"
+#include "core/load/model.h"
+#include "core/synthetic/synthetic_model.h"
 
 namespace ep::test {
 

@@ -4,12 +4,12 @@
 #include <cmath>
 #include <random>
 
-#include "core/apply.h"
+#include "core/apply/apply.h"
 #include "core/error.h"
-#include "core/forward.h"
-#include "core/model.h"
-#include "core/save_gguf.h"
-#include "core/synthetic_model.h"
+#include "core/forward/forward.h"
+#include "core/load/model.h"
+#include "core/apply/save_gguf.h"
+#include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
 #include "test_util.h"
 

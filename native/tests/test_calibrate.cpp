@@ -3,13 +3,13 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/analysis.h"
-#include "core/apply.h"
-#include "core/calibrate.h"
-#include "core/forward.h"
-#include "core/save_gguf.h"
-#include "core/synthetic_model.h"
-#include "cuda/cuda_runtime_api.h"
+#include "core/measure/analysis.h"
+#include "core/apply/apply.h"
+#include "core/measure/calibrate.h"
+#include "core/forward/forward.h"
+#include "core/apply/save_gguf.h"
+#include "core/synthetic/synthetic_model.h"
+#include "core/device/cuda_api.h"
 #include "heterogeneous_model.h"
 #include "test_util.h"
 
@@ -67,7 +67,7 @@ TEST(Calibrate, StreamedEqualsBatchMajorBitForBit) {
   auto m = load_model(synthetic_file(t));
   const int n_seqs = 5, T = 24;  // batches of 2: the last one partial
   auto toks = tokens(n_seqs * T, 1);
-  const CalibrationBatches in{toks.data(), n_seqs, T, 2};
+  const TokenBatches in{toks.data(), n_seqs, T, 2};
   for (auto products : {Accumulation::kFloat64, Accumulation::kBlockedFloat32}) {
     CaptureOptions o;
     o.products = products;
@@ -93,7 +93,7 @@ TEST(Calibrate, StreamedProjectionEqualsBatchMajor) {
   test::TempDir t;
   auto m = load_model(synthetic_file(t));
   auto toks = tokens(3 * 16, 2);
-  const CalibrationBatches in{toks.data(), 3, 16, 3};
+  const TokenBatches in{toks.data(), 3, 16, 3};
   CaptureOptions o;
   o.max_dim = 16, o.proj_dim = 12, o.seed = 5;  // d = 32 > 16: projected to 12
   StatisticsCapture batch_major(m->config, o), streamed(m->config, o);
@@ -131,7 +131,7 @@ TEST(Calibrate, StreamedModelConvertsBlocksOnUseWithTheSameResults) {
   r.logits = lb.data();
   forward(*lazy, r);
   EXPECT_EQ(la, lb);
-  const CalibrationBatches in{toks.data(), 2, 20, 1};
+  const TokenBatches in{toks.data(), 2, 20, 1};
   StatisticsCapture a(bound->config, CaptureOptions{}), b(lazy->config, CaptureOptions{});
   calibrate(*bound, in, a, nullptr, nullptr);
   calibrate_streamed(*lazy, in, b, nullptr, nullptr);
@@ -181,7 +181,7 @@ TEST(Calibrate, GpuRequestWithoutUsableGpuFailsBeforeAnyWork) {
   auto m = load_model(synthetic_file(t));
   auto toks = tokens(2 * 16, 5);
   StatisticsCapture c(m->config, CaptureOptions{});
-  CalibrationDevice dev;
+  RunDevices dev;
   dev.cuda_devices = {0};
   int64_t progress_calls = 0;
   try {
@@ -204,10 +204,10 @@ TEST(Calibrate, BatchesSplitAcrossWorkersMergeToTheSameStatistics) {
   auto m = load_model(synthetic_file(t));
   const int n_seqs = 7, T = 20;  // 4 batches of 2 (the last one partial) over 3 workers
   auto toks = tokens(n_seqs * T, 6);
-  const CalibrationBatches in{toks.data(), n_seqs, T, 2};
+  const TokenBatches in{toks.data(), n_seqs, T, 2};
   StatisticsCapture one(m->config, CaptureOptions{}), split(m->config, CaptureOptions{});
   calibrate_streamed(*m, in, one, nullptr, nullptr);
-  CalibrationDevice dev;
+  RunDevices dev;
   dev.cpu_workers = 3;
   int64_t last_done = 0, last_total = 0;
   calibrate_streamed(*m, in, split, nullptr, [&](int64_t done, int64_t total) {

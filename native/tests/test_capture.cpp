@@ -2,12 +2,12 @@
 // entropies recomputed independently from explicitly recorded activations.
 #include <cmath>
 
-#include "core/analysis.h"
-#include "core/capture.h"
-#include "core/forward.h"
-#include "core/gaussian_entropy.h"
-#include "core/model.h"
-#include "core/synthetic_model.h"
+#include "core/measure/analysis.h"
+#include "core/capture/capture.h"
+#include "core/forward/forward.h"
+#include "core/measure/gaussian_entropy.h"
+#include "core/load/model.h"
+#include "core/synthetic/synthetic_model.h"
 #include "heterogeneous_model.h"
 #include "test_util.h"
 

@@ -6,16 +6,16 @@
 #include <random>
 #include <tuple>
 
-#include "core/analysis.h"
-#include "core/calibrate.h"
-#include "core/evaluate_streamed.h"
-#include "core/score.h"
-#include "core/forward.h"
-#include "core/layer_ops.h"
-#include "core/moments.h"
-#include "core/ops_cpu.h"
-#include "core/synthetic_model.h"
-#include "cuda/cuda_runtime_api.h"
+#include "core/measure/analysis.h"
+#include "core/measure/calibrate.h"
+#include "core/evaluate/evaluate_streamed.h"
+#include "core/evaluate/score.h"
+#include "core/forward/forward.h"
+#include "core/forward/layer_ops.h"
+#include "core/capture/moments.h"
+#include "core/forward/ops_cpu.h"
+#include "core/synthetic/synthetic_model.h"
+#include "core/device/cuda_api.h"
 #include "heterogeneous_model.h"
 #include "test_util.h"
 
@@ -237,9 +237,9 @@ TEST(Cuda, StreamedCalibrationOnGpuMatchesCpu) {
   auto m = load_model(test::data_dir() + "/models/stories260K/stories260K.gguf");
   const int n_seqs = 6, T = 64;
   const auto toks = some_tokens(n_seqs * T, m->config.vocab, 3);
-  const CalibrationBatches in{toks.data(), n_seqs, T, 4};
+  const TokenBatches in{toks.data(), n_seqs, T, 4};
   StatisticsCapture cpu(m->config, {}), gpu(m->config, {});
-  CalibrationDevice dev;
+  RunDevices dev;
   dev.cuda_devices = {0};
   dev.precision = cuda::Precision::kF32;
   CalibrationReport report;
@@ -272,9 +272,9 @@ TEST(Cuda, CalibrationSplitAcrossRunnersMatchesCpu) {
   auto m = load_model(test::write_heterogeneous_model(t.file("m.gguf"), 9));
   const int n_seqs = 7, T = 24;
   const auto toks = some_tokens(n_seqs * T, m->config.vocab, 5);
-  const CalibrationBatches in{toks.data(), n_seqs, T, 2};
+  const TokenBatches in{toks.data(), n_seqs, T, 2};
   const cuda::Probe p = cuda::probe();
-  CalibrationDevice dev;
+  RunDevices dev;
   dev.precision = cuda::Precision::kF32;
   dev.cuda_devices = {0, 0};
   for (size_t i = 1; i < p.devices.size(); ++i) dev.cuda_devices.push_back(p.devices[i].index);
@@ -301,7 +301,7 @@ namespace {
 // The fused capture's reference: calibrate_streamed's two passes by hand on one runner, every hook tensor
 // copied to the host for the CPU's capture. Same forward arithmetic as the fused run, so the two differ only
 // by how the accumulators were summed.
-void capture_through_host_hooks(const Model& m, cuda::BlockRunner& runner, const CalibrationBatches& in, StatisticsCapture& cap) {
+void capture_through_host_hooks(const Model& m, cuda::BlockRunner& runner, const TokenBatches& in, StatisticsCapture& cap) {
   const ModelConfig& c = m.config;
   const int d = c.dim, r = cap.joint_dim(), T = in.seq_len;
   const int64_t N = static_cast<int64_t>(in.n_seqs) * T;
@@ -361,7 +361,7 @@ TEST(Cuda, FusedCaptureMatchesHostCaptureOfTheSameForward) {
   auto m = load_model(test::write_heterogeneous_model(t.file("m.gguf"), 13));  // GQA, biases, attention-free and MLP-free blocks
   const int n_seqs = 5, T = 48;
   const auto toks = some_tokens(n_seqs * T, m->config.vocab, 21);
-  const CalibrationBatches in{toks.data(), n_seqs, T, 2};
+  const TokenBatches in{toks.data(), n_seqs, T, 2};
   CaptureOptions exact, projected;
   projected.max_dim = 16;
   projected.proj_dim = 12;
@@ -373,7 +373,7 @@ TEST(Cuda, FusedCaptureMatchesHostCaptureOfTheSameForward) {
     if (!runner) SKIP_OR_FAIL_WITHOUT_GPU(why);
     StatisticsCapture host(m->config, o), fused(m->config, o);
     capture_through_host_hooks(*m, *runner, in, host);
-    CalibrationDevice dev;
+    RunDevices dev;
     dev.cuda_devices = {0};
     dev.precision = cuda::Precision::kBF16;
     const CalibrationReport report = calibrate_streamed(*m, in, fused, nullptr, nullptr, dev);
@@ -436,7 +436,7 @@ TEST(Cuda, HeldHiddenStatesMatchHostRoundTrips) {
   EXPECT_THROW(runner->run(b), NonFiniteActivations);
 }
 
-// ---- The loss (perplexity) on the GPU: blocks, output head and log-softmax there (core/evaluate_streamed.h).
+// ---- The loss (perplexity) on the GPU: blocks, output head and log-softmax there (core/evaluate/evaluate_streamed.h).
 
 // Per position against forward() on the CPU: float32 to rounding, bfloat16 within a small fraction of the
 // loss; one runner with the windows' states held on the GPU, and two runners splitting the windows.
@@ -456,7 +456,7 @@ TEST(Cuda, StreamedLossOnGpuMatchesCpu) {
     for (float v : cpu) cpu_mean += v / cpu.size();
     for (auto p : {cuda::Precision::kF32, cuda::Precision::kBF16})
       for (const std::vector<int>& devices : {std::vector<int>{0}, std::vector<int>{0, 0}}) {
-        CalibrationDevice dev;
+        RunDevices dev;
         dev.cuda_devices = devices;
         dev.precision = p;
         std::vector<float> gpu(cpu.size(), -1.0f);
@@ -500,7 +500,7 @@ TEST(Cuda, StreamedScoresOnGpuMatchCpu) {
   o.batch_tokens = 512;
   const auto cpu = score_spans(*m, toks.data(), spans, o);
   for (auto p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
-    CalibrationDevice dev;
+    RunDevices dev;
     dev.cuda_devices = {0};
     dev.precision = p;
     EvaluationReport report;

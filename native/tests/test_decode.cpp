@@ -4,11 +4,11 @@
 #include <cmath>
 #include <random>
 
-#include "core/decode.h"
+#include "core/evaluate/decode.h"
 #include "core/error.h"
-#include "core/forward.h"
-#include "core/model.h"
-#include "core/synthetic_model.h"
+#include "core/forward/forward.h"
+#include "core/load/model.h"
+#include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
 #include "test_util.h"
 

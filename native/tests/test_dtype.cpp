@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "core/dtype.h"
+#include "core/format/dtype.h"
 
 using namespace ep;
 

@@ -3,10 +3,11 @@
 // machine without one failing before any work. test_cuda.cpp checks the GPU's numbers.
 #include <cmath>
 
-#include "core/evaluate_streamed.h"
-#include "core/forward.h"
-#include "core/score.h"
-#include "cuda/cuda_runtime_api.h"
+#include "core/error.h"
+#include "core/evaluate/evaluate_streamed.h"
+#include "core/forward/forward.h"
+#include "core/evaluate/score.h"
+#include "core/device/cuda_api.h"
 #include "heterogeneous_model.h"
 #include "test_util.h"
 
@@ -47,7 +48,7 @@ TEST(EvaluateStreamed, BlockMajorLossEqualsForward) {
   EXPECT_GT(mean, 0.5);  // a real loss, not zeros
   for (int workers : {1, 2}) {
     SCOPED_TRACE(workers);
-    CalibrationDevice dev;
+    RunDevices dev;
     dev.cpu_workers = workers;
     std::vector<float> nll(reference.size(), -1.0f);
     int64_t last_done = 0, last_total = 0;
@@ -69,7 +70,7 @@ TEST(EvaluateStreamed, GpuRequestWithoutUsableGpuFailsBeforeAnyWork) {
   test::TempDir t;
   auto m = load_model(test::write_heterogeneous_model(t.file("m.gguf"), 41));
   const auto toks = tokens(2 * 16, m->config.vocab, 5);
-  CalibrationDevice dev;
+  RunDevices dev;
   dev.cuda_devices = {0};
   std::vector<float> nll(2 * 15, -1.0f);
   int64_t progress_calls = 0;
@@ -149,7 +150,7 @@ TEST(EvaluateStreamed, ScoresEqualScoreSpans) {
   for (int workers : {1, 2})
     for (uint64_t group_bytes : {uint64_t(2000) * m->config.dim, kDefaultGroupBytes}) {
       SCOPED_TRACE(std::to_string(workers) + " workers, group " + std::to_string(group_bytes));
-      CalibrationDevice dev;
+      RunDevices dev;
       dev.cpu_workers = workers;
       int64_t last_done = 0, last_total = 0;
       ScoreOptions so = o;

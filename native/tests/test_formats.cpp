@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "core/gguf_file.h"
-#include "core/model.h"
+#include "core/format/gguf_file.h"
+#include "core/load/model.h"
 #include "test_util.h"
 
 using namespace ep;

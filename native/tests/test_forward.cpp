@@ -5,9 +5,9 @@
 #include <complex>
 
 #include "core/error.h"
-#include "core/forward.h"
-#include "core/model.h"
-#include "core/synthetic_model.h"
+#include "core/forward/forward.h"
+#include "core/load/model.h"
+#include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
 #include "test_util.h"
 

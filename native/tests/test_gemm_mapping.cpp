@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "core/layer_ops.h"
+#include "core/forward/layer_ops.h"
 #include "cuda/gemm_mapping.h"
 #include "test_util.h"
 

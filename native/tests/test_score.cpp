@@ -5,10 +5,10 @@
 #include <random>
 
 #include "core/error.h"
-#include "core/forward.h"
-#include "core/model.h"
-#include "core/score.h"
-#include "core/synthetic_model.h"
+#include "core/forward/forward.h"
+#include "core/load/model.h"
+#include "core/evaluate/score.h"
+#include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
 #include "test_util.h"
 

@@ -4,12 +4,13 @@
 #include <cmath>
 #include <random>
 
-#include "core/apply.h"
-#include "core/forward.h"
-#include "core/model.h"
-#include "core/save_gguf.h"
-#include "core/sensitivity.h"
-#include "core/synthetic_model.h"
+#include "core/apply/apply.h"
+#include "core/error.h"
+#include "core/forward/forward.h"
+#include "core/load/model.h"
+#include "core/apply/save_gguf.h"
+#include "core/measure/sensitivity.h"
+#include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
 #include "test_util.h"
 
@@ -107,4 +108,85 @@ TEST(Sensitivity, EachRemovalMatchesTheSlicedModel) {
       EXPECT_NEAR((*kl_of[kind])[l], kl, 2e-5) << "block " << l << " kind " << kind;
       EXPECT_GT((*kl_of[kind])[l], 0.0);
     }
+}
+
+// Partial cuts (some KV groups of an attention layer, some MLP channels) against the same independent path:
+// apply slices them out and folds W_o[:, h]·μ_h and W_down[:, j]·μ_j into the output biases.
+TEST(Sensitivity, PartialCutsMatchTheSlicedModel) {
+  test::TempDir t;
+  SyntheticSpec spec;
+  ModelConfig& c = spec.config;
+  c.dim = 32;
+  c.vocab = 150;
+  c.head_dim = 8;
+  c.layers.assign(2, LayerShape{4, 2, 24, false, false, false});
+  spec.seed = 9;
+  write_synthetic_gguf(spec, t.file("base.gguf"));
+  auto m = load_model(t.file("base.gguf"));
+  const int L = 2, T = 10, n_seqs = 2, V = c.vocab, hd = c.head_dim;
+  std::vector<int32_t> toks;
+  for (int i = 0; i < n_seqs * T; ++i) toks.push_back((i * 37 + 11) % V);
+
+  std::mt19937 g(4);
+  std::normal_distribution<double> n(0, 0.3);
+  const std::vector<int> cut_heads = {2, 3};  // KV group 1 with its two query heads
+  const std::vector<int> cut_channels = {0, 3, 4, 10, 17, 23};
+  std::vector<BlockMeans> bm(L);
+  PartialCuts cuts;
+  for (int l = 0; l < L; ++l) {
+    for (int i = 0; i < 4 * hd; ++i) bm[l].head_mean.push_back(n(g));
+    for (int j = 0; j < 24; ++j) bm[l].channel_mean.push_back(n(g));
+    PartialCut a, f;
+    a.units = cut_heads;
+    for (int h : cut_heads)
+      for (int e = 0; e < hd; ++e) a.means.push_back(static_cast<float>(bm[l].head_mean[h * hd + e]));
+    f.units = cut_channels;
+    for (int j : cut_channels) f.means.push_back(static_cast<float>(bm[l].channel_mean[j]));
+    cuts.attn.push_back(a);
+    cuts.mlp.push_back(f);
+  }
+  const RemovalDamage r = measure_removal_damage(*m, toks.data(), n_seqs, T, {}, nullptr, [](int64_t, int64_t) {}, &cuts);
+  auto window = [&](const Model& model, int s) { return log_softmax_rows(test::full_logits(model, {toks.begin() + s * T, toks.begin() + (s + 1) * T}), V); };
+  std::vector<std::vector<std::vector<double>>> base;
+  for (int s = 0; s < n_seqs; ++s) base.push_back(window(*m, s));
+
+  for (int l = 0; l < L; ++l)
+    for (int kind = 0; kind < 2; ++kind) {
+      std::vector<PlanBlock> plan(L);
+      for (int b = 0; b < L; ++b) {
+        for (int k = 0; k < 2; ++k) plan[b].kept_kv.push_back(k);
+        for (int h = 0; h < 4; ++h) plan[b].kept_heads.push_back(h);
+        for (int j = 0; j < 24; ++j) plan[b].kept_channels.push_back(j);
+      }
+      PlanBlock& p = plan[l];
+      if (kind == 0) { p.kept_kv = {0}; p.kept_heads = {0, 1}; }
+      else p.kept_channels = {1, 2, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22};
+      const std::string file = t.file("partial-" + std::to_string(l) + "-" + std::to_string(kind) + ".gguf");
+      save_gguf(prune_model(*m, plan, bm, {}), *m, file, {});
+      auto cut = load_model(file);
+      double nll = 0, base_nll = 0, kl = 0;
+      for (int s = 0; s < n_seqs; ++s) {
+        const auto q = window(*cut, s);
+        for (int pos = 0; pos < T; ++pos) {
+          if (pos + 1 < T) {
+            nll -= q[pos][toks[s * T + pos + 1]];
+            base_nll -= base[s][pos][toks[s * T + pos + 1]];
+          }
+          for (int v = 0; v < V; ++v) kl += std::exp(base[s][pos][v]) * (base[s][pos][v] - q[pos][v]);
+        }
+      }
+      nll = (nll - base_nll) / (n_seqs * (T - 1));
+      kl /= n_seqs * T;
+      const double got_nll = kind == 0 ? r.partial_nll.attn[l] : r.partial_nll.mlp[l];
+      const double got_kl = kind == 0 ? r.partial_kl.attn[l] : r.partial_kl.mlp[l];
+      EXPECT_NEAR(got_nll, nll, 2e-5) << "block " << l << " kind " << kind;
+      EXPECT_NEAR(got_kl, kl, 2e-5) << "block " << l << " kind " << kind;
+      EXPECT_GT(got_kl, 0.0);
+    }
+  EXPECT_TRUE(std::isnan(r.partial_kl.block[0]));
+  // A cut naming a unit the layer does not have is refused.
+  PartialCuts bad = cuts;
+  bad.mlp[1].units.push_back(24);
+  bad.mlp[1].means.push_back(0.0f);
+  EXPECT_THROW(measure_removal_damage(*m, toks.data(), n_seqs, T, {}, nullptr, [](int64_t, int64_t) {}, &bad), Error);
 }

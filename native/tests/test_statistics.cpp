@@ -2,8 +2,8 @@
 #include <cmath>
 #include <random>
 
-#include "core/gaussian_entropy.h"
-#include "core/moments.h"
+#include "core/measure/gaussian_entropy.h"
+#include "core/capture/moments.h"
 #include "test_util.h"
 
 using namespace ep;

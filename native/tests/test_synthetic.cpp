@@ -4,9 +4,9 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "core/forward.h"
-#include "core/model.h"
-#include "core/synthetic_model.h"
+#include "core/forward/forward.h"
+#include "core/load/model.h"
+#include "core/synthetic/synthetic_model.h"
 #include "test_util.h"
 
 using namespace ep;

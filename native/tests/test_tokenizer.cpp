@@ -3,8 +3,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/model.h"
-#include "core/tokenizer_spm.h"
+#include "core/load/model.h"
+#include "core/format/tokenizer_spm.h"
 #include "test_util.h"
 
 using namespace ep;

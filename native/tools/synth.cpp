@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "core/synthetic_model.h"
+#include "core/synthetic/synthetic_model.h"
 
 namespace fs = std::filesystem;
 

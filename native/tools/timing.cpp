@@ -24,16 +24,16 @@
 #include <string>
 #include <vector>
 
-#include "core/analysis.h"
-#include "core/apply.h"
-#include "core/calibrate.h"
-#include "core/evaluate_streamed.h"
-#include "core/forward.h"
-#include "core/layer_ops.h"
-#include "core/model.h"
-#include "core/save_gguf.h"
-#include "core/threads.h"
-#include "cuda/block_runner.h"
+#include "core/measure/analysis.h"
+#include "core/apply/apply.h"
+#include "core/measure/calibrate.h"
+#include "core/evaluate/evaluate_streamed.h"
+#include "core/forward/forward.h"
+#include "core/forward/layer_ops.h"
+#include "core/load/model.h"
+#include "core/apply/save_gguf.h"
+#include "core/forward/threads.h"
+#include "core/device/block_runner.h"
 
 namespace {
 
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     uint64_t s = 12345;
     for (int32_t& t : tokens) t = static_cast<int32_t>(((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 33) % c.vocab);
 
-    ep::CalibrationDevice dev;
+    ep::RunDevices dev;
     if (cuda_device >= 0) dev.cuda_devices = {cuda_device};
     if (precision_asked) dev.precision = *precision_asked;
     std::string gpu_description = "cpu";
@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
     // analyze
     t0 = now();
     ep::StatisticsCapture capture(c, ep::CaptureOptions{});
-    const ep::CalibrationBatches in{tokens.data(), samples, seq_len, batch};
+    const ep::TokenBatches in{tokens.data(), samples, seq_len, batch};
     if (stream) {
       const ep::CalibrationReport report = ep::calibrate_streamed(*model, in, capture, nullptr, nullptr, dev);
       gpu_peak = report.peak_device_bytes;

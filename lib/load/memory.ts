@@ -1,0 +1,45 @@
+// Memory estimates made before the heavy work starts, so that a run that cannot fit is refused with what to
+// change instead of being killed by the OOM killer halfway. The formulas follow the buffers the native
+// forward pass and statistics capture allocate (README, "Memory of the accumulators").
+import type { ModelInfo } from './model';
+import { native } from '../native';
+import { EntropruneError } from '../util/errors';
+
+/** The same figure the native loader checks against (MemAvailable, or ENTROPRUNE_MEMORY_LIMIT). */
+export function availableMemory(): number {
+  return native().availableMemory();
+}
+
+export const gib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+
+/** Float32 activation buffers of one forward call over `tokens` rows (plus a logits chunk of ≤ 64 MiB). */
+export function forwardBytes(info: ModelInfo, tokens: number): number {
+  const hd = info.headDim;
+  const maxQ = Math.max(...info.layers.map((l) => l.nHead * hd));
+  const maxKv = Math.max(...info.layers.map((l) => l.nKvHead * hd));
+  const maxFfn = Math.max(...info.layers.map((l) => l.ffn));
+  return 4 * tokens * (3 * info.dim + 2 * maxQ + 2 * maxKv + 2 * maxFfn) + Math.min(64 * 2 ** 20, 4 * tokens * info.vocab);
+}
+
+/** Float64 statistics the capture keeps for the whole run, plus its per-batch buffers. */
+export function captureBytes(info: ModelInfo, tokensPerBatch: number, maxDim: number, projDim: number): number {
+  const r = info.dim > maxDim ? projDim : info.dim;
+  const perBlock = info.layers.map((l) => (4 * r) ** 2 * 8 + l.nHead * info.headDim ** 2 * 8 + l.ffn * 3 * 8 + (l.nHead * info.headDim + l.ffn + 2 * info.dim) * 8);
+  return perBlock.reduce((a, b) => a + b, 0) + 3 * r * 8 * tokensPerBatch * info.layers.length;
+}
+
+/** What block-major streaming keeps for the whole run: every token's hidden state and its projected y. */
+export function streamedStateBytes(info: ModelInfo, tokens: number, maxDim: number, projDim: number): number {
+  const r = info.dim > maxDim ? projDim : info.dim;
+  return 4 * tokens * (info.dim + r);
+}
+
+/** Refuse when `parts` add up to more than the available memory; `advice` says what to change. */
+export function ensureFits(what: string, file: string, parts: Record<string, number>, advice: string): void {
+  const need = Object.values(parts).reduce((a, b) => a + b, 0);
+  const have = availableMemory();
+  if (have > 0 && need > have) {
+    const detail = Object.entries(parts).map(([k, v]) => `${k} ${gib(v)}`).join(', ');
+    throw new EntropruneError('EP_UNSUPPORTED', `${file}: ${what} needs about ${gib(need)} (${detail}) but only ${gib(have)} of memory is available: ${advice}`, file);
+  }
+}

@@ -1,0 +1,57 @@
+// Apply stage: turn a model and a pruning plan into the pruned model's configuration and tensors.
+// Slicing (docs/METHOD.md section 0 units): query heads = rows of q and columns of o; KV groups = rows of k and
+// v (with their query heads); MLP channels = rows of gate/up and columns of down; whole attention/MLP
+// layers and blocks dropped, blocks renumbered. Bias compensation (section 6) folds the removed units'
+// calibration means into biases the runtimes already have.
+//
+// Tensors are produced lazily: each PrunedTensor fills its buffer from the memory-mapped source when the
+// writer asks for it, so peak memory stays near one tensor, not the whole model.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/load/model.h"
+
+namespace ep {
+
+struct PlanBlock {
+  bool removed = false;
+  bool attn_removed = false;
+  bool mlp_removed = false;
+  std::vector<int> kept_kv, kept_heads, kept_channels;
+  bool compensate = true;
+};
+
+// Calibration means of one block (empty vectors when unavailable; compensation then needs none of them).
+struct BlockMeans {
+  std::vector<double> head_mean;      // [n_head·head_dim] input of o_proj
+  std::vector<double> channel_mean;   // [ffn] input of down_proj
+  std::vector<double> attn_out_mean;  // [dim] E[a_l]
+  std::vector<double> mlp_out_mean;   // [dim] E[m_l]
+};
+
+struct PrunedTensor {
+  std::string name;             // canonical (GGUF-style) name in the pruned numbering
+  std::vector<int64_t> shape;   // row-major, outermost first
+  std::function<void(float*)> fill;
+};
+
+struct PrunedModel {
+  ModelConfig config;           // pruned per-layer shapes, bias flags, untied output when embeddings changed
+  std::vector<PrunedTensor> tensors;
+  std::vector<int> source_block;  // pruned block i came from source block source_block[i]
+  double embedding_shift_norm = 0;  // ‖c‖ folded into the token embeddings (block 0 compensation)
+};
+
+struct ApplyOptions {
+  // Keep every shape and zero the removed units instead of slicing them out (with the same biases):
+  // the reference the equivalence tests compare the sliced model against.
+  bool zero_instead_of_slice = false;
+};
+
+// Throws ep::Error (kInvalidArgument) naming the block and field when the plan does not fit the model.
+PrunedModel prune_model(const Model& model, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means,
+                        const ApplyOptions& options = {});
+
+}  // namespace ep
