@@ -156,9 +156,20 @@ export interface NativeModel {
   analyze(options: NativeAnalyzeOptions, onProgress?: (done: number, total: number) => void): NativeJob<NativeAnalysis>;
   /** measured sensitivities: held-out loss increase from removing each block / attention / MLP alone (NaN where absent) */
   measureRemovalDamage(
-    options: { tokens: Int32Array; nSeqs: number; seqLen: number; attnOutMean?: Float64Array[]; mlpOutMean?: Float64Array[] },
+    options: {
+      tokens: Int32Array;
+      nSeqs: number;
+      seqLen: number;
+      attnOutMean?: Float64Array[];
+      mlpOutMean?: Float64Array[];
+      /** partial cuts, per block: query heads / channels removed, and their means (head_dim or 1 per unit) */
+      attnCut?: Int32Array[];
+      attnCutMeans?: Float64Array[];
+      mlpCut?: Int32Array[];
+      mlpCutMeans?: Float64Array[];
+    },
     onProgress?: (done: number, total: number) => void,
-  ): NativeJob<{ baseNll: number; nll: NativeDamage; kl: NativeDamage }>;
+  ): NativeJob<{ baseNll: number; nll: NativeDamage; kl: NativeDamage; partial?: { nll: NativeDamage; kl: NativeDamage } }>;
   tensorDirectory(): string;
   /** per layer: ‖Wq_h‖²+‖Wo[:,h]‖² per query head; ‖gate_j‖²+‖up_j‖²+‖down[:,j]‖² per channel */
   unitWeightMagnitudes(): { heads: number[][]; channels: number[][] };

@@ -14,6 +14,7 @@ import { measureSensitivity, spearman } from '../lib/measure/sensitivity';
 import { generationPrompts, generationQuality } from '../lib/evaluate/generation';
 import { defaultSensitivityWindows } from '../lib/measure/analyze';
 import { allocateByMarginalCost } from '../lib/plan/allocation';
+import { measuredDamageModel } from '../lib/plan/planner';
 import { dataFile, STORIES_GGUF, tempDir, TINYSTORIES_TEXT } from './helpers/data';
 
 const scratch = tempDir();
@@ -84,7 +85,7 @@ describe('stories260K: sensitivities and the default plan', () => {
     const text = fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8');
     const calib = path.join(scratch, 'calib.txt');
     fs.writeFileSync(calib, text.slice(500_000));
-    await analyzeToFile(model, af, { calib, tokenizer: tokenizerFor(model), samples: 32, seqLen, seed: 0, sensitivity: { windows: 8 } });
+    await analyzeToFile(model, af, { calib, tokenizer: tokenizerFor(model), samples: 32, seqLen, seed: 0, sensitivity: { windows: 8, halfCuts: true } });
     loaded = readAnalysis(af);
     heldOut = await encodeStreamPrefix(tokenizerFor(model), text.slice(0, 500_000), 16 * seqLen + 1);
   });
@@ -174,6 +175,48 @@ describe('stories260K: sensitivities and the default plan', () => {
     expect(def.method.importance).toBe('entropy');
     expect(contribution.method.importance).toBe('contribution');
     expect(JSON.stringify(contribution.blocks.map((b) => b.mlp.keptChannels))).not.toBe(JSON.stringify(def.blocks.map((b) => b.mlp.keptChannels)));
+  });
+
+  it('half cuts: measured beside the whole removals, and the measured curvature fitted through both points', () => {
+    const s = loaded.analysis.sensitivity!;
+    const part = s.partial!;
+    for (const kind of ['attn', 'mlp'] as const) {
+      const shares = kind === 'attn' ? part.attnShare : part.mlpShare;
+      shares.forEach((F, l) => {
+        expect(F!, `${kind} ${l}`).toBeGreaterThan(0);
+        expect(F!, `${kind} ${l}`).toBeLessThan(0.5); // the lower-ranked half holds less than half the entropy power
+        expect(part.kl[kind][l]!, `${kind} ${l}`).toBeGreaterThan(0);
+        expect(part.kl[kind][l]!, `${kind} ${l}`).toBeLessThan(s.kl[kind][l]!); // half the units cost less than all
+      });
+    }
+    const m = measuredDamageModel(loaded.analysis);
+    for (const kind of ['attn', 'mlp'] as const)
+      m.curvature[kind].forEach((g, l) => {
+        expect(g).toBeGreaterThanOrEqual(1);
+        // the model passes through the measured half cut
+        const F = (kind === 'attn' ? part.attnShare : part.mlpShare)[l]!;
+        expect(m.sens[kind][l] * F ** g).toBeCloseTo(part.kl[kind][l]!, 10);
+      });
+    const measured = plan(loaded.analysis, { ratio: 0.3, curvature: 'measured' });
+    expect(measured.method.curvature).toBe('measured');
+    expect(JSON.stringify(measured.blocks)).not.toBe(JSON.stringify(plan(loaded.analysis, { ratio: 0.3 }).blocks));
+    const { partial: _dropped, ...withoutHalves } = s;
+    expect(() => plan({ ...loaded.analysis, sensitivity: withoutHalves }, { ratio: 0.3, curvature: 'measured' })).toThrow(/half cuts/);
+  });
+
+  it('the measured damage model by hand: convex points give γ, concave ones a line through the half cut', () => {
+    const base = { windows: 1, seqLen: 2, seed: 0, compensated: true, baseNll: 1, block: [1], attn: [1], mlp: [1], agreement: {}, agreementWithLoss: {} };
+    const a = {
+      sensitivity: { ...base, kl: { block: [2], attn: [1, 1], mlp: [1, 0.5] }, partial: { attnShare: [0.5, null], mlpShare: [0.5, 0.25], kl: { attn: [0.25, null], mlp: [0.8, 0.05] }, nll: { attn: [0, null], mlp: [0, 0] } } },
+    } as unknown as Parameters<typeof measuredDamageModel>[0];
+    const m = measuredDamageModel(a);
+    expect(m.curvature.attn[0]).toBeCloseTo(2, 12); // 0.25 = 1 · 0.5^2
+    expect(m.sens.attn[0]).toBe(1);
+    expect(m.curvature.attn[1]).toBe(1); // no half cut: linear
+    expect(m.curvature.mlp[0]).toBe(1); // 0.8 > 1 · 0.5: concave, so the line through (0.5, 0.8)
+    expect(m.sens.mlp[0]).toBeCloseTo(1.6, 12);
+    expect(m.curvature.mlp[1]).toBeCloseTo(Math.log(0.1) / Math.log(0.25), 12); // 0.05 = 0.5 · 0.25^γ
+    expect(m.sens.mlp[1]).toBe(0.5);
   });
 
   it('greedy continuations of held-out prompts do not fall into single-token loops at 20 and 30 % (the original does not)', async () => {

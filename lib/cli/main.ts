@@ -82,6 +82,7 @@ async function evalPpl(modelPath: string, o: PplOptions): Promise<void> {
 interface AnalyzeCliOptions {
   sensitivity: boolean;
   sensitivityWindows?: number;
+  halfCuts?: boolean;
   calib: string;
   tokenizer?: string;
   samples?: number;
@@ -120,7 +121,7 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     ridge: o.ridge,
     products: o.products,
     stream: o.stream,
-    sensitivity: o.sensitivity && { windows: o.sensitivityWindows },
+    sensitivity: o.sensitivity && { windows: o.sensitivityWindows, halfCuts: o.halfCuts },
     onSensitivityProgress: (p) => bar.update(p),
     ...cudaDevicesOption(device),
     onProgress: (p) => bar.update(p),
@@ -167,6 +168,7 @@ export function sensitivityLines(a: Analysis): string[] {
 interface PlanCliOptions {
   allocation: 'marginal' | 'paper';
   estimator?: 'measured' | 'stream-te' | 'output-te';
+  curvature?: number | 'measured';
   ratio: number;
   method: PlanMethod['name'];
   importance: PlanMethod['importance'];
@@ -226,6 +228,7 @@ async function planCmd(analysisFile: string, o: PlanCliOptions): Promise<void> {
     searchFallback: o.searchFallback,
     allocation: o.allocation,
     estimator: o.estimator,
+    curvature: o.curvature,
     analysisFile,
   };
   if (o.importance === 'weight') {
@@ -325,6 +328,7 @@ export function buildProgram(): Command {
     .option('--stream', STREAM_HELP)
     .option('--no-sensitivity', 'skip measuring each block\'s / layer\'s removal damage (the planner then uses the stream-targeted TE)')
     .option('--sensitivity-windows <n>', 'windows for the measured sensitivities (default 16)', intOption('sensitivity-windows', 1))
+    .option('--half-cuts', 'also measure each sublayer with the lower-ranked half of its units cut (for plan --curvature measured)')
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
     .addOption(deviceOpt())
     .option('-o, --output <file>', 'analysis JSON to write', 'analysis.json')
@@ -344,6 +348,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--importance <metric>', 'unit ranking (docs/METHOD.md section 3)').choices(['entropy', 'contribution', 'activation', 'weight']).default('entropy'))
     .addOption(new Option('--allocation <kind>', 'marginal: units across all blocks by damage per parameter (default); paper: docs/METHOD.md\'s water-filling, 1/TE split, K-means and DFS').choices(['marginal', 'paper']).default('marginal'))
     .addOption(new Option('--estimator <e>', 'sublayer importance: measured damage (default when the analysis has it), stream-te, or output-te (the paper\'s first reading)').choices(['measured', 'stream-te', 'output-te']))
+    .option('--curvature <g>', 'γ of the marginal allocation\'s damage model S·F^γ (default 1), or "measured": each sublayer\'s own, from an analysis made with --half-cuts', (v: string) => {
+      if (v === 'measured') return v;
+      const g = Number(v);
+      if (!(Number.isFinite(g) && g >= 1 && g <= 16)) throw new InvalidArgumentError('curvature must be a number in [1, 16] or "measured"');
+      return g;
+    })
     .addOption(new Option('--search <kind>', 'remaining-ratio search').choices(['dfs', 'greedy']).default('dfs'))
     .addOption(new Option('--ratios <kind>', 'per-block ratios').choices(['dynamic', 'uniform']).default('dynamic'))
     .option('--no-compensation', 'do not fold removed units\' means into biases')

@@ -71,6 +71,23 @@ export interface MeasuredSensitivity extends PartFigures {
   file?: string;
   /** the same measurement with removed parts replaced by nothing (asked for with `sensitivity --plain`) */
   plain?: PartFigures & { kl: PartFigures };
+  /** partial cuts measured beside the whole removals: how damage grows with the share removed (docs/METHOD.md §4) */
+  partial?: PartialCutFigures;
+}
+
+/**
+ * Each sublayer with the lower-ranked half of its units removed (KV groups with their query heads; MLP
+ * channels; ranked by the entropy power of their activations, as the default plan ranks them) and
+ * compensated, measured like the whole removals. share: the removed units' part of the sublayer's summed
+ * entropy power (the F of the planner's damage model); null where the sublayer has no such cut.
+ */
+export interface PartialCutFigures {
+  attnShare: (number | null)[];
+  mlpShare: (number | null)[];
+  /** mean KL of the next-token distribution (nats) */
+  kl: { attn: (number | null)[]; mlp: (number | null)[] };
+  /** mean loss increase (nats) */
+  nll: { attn: (number | null)[]; mlp: (number | null)[] };
 }
 
 export interface Analysis {
@@ -191,6 +208,16 @@ export const analysisSchema = {
         seqLen: { type: 'integer', minimum: 2 },
         ...partFiguresSchema.properties,
         kl: partFiguresSchema,
+        partial: {
+          type: 'object',
+          required: ['attnShare', 'mlpShare', 'kl', 'nll'],
+          properties: {
+            attnShare: figures,
+            mlpShare: figures,
+            kl: { type: 'object', required: ['attn', 'mlp'], properties: { attn: figures, mlp: figures } },
+            nll: { type: 'object', required: ['attn', 'mlp'], properties: { attn: figures, mlp: figures } },
+          },
+        },
       },
     },
     means: {

@@ -10,7 +10,7 @@ import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 import { VERSION } from '../version';
 import { ANALYSIS_FORMAT, ANALYSIS_VERSION, Analysis, MeanName, MeasuredSensitivity, writeAnalysis } from './analysis';
-import { agreement, measureSensitivity } from './sensitivity';
+import { agreement, halfCuts, measureSensitivity } from './sensitivity';
 import { EntropruneError } from '../util/errors';
 import { assertOutputSparesInputs } from '../util/file-identity';
 import { withOutputLock } from '../util/output-lock';
@@ -48,7 +48,18 @@ export interface AnalyzeOptions {
    * CPU it costs about 1.5·L² block passes over those windows; false skips it (the planner then uses the
    * stream-targeted TE).
    */
-  sensitivity?: boolean | { windows?: number; seqLen?: number; /** draw the windows from this text instead */ text?: string; /** also measure plain removal (no compensation) */ plain?: boolean };
+  sensitivity?:
+    | boolean
+    | {
+        windows?: number;
+        seqLen?: number;
+        /** draw the windows from this text instead */
+        text?: string;
+        /** also measure plain removal (no compensation) */
+        plain?: boolean;
+        /** also measure each sublayer with the lower-ranked half of its units cut (the planner's curvature "measured") */
+        halfCuts?: boolean;
+      };
   /** progress of the sensitivity step, after the calibration */
   onSensitivityProgress?: (p: ProgressEvent) => void;
   onProgress?: (p: ProgressEvent) => void;
@@ -170,10 +181,24 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     const source = so.text ? await calibrationStreamAsync(so.text, o.tokenizer, o.signal) : { kind, stream };
     const windows = sampleCalibration(so.text ?? o.calib, source.kind, source.stream, info.vocab, { samples: so.windows ?? defaultSensitivityWindows(info.layers.length, calib.samples * seqLen, sSeqLen), seqLen: sSeqLen, seed });
     const measureOn = { tokens: windows.tokens, windows: windows.samples, seqLen: sSeqLen, seed, onProgress: o.onSensitivityProgress, signal: o.signal };
-    const m = await measureSensitivity(model, { ...measureOn, means: { attnOut: r.blocks.map((b) => b.attnOutMean), mlpOut: r.blocks.map((b) => b.mlpOutMean) } });
+    // Beside each whole removal, the lower-ranked half of the sublayer's units, compensated as apply does:
+    // the planner reads from the two points how damage grows with the share removed.
+    // (optional: the default plan's damage model is linear and does not read them).
+    const halves = so.halfCuts ? halfCuts(blocks, info.headDim) : [];
+    const unitMeans = (means: Float64Array, units: number[], width: number) => Float64Array.from(units.flatMap((u) => Array.from(means.subarray(u * width, (u + 1) * width))));
+    const cuts = so.halfCuts
+      ? {
+          attn: halves.map((h) => Int32Array.from(h.attn.heads)),
+          attnMeans: halves.map((h, l) => unitMeans(r.blocks[l].headMean, h.attn.heads, info.headDim)),
+          mlp: halves.map((h) => Int32Array.from(h.mlp.channels)),
+          mlpMeans: halves.map((h, l) => unitMeans(r.blocks[l].channelMean, h.mlp.channels, 1)),
+        }
+      : undefined;
+    const { partialDamage, ...m } = await measureSensitivity(model, { ...measureOn, means: { attnOut: r.blocks.map((b) => b.attnOutMean), mlpOut: r.blocks.map((b) => b.mlpOutMean) }, cuts });
     const plain = so.plain ? await measureSensitivity(model, measureOn) : undefined;
     sensitivity = {
       ...m,
+      ...(partialDamage ? { partial: { attnShare: halves.map((h) => h.attn.share), mlpShare: halves.map((h) => h.mlp.share), ...partialDamage } } : {}),
       ...(so.text ? { file: so.text } : {}),
       ...(plain ? { plain: { block: plain.block, attn: plain.attn, mlp: plain.mlp, kl: plain.kl } } : {}), // the figures, without the settings
       agreement: { 'stream-te': agreement(blocks, m.kl, 'stream-te'), 'output-te': agreement(blocks, m.kl, 'output-te') },

@@ -14,21 +14,31 @@ export interface SensitivityOptions {
   seed: number;
   /** per block E[a_l] and E[m_l] (empty where absent): removed parts replaced by their means; absent: by nothing */
   means?: { attnOut: Float64Array[]; mlpOut: Float64Array[] };
+  /** partial cuts to measure as well, per block: the query heads / channels removed and their means (head_dim or 1 per unit) */
+  cuts?: { attn: Int32Array[]; attnMeans: Float64Array[]; mlp: Int32Array[]; mlpMeans: Float64Array[] };
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
 
 const orNull = (x: number) => (Number.isFinite(x) ? x : null);
 
-type Measured = Omit<MeasuredSensitivity, 'agreement' | 'agreementWithLoss'>;
+type Measured = Omit<MeasuredSensitivity, 'agreement' | 'agreementWithLoss' | 'partial'> & {
+  /** the partial cuts' figures, when cuts were asked for */
+  partialDamage?: { kl: { attn: (number | null)[]; mlp: (number | null)[] }; nll: { attn: (number | null)[]; mlp: (number | null)[] } };
+};
 
 export async function measureSensitivity(model: Model, o: SensitivityOptions): Promise<Measured> {
+  const cuts = o.cuts ? { attnCut: o.cuts.attn, attnCutMeans: o.cuts.attnMeans, mlpCut: o.cuts.mlp, mlpCutMeans: o.cuts.mlpMeans } : {};
   const job = model.handle.measureRemovalDamage(
-    { tokens: o.tokens, nSeqs: o.windows, seqLen: o.seqLen, attnOutMean: o.means?.attnOut, mlpOutMean: o.means?.mlpOut },
+    { tokens: o.tokens, nSeqs: o.windows, seqLen: o.seqLen, attnOutMean: o.means?.attnOut, mlpOutMean: o.means?.mlpOut, ...cuts },
     (done, total) => o.onProgress?.({ done, total }),
   );
   const r = await awaitNativeJob(job, o.signal);
+  const partial = r.partial;
   return {
+    ...(partial
+      ? { partialDamage: { kl: { attn: Array.from(partial.kl.attn, orNull), mlp: Array.from(partial.kl.mlp, orNull) }, nll: { attn: Array.from(partial.nll.attn, orNull), mlp: Array.from(partial.nll.mlp, orNull) } } }
+      : {}),
     windows: o.windows,
     seqLen: o.seqLen,
     seed: o.seed,
@@ -87,4 +97,36 @@ export function agreement(blocks: BlockStats[], m: PartFigures, e: Exclude<Estim
   const sp = [...pairs(v.attn, m.attn), ...pairs(v.mlp, m.mlp)];
   const round = (x: number) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : NaN);
   return { blocks: round(spearman(bp.map((p) => p[0]), bp.map((p) => p[1]))), sublayers: round(spearman(sp.map((p) => p[0]), sp.map((p) => p[1]))) };
+}
+
+/**
+ * The partial cut of every sublayer that the analysis measures: the lower-ranked half of its units by the
+ * entropy power of their activations (the default plan's ranking), whole KV groups for attention. share: the
+ * removed units' part of the sublayer's summed entropy power. A sublayer with a single unit (one KV group)
+ * gets no cut: removing it is the whole removal.
+ */
+export function halfCuts(blocks: { attention: { nHead: number; nKvHead: number; headEntropy: number[] } | null; mlp: { channelEntropy: number[] } | null }[], headDim: number) {
+  const log2pie = Math.log(2 * Math.PI * Math.E);
+  const lowestHalf = (v: number[]) => {
+    const order = v.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const cut = order.slice(0, Math.floor(v.length / 2)).map((p) => p[1]);
+    const total = v.reduce((a, b) => a + b, 0);
+    return { cut, share: total > 0 ? cut.reduce((a, i) => a + v[i], 0) / total : null };
+  };
+  return blocks.map((b) => {
+    let attn: { heads: number[]; share: number | null } = { heads: [], share: null };
+    if (b.attention && b.attention.nKvHead >= 2) {
+      const G = b.attention.nHead / b.attention.nKvHead;
+      const power = b.attention.headEntropy.map((H) => headDim * Math.exp((2 * H) / headDim - log2pie));
+      const groups = Array.from({ length: b.attention.nKvHead }, (_, g) => power.slice(g * G, (g + 1) * G).reduce((a, x) => a + x, 0));
+      const h = lowestHalf(groups);
+      attn = { heads: h.cut.sort((x, y) => x - y).flatMap((g) => Array.from({ length: G }, (_, i) => g * G + i)), share: h.share };
+    }
+    let mlp: { channels: number[]; share: number | null } = { channels: [], share: null };
+    if (b.mlp && b.mlp.channelEntropy.length >= 2) {
+      const m = lowestHalf(b.mlp.channelEntropy.map((H) => Math.exp(2 * H - log2pie)));
+      mlp = { channels: m.cut.sort((x, y) => x - y), share: m.share };
+    }
+    return { attn, mlp };
+  });
 }

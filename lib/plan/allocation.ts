@@ -21,6 +21,12 @@ export interface SublayerSensitivity {
   mlp: number[];
 }
 
+/** γ of each sublayer's damage model S·F^γ (≥ 1, so marginal damage never falls as a sublayer is cut) */
+export interface SublayerCurvature {
+  attn: number[];
+  mlp: number[];
+}
+
 export interface UnitVariances {
   /** [layer][query head]: variance the head adds to the residual stream */
   heads: number[][];
@@ -52,27 +58,28 @@ export function allocateByMarginalCost(
   sens: SublayerSensitivity,
   units: UnitVariances,
   targetRemoved: number,
-  curvature = 1,
+  curvature: number | SublayerCurvature = 1,
 ): Allocation {
+  const gammaOf = (kind: 'attn' | 'mlp', l: number) => (typeof curvature === 'number' ? curvature : (curvature[kind][l] ?? 1));
   // One queue per sublayer, its units in ascending share: removing a share F of a sublayer is predicted to
-  // cost S·F^γ (γ = curvature; 1: linear in the removed variance), so the next unit's marginal damage is
+  // cost S·F^γ (γ = curvature, one for all or one per sublayer; 1: linear in the removed variance), so the next unit's marginal damage is
   // S·((F + e)^γ − F^γ), which never falls as F grows. Taking the lowest marginal damage per parameter
   // across all queues, one unit at a time, is then optimal for the predicted total.
-  interface Queue { layer: number; kind: 'group' | 'channel'; cost: number; s: number; items: { index: number; e: number }[]; next: number; taken: number }
+  interface Queue { layer: number; kind: 'group' | 'channel'; cost: number; s: number; gamma: number; items: { index: number; e: number }[]; next: number; taken: number }
   const queues: Queue[] = [];
   layers.forEach((s, l) => {
     if (s.nHead > 0) {
       const G = s.nHead / s.nKvHead;
       const groupVar = range(s.nKvHead).map((g) => sum(range(G).map((i) => units.heads[l]?.[g * G + i] ?? 0)));
       const items = shares(groupVar).map((e, index) => ({ index, e })).sort((a, b) => a.e - b.e || a.index - b.index);
-      queues.push({ layer: l, kind: 'group', cost: kvHeadParams(dim, headDim) + G * queryHeadParams(dim, headDim), s: Math.max(0, sens.attn[l]), items, next: 0, taken: 0 });
+      queues.push({ layer: l, kind: 'group', cost: kvHeadParams(dim, headDim) + G * queryHeadParams(dim, headDim), s: Math.max(0, sens.attn[l]), gamma: gammaOf('attn', l), items, next: 0, taken: 0 });
     }
     if (s.ffn > 0) {
       const items = shares(units.channels[l] ?? []).map((e, index) => ({ index, e })).sort((a, b) => a.e - b.e || a.index - b.index);
-      queues.push({ layer: l, kind: 'channel', cost: channelParams(dim), s: Math.max(0, sens.mlp[l]), items, next: 0, taken: 0 });
+      queues.push({ layer: l, kind: 'channel', cost: channelParams(dim), s: Math.max(0, sens.mlp[l]), gamma: gammaOf('mlp', l), items, next: 0, taken: 0 });
     }
   });
-  const marginal = (q: Queue) => q.s * ((q.taken + q.items[q.next].e) ** curvature - q.taken ** curvature);
+  const marginal = (q: Queue) => q.s * ((q.taken + q.items[q.next].e) ** q.gamma - q.taken ** q.gamma);
   const removedGroups = layers.map(() => new Set<number>());
   const removedChannels = layers.map(() => new Set<number>());
   let removed = 0;

@@ -55,8 +55,12 @@ export interface PlanMethod {
   allocation?: 'marginal' | 'paper';
   /** the block / sublayer importance the planner read: measured damage, stream-targeted TE or output-targeted TE */
   estimator?: 'measured' | 'stream-te' | 'output-te';
-  /** γ of the marginal allocation's damage model S·F^γ for a removed share F of a sublayer (1: linear) */
-  curvature?: number;
+  /**
+   * γ of the marginal allocation's damage model S·F^γ for a removed share F of a sublayer: a number for every
+   * sublayer (1: linear, the default), or 'measured': each sublayer's own, fitted through its measured half cut
+   * (docs/METHOD.md §4; needs an analysis made with half cuts and the measured estimator)
+   */
+  curvature?: number | 'measured';
 }
 
 export interface PruningPlan {

@@ -12,7 +12,7 @@ import type { Analysis, BlockStats } from '../measure/analysis';
 import { EntropruneError } from '../util/errors';
 import { VERSION } from '../version';
 import { attentionParams, blockParams, channelParams, countedParams, kvHeadParams, mlpParams, queryHeadParams, wholeModelParams } from './accounting';
-import { allocateByMarginalCost, SublayerSensitivity, UnitVariances } from './allocation';
+import { allocateByMarginalCost, SublayerCurvature, SublayerSensitivity, UnitVariances } from './allocation';
 import { waterFillRatios } from './block-ratios';
 import { estimatorValues } from '../measure/sensitivity';
 import { defaultK, kmeans1d } from './kmeans';
@@ -80,6 +80,9 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
     estimator: o.estimator ?? defaultEstimator(analysis),
     curvature: o.curvature ?? 1,
   };
+  if (method.curvature === 'measured' && !(method.estimator === 'measured' && analysis.sensitivity?.partial))
+    throw new EntropruneError('EP_INVALID_ARGUMENT', 'curvature "measured" needs the measured estimator and an analysis with measured half cuts (re-run analyze)');
+  if (typeof method.curvature === 'number') inRangeCurvature(method.curvature);
   if (method.estimator === 'measured' && !analysis.sensitivity)
     throw new EntropruneError('EP_INVALID_ARGUMENT', 'estimator "measured" needs an analysis with measured sensitivities (analyze without --no-sensitivity)');
   // Numeric options in their ranges before any work (a cap of 5 would plan 146 % of a block; β = 1e308
@@ -114,16 +117,18 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
   if (method.name === 'block-drop' || method.name === 'layer-drop') {
     dropBaseline(method.name, stats, layers, st, d, hd, targetRemoved, notes);
   } else if (method.name === 'entropy' && method.allocation === 'marginal' && method.granularity === 'multi' && !method.uniformShape) {
-    const sens = sensitivityOf(analysis, method.estimator!);
+    const model = method.curvature === 'measured' ? measuredDamageModel(analysis) : { sens: sensitivityOf(analysis, method.estimator!), curvature: method.curvature as number };
+    const sens = model.sens;
     const units = unitVariances(stats, method.importance, hd, o.weights);
     if (method.ratios === 'dynamic') {
-      const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved, method.curvature);
+      const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved, model.curvature);
       Object.assign(st, { keptKv: a.keptKv, keptHeads: a.keptHeads, keptChannels: a.keptChannels });
       notes.push(`marginal allocation over all blocks (${method.estimator} sensitivities): predicted damage ${a.predictedDamage.toPrecision(4)}`);
     } else {
       // The uniform-ratio ablation: every block loses p of its own weights, split inside it the same way.
       layers.forEach((shape, l) => {
-        const a = allocateByMarginalCost([shape], d, hd, { attn: [sens.attn[l]], mlp: [sens.mlp[l]] }, { heads: [units.heads[l]], channels: [units.channels[l]] }, p * sizes[l], method.curvature);
+        const gamma = typeof model.curvature === 'number' ? model.curvature : { attn: [model.curvature.attn[l]], mlp: [model.curvature.mlp[l]] };
+        const a = allocateByMarginalCost([shape], d, hd, { attn: [sens.attn[l]], mlp: [sens.mlp[l]] }, { heads: [units.heads[l]], channels: [units.channels[l]] }, p * sizes[l], gamma);
         st.keptKv[l] = a.keptKv[0];
         st.keptHeads[l] = a.keptHeads[0];
         st.keptChannels[l] = a.keptChannels[0];
@@ -214,6 +219,31 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
 export function defaultEstimator(a: Analysis): NonNullable<PlanMethod['estimator']> {
   if (a.sensitivity) return 'measured';
   return a.blocks.every((b) => b.teStream !== undefined) ? 'stream-te' : 'output-te';
+}
+
+function inRangeCurvature(g: number) {
+  if (!(Number.isFinite(g) && g >= 1 && g <= 16)) throw new EntropruneError('EP_INVALID_ARGUMENT', `curvature must lie in [1, 16] or be "measured" (got ${g})`);
+}
+
+/**
+ * The measured damage model of every sublayer (docs/METHOD.md §4): S·F^γ through both measured points, the
+ * whole removal (F = 1, D = S) and the half cut (F = share, D = D_half): γ = log(D_half / S) / log(F). Where
+ * the points say γ < 1 (a partial cut costs more than its share of the whole), a line through the half cut
+ * (S' = D_half / F, γ = 1): the greedy allocation needs marginal damage that never falls, and the half cut is
+ * the point nearer to the cuts a plan makes. Sublayers with no half cut (one KV group) keep S and γ = 1.
+ */
+export function measuredDamageModel(a: Analysis): { sens: SublayerSensitivity; curvature: SublayerCurvature } {
+  const s = a.sensitivity!;
+  const part = s.partial!;
+  const fit = (S: number | null, half: number | null, F: number | null): [number, number] => {
+    const whole = S !== null && Number.isFinite(S) && S > 0 ? S : 0;
+    if (!whole || half === null || F === null || !(half > 0) || !(F > 0 && F < 1)) return [whole, 1];
+    const gamma = Math.log(half / whole) / Math.log(F);
+    return gamma >= 1 ? [whole, gamma] : [half / F, 1];
+  };
+  const attn = s.kl.attn.map((S, l) => fit(S, part.kl.attn[l], part.attnShare[l]));
+  const mlp = s.kl.mlp.map((S, l) => fit(S, part.kl.mlp[l], part.mlpShare[l]));
+  return { sens: { attn: attn.map((x) => x[0]), mlp: mlp.map((x) => x[0]) }, curvature: { attn: attn.map((x) => x[1]), mlp: mlp.map((x) => x[1]) } };
 }
 
 /** Sublayer sensitivities S_s from the chosen estimator (absent parts: 0). */
