@@ -10,13 +10,14 @@ export { analyze, analyzeToFile, modelIdentity, type AnalyzeOptions, type Analyz
 export { readAnalysis, writeAnalysis, analysisSchema, type Analysis, type BlockStats, type LoadedAnalysis } from './measure/analysis';
 export { sampleCalibration, calibrationStream, sameFile } from './measure/calibration';
 export { seededRandom, seededSubset } from './util/random';
-export { plan, splitBudget, type PlanOptions, type WeightMagnitudes } from './plan/planner';
+export { plan, splitBudget, type PlanOptions, type PlannerInput, type WeightMagnitudes } from './plan/planner';
 export { readPlan, writePlan, validatePlan, checkPlan, achievedRatio, prunedShapes, compensationBiases, planSchema, type PruningPlan, type BlockPlan, type PlanMethod } from './plan/plan';
 export { waterFillRatios } from './plan/block-ratios';
 export { kmeans1d, defaultK } from './plan/kmeans';
 export { dfsSearch, greedySearch, type Candidate } from './plan/search';
 export * as accounting from './plan/accounting';
 export { applyPlan, defaultFormat, type ApplyOptions, type ApplyResult, type OutputFormat } from './apply/apply';
+export { prune, sidecarFiles, type PruneOptions, type PruneResult } from './prune/prune';
 export { setThreads, cudaInfo, resolveDevice, type DeviceRequest, type DeviceStage, type ResolvedDevice } from './runtime';
 export { EntropruneError, type EntropruneErrorCode } from './util/errors';
 export { native, type SyntheticModelSpec, type CudaProbe } from './native';

@@ -26,6 +26,8 @@ interface Case {
   env?: Record<string, string>;
   /** folders whose file names and contents must be the same afterwards (nothing added, nothing changed) */
   unchangedDirs?: string[];
+  /** a refusal that needs no model work must come within this many seconds */
+  maxSeconds?: number;
 }
 
 const dir = tempDir();
@@ -63,10 +65,12 @@ function tempFilesUnder(d: string): string[] {
 function run(c: Case) {
   const before = new Map(c.inputs.map((f) => [f, sha(f)]));
   const dirsBefore = new Map((c.unchangedDirs ?? []).map((d) => [d, sha(d)]));
+  const started = Date.now();
   const r = c.fileSizeLimitKb
     ? spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f ${c.fileSizeLimitKb}; exec "$0" "$@"`, process.execPath, CLI, ...c.args], { encoding: 'utf8', timeout: 120_000 })
     : spawnSync(process.execPath, [CLI, ...c.args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...c.env } });
   expect(r.status, `${c.name}\n${r.stderr}`).toBe(c.code);
+  if (c.maxSeconds) expect((Date.now() - started) / 1000, `${c.name}: took too long to refuse`).toBeLessThan(c.maxSeconds);
   expect(r.stderr, c.name).toMatch(new RegExp(c.expect));
   if (c.stdout) expect(r.stdout, c.name).toMatch(new RegExp(c.stdout));
   expect(r.stderr, c.name).not.toMatch(/internal error|Segmentation|Aborted|at .*\.js:\d+/);

@@ -40,7 +40,7 @@ const coreStage = (p: string) => {
 // lib/<stage>/ (or lib/<file>.ts for the small base modules): the same rule, in pipeline order. native.ts (the
 // one loader of the binary) and version.ts sit below everything.
 const LIB_RANK: Record<string, number> = {
-  native: 0, version: 0, util: 1, runtime: 2, load: 3, synthetic: 3, measure: 4, plan: 5, apply: 6, verify: 7, evaluate: 8, compare: 9, report: 10, cli: 11, index: 12,
+  native: 0, version: 0, util: 1, runtime: 2, load: 3, synthetic: 3, measure: 4, plan: 5, apply: 6, verify: 7, prune: 8, evaluate: 8, compare: 9, report: 10, cli: 11, index: 12,
 };
 const libStage = (p: string) => {
   const m = /^lib\/([a-z-]+)(?:\/|\.ts$)/.exec(p);

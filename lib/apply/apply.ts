@@ -26,8 +26,11 @@ export interface ApplyOptions {
   format?: OutputFormat;
   dtype?: 'f32' | 'f16' | 'bf16';
   force?: boolean;
-  /** analysis with the calibration means (default: the plan's `analysis` file) */
-  analysis?: LoadedAnalysis;
+  /**
+   * the calibration means bias compensation folds in: a read analysis (`readAnalysis(file)`) or an
+   * `analyze()` result (default: read from the plan's `analysis` file)
+   */
+  analysis?: Pick<LoadedAnalysis, 'mean'>;
   /** llama2.c tok*.bin to embed when writing GGUF from a llama2.c checkpoint (default: the one beside it) */
   vocabFile?: string;
   /** tokenizer.json to convert and embed when writing GGUF from a Hugging Face model (default: the model's own) */
@@ -89,7 +92,8 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
   const needsMeans = plan.blocks.some((b) => b.compensate);
   let analysis = o.analysis;
   if (!analysis && needsMeans) {
-    if (!plan.analysis) throw new EntropruneError('EP_INVALID_ARGUMENT', 'bias compensation needs the analysis (calibration means): pass --analysis or plan with --no-compensation');
+    if (!plan.analysis)
+      throw new EntropruneError('EP_INVALID_ARGUMENT', 'bias compensation needs the calibration means: pass the analysis (the `analysis` option: an analyze() result or readAnalysis(file); CLI: --analysis), or plan without compensation');
     analysis = readAnalysis(path.resolve(plan.analysis));
   }
   const means = analysis

@@ -9,6 +9,7 @@ import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSig
 import { registerCompareCommand } from './compare-command';
 import { registerBenchCommand, registerEvalCommands } from './eval-commands';
 import { registerPruneCommands } from './prune-commands';
+import { addPlannerOptions, plannerOptions, ratioOption, type PlannerCliOptions } from './plan-options';
 import { registerSynthCommand } from './synth-command';
 
 import { perplexity } from '../evaluate/perplexity';
@@ -165,26 +166,8 @@ export function sensitivityLines(a: Analysis): string[] {
   ];
 }
 
-interface PlanCliOptions {
-  allocation: 'marginal' | 'paper';
-  estimator?: 'measured' | 'stream-te' | 'output-te';
-  curvature?: number | 'measured';
+interface PlanCliOptions extends PlannerCliOptions {
   ratio: number;
-  method: PlanMethod['name'];
-  importance: PlanMethod['importance'];
-  search: PlanMethod['search'];
-  ratios: PlanMethod['ratios'];
-  compensation: boolean;
-  granularity: PlanMethod['granularity'];
-  k?: number;
-  align: number;
-  alignHeads: number;
-  uniform?: boolean;
-  temperature: number;
-  maxBlockRatio: number;
-  tolerance: number;
-  searchLimit: number;
-  searchFallback?: 'undershoot' | 'overshoot';
   output?: string;
   dryRun?: boolean;
   json?: boolean;
@@ -209,28 +192,7 @@ export function planTable(p: PruningPlan): string {
 
 async function planCmd(analysisFile: string, o: PlanCliOptions): Promise<void> {
   const { analysis } = readAnalysis(analysisFile);
-  const options: PlanOptions = {
-    ratio: o.ratio,
-    method: o.method,
-    importance: o.importance,
-    search: o.search,
-    ratios: o.ratios,
-    compensation: o.compensation,
-    granularity: o.granularity,
-    k: o.k,
-    align: o.align,
-    alignHeads: o.alignHeads,
-    uniformShape: o.uniform ?? false,
-    temperature: o.temperature,
-    maxBlockRatio: o.maxBlockRatio,
-    tolerance: o.tolerance,
-    searchLimit: o.searchLimit,
-    searchFallback: o.searchFallback,
-    allocation: o.allocation,
-    estimator: o.estimator,
-    curvature: o.curvature,
-    analysisFile,
-  };
+  const options: PlanOptions = { ...plannerOptions(o), ratio: o.ratio, analysisFile };
   if (o.importance === 'weight') {
     const model = await loadModel(analysis.model.path);
     options.weights = model.handle.unitWeightMagnitudes();
@@ -335,38 +297,13 @@ export function buildProgram(): Command {
     .option('--json', 'print a JSON summary instead of the table')
     .action(analyzeCmd);
 
-  program
-    .command('plan')
-    .description('decide what to prune and how much, from an analysis (docs/METHOD.md section 4)')
-    .argument('<analysis>', 'analysis.json written by `entroprune analyze`')
-    .requiredOption('--ratio <r>', 'target share of block linear weights to remove, in (0, 1)', (v: string) => {
-      const r = Number(v);
-      if (!(r > 0 && r < 1)) throw new InvalidArgumentError('ratio must lie strictly between 0 and 1');
-      return r;
-    })
-    .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
-    .addOption(new Option('--importance <metric>', 'unit ranking (docs/METHOD.md section 3)').choices(['entropy', 'contribution', 'activation', 'weight']).default('entropy'))
-    .addOption(new Option('--allocation <kind>', 'marginal: units across all blocks by damage per parameter (default); paper: docs/METHOD.md\'s water-filling, 1/TE split, K-means and DFS').choices(['marginal', 'paper']).default('marginal'))
-    .addOption(new Option('--estimator <e>', 'sublayer importance: measured damage (default when the analysis has it), stream-te, or output-te (the paper\'s first reading)').choices(['measured', 'stream-te', 'output-te']))
-    .option('--curvature <g>', 'γ of the marginal allocation\'s damage model S·F^γ (default 1), or "measured": each sublayer\'s own, from an analysis made with --half-cuts', (v: string) => {
-      if (v === 'measured') return v;
-      const g = Number(v);
-      if (!(Number.isFinite(g) && g >= 1 && g <= 16)) throw new InvalidArgumentError('curvature must be a number in [1, 16] or "measured"');
-      return g;
-    })
-    .addOption(new Option('--search <kind>', 'remaining-ratio search').choices(['dfs', 'greedy']).default('dfs'))
-    .addOption(new Option('--ratios <kind>', 'per-block ratios').choices(['dynamic', 'uniform']).default('dynamic'))
-    .option('--no-compensation', 'do not fold removed units\' means into biases')
-    .addOption(new Option('--granularity <g>', 'which units may go').choices(['multi', 'width-only', 'depth-only']).default('multi'))
-    .option('--k <n>', 'K-means clusters per layer (default: 3 at 30 %, 4 at 40 %, 6 at 50 %)', intOption('k', 1))
-    .option('--align <n>', 'kept MLP widths rounded to multiples of N (e.g. 256 for llama.cpp K-quants)', intOption('align', 1), 1)
-    .option('--align-heads <n>', 'kept query-head counts rounded to multiples of N', intOption('align-heads', 1), 1)
-    .option('--uniform', 'one shape for every block (a stock Llama config)')
-    .option('--temperature <x>', 'β in w = s^-β', floatOption('temperature', 0), 1)
-    .option('--max-block-ratio <x>', 'cap on any block\'s ratio', floatOption('max-block-ratio', 0), 0.9)
-    .option('--tolerance <x>', 'window above the target for the search', floatOption('tolerance', 0), 0.005)
-    .option('--search-limit <n>', 'DFS node limit', intOption('search-limit', 1), 2_000_000)
-    .addOption(new Option('--search-fallback <f>', 'when no set fits the window: undershoot + channel fill, or the smallest overshoot (docs/METHOD.md)').choices(['undershoot', 'overshoot']))
+  addPlannerOptions(
+    program
+      .command('plan')
+      .description('decide what to prune and how much, from an analysis (docs/METHOD.md section 4)')
+      .argument('<analysis>', 'analysis.json written by `entroprune analyze`')
+      .requiredOption('--ratio <r>', 'target share of block linear weights to remove, in (0, 1)', ratioOption),
+  )
     .option('-o, --output <file>', 'plan JSON to write', 'plan.json')
     .option('--dry-run', 'print the table, write nothing')
     .option('--json', 'print JSON')

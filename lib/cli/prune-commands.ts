@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 
 import { applyPlan, ApplyResult, OutputFormat } from '../apply/apply';
 import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs } from '../evaluate/evaluate-model';
@@ -15,17 +15,15 @@ import { defaultTasksDir, parseTaskList } from './eval-commands';
 import { loadModel } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
 import { readAnalysis } from '../measure/analysis';
-import { analyzeToFile } from '../measure/analyze';
-import { readPlan, writePlan } from '../plan/plan';
-import { plan as makePlan } from '../plan/planner';
+import { readPlan } from '../plan/plan';
+import { prune } from '../prune/prune';
+import { addPlannerOptions, plannerOptions, ratioOption, type PlannerCliOptions } from './plan-options';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
 import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, noteSensitivityOnCpu, STREAM_HELP } from './options';
 import { checkFailed } from './exit-status';
 import { assertOutputSparesInputs } from '../util/file-identity';
-import { withOutputLock } from '../util/output-lock';
-import { trackTemporary } from '../util/interrupt';
 
 function printVerify(rows: VerifyRow[], json?: boolean): boolean {
   if (!json) {
@@ -50,10 +48,8 @@ interface ApplyCli {
   json?: boolean;
 }
 
-interface PruneCli extends ApplyCli {
+interface PruneCli extends ApplyCli, PlannerCliOptions {
   sensitivity: boolean;
-  allocation: 'marginal' | 'paper';
-  estimator?: 'measured' | 'stream-te' | 'output-te';
   ratio: number;
   calib: string;
   tokenizer?: string;
@@ -61,9 +57,6 @@ interface PruneCli extends ApplyCli {
   seqLen?: number;
   stream?: boolean;
   seed: number;
-  method: 'entropy' | 'uniform' | 'block-drop' | 'layer-drop';
-  align: number;
-  uniform?: boolean;
   threads?: number;
   device: DeviceRequest;
   report?: string;
@@ -165,27 +158,20 @@ export function registerPruneCommands(program: Command): void {
       if (!printVerify(rows, o.json)) checkFailed();
     });
 
-  program
-    .command('prune')
-    .description('analyze + plan + apply (+ verify) in one run')
-    .argument('<model>', 'HF directory, .gguf file or llama2.c .bin')
-    .requiredOption('--ratio <r>', 'share of block linear weights to remove, in (0, 1)', (v: string) => {
-      const r = Number(v);
-      if (!(r > 0 && r < 1)) throw new InvalidArgumentError('ratio must lie strictly between 0 and 1');
-      return r;
-    })
-    .requiredOption('--calib <file>', 'calibration text, JSONL or pre-tokenized ids')
-    .requiredOption('-o, --output <path>', 'output .gguf file or HF directory (analysis and plan are written beside it)')
-    .option('--tokenizer <file>', 'tokenizer override')
-    .option('--samples <n>', 'calibration windows (default 128)', intOption('samples', 1))
-    .option('--seq-len <n>', 'calibration window length', intOption('seq-len', 2))
-    .option('--seed <n>', 'calibration seed', intOption('seed', 0), 0)
-    .addOption(new Option('--method <name>', 'entropy (the paper) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
-    .addOption(new Option('--allocation <kind>', 'marginal (default) or paper (docs/METHOD.md\'s rules as first written)').choices(['marginal', 'paper']).default('marginal'))
-    .addOption(new Option('--estimator <e>', 'sublayer importance: measured (default), stream-te or output-te').choices(['measured', 'stream-te', 'output-te']))
-    .option('--no-sensitivity', 'skip the measured sensitivities (the planner uses the stream-targeted TE)')
-    .option('--align <n>', 'kept MLP widths rounded to multiples of N', intOption('align', 1), 1)
-    .option('--uniform', 'one shape for every block (stock Llama config; needed for HF output)')
+  addPlannerOptions(
+    program
+      .command('prune')
+      .description('analyze + plan + apply (+ verify) in one run')
+      .argument('<model>', 'HF directory, .gguf file or llama2.c .bin')
+      .requiredOption('--ratio <r>', 'share of block linear weights to remove, in (0, 1)', ratioOption)
+      .requiredOption('--calib <file>', 'calibration text, JSONL or pre-tokenized ids')
+      .requiredOption('-o, --output <path>', 'output .gguf file or HF directory (analysis and plan are written beside it)')
+      .option('--tokenizer <file>', 'tokenizer override')
+      .option('--samples <n>', 'calibration windows (default 128)', intOption('samples', 1))
+      .option('--seq-len <n>', 'calibration window length', intOption('seq-len', 2))
+      .option('--seed <n>', 'calibration seed', intOption('seed', 0), 0)
+      .option('--no-sensitivity', 'skip the measured sensitivities (the planner uses the stream-targeted TE)'),
+  )
     .addOption(formatOpt())
     .addOption(dtypeOpt())
     .option('--force', 'replace existing outputs')
@@ -201,63 +187,46 @@ export function registerPruneCommands(program: Command): void {
     .option('--tasks-dir <dir>', 'folder with the task files')
     .option('--limit <n>', 'a seeded random subset of N documents per task', intOption('limit', 1))
     .option('--json', 'print JSON')
-    .action((modelPath: string, o: PruneCli) => withOutputLock(o.output, async () => {
+    .action(async (modelPath: string, o: PruneCli) => {
       setThreads(o.threads);
       const device = announceDevice(o.device, o.json, 'calibration');
-      // Checks that need no model work come first: an output that is an input is refused, --force or not.
+      // Checks that need no model work come first (prune() repeats them with the model: these fail in a second).
       assertOutputSparesInputs(o.output, [modelPath, o.calib, o.tokenizer]);
       const model = await loadModel(modelPath, { streamLayers: o.stream });
       noteSensitivityOnCpu(device, o.sensitivity, o.json);
-      const base = o.output.replace(/\.gguf$/i, '').replace(/\/+$/, '');
-      const analysisFile = `${base}.analysis.json`;
-      const planFile = `${base}.plan.json`;
-      for (const f of [analysisFile, planFile])
-        if (fs.existsSync(f) && !o.force) throw new EntropruneError('EP_IO', `${f}: already exists (left by an earlier prune to ${o.output}?): pass --force to replace it`, f);
-      // The analysis and plan belong to this run's output: until the output is complete they are removed
-      // again if the run fails or is interrupted, so no half-finished run leaves them behind.
-      const sidecars = [analysisFile, planFile].map((f) => trackTemporary(f));
-      const bar = new ProgressBar('analyze', { quiet: o.json });
-      const a = await analyzeToFile(model, analysisFile, {
+      const bars = { analyze: new ProgressBar('analyze', { quiet: o.json }), apply: new ProgressBar('apply', { quiet: o.json }) };
+      const r = await prune(model, {
+        ratio: o.ratio,
         calib: o.calib,
-        tokenizer: /\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model, o.tokenizer),
-        samples: o.samples,
-        seqLen: o.seqLen,
-        seed: o.seed,
-        stream: o.stream,
-        sensitivity: o.sensitivity,
-        onSensitivityProgress: (p) => bar.update(p),
-        ...cudaDevicesOption(device),
-        onProgress: (p) => bar.update(p),
-        signal: interruptSignal(),
-      });
-      bar.finish();
-      sidecars.push(trackTemporary(path.join(path.dirname(analysisFile), a.analysis.means.file)));
-      const p = makePlan(a.analysis, { ratio: o.ratio, method: o.method, allocation: o.allocation, estimator: o.estimator, align: o.align, uniformShape: o.uniform ?? false, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
-      writePlan(planFile, p);
-      const applyBar = new ProgressBar('apply', { quiet: o.json });
-      const r = await applyPlan(model, p, {
-        onProgress: (ev) => applyBar.update(ev),
-        signal: interruptSignal(),
         output: o.output,
+        tokenizer: /\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model, o.tokenizer),
+        analyze: { samples: o.samples, seqLen: o.seqLen, seed: o.seed, stream: o.stream, sensitivity: o.sensitivity, ...cudaDevicesOption(device) },
+        plan: plannerOptions(o),
         format: o.format,
         dtype: o.dtype,
         force: o.force,
-        analysis: readAnalysis(analysisFile),
+        onProgress: (step, p) => {
+          if (step === 'apply') bars.analyze.finish();
+          bars[step].update(p);
+        },
+        signal: interruptSignal(),
       });
-      applyBar.finish();
-      const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
-      const summary = o.report ? await pruneReport(o, model, p, analysisFile, r.output, cudaDevicesOption(device).cudaDevices) : '';
+      bars.apply.finish();
+      const p = r.plan;
+      const analysisFile = r.analysisFile!;
+      const planFile = r.planFile!;
+      const rows = o.verify ? await verify(r.apply.output, { against: modelPath }) : [];
+      const summary = o.report ? await pruneReport(o, model, p, analysisFile, r.apply.output, cudaDevicesOption(device).cudaDevices) : '';
       if (o.json) {
-        process.stdout.write(JSON.stringify({ analysis: analysisFile, plan: planFile, report: o.report, target: p.target, achieved: p.achieved, ...r, verify: rows }) + '\n');
+        process.stdout.write(JSON.stringify({ analysis: analysisFile, plan: planFile, report: o.report, target: p.target, achieved: p.achieved, ...r.apply, verify: rows }) + '\n');
       } else {
         process.stdout.write(
-          `analysis ${analysisFile} (${a.seconds.toFixed(1)} s); plan ${planFile}: removed ${(p.achieved.ratio * 100).toFixed(2)} % of block weights ` +
-            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r)}\n` + (o.report ? `${summary}\nreport written to ${o.report}\n` : ''),
+          `analysis ${analysisFile} (${r.analysis.seconds.toFixed(1)} s); plan ${planFile}: removed ${(p.achieved.ratio * 100).toFixed(2)} % of block weights ` +
+            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r.apply)}\n` + (o.report ? `${summary}\nreport written to ${o.report}\n` : ''),
         );
       }
       if (!printVerify(rows, o.json)) checkFailed();
-      sidecars.forEach((keep) => keep());
-    }));
+    });
 
   program
     .command('verify')

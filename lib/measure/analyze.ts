@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 
 import type { Model } from '../load/model';
 import type { CovarianceProducts } from '../native';
-import type { Tokenizer } from '../load/tokenizer';
+import { tokenizerFor, type Tokenizer } from '../load/tokenizer';
 import { captureBytes, ensureFits, forwardBytes, streamedStateBytes } from '../load/memory';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
@@ -19,14 +19,22 @@ import { calibrationStreamAsync, sampleCalibration } from './calibration';
 export interface AnalyzeOptions {
   /** Calibration file: text, JSONL (`text` field) or pre-tokenized (.json array, .tokens/.i32 int32). */
   calib: string;
+  /** the tokenizer for a text calibration file (default: the model's own, `tokenizerFor(model)`) */
   tokenizer?: Tokenizer;
-  samples?: number; // 128
-  seqLen?: number; // min(2048, context)
-  seed?: number; // 0
+  /** calibration windows drawn from the text (default 128) */
+  samples?: number;
+  /** tokens per window (default min(2048, the model's context)) */
+  seqLen?: number;
+  /** seed of the window draw, the random projection and the sensitivity windows (default 0) */
+  seed?: number;
+  /** windows per forward call (default: as many as fit a memory budget) */
   batchSeqs?: number;
-  maxDim?: number; // 1024: project hidden states when d > maxDim
-  projDim?: number; // 512
-  ridge?: number; // 1e-6
+  /** hidden states wider than this are projected to `projDim` dimensions for the joint moments (default 1024) */
+  maxDim?: number;
+  /** dimension of that random projection (default 512) */
+  projDim?: number;
+  /** ridge added to covariance diagonals, relative to their mean variance (default 1e-6; at most 1e-2) */
+  ridge?: number;
   /** joint covariance cross-products: 'auto' (default: float64 up to 1024 wide, float32 above), 'float32' or 'float64' */
   products?: CovarianceProducts;
   /**
@@ -67,11 +75,16 @@ export interface AnalyzeOptions {
 }
 
 export interface AnalyzeResult {
+  /** everything `plan()` reads (the file form adds where its means were written) */
   analysis: Omit<Analysis, 'means'>;
+  /** the calibration means per block (what `applyPlan` folds into biases) */
   means: { block: number; name: MeanName; values: Float64Array }[];
+  /** one mean by block and name: with it the result is the `analysis` option of `applyPlan` */
+  mean(block: number, name: MeanName): Float64Array | undefined;
   seconds: number;
   /** what ran the calibration blocks: "cpu" or the GPU (name, precision, GEMM backend) */
   device: string;
+  /** the most GPU memory held (0 on the CPU) */
   peakDeviceBytes: number;
 }
 
@@ -111,7 +124,9 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   }, streamed
     ? 'lower --samples or --seq-len (streaming keeps (d + r) floats per calibration token), --batch, --proj-dim or --max-dim, or drop --stream'
     : 'lower --batch (activations grow with the tokens per call), --proj-dim or --max-dim (statistics grow with the square of the projection), or use a machine with more memory');
-  const { kind, stream } = await calibrationStreamAsync(o.calib, o.tokenizer, o.signal);
+  // A text needs a tokenizer: the model's own unless one is given (pre-tokenized ids need none).
+  const tokenizer = o.tokenizer ?? (/\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model));
+  const { kind, stream } = await calibrationStreamAsync(o.calib, tokenizer, o.signal);
   const calib = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: o.samples, seqLen, seed: o.seed });
   const started = process.hrtime.bigint();
   const job = model.handle.analyze(
@@ -178,7 +193,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     const so = typeof o.sensitivity === 'object' ? o.sensitivity : {};
     const sSeqLen = Math.max(2, Math.min(so.seqLen ?? 512, seqLen));
     const seed = (calib.seed + 0x5e45) % 2 ** 32; // a seed of its own: other windows than the calibration's
-    const source = so.text ? await calibrationStreamAsync(so.text, o.tokenizer, o.signal) : { kind, stream };
+    const source = so.text ? await calibrationStreamAsync(so.text, tokenizer ?? tokenizerFor(model), o.signal) : { kind, stream };
     const windows = sampleCalibration(so.text ?? o.calib, source.kind, source.stream, info.vocab, { samples: so.windows ?? defaultSensitivityWindows(info.layers.length, calib.samples * seqLen, sSeqLen), seqLen: sSeqLen, seed });
     const measureOn = { tokens: windows.tokens, windows: windows.samples, seqLen: sSeqLen, seed, onProgress: o.onSensitivityProgress, signal: o.signal };
     // Beside each whole removal, the lower-ranked half of the sublayer's units, compensated as apply does:
@@ -238,7 +253,8 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     blocks,
     ...(sensitivity ? { sensitivity } : {}),
   };
-  return { analysis, means, seconds, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
+  const mean = (block: number, name: MeanName) => means.find((m) => m.block === block && m.name === name)?.values;
+  return { analysis, means, mean, seconds, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
 }
 
 export async function analyzeToFile(model: Model, file: string, o: AnalyzeOptions): Promise<AnalyzeResult & { analysis: Analysis }> {

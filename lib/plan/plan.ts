@@ -33,19 +33,33 @@ export interface BlockPlan {
 }
 
 export interface PlanMethod {
+  /** 'entropy': entroprune's method (docs/METHOD.md); the others are baselines: every block at the ratio
+   * ('uniform'), whole blocks by ShortGPT's 1 − cos ('block-drop'), whole attention layers ('layer-drop') */
   name: 'entropy' | 'uniform' | 'block-drop' | 'layer-drop';
+  /** how units (KV groups, channels) are ranked inside a sublayer: their activations' information entropy
+   * (default, the paper's), the variance they add to the residual stream, activation energy, weight magnitude */
   importance: 'entropy' | 'contribution' | 'activation' | 'weight';
+  /** the paper allocation's search over whole blocks and layers for the remaining ratio */
   search: 'dfs' | 'greedy';
+  /** per-block ratios from the model ('dynamic') or the target ratio in every block (the paper's ablation) */
   ratios: 'dynamic' | 'uniform';
+  /** fold the removed units' calibration means into the output biases */
   compensation: boolean;
+  /** which units may go: heads, channels and whole layers ('multi'), only heads and channels, only whole layers */
   granularity: 'multi' | 'width-only' | 'depth-only';
+  /** K-means clusters per layer in the paper allocation (default by ratio: 3 at 30 %, 4 at 40 %, 6 at 50 %) */
   k?: number;
+  /** β of the paper allocation's block weights TE^−β */
   temperature: number;
+  /** no block loses more than this share in the paper allocation */
   maxBlockRatio: number;
+  /** the search's window above the target ratio */
   tolerance: number;
+  /** kept MLP widths rounded to multiples of this (256 suits llama.cpp's K-quants) */
   align: number;
   /** kept query-head counts rounded to multiples of this */
   alignHeads: number;
+  /** one shape for every block (a stock Llama config, which Hugging Face output needs) */
   uniformShape: boolean;
   /**
    * How the budget is shared out (method 'entropy'): 'marginal' (ours, default) removes units across all

@@ -24,16 +24,23 @@ export interface WeightMagnitudes {
   channels: number[][]; // [layer][channel]
 }
 
+/** Every PlanMethod field may be given (defaults in parentheses there); these are the rest. */
 export interface PlanOptions extends Partial<Omit<PlanMethod, 'name'>> {
+  /** the share of the blocks' linear weights to remove, in (0, 1) */
   ratio: number;
+  /** entroprune's method (default 'entropy') or a baseline */
   method?: PlanMethod['name'];
-  /** searchLimit: DFS node limit (anytime) */
+  /** DFS node limit (anytime: the best set found so far) */
   searchLimit?: number;
   /** what DFS does when no set fits the window (default 'undershoot' + channel fill; docs/METHOD.md: 'overshoot') */
   searchFallback?: SearchFallback;
+  /** per-unit weight magnitudes (`model.handle.unitWeightMagnitudes()`), needed by importance 'weight' */
   weights?: WeightMagnitudes;
+  /** the model's vocabulary size, for the whole-model ratio (default: the analysis's) */
   vocab?: number;
+  /** whether the output head shares the embedding, for the whole-model ratio (default: the analysis's) */
   tiedOutput?: boolean;
+  /** the analysis file the plan records, so that `apply` finds the calibration means by itself */
   analysisFile?: string;
 }
 
@@ -59,7 +66,11 @@ function importanceOf(b: BlockStats, l: number, metric: PlanMethod['importance']
   return { heads: b.attention?.headEntropy ?? [], channels: b.mlp?.channelEntropy ?? [] };
 }
 
-export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
+/** What the planner reads of an analysis: everything but where its means were written. */
+export type PlannerInput = Omit<Analysis, 'means'>;
+
+/** A pruning plan from an analysis (`analyze()`'s `analysis`, or `readAnalysis(file).analysis`). */
+export function plan(analysis: PlannerInput, o: PlanOptions): PruningPlan {
   const p = o.ratio;
   if (!(p > 0 && p < 1)) throw new EntropruneError('EP_INVALID_ARGUMENT', `ratio must lie in (0, 1) (got ${p})`);
   const method: PlanMethod = {
@@ -216,7 +227,7 @@ export function plan(analysis: Analysis, o: PlanOptions): PruningPlan {
 }
 
 /** Measured damage when the analysis has it, else the stream-targeted TE (files from before it: the output-targeted one). */
-export function defaultEstimator(a: Analysis): NonNullable<PlanMethod['estimator']> {
+export function defaultEstimator(a: PlannerInput): NonNullable<PlanMethod['estimator']> {
   if (a.sensitivity) return 'measured';
   return a.blocks.every((b) => b.teStream !== undefined) ? 'stream-te' : 'output-te';
 }
@@ -232,7 +243,7 @@ function inRangeCurvature(g: number) {
  * (S' = D_half / F, γ = 1): the greedy allocation needs marginal damage that never falls, and the half cut is
  * the point nearer to the cuts a plan makes. Sublayers with no half cut (one KV group) keep S and γ = 1.
  */
-export function measuredDamageModel(a: Analysis): { sens: SublayerSensitivity; curvature: SublayerCurvature } {
+export function measuredDamageModel(a: PlannerInput): { sens: SublayerSensitivity; curvature: SublayerCurvature } {
   const s = a.sensitivity!;
   const part = s.partial!;
   const fit = (S: number | null, half: number | null, F: number | null): [number, number] => {
@@ -247,7 +258,7 @@ export function measuredDamageModel(a: Analysis): { sens: SublayerSensitivity; c
 }
 
 /** Sublayer sensitivities S_s from the chosen estimator (absent parts: 0). */
-function sensitivityOf(a: Analysis, e: NonNullable<PlanMethod['estimator']>): SublayerSensitivity {
+function sensitivityOf(a: PlannerInput, e: NonNullable<PlanMethod['estimator']>): SublayerSensitivity {
   if (e === 'measured') return { attn: a.sensitivity!.kl.attn.map((x) => x ?? 0), mlp: a.sensitivity!.kl.mlp.map((x) => x ?? 0) };
   const v = estimatorValues(a.blocks, e);
   return { attn: v.attn.map((x) => (Number.isFinite(x) ? x : 0)), mlp: v.mlp.map((x) => (Number.isFinite(x) ? x : 0)) };

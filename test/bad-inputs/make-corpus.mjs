@@ -304,6 +304,14 @@ export function planCases(dir, data, goodPlan) {
   const wiki = path.join(data, 'text', 'wikitext-2-raw', 'wiki.valid.raw');
   cases.push({ name: 'disk full while analyze replaces an existing pair', args: ['analyze', stories, '--calib', wiki, '--samples', '8', '--seq-len', '128', '--sensitivity-windows', '4', '-o', oldJson],
     expect: 'old\\.analysis\\.json.*(cannot write|File too large|No space|write)', code: 1, inputs: [stories, oldJson, oldMeans], outputs: [], fileSizeLimitKb: 40, unchangedDirs: [pairDir] });
+  // Refusals that need no model work come before it: a format that cannot hold the plan, a missing output folder.
+  const wiki2 = path.join(data, 'text', 'wikitext-2-raw', 'wiki.valid.raw');
+  cases.push({ name: 'prune to Hugging Face output without one shape: refused before the analysis', args: ['prune', hf, '--ratio', '0.3', '--calib', wiki2, '-o', at('hf-out'), '--format', 'hf', '--no-verify'],
+    expect: 'hf-out: Hugging Face output needs one shape for every block.*--uniform', code: 1, inputs: [hf, wiki2], outputs: [at('hf-out'), at('hf-out.analysis.json'), at('hf-out.plan.json')], maxSeconds: 15 });
+  cases.push({ name: 'prune to a llama2.c checkpoint with compensation: refused before the analysis', args: ['prune', stories, '--ratio', '0.3', '--calib', wiki2, '-o', at('out.bin'), '--no-verify'],
+    expect: 'out\\.bin: a llama2\\.c checkpoint keeps every query head.*--no-compensation', code: 1, inputs: [stories, wiki2], outputs: [at('out.bin'), at('out.bin.analysis.json'), at('out.bin.plan.json')], maxSeconds: 15 });
+  cases.push({ name: 'prune into a missing folder: refused before the analysis', args: ['prune', stories, '--ratio', '0.3', '--calib', wiki2, '-o', at('no-such-dir', 'out.gguf'), '--no-verify'],
+    expect: 'no-such-dir: output directory does not exist', code: 1, inputs: [stories, wiki2], outputs: [at('no-such-dir')], maxSeconds: 15 });
   return cases;
 }
 
