@@ -249,7 +249,24 @@ export function native(): NativeBinding {
     const load = require('node-gyp-build') as (dir: string) => NativeBinding;
     // dist/lib/native.js -> package root is two levels up; lib/native.ts (vitest) -> one level up.
     const root = path.basename(path.dirname(__dirname)) === 'dist' ? path.resolve(__dirname, '..', '..') : path.resolve(__dirname, '..');
-    cached = load(root);
+    try {
+      cached = load(root);
+    } catch (e) {
+      throw loadError(e);
+    }
   }
   return cached;
+}
+
+/** A binary that exists but cannot load for want of a system library says which library, and what to install. */
+export function loadError(e: unknown): Error {
+  const message = e instanceof Error ? e.message : String(e);
+  const lib = /(lib[\w.+-]+\.so[\d.]*): cannot open shared object file/.exec(message)?.[1];
+  if (lib) {
+    const packages: Record<string, string> = { 'libgomp.so.1': 'libgomp1 (Debian/Ubuntu) or libgomp (RHEL/Fedora)', 'libstdc++.so.6': 'libstdc++6', 'libgcc_s.so.1': 'libgcc-s1' };
+    return new Error(`entroprune's native binary cannot load: ${lib} not found: install ${packages[lib] ?? 'the package that provides it'}`, { cause: e });
+  }
+  if (/GLIBC(XX)?_[\d.]+' not found/.test(message))
+    return new Error(`entroprune's native binary needs a newer C library (prebuilds need glibc >= 2.34 and libstdc++ of GCC >= 11): ${message.split('\n')[0]}; build from source with npm rebuild entroprune`, { cause: e });
+  return e instanceof Error ? e : new Error(message);
 }

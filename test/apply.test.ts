@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { analyzeToFile, applyPlan, checkPlan, loadModel, native, plan, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
+import { analyzeToFile, applyPlan, checkPlan, loadModel, native, plan, prunedShapes, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
 import { llamaCppLogits, llamaPeerScript } from '../lib/verify/verify';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_BIN, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
@@ -64,6 +64,16 @@ describe('each removal kind: sliced = zeroed (engine) and GGUF agrees with llama
     ['whole block', (p) => { p.blocks[2] = { ...p.blocks[2], removed: true, attention: { removed: true, keptKvHeads: [], keptHeads: [] }, mlp: { removed: true, keptChannels: [] } }; }],
     ['whole block 0', (p) => { p.blocks[0] = { ...p.blocks[0], removed: true, attention: { removed: true, keptKvHeads: [], keptHeads: [] }, mlp: { removed: true, keptChannels: [] } }; }],
     ['uniform width (llama arch)', (p) => { for (const b of p.blocks) b.mlp.keptChannels = b.mlp.keptChannels.slice(0, 128); }],
+    ['attention of block 3 removed after block 2 lost its MLP', (p) => { p.blocks[2].mlp = { removed: true, keptChannels: [] }; p.blocks[3].attention = { removed: true, keptKvHeads: [], keptHeads: [] }; }],
+    ['attention of block 3 removed, block 2 removed whole without compensation (the bias skips it)', (p) => {
+      p.blocks[2] = { ...p.blocks[2], removed: true, compensate: false, attention: { removed: true, keptKvHeads: [], keptHeads: [] }, mlp: { removed: true, keptChannels: [] } };
+      p.blocks[3].attention = { removed: true, keptKvHeads: [], keptHeads: [] };
+    }],
+    ['MLP of block 1 and attention of block 0 removed, block 1 attention-free after block 0 lost its attention', (p) => {
+      p.blocks[0].attention = { removed: true, keptKvHeads: [], keptHeads: [] };
+      p.blocks[1].attention = { removed: true, keptKvHeads: [], keptHeads: [] };
+      p.blocks[1].mlp.keptChannels = p.blocks[1].mlp.keptChannels.slice(0, 100);
+    }],
   ];
   for (const [name, edit] of kinds) {
     it(name, async () => {
@@ -74,6 +84,10 @@ describe('each removal kind: sliced = zeroed (engine) and GGUF agrees with llama
       const zeroed = path.join(scratch, `${name.replace(/\W+/g, '-')}.zero.gguf`);
       await applyPlan(stories, p, { output: sliced });
       await applyPlan(stories, p, { output: zeroed, zeroInsteadOfSlice: true });
+      // The compensation routing as the plan's accounting models it (compensationBiases) is what apply wrote.
+      const written = (await loadModel(sliced)).info.layers.map((l) => ({ attnOut: l.attnOutBias, ffnDown: l.ffnDownBias }));
+      const modelled = prunedShapes(p).filter((_, l) => !p.blocks[l].removed).map((s) => ({ attnOut: s.attnOutBias ?? false, ffnDown: s.ffnDownBias ?? false }));
+      expect(written, 'biases per kept block').toEqual(modelled);
       const tok = tokenizerFor(stories);
       const seq = Array.from(tok.encode(fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 3000), { bos: true }).subarray(0, 96));
       const a = await logitsOf(sliced, [seq]);

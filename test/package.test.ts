@@ -7,7 +7,8 @@ import * as path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { dataFile, REPO_ROOT, STORIES_GGUF, tempDir } from './helpers/data';
+import { loadError } from '../lib/native';
+import { dataFile, REPO_ROOT, STORIES_GGUF, tempDir, TINYSTORIES_TEXT } from './helpers/data';
 
 const scratch = tempDir();
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -29,16 +30,13 @@ function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = p
 
 describe('npm package', () => {
   it('packs the prebuild, installs without a compiler, runs, and explains a missing toolchain', () => {
-    const prebuild = path.join(REPO_ROOT, 'prebuilds', 'linux-x64', 'entroprune.node');
-    const built = path.join(REPO_ROOT, 'build', 'Release', 'entroprune.node');
-    // The real prebuild step (prebuildify through cmake-js), unless an up-to-date prebuild is already there.
-    if (!fs.existsSync(prebuild) || (fs.existsSync(built) && fs.statSync(built).mtimeMs > fs.statSync(prebuild).mtimeMs)) {
-      const b = sh('npm', ['run', 'prebuild:linux'], REPO_ROOT, process.env, 900_000);
-      expect(b.code, b.out.slice(-3000)).toBe(0);
-    }
-    const pack = sh('npm', ['pack', '--json', '--pack-destination', scratch], REPO_ROOT);
+    // npm pack alone must produce a package with its binary: the prepack hook builds dist/ and, when it is
+    // missing or stale, the linux-x64 prebuild (prebuildify through cmake-js). On a fresh clone it builds it.
+    const pack = sh('npm', ['pack', '--json', '--pack-destination', scratch], REPO_ROOT, process.env, 1_200_000);
     expect(pack.code, pack.out).toBe(0);
-    const info = JSON.parse(pack.out.slice(pack.out.indexOf('['), pack.out.lastIndexOf(']') + 1))[0];
+    // npm's JSON file list: from the last line that opens an array of objects to the last ']'
+    const start = pack.out.lastIndexOf('[\n  {');
+    const info = JSON.parse(pack.out.slice(start, pack.out.lastIndexOf(']') + 1))[0];
     const files: string[] = info.files.map((f: { path: string }) => f.path);
     for (const f of ['prebuilds/linux-x64/entroprune.node', 'dist/lib/index.js', 'dist/lib/cli/main.js', 'bin/entroprune.js', 'scripts/install.js', 'native/core/forward/forward.cpp', 'CMakeLists.txt'])
       expect(files, f).toContain(f);
@@ -58,6 +56,8 @@ describe('npm package', () => {
     expect(sh('sh', ['-c', 'command -v cmake || command -v c++ || echo none'], project, env).out.trim()).toBe('none');
     const install = sh('npm', ['install', tgz, '--no-audit', '--no-fund'], project, env);
     expect(install.code, install.out).toBe(0);
+    // the build tools are not a dependency of users who get a binary
+    for (const tool of ['cmake-js', 'node-addon-api']) expect(fs.existsSync(path.join(project, 'node_modules', tool)), tool).toBe(false);
     const help = sh('npx', ['entroprune', '--help'], project, env);
     expect(help.code, help.out).toBe(0);
     expect(help.out).toMatch(/Usage: entroprune/);
@@ -67,13 +67,61 @@ describe('npm package', () => {
     const run = sh('npx', ['entroprune', 'info', dataFile(STORIES_GGUF), '--json'], project, env);
     expect(run.code, run.out).toBe(0);
     expect(JSON.parse(run.out.trim().split('\n')[0]).layers).toHaveLength(5);
+    // The main job's command from the installed package, compilers still hidden.
+    const calib = path.join(scratch, 'calib.txt');
+    fs.writeFileSync(calib, fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(500_000, 600_000));
+    const pruned = sh('npx', ['entroprune', 'prune', dataFile(STORIES_GGUF), '--ratio', '0.3', '--calib', calib, '--samples', '16', '--seq-len', '128', '-o', path.join(project, 'pruned.gguf'), '--json'], project, env);
+    expect(pruned.code, pruned.out).toBe(0);
+    const summary = JSON.parse(pruned.out.trim().split('\n').filter((l) => l.startsWith('{')).pop()!);
+    expect(Math.abs(summary.achieved.ratio - 0.3)).toBeLessThan(0.005);
+    expect(summary.verify.some((r: { status: string }) => r.status === 'pass')).toBe(true);
 
     // No usable prebuild and no tools: a clear message, not a CMake stack trace.
     const pkg = path.join(project, 'node_modules', 'entroprune');
     fs.rmSync(path.join(pkg, 'prebuilds'), { recursive: true, force: true });
     const fallback = sh('node', [path.join(pkg, 'scripts', 'install.js')], pkg, env);
     expect(fallback.code).toBe(1);
-    expect(fallback.out).toMatch(/no prebuilt binary works on linux-x64.*building from source needs cmake and c\+\+, which are not on PATH/);
-    expect(fallback.out).toMatch(/apt-get install cmake g\+\+/);
-  }, 1_200_000);
+    expect(fallback.out).toMatch(/no prebuilt binary works on linux-x64.*building from source needs\n {2}cmake and c\+\+, which are not on PATH: apt-get install cmake g\+\+/);
+    expect(fallback.out).toMatch(/the npm packages cmake-js and node-addon-api: npm install cmake-js node-addon-api/);
+
+    // A prebuild that needs a shared library the system lacks names the library, not the compiler.
+    const stubDir = path.join(scratch, 'stub');
+    fs.mkdirSync(stubDir, { recursive: true });
+    fs.writeFileSync(path.join(stubDir, 'lib.c'), 'int entroprune_test_missing(void) { return 1; }\n');
+    fs.writeFileSync(path.join(stubDir, 'addon.c'), 'int entroprune_test_missing(void);\nint touch(void) { return entroprune_test_missing(); }\n');
+    expect(sh('cc', ['-shared', '-fPIC', '-o', path.join(stubDir, 'libentroprune-missing.so.1'), '-Wl,-soname,libentroprune-missing.so.1', path.join(stubDir, 'lib.c')], stubDir).code).toBe(0);
+    fs.mkdirSync(path.join(pkg, 'prebuilds', 'linux-x64'), { recursive: true });
+    const cc = sh('cc', ['-shared', '-fPIC', '-o', path.join(pkg, 'prebuilds', 'linux-x64', 'entroprune.node'), path.join(stubDir, 'addon.c'), path.join(stubDir, 'libentroprune-missing.so.1')], stubDir);
+    expect(cc.code, cc.out).toBe(0);
+    const needsLib = sh('node', [path.join(pkg, 'scripts', 'install.js')], pkg, env);
+    expect(needsLib.code).toBe(1);
+    expect(needsLib.out).toMatch(/the prebuilt binary for linux-x64.*needs a system library: libentroprune-missing\.so\.1 not found: install the package that provides it/);
+    expect(needsLib.out).not.toMatch(/cmake|c\+\+/);
+  }, 1_800_000);
+
+  it('the binary needs no newer glibc and libstdc++ than the README states', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const binary: string = require('node-gyp-build').path(REPO_ROOT);
+    const dump = sh('objdump', ['-T', binary], REPO_ROOT);
+    expect(dump.code, dump.out).toBe(0);
+    const highest = (prefix: string) =>
+      [...dump.out.matchAll(new RegExp(`${prefix}_([0-9.]+)`, 'g'))].map((m) => m[1].split('.').map(Number)).reduce((a, b) => (compare(a, b) >= 0 ? a : b), [0]);
+    const compare = (a: number[], b: number[]) => {
+      for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
+      return 0;
+    };
+    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const floor = /glibc ≥ (2\.\d+) and\s+libstdc\+\+ ≥ GLIBCXX_(3\.4\.\d+)/.exec(readme);
+    expect(floor, 'README states the floor').not.toBeNull();
+    const glibc = highest('GLIBC');
+    const glibcxx = highest('GLIBCXX');
+    expect(compare(glibc, floor![1].split('.').map(Number)), `needs GLIBC_${glibc.join('.')}`).toBeLessThanOrEqual(0);
+    expect(compare(glibcxx, floor![2].split('.').map(Number)), `needs GLIBCXX_${glibcxx.join('.')}`).toBeLessThanOrEqual(0);
+  });
+
+  it('a binary that cannot load for want of libgomp says so', () => {
+    const e = loadError(new Error('libgomp.so.1: cannot open shared object file: No such file or directory'));
+    expect(e.message).toMatch(/libgomp\.so\.1 not found: install libgomp1/);
+    expect((e as Error & { cause?: unknown }).cause).toBeInstanceOf(Error);
+  });
 });

@@ -104,7 +104,17 @@ describe('task files', () => {
     expect(() => loadTaskDocs(TASKS.piqa, dir)).toThrow(/row 1: gold 5 but 2 choices/);
     fs.writeFileSync(path.join(dir, 'piqa.jsonl'), '{not json\n');
     expect(() => loadTaskDocs(TASKS.piqa, dir)).toThrow(/piqa\.jsonl:1: not valid JSON/);
-    expect(() => loadTaskDocs(TASKS.boolq, dir)).toThrow(/boolq\.jsonl: task file for "boolq" not found/);
+    expect(() => loadTaskDocs(TASKS.boolq, dir)).toThrow(/boolq\.jsonl: task file for "boolq" not found.*ENTROPRUNE_TASKS_DIR.*Zero-shot task files/);
+  });
+
+  it('HellaSwag as one file is the same as its three parts', () => {
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, 'hellaswag'));
+    const parts = TASKS.hellaswag.files.map((f) => fs.readFileSync(path.join(DATA_DIR, 'tasks', f)));
+    fs.writeFileSync(path.join(dir, 'hellaswag', 'hellaswag_val_full.txt'), Buffer.concat(parts));
+    const whole = loadTaskDocs(TASKS.hellaswag, dir);
+    expect(whole.length).toBe(10042);
+    expect(whole).toEqual(loadTaskDocs(TASKS.hellaswag, path.join(DATA_DIR, 'tasks')));
   });
 
   it('the shared task files load with the documented row counts', () => {

@@ -23,7 +23,11 @@ export function defaultTasksDir(explicit?: string): string {
   const data = process.env.ENTROPRUNE_TEST_DATA ?? path.join('..', 'shared', 'data');
   const dir = path.join(data, 'tasks');
   if (fs.existsSync(dir)) return dir;
-  throw new EntropruneError('EP_IO', `no task folder found at ${dir}: pass --tasks-dir <folder with piqa.jsonl, arc_easy.jsonl, ...> or set ENTROPRUNE_TASKS_DIR`, dir);
+  throw new EntropruneError(
+    'EP_IO',
+    `no task folder found at ${dir}: pass --tasks-dir <folder with piqa.jsonl, arc_easy.jsonl, ...> or set ENTROPRUNE_TASKS_DIR (the task data is not in the npm package: the README's "Zero-shot task files" gives the format and where to get them)`,
+    dir,
+  );
 }
 
 export function parseTaskList(value: string): string[] {

@@ -28,6 +28,8 @@ export interface TaskSpec {
   name: string;
   /** file(s) under the tasks directory */
   files: string[];
+  /** one file that may stand for all of `files` (their concatenation) */
+  whole?: string;
   /** metrics reported: acc_norm only where it means something (not when every choice has the same continuation) */
   metrics: ('acc' | 'acc_norm' | 'ppl')[];
   parse(lines: string[], file: string): TaskDoc[];
@@ -122,6 +124,7 @@ export const TASKS: Record<string, TaskSpec> = {
   hellaswag: {
     name: 'hellaswag',
     files: ['hellaswag/hellaswag_val_full.part1.txt', 'hellaswag/hellaswag_val_full.part2.txt', 'hellaswag/hellaswag_val_full.part3.txt'],
+    whole: 'hellaswag/hellaswag_val_full.txt',
     metrics: ['acc', 'acc_norm'],
     // Six lines per task: "label: context", gold index, four endings.
     parse: (lines, file) => {
@@ -162,10 +165,16 @@ export function taskSpec(name: string): TaskSpec {
 /** Read every document of a task from `dir` (the shared data's tasks/ folder or a copy with the same names). */
 export function loadTaskDocs(spec: TaskSpec, dir: string): TaskDoc[] {
   const docs: TaskDoc[] = [];
-  for (const rel of spec.files) {
+  const files = spec.whole && fs.existsSync(path.join(dir, spec.whole)) ? [spec.whole] : spec.files;
+  for (const rel of files) {
     const file = path.join(dir, rel);
     if (!fs.existsSync(file))
-      throw new EntropruneError('EP_IO', `${file}: task file for "${spec.name}" not found (pass --tasks-dir, the folder holding ${spec.files[0]})`, file);
+      throw new EntropruneError(
+        'EP_IO',
+        `${file}: task file for "${spec.name}" not found (pass --tasks-dir or set ENTROPRUNE_TASKS_DIR to the folder holding ${spec.whole ?? spec.files[0]}; ` +
+          'the README\'s "Zero-shot task files" gives the format and where to get them)',
+        file,
+      );
     docs.push(...spec.parse(fs.readFileSync(file, 'utf8').split('\n'), file));
   }
   if (docs.length === 0) throw new EntropruneError('EP_FORMAT', `${path.join(dir, spec.files[0])}: no documents`, path.join(dir, spec.files[0]));
