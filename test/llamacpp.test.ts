@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadModel, tokenizerFor } from '../lib';
+import { llamaCppScript } from '../lib/verify/llama-cpp';
 import { dataFile, REPO_ROOT, STORIES_GGUF, tempDir, TINYSTORIES_TEXT, WIKI_TEST } from './helpers/data';
 
 const PEER = path.join(REPO_ROOT, 'test', 'peer');
@@ -17,10 +18,13 @@ function llamaCppLogits(model: string, sequences: number[][]): Float32Array {
   if (!fs.existsSync(path.join(PEER, 'node_modules', 'node-llama-cpp'))) {
     throw new Error('node-llama-cpp is not installed: run `npm ci` in test/peer (.ci/run does this)');
   }
+  // the shipped driver script, told where node-llama-cpp is, as verify runs it
+  const driver = llamaCppScript('llama-logits.mjs');
+  if (!driver) throw new Error('scripts/llama-cpp/llama-logits.mjs or node-llama-cpp not found');
   const input = path.join(scratch, 'tokens.json');
   const out = path.join(scratch, 'logits.bin');
   fs.writeFileSync(input, JSON.stringify({ sequences }));
-  const r = spawnSync(process.execPath, [path.join(PEER, 'llama-logits.mjs'), model, input, out, '--threads', '1'], { encoding: 'utf8', timeout: 170_000 });
+  const r = spawnSync(process.execPath, [driver.script, model, input, out, '--threads', '1'], { encoding: 'utf8', timeout: 170_000, env: driver.env });
   if (r.status !== 0) throw new Error(`llama-logits.mjs failed (${r.status}): ${r.stderr.slice(-2000)}`);
   const buf = fs.readFileSync(out);
   return new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);

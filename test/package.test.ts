@@ -38,7 +38,7 @@ describe('npm package', () => {
     const start = pack.out.lastIndexOf('[\n  {');
     const info = JSON.parse(pack.out.slice(start, pack.out.lastIndexOf(']') + 1))[0];
     const files: string[] = info.files.map((f: { path: string }) => f.path);
-    for (const f of ['prebuilds/linux-x64/entroprune.node', 'dist/lib/index.js', 'dist/lib/cli/main.js', 'bin/entroprune.js', 'scripts/install.js', 'native/core/forward/forward.cpp', 'CMakeLists.txt'])
+    for (const f of ['prebuilds/linux-x64/entroprune.node', 'scripts/llama-cpp/llama-logits.mjs', 'scripts/llama-cpp/llama-speed.mjs', 'dist/lib/index.js', 'dist/lib/cli/main.js', 'bin/entroprune.js', 'scripts/install.js', 'native/core/forward/forward.cpp', 'CMakeLists.txt'])
       expect(files, f).toContain(f);
     expect(files.some((f) => f.startsWith('test/') || f.startsWith('build/'))).toBe(false);
     // what users run and nothing else: no maps to absent TypeScript, no C++ tests, fuzzers or tools; a licence
@@ -75,6 +75,8 @@ describe('npm package', () => {
     const summary = JSON.parse(pruned.out.trim().split('\n').filter((l) => l.startsWith('{')).pop()!);
     expect(Math.abs(summary.achieved.ratio - 0.3)).toBeLessThan(0.005);
     expect(summary.verify.some((r: { status: string }) => r.status === 'pass')).toBe(true);
+    // llama.cpp is an optional peer: without it verify says what to install
+    expect(summary.verify.find((r: { runtime: string }) => r.runtime === 'llama.cpp')).toMatchObject({ status: 'skipped', detail: expect.stringMatching(/npm install node-llama-cpp/) });
 
     // No usable prebuild and no tools: a clear message, not a CMake stack trace.
     const pkg = path.join(project, 'node_modules', 'entroprune');

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { EntropruneError } from '../util/errors';
-import { llamaPeerDir } from '../verify/verify';
+import { INSTALL_HINT, llamaCppScript } from '../verify/llama-cpp';
 import { median } from './speed';
 
 export type BenchEngine = 'entroprune' | 'llama.cpp';
@@ -43,9 +43,9 @@ interface Sample {
   peakRssBytes: number;
 }
 
-function runChild(cmd: string, args: string[], signal?: AbortSignal): Promise<Sample> {
+function runChild(cmd: string, args: string[], signal?: AbortSignal, env?: NodeJS.ProcessEnv): Promise<Sample> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -69,10 +69,10 @@ export async function bench(modelPath: string, against: string | undefined, o: B
   const models: { file: string; role: BenchRow['role'] }[] = [...(against ? [{ file: against, role: 'baseline' as const }] : []), { file: modelPath, role: 'model' as const }];
   for (const m of models) if (!fs.existsSync(m.file)) throw new EntropruneError('EP_IO', `${m.file}: no such model`, m.file);
   const engines = o.engines ?? ['entroprune', 'llama.cpp'];
-  const peer = llamaPeerDir();
+  const peer = llamaCppScript('llama-speed.mjs');
   const childScript = path.join(__dirname, 'bench-child.js');
   const rows: BenchRow[] = [];
-  const plan: { row: BenchRow; cmd: string; args: string[] }[] = [];
+  const plan: { row: BenchRow; cmd: string; args: string[]; env?: NodeJS.ProcessEnv }[] = [];
   for (const engine of engines) {
     for (const m of models) {
       const row: BenchRow = { model: m.file, role: m.role, engine, status: 'ok', rounds: [] };
@@ -82,9 +82,9 @@ export async function bench(modelPath: string, against: string | undefined, o: B
       } else if (!m.file.endsWith('.gguf')) {
         Object.assign(row, { status: 'skipped', detail: 'llama.cpp runs GGUF files only (write the pruned model with --format gguf)' });
       } else if (!peer) {
-        Object.assign(row, { status: 'skipped', detail: 'node-llama-cpp not found (install it in a folder with llama-speed.mjs and set ENTROPRUNE_LLAMA_PEER)' });
+        Object.assign(row, { status: 'skipped', detail: INSTALL_HINT });
       } else {
-        plan.push({ row, cmd: process.execPath, args: [path.join(peer, 'llama-speed.mjs'), path.resolve(m.file), '--prompt', String(o.prompt), '--generate', String(o.generate), '--threads', String(o.threads)] });
+        plan.push({ row, cmd: process.execPath, env: peer.env, args: [peer.script, path.resolve(m.file), '--prompt', String(o.prompt), '--generate', String(o.generate), '--threads', String(o.threads)] });
       }
     }
   }
@@ -94,7 +94,7 @@ export async function bench(modelPath: string, against: string | undefined, o: B
     for (const p of plan) {
       if (p.row.status !== 'ok') continue;
       try {
-        const s = await runChild(p.cmd, p.args, o.signal);
+        const s = await runChild(p.cmd, p.args, o.signal, p.env);
         p.row.rounds!.push({ prefill: s.prefillTokensPerSecond, decode: s.decodeTokensPerSecond, peakRssBytes: s.peakRssBytes });
       } catch (e) {
         if (e instanceof EntropruneError) throw e;

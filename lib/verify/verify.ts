@@ -1,11 +1,12 @@
 // Verify: load a pruned model in every runtime available for its format and compare logits on a few real
-// sequences. entroprune's own engine is the reference; llama.cpp (node-llama-cpp, optional: found through
-// ENTROPRUNE_LLAMA_PEER or the repository's test/peer) must agree on GGUF outputs.
+// sequences. entroprune's own engine is the reference; llama.cpp (node-llama-cpp, an optional peer: see
+// llama-cpp.ts) must agree on GGUF outputs.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { INSTALL_HINT, llamaCppScript } from './llama-cpp';
 import { loadModel, Model } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
 
@@ -37,18 +38,9 @@ const DEFAULT_TEXT =
   'One day, she saw a big red ball under a tree. She wanted to play with it, so she asked her mom if she could take it home. ' +
   'The history of the city goes back to the Roman period, when a small settlement grew along the river and became a market town.';
 
-/** The folder with node-llama-cpp and the peer scripts (test/peer in a checkout, or $ENTROPRUNE_LLAMA_PEER). */
-export function llamaPeerDir(): string | undefined {
-  const script = llamaPeerScript();
-  return script ? path.dirname(script) : undefined;
-}
-
+/** The llama.cpp logits script, when node-llama-cpp can be found (lib/verify/llama-cpp.ts). */
 export function llamaPeerScript(): string | undefined {
-  const candidates = [process.env.ENTROPRUNE_LLAMA_PEER, path.resolve(__dirname, '..', '..', 'test', 'peer'), path.resolve(__dirname, '..', '..', '..', 'test', 'peer')];
-  for (const dir of candidates) {
-    if (dir && fs.existsSync(path.join(dir, 'llama-logits.mjs')) && fs.existsSync(path.join(dir, 'node_modules', 'node-llama-cpp'))) return path.join(dir, 'llama-logits.mjs');
-  }
-  return undefined;
+  return llamaCppScript('llama-logits.mjs')?.script;
 }
 
 async function engineLogits(model: Model, seqs: number[][]): Promise<Float32Array[]> {
@@ -61,7 +53,8 @@ export function llamaCppLogits(script: string, modelFile: string, seqs: number[]
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'entroprune-verify-'));
   try {
     fs.writeFileSync(path.join(dir, 'tokens.json'), JSON.stringify({ sequences: seqs }));
-    const r = spawnSync(process.execPath, [script, modelFile, path.join(dir, 'tokens.json'), path.join(dir, 'out.bin'), '--threads', '1'], { encoding: 'utf8', timeout: 300_000 });
+    const env = llamaCppScript('llama-logits.mjs')?.env ?? process.env;
+    const r = spawnSync(process.execPath, [script, modelFile, path.join(dir, 'tokens.json'), path.join(dir, 'out.bin'), '--threads', '1'], { encoding: 'utf8', timeout: 300_000, env });
     if (r.status !== 0) throw new Error(`llama.cpp could not run the model (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     const buf = fs.readFileSync(path.join(dir, 'out.bin'));
     return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
@@ -92,7 +85,7 @@ export async function verify(prunedPath: string, o: VerifyOptions = {}): Promise
   if (model.info.format === 'gguf') {
     const script = llamaPeerScript();
     if (!script) {
-      rows.push({ runtime: 'llama.cpp', status: 'skipped', detail: 'node-llama-cpp not installed (set ENTROPRUNE_LLAMA_PEER to a folder with it and llama-logits.mjs)' });
+      rows.push({ runtime: 'llama.cpp', status: 'skipped', detail: INSTALL_HINT });
     } else {
       try {
         const theirs = llamaCppLogits(script, prunedPath, seqs);

@@ -7,7 +7,9 @@
 // only), then G − 1 single-token decode steps follow, each feeding back the token llama.cpp picked.
 // One untimed warm-up round first. Prints one JSON line:
 // {"prefillTokensPerSecond", "decodeTokensPerSecond", "peakRssBytes", "prompt", "generate", "threads"}.
-import {getLlama} from "node-llama-cpp";
+import {pathToFileURL} from "node:url";
+// node-llama-cpp is an optional peer of entroprune: the caller (lib/verify/llama-cpp.ts) passes where it found it.
+const {getLlama} = await import(process.env.ENTROPRUNE_NODE_LLAMA_CPP ? pathToFileURL(process.env.ENTROPRUNE_NODE_LLAMA_CPP).href : "node-llama-cpp");
 
 const args = process.argv.slice(2);
 const flag = (name) => {

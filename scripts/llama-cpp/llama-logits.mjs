@@ -1,7 +1,7 @@
 // Reference logits from llama.cpp (via node-llama-cpp 3.21.1), for comparing entroprune's own
-// forward pass against it. Test-only; run it in a child process (a GGML_ASSERT kills the process).
+// forward pass against it. Run by `verify` (and the tests) in a child process (a GGML_ASSERT kills the process).
 //
-//   node test/peer/llama-logits.mjs <model.gguf> <tokens.json> <out.bin> [--threads N] [--logprobs]
+//   node scripts/llama-cpp/llama-logits.mjs <model.gguf> <tokens.json> <out.bin> [--threads N] [--logprobs]
 //
 // tokens.json: {"sequences": [[id, ...], ...]}. Each sequence is evaluated from position 0 in a
 // cleared sequence state, ids used exactly as given (no BOS added). out.bin: little-endian float32,
@@ -22,7 +22,9 @@
 // 10-100x slower on a 2-core machine (ggml's spinning thread barrier), with identical results.
 import fs from "node:fs";
 import os from "node:os";
-import {getLlama, readGgufFileInfo} from "node-llama-cpp";
+import {pathToFileURL} from "node:url";
+// node-llama-cpp is an optional peer of entroprune: the caller (lib/verify/llama-cpp.ts) passes where it found it.
+const {getLlama, readGgufFileInfo} = await import(process.env.ENTROPRUNE_NODE_LLAMA_CPP ? pathToFileURL(process.env.ENTROPRUNE_NODE_LLAMA_CPP).href : "node-llama-cpp");
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
