@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { analyzeToFile, applyPlan, loadModel, plan, readAnalysis, tokenizerFor, type LoadedAnalysis, type PruningPlan } from '../lib';
+import { analyzeToFile, applyPlan, checkPlan, loadModel, plan, readAnalysis, tokenizerFor, type LoadedAnalysis, type PruningPlan } from '../lib';
 import type { Model } from '../lib/load/model';
 import { encodeStreamPrefix } from '../lib/evaluate/perplexity';
 import { perplexityOfTokens } from '../lib/evaluate/perplexity';
@@ -164,6 +164,15 @@ describe('stories260K: sensitivities and the default plan', () => {
     const paper = plan(loaded.analysis, { ratio: 0.3, allocation: 'paper', estimator: 'output-te' });
     const def = plan(loaded.analysis, { ratio: 0.3 });
     expect(paper.method.allocation).toBe('paper');
+    // the paper allocation records the K-means groups it formed (the report draws them); the marginal one forms none
+    const layers = loaded.analysis.model.layers;
+    expect(paper.blocks.some((b) => b.groups)).toBe(true);
+    paper.blocks.forEach((b, l) => {
+      if (b.groups?.channels) expect(b.groups.channels.length).toBe(layers[l].ffn);
+      if (b.groups?.kvHeads) expect(b.groups.kvHeads.length).toBe(layers[l].nKvHead);
+    });
+    expect(def.blocks.every((b) => b.groups === undefined)).toBe(true);
+    checkPlan(paper);
     expect(JSON.stringify(paper.blocks.map((b) => b.mlp.keptChannels))).not.toBe(JSON.stringify(def.blocks.map((b) => b.mlp.keptChannels)));
     const uni = plan(loaded.analysis, { ratio: 0.3, ratios: 'uniform' });
     for (const b of uni.blocks) expect(Math.abs(b.plannedRatio - 0.3)).toBeLessThan(0.02);

@@ -137,6 +137,8 @@ describe('prune --report', () => {
     expect(dom).toMatch(/id="ba-speed"[^>]*data-rendered="yes"/);
     expect(Number(/data-plots-rendered="(\d+)"/.exec(dom)?.[1])).toBe(Number(/data-plots="(\d+)"/.exec(dom)?.[1]));
     expect(dom).toMatch(/<td>original<\/td>/);
+    // the default (marginal) plan forms no groups: its units are drawn as kept / removed, by its own ranking
+    expect(dom).toMatch(/Block 0: channel entropy \(nats\) \(kept \/ removed\)/);
   });
 });
 

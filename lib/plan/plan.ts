@@ -27,6 +27,12 @@ export interface BlockPlan {
   mlp: { removed: boolean; keptChannels: number[] };
   /** fold the removed units' mean contribution into biases (docs/METHOD.md section 5) */
   compensate: boolean;
+  /**
+   * the K-means groups the paper allocation formed (docs/METHOD.md §4b), by unit: per KV group and per MLP
+   * channel, 0 for the group with the lowest centroid; the report draws these. Absent for the marginal
+   * allocation, which forms no groups.
+   */
+  groups?: { kvHeads?: number[]; channels?: number[] };
   /** informational: planned block ratio and the importances the planner saw */
   plannedRatio?: number;
   te?: number;
@@ -123,6 +129,7 @@ export const planSchema = {
           index: { type: 'integer', minimum: 0 },
           removed: { type: 'boolean' },
           compensate: { type: 'boolean' },
+          groups: { type: 'object', properties: { kvHeads: intArray, channels: intArray } },
           attention: {
             type: 'object',
             required: ['removed', 'keptKvHeads', 'keptHeads'],
@@ -159,6 +166,8 @@ export function checkPlan(plan: PruningPlan, where = 'plan'): void {
     if (a.keptKvHeads.length > s.nKvHead) fail(where, `${f}.attention.keptKvHeads`, `keeps ${a.keptKvHeads.length} KV heads of a layer that has ${s.nKvHead}`);
     if (a.keptHeads.length > s.nHead) fail(where, `${f}.attention.keptHeads`, `keeps ${a.keptHeads.length} query heads of a layer that has ${s.nHead}`);
     if (b.mlp.keptChannels.length > s.ffn) fail(where, `${f}.mlp.keptChannels`, `keeps ${b.mlp.keptChannels.length} channels of a layer that has ${s.ffn}`);
+    if (b.groups?.kvHeads && b.groups.kvHeads.length !== s.nKvHead) fail(where, `${f}.groups.kvHeads`, `has ${b.groups.kvHeads.length} entries for ${s.nKvHead} KV heads`);
+    if (b.groups?.channels && b.groups.channels.length !== s.ffn) fail(where, `${f}.groups.channels`, `has ${b.groups.channels.length} entries for ${s.ffn} channels`);
     if (!strictlyAscending(a.keptKvHeads)) fail(where, `${f}.attention.keptKvHeads`, 'must be strictly ascending (no duplicates)');
     if (!strictlyAscending(a.keptHeads)) fail(where, `${f}.attention.keptHeads`, 'must be strictly ascending (no duplicates)');
     for (const g of a.keptKvHeads) if (g >= s.nKvHead) fail(where, `${f}.attention.keptKvHeads`, `KV head ${g} out of range (the layer has ${s.nKvHead})`);

@@ -48,6 +48,8 @@ interface State {
   keptKv: number[][];
   keptHeads: number[][];
   keptChannels: number[][];
+  /** the paper allocation's K-means groups per layer (0: the lowest centroid), when it formed them */
+  groups?: { kvHeads?: number[]; channels?: number[] }[];
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -325,6 +327,7 @@ function alignKeep(count: number, align: number, full: number): number {
 function pruneMlpClusters(l: number, budget: number, ffn: number, imp: number[], st: State, d: number, k: number, align: number) {
   if (ffn === 0 || budget <= 0) return;
   const { assignment, centroids } = kmeans1d(imp, k);
+  ((st.groups ??= [])[l] ??= {}).channels = assignment;
   const cost = channelParams(d);
   const removed = new Set<number>();
   for (let c = 0; c < centroids.length; c++) {
@@ -363,6 +366,7 @@ function pruneAttentionClusters(l: number, budget: number, s: { nHead: number; n
   const groupImp = range(s.nKvHead).map((g) => range(G).reduce((a, i) => a + imp[g * G + i], 0));
   const groupCost = kvHeadParams(d, hd) + G * queryHeadParams(d, hd);
   const { assignment, centroids } = kmeans1d(groupImp, k);
+  ((st.groups ??= [])[l] ??= {}).kvHeads = assignment;
   const removedGroups = new Set<number>();
   for (let c = 0; c < centroids.length; c++) {
     const members = range(s.nKvHead).filter((g) => assignment[g] === c);
@@ -502,6 +506,7 @@ function toBlocks(layers: Analysis['model']['layers'], st: State, compensate: bo
       attention: { removed: ar, keptKvHeads: ar ? [] : st.keptKv[l], keptHeads: st.keptHeads[l] },
       mlp: { removed: mr, keptChannels: st.keptChannels[l] },
       compensate,
+      ...(st.groups?.[l] ? { groups: st.groups[l] } : {}),
     };
   });
 }

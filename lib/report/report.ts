@@ -9,7 +9,6 @@ import { orderedCells } from '../compare/compare';
 import type { TaskResult } from '../evaluate/tasks/zero-shot';
 import type { Analysis, PartFigures } from '../measure/analysis';
 import { blockParams } from '../plan/accounting';
-import { defaultK, kmeans1d } from '../plan/kmeans';
 import { prunedShapes, type PruningPlan } from '../plan/plan';
 import { writeFileAtomic } from '../util/atomic';
 import { VERSION } from '../version';
@@ -101,25 +100,51 @@ function channelHeat(p: PruningPlan, id: string, label: string): string {
   return heatMap(id, `Kept MLP channels (share per bin of ${Math.ceil(maxFfn / bins)}) — ${label}`, p.blocks.map((b) => `block ${b.index}`), bins, values, { colLabel: 'channel index (binned)' });
 }
 
-/** Channel (and head) entropies per block, coloured by the K-means groups the planner forms. */
+/**
+ * The values the planner ranked units by, per block, coloured by what the plan did with them: the K-means
+ * groups the paper allocation formed (stored in the plan), or kept / removed for the marginal allocation,
+ * which forms no groups. Without a plan, the unit entropies alone. Weight magnitudes are not in the analysis:
+ * plans ranked by them draw the entropies, coloured the same way.
+ */
 function entropyGroups(a: Analysis, p: PruningPlan | undefined, idPrefix: string): string {
-  const k = p?.method.k ?? defaultK(p?.target.ratio ?? 0.3);
+  const metric = p?.method.importance ?? 'entropy';
+  const valuesOf = (b: Analysis['blocks'][number]) => {
+    if (metric === 'activation') return { heads: b.attention?.headEnergy, channels: b.mlp?.channelEnergy, label: 'activation energy' };
+    if (metric === 'contribution' && b.mlp?.channelContribution) return { heads: b.attention?.headContribution, channels: b.mlp?.channelContribution, label: 'residual contribution' };
+    return { heads: b.attention?.headEntropy, channels: b.mlp?.channelEntropy, label: 'entropy (nats)' };
+  };
   const out: string[] = [];
   for (const b of a.blocks) {
-    const plot = (kind: 'channel' | 'head', values: number[] | undefined, kept: number[] | undefined) => {
-      if (!values || values.length < 2) return;
-      const cl = kmeans1d(values, k);
-      const keptSet = new Set(kept ?? []);
-      const names = cl.centroids.map((c, g) => {
-        const members = cl.assignment.map((x, i) => (x === g ? i : -1)).filter((i) => i >= 0);
-        const removed = p ? members.filter((i) => !keptSet.has(i)).length : 0;
-        return `g${g} μ=${c.toFixed(2)}${p ? ` (${removed}/${members.length} cut)` : ''}`;
-      });
-      out.push(stackedHistogram(`${idPrefix}-${kind}-${b.index}`, `Block ${b.index}: ${kind} entropies (K-means, k=${k})`, values, cl.assignment, names, { xLabel: `${kind} entropy (nats)`, width: 340 }));
-    };
     const bp = p?.blocks[b.index];
-    plot('channel', b.mlp?.channelEntropy, bp && !bp.mlp.removed ? bp.mlp.keptChannels : bp ? [] : undefined);
-    plot('head', b.attention?.headEntropy, bp && !bp.attention.removed ? bp.attention.keptHeads : bp ? [] : undefined);
+    const v = valuesOf(b);
+    const plot = (kind: 'channel' | 'head', values: number[] | undefined, kept: number[] | undefined, groups: number[] | undefined) => {
+      if (!values || values.length < 2) return;
+      let assignment: number[];
+      let names: string[];
+      if (groups) {
+        assignment = groups;
+        const k = Math.max(...groups) + 1;
+        const keptSet = new Set(kept ?? []);
+        names = Array.from({ length: k }, (_, g) => {
+          const members = groups.map((x, i) => (x === g ? i : -1)).filter((i) => i >= 0);
+          return `group ${g} (${members.filter((i) => !keptSet.has(i)).length}/${members.length} cut)`;
+        });
+      } else if (kept) {
+        const keptSet = new Set(kept);
+        assignment = values.map((_, i) => (keptSet.has(i) ? 1 : 0));
+        names = [`removed (${assignment.filter((x) => x === 0).length})`, `kept (${assignment.filter((x) => x === 1).length})`];
+      } else {
+        assignment = values.map(() => 0);
+        names = ['all'];
+      }
+      const how = groups ? 'the planner\'s K-means groups' : kept ? 'kept / removed' : 'no plan';
+      out.push(stackedHistogram(`${idPrefix}-${kind}-${b.index}`, `Block ${b.index}: ${kind} ${v.label} (${how})`, values, assignment, names, { xLabel: `${kind} ${v.label}`, width: 340 }));
+    };
+    plot('channel', v.channels, bp ? (bp.mlp.removed ? [] : bp.mlp.keptChannels) : undefined, bp?.groups?.channels);
+    // heads: the groups are per KV group; every query head of a group shares its label
+    const G = b.attention ? b.attention.nHead / Math.max(1, b.attention.nKvHead) : 1;
+    const headGroups = bp?.groups?.kvHeads ? Array.from({ length: b.attention?.nHead ?? 0 }, (_, h) => bp.groups!.kvHeads![Math.floor(h / G)]) : undefined;
+    plot('head', v.heads, bp ? (bp.attention.removed ? [] : bp.attention.keptHeads) : undefined, headGroups);
   }
   return `<div class="grid">${out.join('')}</div>`;
 }
