@@ -32,11 +32,10 @@ describe('npm package', () => {
   it('packs the prebuild, installs without a compiler, runs, and explains a missing toolchain', () => {
     // npm pack alone must produce a package with its binary: the prepack hook builds dist/ and, when it is
     // missing or stale, the linux-x64 prebuild (prebuildify through cmake-js). On a fresh clone it builds it.
-    const pack = sh('npm', ['pack', '--json', '--pack-destination', scratch], REPO_ROOT, process.env, 1_200_000);
-    expect(pack.code, pack.out).toBe(0);
-    // npm's JSON file list: from the last line that opens an array of objects to the last ']'
-    const start = pack.out.lastIndexOf('[\n  {');
-    const info = JSON.parse(pack.out.slice(start, pack.out.lastIndexOf(']') + 1))[0];
+    const pack = spawnSync('npm', ['pack', '--json', '--pack-destination', scratch], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 1_200_000 });
+    expect(pack.status, `${pack.stdout}\n${pack.stderr}`.slice(-4000)).toBe(0);
+    // npm's JSON file list is on stdout (the prepack hook's build output goes to stderr)
+    const info = JSON.parse(pack.stdout.slice(pack.stdout.lastIndexOf('[\n  {')))[0];
     const files: string[] = info.files.map((f: { path: string }) => f.path);
     for (const f of ['prebuilds/linux-x64/entroprune.node', 'scripts/llama-cpp/llama-logits.mjs', 'scripts/llama-cpp/llama-speed.mjs', 'dist/lib/index.js', 'dist/lib/cli/main.js', 'bin/entroprune.js', 'scripts/install.js', 'native/core/forward/forward.cpp', 'CMakeLists.txt'])
       expect(files, f).toContain(f);

@@ -10,9 +10,7 @@
 #include "addon/tokenizer_wrap.h"
 #include "addon/model_wrap.h"
 #include "core/apply/apply.h"
-#include "core/apply/save_gguf.h"
-#include "core/apply/save_hf.h"
-#include "core/apply/save_llama2c.h"
+#include "core/apply/write_pruned.h"
 #include "core/format/tokenizer_spm.h"
 
 namespace ep::addon {
@@ -44,42 +42,17 @@ class ApplyWorker final : public NativeJob {
 
  private:
   void run(const ReportProgress& report) override {
-    ApplyOptions o;
-    o.zero_instead_of_slice = zero_;
-    PrunedModel pm = prune_model(*model_, plan_, means_, o);
-    layers_ = pm.config.n_layers();
-    tensors_ = static_cast<int>(pm.tensors.size());
-    // Every writer asks each tensor for its data in turn: count them for progress, and stop between
-    // tensors when cancelled, whatever the output format.
-    auto written = std::make_shared<int>(0);
-    for (PrunedTensor& t : pm.tensors) {
-      t.fill = [inner = t.fill, written, total = tensors_, cancel = cancel_, &report](float* dst) {
-        throw_if_cancelled(cancel.get());
-        inner(dst);
-        report(++*written, total);
-      };
-    }
-    if (format_ == "gguf") {
-      GgufSaveOptions g;
-      g.dtype = dtype_;
-      std::unique_ptr<SpmVocab> vocab;
-      if (!vocab_file_.empty()) {
-        vocab = std::make_unique<SpmVocab>(SpmVocab::from_llama2c_file(vocab_file_));
-        g.vocab = vocab.get();
-      } else if (vocab_) {
-        g.vocab = vocab_.get();
-      }
-      save_gguf(pm, *model_, output_, g);
-    } else if (format_ == "hf") {
-      HfSaveOptions h;
-      h.dtype = dtype_;
-      h.shard_bytes = shard_bytes_;
-      save_hf(pm, *model_, output_, h);
-    } else if (format_ == "llama2c") {
-      save_llama2c(pm, output_);
-    } else {
-      throw Error(ErrorCode::kInvalidArgument, output_, "unknown output format '" + format_ + "'");
-    }
+    WriteRequest request;
+    request.output = output_;
+    request.format = format_;
+    request.dtype = dtype_;
+    request.zero_instead_of_slice = zero_;
+    request.vocab_file = vocab_file_;
+    request.vocab = vocab_.get();
+    request.shard_bytes = shard_bytes_;
+    const WriteResult r = write_pruned_model(*model_, plan_, means_, request, cancel_.get(), report);
+    layers_ = r.layers;
+    tensors_ = r.tensors;
   }
   Napi::Value resolve(Napi::Env env) override {
     Napi::Object r = Napi::Object::New(env);

@@ -7,10 +7,12 @@
 #include "addon/native_job.h"
 #include "addon/tokenizer_wrap.h"
 #include "core/measure/analysis.h"
+#include "core/measure/measure.h"
 #include "core/measure/calibrate.h"
 #include "core/capture/capture.h"
-#include "core/evaluate/evaluate_streamed.h"
+#include "core/evaluate/evaluate.h"
 #include "core/measure/sensitivity.h"
+#include "core/measure/unit_weights.h"
 #include "core/forward/forward.h"
 
 namespace ep::addon {
@@ -73,36 +75,19 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::UnitWeightMagnitudes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const ModelConfig& c = model->config;
-  const int64_t d = c.dim, hd = c.head_dim;
-  Napi::Array heads = Napi::Array::New(env, c.layers.size()), channels = Napi::Array::New(env, c.layers.size());
-  for (size_t l = 0; l < c.layers.size(); ++l) {
-    const LayerShape& s = c.layers[l];
-    const LayerWeights& w = model->layers[l];
-    Napi::Array h = Napi::Array::New(env, s.n_head), ch = Napi::Array::New(env, s.ffn);
-    const int64_t q = s.n_head * hd;
-    for (int i = 0; i < s.n_head; ++i) {
-      double e = 0;
-      for (int64_t r = i * hd; r < (i + 1) * hd; ++r)
-        for (int64_t k = 0; k < d; ++k) e += static_cast<double>(w.wq[r * d + k]) * w.wq[r * d + k];
-      for (int64_t o = 0; o < d; ++o)
-        for (int64_t k = i * hd; k < (i + 1) * hd; ++k) e += static_cast<double>(w.wo[o * q + k]) * w.wo[o * q + k];
-      h.Set(static_cast<uint32_t>(i), e);
+  const ep::UnitWeightMagnitudes m = unit_weight_magnitudes(*model);
+  auto arrays = [&](const std::vector<std::vector<double>>& v) {
+    Napi::Array a = Napi::Array::New(env, v.size());
+    for (size_t l = 0; l < v.size(); ++l) {
+      Napi::Array x = Napi::Array::New(env, v[l].size());
+      for (size_t i = 0; i < v[l].size(); ++i) x.Set(static_cast<uint32_t>(i), v[l][i]);
+      a.Set(static_cast<uint32_t>(l), x);
     }
-    for (int j = 0; j < s.ffn; ++j) {
-      double e = 0;
-      for (int64_t k = 0; k < d; ++k) {
-        e += static_cast<double>(w.w_gate[j * d + k]) * w.w_gate[j * d + k] + static_cast<double>(w.w_up[j * d + k]) * w.w_up[j * d + k];
-        e += static_cast<double>(w.w_down[k * s.ffn + j]) * w.w_down[k * s.ffn + j];
-      }
-      ch.Set(static_cast<uint32_t>(j), e);
-    }
-    heads.Set(static_cast<uint32_t>(l), h);
-    channels.Set(static_cast<uint32_t>(l), ch);
-  }
+    return a;
+  };
   Napi::Object o = Napi::Object::New(env);
-  o.Set("heads", heads);
-  o.Set("channels", channels);
+  o.Set("heads", arrays(m.heads));
+  o.Set("channels", arrays(m.channels));
   return o;
 }
 
@@ -157,21 +142,11 @@ class EvaluateWorker final : public NativeJob {
   void run(const ReportProgress& report) override {
     const size_t per_seq = want_logits_ ? static_cast<size_t>(seq_len_) * model_->config.vocab : static_cast<size_t>(seq_len_ - 1);
     out_.resize(per_seq * n_seqs_);
-    if (!want_logits_ && !device_.cuda_devices.empty()) {
-      next_token_nll_streamed(*model_, {tokens_.data(), n_seqs_, seq_len_, batch_}, out_.data(), cancel_.get(), report, device_);
-      return;
-    }
-    for (int s0 = 0; s0 < n_seqs_; s0 += batch_) {
-      const int n = std::min(batch_, n_seqs_ - s0);
-      ForwardRequest r;
-      r.tokens = tokens_.data() + static_cast<size_t>(s0) * seq_len_;
-      r.n_seqs = n;
-      r.seq_len = seq_len_;
-      (want_logits_ ? r.logits : r.nll) = out_.data() + per_seq * s0;
-      r.cancel = cancel_.get();
-      forward(*model_, r);
-      report(s0 + n, n_seqs_);
-    }
+    EvaluateRequest request;
+    request.windows = {tokens_.data(), n_seqs_, seq_len_, batch_};
+    request.logits = want_logits_;
+    request.device = device_;
+    evaluate_windows(*model_, request, out_.data(), cancel_.get(), report);
   }
   Napi::Value resolve(Napi::Env env) override {
     Napi::Float32Array a = Napi::Float32Array::New(env, out_.size());
@@ -200,15 +175,15 @@ class AnalyzeWorker final : public NativeJob {
 
  private:
   void run(const ReportProgress& report) override {
-    try {
-      StatisticsCapture capture(model_->config, capture_opts_);
-      const TokenBatches in{tokens_.data(), n_seqs_, seq_len_, batch_};
-      if (streamed_ || !device_.cuda_devices.empty()) run_ = calibrate_streamed(*model_, in, capture, cancel_.get(), report, device_);
-      else calibrate(*model_, in, capture, cancel_.get(), report);
-      result_ = analyze_capture(capture, model_->config, ridge_, model_.get());
-    } catch (const NonFiniteActivations& e) {  // name the first non-finite tensor of that block
-      throw Error(ErrorCode::kFormat, model_->path, model_->nonfinite_report(e.layer()));
-    }
+    MeasureRequest request;
+    request.windows = {tokens_.data(), n_seqs_, seq_len_, batch_};
+    request.capture = capture_opts_;
+    request.ridge = ridge_;
+    request.streamed = streamed_;
+    request.device = device_;
+    MeasureResult r = measure_model(*model_, request, cancel_.get(), report);
+    result_ = std::move(r.analysis);
+    run_ = std::move(r.run);
   }
   Napi::Value resolve(Napi::Env env) override {
     auto f64 = [&](const std::vector<double>& v) {

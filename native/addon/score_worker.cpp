@@ -4,7 +4,7 @@
 #include "addon/js_errors.h"
 #include "addon/native_job.h"
 #include "addon/model_wrap.h"
-#include "core/evaluate/evaluate_streamed.h"
+#include "core/evaluate/evaluate.h"
 #include "core/evaluate/score.h"
 
 namespace ep::addon {
@@ -24,8 +24,7 @@ class ScoreWorker final : public NativeJob {
     o.batch_tokens = batch_tokens_;
     o.cancel = cancel_.get();
     o.on_progress = report;
-    out_ = device_.cuda_devices.empty() ? score_spans(*model_, tokens_.data(), spans_, o)
-                                        : score_spans_streamed(*model_, tokens_.data(), spans_, o, device_);
+    out_ = score_spans_on(*model_, tokens_.data(), spans_, o, device_);
   }
   Napi::Value resolve(Napi::Env env) override {
     Napi::Float64Array logprob = Napi::Float64Array::New(env, out_.size());

@@ -24,16 +24,14 @@
 #include <string>
 #include <vector>
 
-#include "core/measure/analysis.h"
-#include "core/apply/apply.h"
-#include "core/measure/calibrate.h"
-#include "core/evaluate/evaluate_streamed.h"
+#include "core/apply/write_pruned.h"
+#include "core/device/block_runner.h"
+#include "core/evaluate/evaluate.h"
 #include "core/forward/forward.h"
 #include "core/forward/layer_ops.h"
-#include "core/load/model.h"
-#include "core/apply/save_gguf.h"
 #include "core/forward/threads.h"
-#include "core/device/block_runner.h"
+#include "core/load/model.h"
+#include "core/measure/measure.h"
 
 namespace {
 
@@ -117,28 +115,28 @@ int main(int argc, char** argv) {
     std::string gpu_description = "cpu";
     uint64_t gpu_peak = 0;
     double t_forward = 0, flops = 0, capture_overhead = 0;
+    const ep::TokenBatches in{tokens.data(), samples, seq_len, batch};
     if (cuda_device < 0) {
       // CPU forward (what perplexity does: logits and NLL of every position)
       std::vector<float> nll(static_cast<size_t>(samples) * (seq_len - 1));
       t0 = now();
-      for (int s0 = 0; s0 < samples; s0 += batch) {
-        ep::ForwardRequest r;
-        r.tokens = tokens.data() + static_cast<size_t>(s0) * seq_len;
-        r.n_seqs = std::min(batch, samples - s0);
-        r.seq_len = seq_len;
-        r.nll = nll.data() + static_cast<size_t>(s0) * (seq_len - 1);
-        ep::forward(*model, r);
-      }
+      ep::EvaluateRequest e;
+      e.windows = in;
+      ep::evaluate_windows(*model, e, nll.data(), nullptr, nullptr);
       t_forward = now() - t0;
       flops = forward_flops(*model, seq_len) * samples;
     }
 
     // analyze
     t0 = now();
-    ep::StatisticsCapture capture(c, ep::CaptureOptions{});
-    const ep::TokenBatches in{tokens.data(), samples, seq_len, batch};
+    ep::MeasureRequest mr;
+    mr.windows = in;
+    mr.streamed = stream;
+    mr.device = dev;
+    const ep::MeasureResult measured = ep::measure_model(*model, mr, nullptr, nullptr);
+    const ep::AnalysisResult& a = measured.analysis;
     if (stream) {
-      const ep::CalibrationReport report = ep::calibrate_streamed(*model, in, capture, nullptr, nullptr, dev);
+      const ep::CalibrationReport& report = measured.run;
       gpu_peak = report.peak_device_bytes;
       if (cuda_device >= 0) {  // the GPU's forward is the streamed run's first pass
         gpu_description = report.device;
@@ -146,10 +144,7 @@ int main(int argc, char** argv) {
         flops = block_flops(*model, seq_len) * samples;
         capture_overhead = report.capture_seconds / report.forward_seconds - 1;
       }
-    } else {
-      ep::calibrate(*model, in, capture, nullptr, nullptr);
     }
-    const ep::AnalysisResult a = ep::analyze_capture(capture, c, 1e-6);
     const double t_analyze = now() - t0;
     if (cuda_device < 0) capture_overhead = t_analyze / t_forward - 1;
 
@@ -158,7 +153,10 @@ int main(int argc, char** argv) {
     if (cuda_device >= 0) {
       std::vector<float> nll(static_cast<size_t>(samples) * (seq_len - 1));
       t0 = now();
-      const ep::EvaluationReport r = ep::next_token_nll_streamed(*model, in, nll.data(), nullptr, nullptr, dev);
+      ep::EvaluateRequest e;
+      e.windows = in;
+      e.device = dev;
+      const ep::EvaluationReport r = ep::evaluate_windows(*model, e, nll.data(), nullptr, nullptr);
       t_loss = now() - t0;
       gpu_peak = std::max(gpu_peak, r.peak_device_bytes);
     }
@@ -188,10 +186,10 @@ int main(int argc, char** argv) {
     // apply + save (BF16 GGUF)
     t0 = now();
     const std::string target = out.empty() ? std::filesystem::temp_directory_path().string() + "/entroprune-timing.gguf" : out;
-    ep::PrunedModel pm = ep::prune_model(*model, plan, means);
-    ep::GgufSaveOptions so;
-    so.dtype = ep::DType::BF16;
-    ep::save_gguf(pm, *model, target, so);
+    ep::WriteRequest wr;
+    wr.output = target;
+    wr.dtype = ep::DType::BF16;
+    ep::write_pruned_model(*model, plan, means, wr, nullptr, nullptr);
     const double t_apply = now() - t0;
     const auto bytes = std::filesystem::file_size(target);
     if (out.empty()) std::filesystem::remove(target);
