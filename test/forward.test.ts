@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { loadModel, native, tokenizerFor } from '../lib';
+import { awaitNativeJob } from '../lib/util/native-job';
 import { dataFile, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 import { HfLlamaReference } from './reference/hf-llama-reference';
 
@@ -59,6 +60,12 @@ describe('forward pass', () => {
     const job = model.handle.evaluate({ tokens, nSeqs, seqLen, batchSeqs: 1, output: 'nll' });
     job.cancel();
     await expect(job.promise).rejects.toMatchObject({ code: 'EP_CANCELLED' });
+    // through the API an abort rejects with the caller's reason kept (as the cause, and in the message)
+    const controller = new AbortController();
+    const reason = new Error('stop requested by the pipeline');
+    const pending = awaitNativeJob(model.handle.evaluate({ tokens, nSeqs, seqLen, batchSeqs: 1, output: 'nll' }), controller.signal);
+    controller.abort(reason);
+    await expect(pending).rejects.toMatchObject({ code: 'EP_CANCELLED', cause: reason, message: expect.stringMatching(/stop requested by the pipeline/) });
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { EntropruneError } from '../util/errors';
+import { cancelledError, EntropruneError } from '../util/errors';
 import { INSTALL_HINT, llamaCppScript } from '../verify/llama-cpp';
 import { median } from './speed';
 
@@ -54,7 +54,7 @@ function runChild(cmd: string, args: string[], signal?: AbortSignal, env?: NodeJ
     signal?.addEventListener('abort', kill);
     child.on('close', (code) => {
       signal?.removeEventListener('abort', kill);
-      if (signal?.aborted) return reject(new EntropruneError('EP_CANCELLED', 'cancelled'));
+      if (signal?.aborted) return reject(cancelledError(signal));
       if (code !== 0) return reject(new Error(`${path.basename(args[0])} exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
       try {
         resolve(JSON.parse(out.trim().split('\n').pop()!) as Sample);

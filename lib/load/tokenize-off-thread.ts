@@ -1,13 +1,16 @@
-// Long texts through a tokenizer.json tokenizer off the main thread. @huggingface/tokenizers is JavaScript:
-// tokenizing megabytes of calibration text on the main thread blocked the event loop for many seconds, so
-// Ctrl-C / SIGTERM were not handled (and no progress drawn) until it finished. A worker thread builds the
-// same tokenizer from the same files and encodes there; an abort terminates it at once. The native
-// SentencePiece tokenizers (llama2.c, GGUF) are C++ and fast: they encode in place.
+// Long texts through a tokenizer.json tokenizer without blocking the event loop. The sync path
+// (`tokenizer.encode`) is @huggingface/tokenizers, pure JavaScript: 200 kB of TinyStories took 2.7 s there.
+// Long texts go to Hugging Face's own Rust tokenizer instead — the npm package `tokenizers`, an optional
+// dependency with a prebuilt binary for every common platform inside it — which encodes them in ~0.13 s on
+// its own threads and gives the same ids (test/tokenizer-speed.test.ts checks it on real text). Where that
+// package is missing, a worker thread runs the JavaScript tokenizer. An abort lands at once either way: the
+// Rust call is left to finish in the background, the worker is terminated. The native SentencePiece
+// tokenizers (llama2.c, GGUF) are C++ and encode in place.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { EntropruneError } from '../util/errors';
+import { cancelledError, EntropruneError } from '../util/errors';
 import type { Tokenizer } from './tokenizer';
 
 // The worker is given as code (not a file) so that it runs the same from the compiled package and from
@@ -25,8 +28,52 @@ for (const p of parts) { flat.set(p, at); at += p.length; }
 parentPort.postMessage({ flat, lengths }, [flat.buffer, lengths.buffer]);
 `;
 
-/** Below this many characters in all, texts are encoded in place: a worker costs more than it saves. */
+/** Below this many characters in all, texts are encoded in place: handing them over costs more than it saves. */
 const OFF_THREAD_CHARS = 65536;
+
+interface RustTokenizer {
+  encodeBatch(sentences: string[], options?: { addSpecialTokens?: boolean }): Promise<{ getIds(): number[] }[]>;
+}
+type RustTokenizers = { Tokenizer: { fromFile(file: string): RustTokenizer } };
+
+let rust: RustTokenizers | null | undefined;
+const rustBySource = new Map<string, RustTokenizer>();
+
+/** The `tokenizers` package when it is installed and loads on this platform, else null. */
+export function rustTokenizers(): RustTokenizers | null {
+  if (rust === undefined) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      rust = require('tokenizers') as RustTokenizers;
+    } catch {
+      rust = null;
+    }
+  }
+  if (process.env.ENTROPRUNE_NO_RUST_TOKENIZER === '1') return null; // the fallback, for tests
+  return rust;
+}
+
+const cancelled = cancelledError;
+
+/** `work` unless `signal` aborts first; then a rejection at once (the work may finish in the background). */
+function raceAbort<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(cancelled(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(cancelled(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
 
 /** The text's ids as `tokenizer.encode` gives them, computed without blocking the event loop. */
 export async function encodeOffThread(tokenizer: Tokenizer, text: string, options: { bos?: boolean } = {}, signal?: AbortSignal): Promise<Int32Array> {
@@ -37,6 +84,31 @@ export async function encodeOffThread(tokenizer: Tokenizer, text: string, option
 export async function encodeAllOffThread(tokenizer: Tokenizer, texts: string[], options: { bos?: boolean } = {}, signal?: AbortSignal): Promise<Int32Array[]> {
   const chars = texts.reduce((n, t) => n + t.length, 0);
   if (tokenizer.kind !== 'tokenizer.json' || chars < OFF_THREAD_CHARS) return texts.map((t) => tokenizer.encode(t, options));
+  const bos = options.bos ? 1 : 0;
+  const withBos = (ids: ArrayLike<number>) => {
+    const out = new Int32Array(ids.length + bos);
+    if (bos) out[0] = tokenizer.bos;
+    out.set(ids, bos);
+    return out;
+  };
+  const lib = rustTokenizers();
+  if (lib) {
+    let t = rustBySource.get(tokenizer.source);
+    if (!t) {
+      try {
+        t = lib.Tokenizer.fromFile(tokenizer.source);
+      } catch (e) {
+        throw new EntropruneError('EP_TOKENIZER', `${tokenizer.source}: ${(e as Error).message}`, tokenizer.source);
+      }
+      rustBySource.set(tokenizer.source, t);
+    }
+    const encodings = await raceAbort(t.encodeBatch(texts, { addSpecialTokens: false }), signal);
+    return encodings.map((e) => withBos(e.getIds()));
+  }
+  return encodeInWorker(tokenizer, texts, signal, withBos);
+}
+
+async function encodeInWorker(tokenizer: Tokenizer, texts: string[], signal: AbortSignal | undefined, withBos: (ids: ArrayLike<number>) => Int32Array): Promise<Int32Array[]> {
   const configFile = path.join(path.dirname(tokenizer.source), 'tokenizer_config.json');
   const workerData = {
     library: require.resolve('@huggingface/tokenizers'),
@@ -48,7 +120,7 @@ export async function encodeAllOffThread(tokenizer: Tokenizer, texts: string[], 
     const worker = new Worker(WORKER, { eval: true, workerData });
     const onAbort = () => {
       void worker.terminate();
-      reject(new EntropruneError('EP_CANCELLED', 'cancelled'));
+      reject(cancelled(signal));
     };
     if (signal?.aborted) return onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -56,14 +128,10 @@ export async function encodeAllOffThread(tokenizer: Tokenizer, texts: string[], 
     worker.once('error', (e) => reject(new EntropruneError('EP_TOKENIZER', `${tokenizer.source}: ${e.message}`, tokenizer.source)));
     worker.once('exit', () => signal?.removeEventListener('abort', onAbort));
   });
-  const bos = options.bos ? 1 : 0;
   const out: Int32Array[] = [];
   let at = 0;
   for (const n of lengths) {
-    const ids = new Int32Array(n + bos);
-    if (bos) ids[0] = tokenizer.bos;
-    ids.set(flat.subarray(at, at + n), bos);
-    out.push(ids);
+    out.push(withBos(flat.subarray(at, at + n)));
     at += n;
   }
   return out;

@@ -12,8 +12,8 @@ export type EntropruneErrorCode =
 export class EntropruneError extends Error {
   readonly code: EntropruneErrorCode;
   readonly file?: string;
-  constructor(code: EntropruneErrorCode, message: string, file?: string) {
-    super(message);
+  constructor(code: EntropruneErrorCode, message: string, file?: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'EntropruneError';
     this.code = code;
     this.file = file;
@@ -26,4 +26,11 @@ export function fromNative(e: unknown): EntropruneError {
   const err = e as { code?: string; file?: string; message?: string };
   const code = (err?.code && err.code.startsWith('EP_') ? err.code : 'EP_ERROR') as EntropruneErrorCode;
   return new EntropruneError(code, err?.message ?? String(e), err?.file);
+}
+
+/** The error an abort rejects with: EP_CANCELLED, keeping `signal.reason` as its cause (and in its message). */
+export function cancelledError(signal?: AbortSignal): EntropruneError {
+  const reason: unknown = signal?.reason;
+  const why = reason instanceof Error ? reason.message : reason !== undefined ? String(reason) : '';
+  return new EntropruneError('EP_CANCELLED', why ? `cancelled: ${why}` : 'cancelled', undefined, reason !== undefined ? { cause: reason } : undefined);
 }

@@ -1,5 +1,7 @@
 // CUDA kernels against their CPU twins. Without a GPU (CI) only the probe is checked: it must report the
-// reason cleanly instead of crashing; the agreement tests skip with that reason.
+// reason cleanly instead of crashing; the agreement tests skip with that reason. Every block kernel has one
+// row in the KernelTable at the end (one line per kernel and shape); the tests above check the composed
+// paths (GEMM backends, the block runner, the fused capture, the streamed drivers).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +18,8 @@
 #include "core/forward/ops_cpu.h"
 #include "core/synthetic/synthetic_model.h"
 #include "core/device/cuda_api.h"
+#include "core/format/dtype.h"
+#include "cuda/kernel_check.h"
 #include "heterogeneous_model.h"
 #include "test_util.h"
 
@@ -522,3 +526,127 @@ TEST(Cuda, StreamedScoresOnGpuMatchCpu) {
     EXPECT_GE(same_greedy, static_cast<int>(cpu.size()) - (p == cuda::Precision::kF32 ? 0 : 2)) << report.device;
   }
 }
+
+// ---- Every block kernel against its CPU twin, one row per kernel and shape (cuda/kernel_check.h). Shapes
+// include the awkward ones: odd widths, a single row, GQA groups, windows shorter than the sequence.
+namespace {
+
+struct KernelRow {
+  const char* name;       // also the kernel run_kernel launches
+  std::vector<int64_t> dims;
+  double tolerance;       // max |gpu − cpu| / max(1, |cpu|)
+};
+
+std::vector<float> random_floats(size_t n, std::mt19937& g, float scale = 1.0f) {
+  std::normal_distribution<float> d(0, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(g);
+  return v;
+}
+
+// The call for a row, and the CPU twin's output for the same inputs.
+std::pair<cuda::KernelCall, std::vector<float>> case_for(const KernelRow& row) {
+  std::mt19937 g(11);
+  cuda::KernelCall call;
+  call.kernel = row.name;
+  call.dims = row.dims;
+  std::vector<float> ref;
+  const std::string k = row.name;
+  if (k == "rmsnorm") {
+    const int64_t rows = row.dims[0];
+    const int dim = static_cast<int>(row.dims[1]);
+    call.in = {random_floats(rows * dim, g, 3), random_floats(dim, g)};
+    ref.resize(rows * dim);
+    rmsnorm_cpu(call.in[0].data(), call.in[1].data(), ref.data(), rows, dim, 1e-5f);
+  } else if (k == "convert_bf16" || k == "convert_f16") {
+    call.in = {random_floats(row.dims[0], g, 100)};
+    for (float x : call.in[0]) ref.push_back(k == "convert_bf16" ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x)));
+  } else if (k == "rope_interleaved" || k == "rope_half") {
+    const int64_t rows = row.dims[0];
+    const int period = static_cast<int>(row.dims[1]), nh = static_cast<int>(row.dims[2]), hd = static_cast<int>(row.dims[3]);
+    ModelConfig c;
+    c.head_dim = hd;
+    c.dim = nh * hd;
+    c.rope_layout = k == "rope_interleaved" ? RopeLayout::kInterleaved : RopeLayout::kHalf;
+    std::vector<float> cos_t, sin_t;
+    rope_tables(c, 0, period, cos_t, sin_t);
+    call.in = {random_floats(rows * nh * hd, g), cos_t, sin_t};
+    ref = call.in[0];
+    apply_rope(c, ref.data(), rows, period, nh, cos_t, sin_t);
+  } else if (k == "attention") {
+    const int n_seqs = static_cast<int>(row.dims[0]), T = static_cast<int>(row.dims[1]), nh = static_cast<int>(row.dims[2]),
+              nkv = static_cast<int>(row.dims[3]), hd = static_cast<int>(row.dims[4]), window = static_cast<int>(row.dims[5]);
+    const int64_t rows = static_cast<int64_t>(n_seqs) * T;
+    call.in = {random_floats(rows * nh * hd, g), random_floats(rows * nkv * hd, g), random_floats(rows * nkv * hd, g)};
+    ModelConfig c;
+    c.head_dim = hd;
+    c.dim = nh * hd;
+    c.sliding_window = window;
+    LayerShape s{nh, nkv, 0, false, false, false};
+    ref.resize(rows * nh * hd);
+    causal_attention_cpu(c, s, call.in[0].data(), call.in[1].data(), call.in[2].data(), ref.data(), n_seqs, T);
+  } else if (k == "swiglu" || k == "add") {
+    const int64_t n = row.dims[0];
+    call.in = {random_floats(n, g, 2), random_floats(n, g, 2)};
+    ref = call.in[0];
+    if (k == "swiglu") swiglu(ref.data(), call.in[1].data(), n);
+    else add_inplace(ref.data(), call.in[1].data(), n);
+  } else if (k == "add_bias") {
+    const int64_t rows = row.dims[0];
+    const int n = static_cast<int>(row.dims[1]);
+    call.in = {random_floats(rows * n, g), random_floats(n, g)};
+    ref = call.in[0];
+    add_row_bias(ref.data(), call.in[1].data(), rows, n);
+  } else if (k == "next_token_nll") {
+    const int64_t rows = row.dims[0];
+    const int T = static_cast<int>(row.dims[1]), V = static_cast<int>(row.dims[2]);
+    call.in = {random_floats(rows * V, g, 4)};
+    for (int64_t r = 0; r < rows; ++r) call.ids.push_back(static_cast<int32_t>((r * 7919) % V));
+    const int64_t losses = rows / T * (T - 1);
+    std::vector<float> nll(losses);
+    std::vector<int32_t> arg(losses);
+    next_token_nll_of_logits(call.in[0].data(), 0, rows, T, V, call.ids.data(), nll.data(), arg.data());
+    ref = nll;
+    for (int32_t a : arg) ref.push_back(static_cast<float>(a));
+  }
+  return {call, ref};
+}
+
+class KernelTable : public ::testing::TestWithParam<KernelRow> {};
+
+std::string row_name(const ::testing::TestParamInfo<KernelRow>& info) {
+  std::string s = info.param.name;
+  for (int64_t d : info.param.dims) s += "_" + std::to_string(d);
+  return s;
+}
+
+}  // namespace
+
+TEST_P(KernelTable, MatchesCpuTwin) {
+  const KernelRow& row = GetParam();
+  auto [call, ref] = case_for(row);
+  ASSERT_FALSE(ref.empty()) << "no CPU twin for " << row.name;
+  std::vector<float> out;
+  std::string err;
+  if (!cuda::run_kernel(call, out, &err)) {
+    EXPECT_FALSE(err.empty());
+    SKIP_OR_FAIL_WITHOUT_GPU(err);
+  }
+  ASSERT_EQ(out.size(), ref.size());
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(static_cast<double>(out[i]) - ref[i]) / std::max(1.0, std::abs(static_cast<double>(ref[i]))));
+  EXPECT_LE(worst, row.tolerance) << row.name;
+}
+
+// One line per kernel and shape (dims as each kernel reads them, see cuda/kernel_check.cu).
+INSTANTIATE_TEST_SUITE_P(
+    Cuda, KernelTable,
+    ::testing::Values(KernelRow{"rmsnorm", {300, 1000}, 1e-5}, KernelRow{"rmsnorm", {1, 4096}, 1e-5}, KernelRow{"rmsnorm", {7, 33}, 1e-5},
+                      KernelRow{"convert_bf16", {10001}, 0}, KernelRow{"convert_f16", {10001}, 0},
+                      KernelRow{"rope_interleaved", {96, 32, 8, 64}, 1e-5}, KernelRow{"rope_half", {96, 32, 8, 64}, 1e-5},
+                      KernelRow{"rope_interleaved", {5, 5, 3, 8}, 1e-5}, KernelRow{"rope_half", {40, 20, 2, 128}, 1e-5},
+                      KernelRow{"attention", {2, 33, 8, 8, 64, 0}, 2e-5}, KernelRow{"attention", {3, 40, 8, 2, 32, 0}, 2e-5},
+                      KernelRow{"attention", {1, 64, 4, 1, 128, 16}, 2e-5}, KernelRow{"attention", {2, 17, 6, 3, 8, 5}, 2e-5},
+                      KernelRow{"swiglu", {100003}, 1e-6}, KernelRow{"add", {100003}, 0}, KernelRow{"add_bias", {37, 515}, 0},
+                      KernelRow{"next_token_nll", {64, 16, 512}, 1e-5}, KernelRow{"next_token_nll", {30, 10, 32000}, 1e-5}),
+    row_name);

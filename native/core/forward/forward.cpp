@@ -14,13 +14,10 @@
 
 namespace ep {
 
-namespace {
-
-// Causal grouped-query attention. q [rows, nh*hd], k/v [rows, nkv*hd] -> out [rows, nh*hd].
 // One task per (sequence, head). Each gathers its KV head transposed (kt, vt: [hd][seq_len]) so that every
 // inner loop runs over key positions j — long, contiguous and vectorizable even for small head sizes.
-void attention(const ModelConfig& c, const LayerShape& s, const float* q, const float* k, const float* v, float* out,
-               int n_seqs, int seq_len) {
+void causal_attention_cpu(const ModelConfig& c, const LayerShape& s, const float* q, const float* k, const float* v, float* out, int n_seqs,
+                          int seq_len) {
   const int hd = c.head_dim, nh = s.n_head, nkv = s.n_kv_head, group = nh / nkv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int window = c.sliding_window;
@@ -58,7 +55,6 @@ void attention(const ModelConfig& c, const LayerShape& s, const float* q, const 
   }
 }
 
-}  // namespace
 
 ForwardScratch::ForwardScratch(const ModelConfig& c, int64_t rows) {
   int max_q = 0, max_kv = 0, max_ffn = 0;
@@ -143,7 +139,7 @@ void forward_block(const ModelConfig& c, int l, const LayerWeights& w, float* x,
   // attention: a = Wo · attn(RoPE(Wq xn), RoPE(Wk xn), Wv xn) (+ bo);  x += a
   if (s.n_head > 0) {
     attention_qkv(c, s, w, x, N, T, rope, buf);
-    attention(c, s, buf.q.data(), buf.k.data(), buf.v.data(), buf.att.data(), n_seqs, T);  // att [N, qd]
+    causal_attention_cpu(c, s, buf.q.data(), buf.k.data(), buf.v.data(), buf.att.data(), n_seqs, T);  // att [N, qd]
     if (hk) hk->attn_heads(l, buf.att.data(), N, s.n_head, c.head_dim);
   }
   attention_out(c, l, s, w, x, N, buf, hk);

@@ -59,6 +59,10 @@ struct ForwardScratch {
 struct RopeTables {
   std::vector<float> cos, sin;  // [seq_len, head_dim/2] from position 0 (rope_tables in layer_ops.h)
 };
+// Causal grouped-query attention (windowed when c.sliding_window > 0): q [rows, nh*hd], k/v [rows, nkv*hd]
+// -> out [rows, nh*hd], rows = n_seqs · seq_len. The CPU twin of cuda::causal_attention.
+void causal_attention_cpu(const ModelConfig& c, const LayerShape& s, const float* q, const float* k, const float* v, float* out, int n_seqs,
+                          int seq_len);
 // Throws naming the model when a token id lies outside the vocabulary.
 void check_tokens(const Model& model, const int32_t* tokens, int64_t n);
 // x[r] = embedding row of tokens[r], x [n, d]
