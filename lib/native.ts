@@ -178,6 +178,8 @@ export interface NativeModel {
   /** greedy decoding through the KV cache, prefill and decode timed apart */
   generate(options: { prompt: Int32Array; tokens: number }): NativeJob<NativeGeneration>;
   embeddedVocab(): NativeSpmTokenizer | null;
+  /** drop this handle's reference to the native model (freed when no running job holds it) */
+  dispose(): void;
 }
 
 export interface NativeSpmTokenizer {

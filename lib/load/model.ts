@@ -26,6 +26,23 @@ export class Model {
   get path(): string {
     return this.info.path;
   }
+
+  /**
+   * Release the model's native memory (mapped file, converted weights) now instead of whenever the garbage
+   * collector gets to it; jobs still running keep it until they end. Using the model afterwards throws
+   * EP_INVALID_ARGUMENT. Also `await using model = await loadModel(…)`.
+   */
+  dispose(): void {
+    this.handle.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
 }
 
 export interface LoadModelOptions {

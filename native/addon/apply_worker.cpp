@@ -78,6 +78,7 @@ class ApplyWorker final : public NativeJob {
 Napi::Value ApplyPlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ModelWrap* mw = Napi::ObjectWrap<ModelWrap>::Unwrap(info[0].As<Napi::Object>());
+  mw->require_live(env);
   Napi::Object o = info[1].As<Napi::Object>();
   std::vector<PlanBlock> plan;
   Napi::Array blocks = o.Get("blocks").As<Napi::Array>();

@@ -62,6 +62,7 @@ class GenerateWorker final : public NativeJob {
 
 // generate({prompt: Int32Array, tokens: n}) -> {promise: Promise<{tokens, prefillSeconds, decodeSeconds, decodeSteps, cacheBytes}>, cancel()}
 Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "generate({prompt, tokens})");
   Napi::Object o = info[0].As<Napi::Object>();

@@ -23,17 +23,30 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeModel",
                                  {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("evaluate", &ModelWrap::Evaluate), InstanceMethod("score", &ModelWrap::Score), InstanceMethod("generate", &ModelWrap::Generate),
                                   InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("measureRemovalDamage", &ModelWrap::MeasureRemovalDamage), InstanceMethod("unitWeightMagnitudes", &ModelWrap::UnitWeightMagnitudes), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
-                                  InstanceMethod("embeddedVocab", &ModelWrap::EmbeddedVocab)});
+                                  InstanceMethod("embeddedVocab", &ModelWrap::EmbeddedVocab), InstanceMethod("dispose", &ModelWrap::Dispose)});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
 }
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use loadModel(path)");
-  model = *info[0].As<Napi::External<std::shared_ptr<const Model>>>().Data();
+  // Take the reference out of the External (whose finalizer runs only at GC), so that dispose() frees the model.
+  model = std::move(*info[0].As<Napi::External<std::shared_ptr<const Model>>>().Data());
+}
+
+void ModelWrap::require_live(Napi::Env env) const {
+  if (!model) throw to_js(env, {"this model was disposed: load it again to use it", "EP_INVALID_ARGUMENT", ""});
+}
+
+// Drops this handle's reference: the weights (mapped file and converted buffers) are freed now, or when the
+// last running job that holds the model ends. Disposing twice is harmless.
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  model.reset();
+  return info.Env().Undefined();
 }
 
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Env env = info.Env();
   const ModelConfig& c = model->config;
   Napi::Object o = Napi::Object::New(env);
@@ -74,6 +87,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::UnitWeightMagnitudes(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Env env = info.Env();
   const ep::UnitWeightMagnitudes m = unit_weight_magnitudes(*model);
   auto arrays = [&](const std::vector<std::vector<double>>& v) {
@@ -93,6 +107,7 @@ Napi::Value ModelWrap::UnitWeightMagnitudes(const Napi::CallbackInfo& info) {
 
 // One line per stored tensor (name, dtype, shape, byte offset, file size): hashed in JS as the model's identity.
 Napi::Value ModelWrap::TensorDirectory(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   std::string out;
   for (const auto& [name, t] : model->tensors) {
     out += t.stored_name + " " + dtype_name(t.dtype);
@@ -103,6 +118,7 @@ Napi::Value ModelWrap::TensorDirectory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::EmbeddedVocab(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   if (!model->embedded_vocab) return info.Env().Null();
   auto holder = std::make_shared<const SpmVocab>(*model->embedded_vocab);
   return TokenizerWrap::constructor->New(
@@ -277,6 +293,7 @@ RunDevices device_option(Napi::Env env, const Napi::Object& o, const char* fn) {
 // analyze({tokens, nSeqs, seqLen, batchSeqs, maxDim, projDim, seed, ridge, products?, stream?, cudaDevices?, precision?}, onProgress?)
 //   -> {promise, cancel()}
 Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
   const int batch = o.Get("batchSeqs").As<Napi::Number>().Int32Value();
@@ -316,6 +333,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
 //   (the GPUs run the loss only; logits come from the CPU)
 //   -> {promise: Promise<Float32Array>, cancel(): void}
 Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "evaluate(options, onProgress?)");
   Napi::Object o = info[0].As<Napi::Object>();
@@ -382,6 +400,7 @@ class RemovalDamageWorker final : public NativeJob {
 //   partial cut and their means, head_dim or 1 per unit, measured beside the whole removals)
 //   -> {promise: Promise<{baseNll, nll: {attn, mlp, block}, kl: {attn, mlp, block}, partial?: {nll, kl}}>, cancel()}
 Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "measureRemovalDamage(options, onProgress?)");
   Napi::Object o = info[0].As<Napi::Object>();

@@ -14,7 +14,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Init(Napi::Env env);
   static Napi::FunctionReference* constructor;
   ModelWrap(const Napi::CallbackInfo& info);
+  // Null once disposed. Running jobs hold their own reference: dispose() frees the model when the last ends.
   std::shared_ptr<const Model> model;
+  // Throws a JS error (EP_INVALID_ARGUMENT) when the model was disposed.
+  void require_live(Napi::Env env) const;
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
@@ -26,6 +29,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Analyze(const Napi::CallbackInfo& info);
   Napi::Value TensorDirectory(const Napi::CallbackInfo& info);
   Napi::Value UnitWeightMagnitudes(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 };
 
 // The options {cudaDevices?: number[], precision?: 'bf16'|'f16'|'f32'} of analyze, evaluate and score: the GPUs

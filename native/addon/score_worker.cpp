@@ -53,6 +53,7 @@ class ScoreWorker final : public NativeJob {
 //   Sequence i occupies the next lengths[i] tokens; tokens [targets[i], lengths[i]) of it are scored.
 //   -> {promise: Promise<{logprob: Float64Array, greedy: Uint8Array}>, cancel(): void}
 Napi::Value ModelWrap::Score(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "score(options, onProgress?)");
   Napi::Object o = info[0].As<Napi::Object>();
