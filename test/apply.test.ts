@@ -116,6 +116,11 @@ describe('round trips', () => {
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
     expect(cfg.architectures).toEqual(['LlamaForCausalLM']);
     expect(cfg.intermediate_size).toBe(p.blocks[0].mlp.keptChannels.length);
+    // numbers as the source wrote them, not widened from float32 (9.999999974752427e-07)
+    const source = JSON.parse(fs.readFileSync(path.join(dataFile(TINY_HF), 'config.json'), 'utf8'));
+    expect(cfg.rms_norm_eps).toBe(source.rms_norm_eps);
+    expect(cfg.rope_theta).toBe(source.rope_theta);
+    expect(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).toMatch(/"rms_norm_eps": 1e-06/);
     expect(fs.existsSync(path.join(out, 'tokenizer.json'))).toBe(true);
     const seq = Array.from({ length: 64 }, (_, i) => (i * 31 + 1) % 2048);
     const a = await logitsOf(out, [seq]);

@@ -52,6 +52,19 @@ describe('entroprune eval ppl', () => {
     expect(runCli(['eval', 'ppl', dataFile(STORIES_GGUF)]).code).toBe(2); // --text missing
     expect(runCli(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', 'x', '--seq-len', 'abc']).code).toBe(2);
   });
+
+  it('usage errors print the error and a one-line hint, with near misses named', () => {
+    // a mistyped required option is reported missing: the near miss is named as well
+    const typo = runCli(['prune', dataFile(STORIES_GGUF), '--ratoi', '0.3', '--calib', 'x', '-o', 'y.gguf']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/required option '--ratio <r>' not specified/);
+    expect(typo.stderr).toMatch(/--ratoi is not an option of prune: did you mean --ratio\?/);
+    expect(typo.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(4); // not the whole help
+    const unknown = runCli(['plan', 'a.json', '--ratio', '0.3', '--importanc', 'entropy']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/Did you mean --importance\?/);
+    expect(runCli(['pruen']).stderr).toMatch(/Did you mean prune\?/);
+  });
 });
 
 describe('bad input: clear errors naming the file, exit code 1, inputs untouched', () => {

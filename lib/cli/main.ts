@@ -329,6 +329,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as { code?: string; exitCode?: number; message?: string };
     if (typeof err.code === 'string' && err.code.startsWith('commander.')) {
+      // A mistyped required option is reported as missing: name the near miss too.
+      if (err.code === 'commander.missingMandatoryOptionValue') for (const hint of nearMisses(program, argv)) process.stderr.write(`${hint}\n`);
       // help and version exit 0; usage errors were already printed by commander
       return err.exitCode === 0 ? 0 : 2;
     }
@@ -339,4 +341,29 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`entroprune: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
     return 1;
   }
+}
+
+/** Levenshtein distance (small strings: option names). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length][b.length];
+}
+
+/** "(--ratoi is not an option of prune: did you mean --ratio?)" for each unknown long option near a known one. */
+export function nearMisses(program: Command, argv: string[]): string[] {
+  const args = argv.slice(2);
+  const cmd = program.commands.find((c) => args.includes(c.name())) ?? program;
+  const known = cmd.options.map((o) => o.long).filter((l): l is string => !!l);
+  const out: string[] = [];
+  for (const a of args) {
+    if (!a.startsWith('--')) continue;
+    const name = a.split('=')[0];
+    if (known.includes(name) || known.includes(name.replace(/^--no-/, '--'))) continue;
+    const best = known.map((k) => [k, editDistance(name, k)] as const).sort((x, y) => x[1] - y[1])[0];
+    if (best && best[1] <= Math.max(2, Math.floor(name.length / 3))) out.push(`(${name} is not an option of ${cmd.name()}: did you mean ${best[0]}?)`);
+  }
+  return out;
 }

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -50,6 +51,17 @@ void copy_file(const std::string& from, const std::string& to) {
 // What the Nemotron-NAS (DeciLM) config can say: every layer that keeps attention keeps all query heads
 // (one global count, head_dim = hidden / heads) with any KV grouping; every MLP width is a multiple of 256;
 // a removed sublayer is a no-op with no weights. Returns the global head count; refuses anything else.
+// A float32 setting as its source wrote it: the shortest decimal that reads back as the same float32
+// (1e-06, not 9.999999974752427e-07 as a widened double prints), for config.json.
+double as_written(float f) {
+  char buf[32];
+  for (int digits = 1; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof(buf), "%.*g", digits, static_cast<double>(f));
+    if (std::strtof(buf, nullptr) == f) break;
+  }
+  return std::strtod(buf, nullptr);
+}
+
 int check_nas_expressible(const PrunedModel& pm, const std::string& dir) {
   const ModelConfig& c = pm.config;
   auto refuse = [&](const std::string& why) {
@@ -181,7 +193,7 @@ void save_hf(const PrunedModel& pm, const Model& source, const std::string& dir,
   nlohmann::json cfg = {
       {"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", d}, {"intermediate_size", c.layers[0].ffn},
       {"num_hidden_layers", L}, {"num_attention_heads", c.layers[0].n_head}, {"num_key_value_heads", c.layers[0].n_kv_head},
-      {"head_dim", hd}, {"vocab_size", c.vocab}, {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta},
+      {"head_dim", hd}, {"vocab_size", c.vocab}, {"rms_norm_eps", as_written(c.norm_eps)}, {"rope_theta", as_written(c.rope_theta)},
       {"max_position_embeddings", c.context > 0 ? c.context : 2048}, {"tie_word_embeddings", c.tied_output}, {"bos_token_id", c.bos},
       {"eos_token_id", c.eos}, {"hidden_act", "silu"}, {"attention_bias", attn_bias}, {"mlp_bias", mlp_bias},
       {"torch_dtype", o.dtype == DType::F32 ? "float32" : o.dtype == DType::F16 ? "float16" : "bfloat16"}};
@@ -202,7 +214,7 @@ void save_hf(const PrunedModel& pm, const Model& source, const std::string& dir,
     }
     cfg["block_configs"] = blocks;
   }
-  if (c.rope_scaling == "linear") cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_linear_factor}};
+  if (c.rope_scaling == "linear") cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", as_written(c.rope_linear_factor)}};
   if (c.rope_scaling == "llama3") {
     // Carry the source's Llama-3 rope scaling block verbatim when it came from a Hugging Face config.
     std::ifstream in(source.path + "/config.json");
