@@ -5,7 +5,7 @@ import { inflateSync } from 'node:zlib';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { ProgressBar } from '../lib/util/progress';
+import { ProgressBar, progressLine } from '../lib/util/progress';
 import { dumpDom, screenshot } from './helpers/browser';
 import { runCli } from './helpers/cli';
 import { dataFile, DATA_DIR, STORIES_BIN, tempDir, TINYSTORIES_TEXT } from './helpers/data';
@@ -162,5 +162,21 @@ describe('progress bars', () => {
       b.finish();
       expect(s.writes).toEqual([]);
     }
+  });
+
+  it('fit the terminal: at 80 columns a long label is cut, the line never wraps, and leftovers are cleared', () => {
+    const label = 'score hellaswag (10042 requests, 40168 continuations of 4 choices)';
+    for (const columns of [80, 160, 40]) {
+      const line = progressLine(label, 5, 100, 12.3, columns);
+      expect(line.length, `${columns}: ${line}`).toBeLessThanOrEqual(columns - 1);
+      expect(line).toMatch(/\[#*\.+\] 5\/100 12\.3s eta \d+s$/);
+    }
+    expect(progressLine(label, 5, 100, 12.3, 160)).toContain(label); // room: the whole label
+    expect(progressLine(label, 5, 100, 12.3, 80)).toMatch(/…/); // cut, marked
+    const tty = fakeStream(true);
+    const bar = new ProgressBar(label, { stream: Object.assign(tty.stream, { columns: 80 }) });
+    bar.update({ done: 1, total: 3 });
+    expect(tty.writes[0].startsWith('\r')).toBe(true);
+    expect(tty.writes[0].endsWith('\x1b[K')).toBe(true); // clears what a longer earlier line left
   });
 });
