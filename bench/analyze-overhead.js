@@ -4,7 +4,8 @@
 // forward pass (perplexity) over the same calibration tokens, alternating in one run. Target: < 25 % extra.
 //   node bench/analyze-overhead.js [model] [--samples 32] [--seq-len 512] [--threads K] [--rounds 3]
 const path = require('node:path');
-const { loadModel, tokenizerFor, setThreads, analyze, calibrationStream, sampleCalibration } = require('../dist/lib');
+const { loadModel, tokenizerFor, setThreads, analyze } = require('../dist/lib');
+const { calibrationStream, sampleCalibration } = require('../dist/lib/measure/calibration');
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {

@@ -5,7 +5,9 @@ import * as path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { analyze, analyzeToFile, calibrationStream, cudaInfo, loadModel, resolveDevice, readAnalysis, sampleCalibration, seededRandom, tokenizerFor } from '../lib';
+import { analyze, analyzeToFile, cudaInfo, loadModel, resolveDevice, readAnalysis, tokenizerFor } from '../lib';
+import { calibrationStream, sampleCalibration } from '../lib/measure/calibration';
+import { seededRandom } from '../lib/util/random';
 import { encodeOffThread } from '../lib/load/tokenize-off-thread';
 import { writeBf16Safetensors } from './helpers/bf16-safetensors.mjs';
 import { runCli } from './helpers/cli';

@@ -6,7 +6,8 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { analyzeToFile, applyPlan, checkPlan, loadModel, native, plan, prunedShapes, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
+import { analyzeToFile, applyPlan, checkPlan, loadModel, plan, prunedShapes, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
+import { native } from '../lib/native';
 import { llamaCppLogits, llamaPeerScript } from '../lib/verify/verify';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_BIN, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';

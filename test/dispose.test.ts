@@ -6,7 +6,8 @@ import * as path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadModel, native } from '../lib';
+import { loadModel } from '../lib';
+import { native } from '../lib/native';
 import { REPO_ROOT, tempDir } from './helpers/data';
 
 const scratch = tempDir();

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { loadModel, native, tokenizerFor } from '../lib';
+import { loadModel, tokenizerFor } from '../lib';
+import { native } from '../lib/native';
 import { awaitNativeJob } from '../lib/util/native-job';
 import { dataFile, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 import { HfLlamaReference } from './reference/hf-llama-reference';

@@ -6,7 +6,8 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { analyzeToFile, loadModel, native, plan, readAnalysis, tokenizerFor, writePlan } from '../lib';
+import { analyzeToFile, loadModel, plan, readAnalysis, tokenizerFor, writePlan } from '../lib';
+import { native } from '../lib/native';
 import { runCli } from './helpers/cli';
 import { CLI, dataFile, STORIES_BIN, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 

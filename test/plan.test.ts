@@ -5,24 +5,11 @@ import * as path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import {
-  readAnalysis,
-  achievedRatio,
-  analyzeToFile,
-  checkPlan,
-  dfsSearch,
-  greedySearch,
-  kmeans1d,
-  loadModel,
-  plan,
-  readPlan,
-  splitBudget,
-  tokenizerFor,
-  validatePlan,
-  waterFillRatios,
-  type Candidate,
-  type PruningPlan,
-} from '../lib';
+import { readAnalysis, achievedRatio, analyzeToFile, checkPlan, loadModel, plan, readPlan, tokenizerFor, validatePlan, type PruningPlan } from '../lib';
+import { dfsSearch, greedySearch, type Candidate } from '../lib/plan/search';
+import { kmeans1d } from '../lib/plan/kmeans';
+import { splitBudget } from '../lib/plan/planner';
+import { waterFillRatios } from '../lib/plan/block-ratios';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_GGUF, tempDir, TINY_HF } from './helpers/data';
 import { syntheticAnalysis } from './helpers/synthetic-analysis';

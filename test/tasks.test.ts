@@ -7,7 +7,10 @@ import * as path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { choiceMetrics, encodeRequest, encodeRequests, evaluateTask, loadModel, loadTaskDocs, meanWithError, pythonLength, scoreEncoded, seededSubset, selectDocs, TASKS, tokenizerFor, type Tokenizer } from '../lib';
+import { evaluateTask, loadModel, loadTaskDocs, selectDocs, TASKS, tokenizerFor, type Tokenizer } from '../lib';
+import { choiceMetrics, meanWithError, pythonLength } from '../lib/evaluate/tasks/metrics';
+import { encodeRequest, encodeRequests, scoreEncoded } from '../lib/evaluate/tasks/loglikelihood';
+import { seededSubset } from '../lib/util/random';
 import { runCli } from './helpers/cli';
 import { dataFile, DATA_DIR, STORIES_BIN, TINY_HF } from './helpers/data';
 

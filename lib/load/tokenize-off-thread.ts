@@ -30,6 +30,8 @@ parentPort.postMessage({ flat, lengths }, [flat.buffer, lengths.buffer]);
 
 /** Below this many characters in all, texts are encoded in place: handing them over costs more than it saves. */
 const OFF_THREAD_CHARS = 65536;
+/** Texts per call into the Rust tokenizer. */
+const RUST_CHUNK = 1024;
 
 interface RustTokenizer {
   encodeBatch(sentences: string[], options?: { addSpecialTokens?: boolean }): Promise<{ getIds(): number[] }[]>;
@@ -102,8 +104,15 @@ export async function encodeAllOffThread(tokenizer: Tokenizer, texts: string[], 
       }
       rustBySource.set(tokenizer.source, t);
     }
-    const encodings = await raceAbort(t.encodeBatch(texts, { addSpecialTokens: false }), signal);
-    return encodings.map((e) => withBos(e.getIds()));
+    // In chunks: turning each encoding into ids runs on the main thread, so between chunks the event loop
+    // turns and an abort lands (a task set is tens of thousands of short texts).
+    const out: Int32Array[] = [];
+    for (let i = 0; i < texts.length; i += RUST_CHUNK) {
+      const encodings = await raceAbort(t.encodeBatch(texts.slice(i, i + RUST_CHUNK), { addSpecialTokens: false }), signal);
+      for (const e of encodings) out.push(withBos(e.getIds()));
+      if (signal?.aborted) throw cancelled(signal);
+    }
+    return out;
   }
   return encodeInWorker(tokenizer, texts, signal, withBos);
 }
