@@ -228,7 +228,7 @@ export interface NativeApplyOptions {
 export interface NativeBinding {
   applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number }>;
   NativeSpmTokenizer: new (source: string | { pieces: string[]; scores: Float32Array; bos: number; eos: number; source: string }) => NativeSpmTokenizer;
-  loadModel(path: string, options?: { streamLayers?: boolean }): Promise<NativeModel>;
+  loadModel(path: string, options?: { streamLayers?: boolean }, onProgress?: (done: number, total: number) => void): NativeJob<NativeModel>;
   setThreads(n: number): number;
   getThreads(): number;
   cudaProbe(): CudaProbe;

@@ -54,3 +54,18 @@ describe('dispose', () => {
     m.dispose(); // twice is harmless
   });
 });
+
+describe('loadModel', () => {
+  it('reports progress by block and can be aborted with a reason', async () => {
+    const file = path.join(scratch, 'progress.gguf');
+    native().writeSyntheticGguf({ dim: 64, vocab: 128, headDim: 16, layers: Array.from({ length: 6 }, () => ({ nHead: 4, nKvHead: 2, ffn: 96 })), seed: 2 }, file);
+    const seen: number[] = [];
+    const m = await loadModel(file, { onProgress: (p) => seen.push(p.done) });
+    expect(m.info.layers).toHaveLength(6);
+    expect(seen.at(-1)).toBe(6);
+    const controller = new AbortController();
+    const reason = new Error('no longer needed');
+    controller.abort(reason);
+    await expect(loadModel(file, { signal: controller.signal })).rejects.toMatchObject({ code: 'EP_CANCELLED', cause: reason });
+  });
+});

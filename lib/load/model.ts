@@ -4,7 +4,9 @@ import * as fs from 'node:fs';
 
 import { native, NativeModel, NativeModelInfo } from '../native';
 import { checkInput } from '../util/input-file';
-import { EntropruneError, fromNative } from '../util/errors';
+import { EntropruneError } from '../util/errors';
+import { awaitNativeJob } from '../util/native-job';
+import type { ProgressEvent } from '../util/progress';
 
 export type ModelInfo = NativeModelInfo;
 
@@ -53,6 +55,10 @@ export interface LoadModelOptions {
    * blocks as they go; generation needs a model loaded without it.
    */
   streamLayers?: boolean;
+  /** blocks bound so far (converting F16/BF16 weights to float32 is most of a load) */
+  onProgress?: (p: ProgressEvent) => void;
+  /** cancels between blocks: rejects with EP_CANCELLED (the signal's reason as cause) and keeps nothing */
+  signal?: AbortSignal;
 }
 
 function isLink(p: string): boolean {
@@ -68,9 +74,6 @@ export async function loadModel(modelPath: string, options: LoadModelOptions = {
     throw new EntropruneError('EP_IO', `${modelPath}: no such file or directory (expected a Hugging Face model directory, a .gguf file or a llama2.c .bin checkpoint)`, modelPath);
   }
   checkInput(modelPath, 'model', 'file or folder');
-  try {
-    return Model.fromHandle(await native().loadModel(modelPath, { streamLayers: options.streamLayers ?? false }));
-  } catch (e) {
-    throw fromNative(e);
-  }
+  const job = native().loadModel(modelPath, { streamLayers: options.streamLayers ?? false }, (done, total) => options.onProgress?.({ done, total }));
+  return Model.fromHandle(await awaitNativeJob(job, options.signal));
 }

@@ -131,10 +131,15 @@ namespace {
 
 class LoadWorker final : public NativeJob {
  public:
-  LoadWorker(Napi::Env env, std::string path, LoadOptions options) : NativeJob(env, Napi::Function()), path_(std::move(path)), options_(options) {}
+  LoadWorker(Napi::Env env, std::string path, LoadOptions options, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : NativeJob(env, on_progress), path_(std::move(path)), options_(std::move(options)), cancel_(std::move(cancel)) {}
 
  private:
-  void run(const ReportProgress&) override { model_ = load_model(path_, options_); }
+  void run(const ReportProgress& report) override {
+    options_.progress = report;
+    options_.cancel = cancel_.get();
+    model_ = load_model(path_, options_);
+  }
   Napi::Value resolve(Napi::Env env) override {
     auto* holder = new std::shared_ptr<const Model>(std::move(model_));
     auto ext = Napi::External<std::shared_ptr<const Model>>::New(env, holder, [](Napi::Env, std::shared_ptr<const Model>* p) { delete p; });
@@ -142,6 +147,7 @@ class LoadWorker final : public NativeJob {
   }
   std::string path_;
   LoadOptions options_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
   std::unique_ptr<Model> model_;
 };
 
@@ -317,16 +323,15 @@ Napi::Value ModelWrap::Analyze(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "loadModel(path: string, {streamLayers?})");
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "loadModel(path: string, {streamLayers?}, onProgress?)");
   LoadOptions options;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Object o = info[1].As<Napi::Object>();
     options.stream_layers = o.Has("streamLayers") && o.Get("streamLayers").ToBoolean().Value();
   }
-  auto* w = new LoadWorker(info.Env(), info[0].As<Napi::String>(), options);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto* w = new LoadWorker(info.Env(), info[0].As<Napi::String>(), options, callback_at(info, 2), cancel);
+  return queue_job(info.Env(), w, cancel);
 }
 
 // evaluate({tokens: Int32Array, nSeqs, seqLen, batchSeqs, output: 'nll'|'logits', cudaDevices?, precision?}, onProgress?)

@@ -36,7 +36,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 // that run the blocks (none: the CPU). Throws a RangeError naming `fn` for a bad precision.
 RunDevices device_option(Napi::Env env, const Napi::Object& o, const char* fn);
 
-// loadModel(path): Promise<NativeModel>, loading off the main thread.
+// loadModel(path, {streamLayers?}, onProgress?): {promise: Promise<NativeModel>, cancel()}, loading off the main thread.
 Napi::Value LoadModel(const Napi::CallbackInfo& info);
 
 }  // namespace ep::addon

@@ -130,7 +130,8 @@ void Model::bind_weights(const LoadOptions& options) {
     output = tok_embd;
   }
   layers.assign(c.layers.size(), LayerWeights{});
-  for (int l = 0; l < c.n_layers(); ++l)
+  for (int l = 0; l < c.n_layers(); ++l) {
+    throw_if_cancelled(options.cancel);
     fill_layer(l, layers[l], [&](const std::string& name, std::vector<int64_t> shape, bool required) -> const float* {
       const TensorRef* t = find(name, shape, required);
       if (!t) return nullptr;
@@ -138,6 +139,8 @@ void Model::bind_weights(const LoadOptions& options) {
       // Streamed: matrices needing a copy are converted on use; norms and biases (d floats) are bound now.
       return stream_layers_ && shape.size() == 2 && !used_in_place(*t, p) ? nullptr : view(*t);
     });
+    if (options.progress) options.progress(l + 1, c.n_layers());
+  }
 }
 
 LayerWeights Model::layer_weights(int l, LayerBuffers& buffers) const {

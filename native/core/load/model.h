@@ -4,6 +4,8 @@
 // (LoadOptions::stream_layers), converted block by block when a pass reaches that block and freed after it,
 // so a BF16 checkpoint needs float32 memory for one block at a time instead of all of them.
 #pragma once
+#include <atomic>
+#include <functional>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -52,6 +54,10 @@ struct LayerWeights {
 
 struct LoadOptions {
   bool stream_layers = false;  // see the file comment: convert block weights on use instead of at load
+  // Called (blocks bound, blocks) as loading goes (converting F16/BF16 weights is most of its time);
+  // `cancel` is checked between blocks (a cancelled load throws ep::Error kCancelled and keeps nothing).
+  std::function<void(int64_t done, int64_t total)> progress;
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // The float32 copies of one block's weights made by Model::layer_weights for a streamed model; freed with it.
