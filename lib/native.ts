@@ -184,6 +184,8 @@ export interface NativeModel {
 
 export interface NativeSpmTokenizer {
   encode(text: string, addBos: boolean): Int32Array;
+  /** every text's ids back to back, off the main thread */
+  encodeAll(texts: string[], addBos: boolean): NativeJob<{ flat: Int32Array; lengths: Int32Array }>;
   decode(ids: Int32Array): string;
   readonly size: number;
   readonly bos: number;

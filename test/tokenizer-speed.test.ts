@@ -6,9 +6,9 @@ import * as fs from 'node:fs';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { loadTokenizerFile } from '../lib';
+import { loadModel, loadTokenizerFile, tokenizerFor } from '../lib';
 import { encodeOffThread, rustTokenizers } from '../lib/load/tokenize-off-thread';
-import { dataFile, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
+import { dataFile, STORIES_GGUF, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 
 const text = () => fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 200_000);
 const tokenizer = () => loadTokenizerFile(dataFile(`${TINY_HF}/tokenizer.json`));
@@ -64,4 +64,25 @@ describe('tokenizer.json off the main thread', () => {
       expect(ms).toBeLessThan(1000); // not waiting for the work to finish (2 MB takes seconds in JavaScript)
     });
   }
+});
+
+describe('SentencePiece (GGUF / llama2.c vocabularies) off the main thread', () => {
+  it('a long text gets the in-place ids from a native job, and an abort lands at once with its reason', async () => {
+    const model = await loadModel(dataFile(STORIES_GGUF));
+    const t = tokenizerFor(model);
+    const s = text();
+    const inline = t.encode(s, { bos: true });
+    let loopTurned = false;
+    setImmediate(() => {
+      loopTurned = true;
+    });
+    const off = await encodeOffThread(t, s, { bos: true });
+    expect(loopTurned).toBe(true); // the event loop turned while it worked
+    expect(Array.from(off)).toEqual(Array.from(inline));
+    const controller = new AbortController();
+    const reason = new Error('stop');
+    const pending = encodeOffThread(t, s.repeat(20), {}, controller.signal);
+    controller.abort(reason);
+    await expect(pending).rejects.toMatchObject({ code: 'EP_CANCELLED', cause: reason });
+  });
 });

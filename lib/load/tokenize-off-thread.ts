@@ -4,13 +4,15 @@
 // dependency with a prebuilt binary for every common platform inside it — which encodes them in ~0.13 s on
 // its own threads and gives the same ids (test/tokenizer-speed.test.ts checks it on real text). Where that
 // package is missing, a worker thread runs the JavaScript tokenizer. An abort lands at once either way: the
-// Rust call is left to finish in the background, the worker is terminated. The native SentencePiece
-// tokenizers (llama2.c, GGUF) are C++ and encode in place.
+// Rust call is left to finish in the background, the worker is terminated. The SentencePiece tokenizers
+// (llama2.c, GGUF vocabularies) are C++: long texts go to a native job on a worker thread.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { cancelledError, EntropruneError } from '../util/errors';
+import type { NativeJob } from '../native';
+import { awaitNativeJob } from '../util/native-job';
 import type { Tokenizer } from './tokenizer';
 
 // The worker is given as code (not a file) so that it runs the same from the compiled package and from
@@ -85,7 +87,28 @@ export async function encodeOffThread(tokenizer: Tokenizer, text: string, option
 /** Each text's ids as `tokenizer.encode` gives them (in order), computed without blocking the event loop. */
 export async function encodeAllOffThread(tokenizer: Tokenizer, texts: string[], options: { bos?: boolean } = {}, signal?: AbortSignal): Promise<Int32Array[]> {
   const chars = texts.reduce((n, t) => n + t.length, 0);
-  if (tokenizer.kind !== 'tokenizer.json' || chars < OFF_THREAD_CHARS) return texts.map((t) => tokenizer.encode(t, options));
+  if (chars < OFF_THREAD_CHARS) return texts.map((t) => tokenizer.encode(t, options));
+  if (tokenizer.kind !== 'tokenizer.json') {
+    // SentencePiece (llama2.c, GGUF): the C++ encoder on a worker thread; an abort lands at once (the
+    // native job stops at the next text)
+    const spm = tokenizer as Tokenizer & { encodeAllNative?(texts: string[], bos: boolean): NativeJob<{ flat: Int32Array; lengths: Int32Array }> };
+    if (!spm.encodeAllNative) return texts.map((t) => tokenizer.encode(t, options));
+    const job = spm.encodeAllNative(texts, options.bos ?? false);
+    const onAbort = () => job.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const { flat, lengths } = await raceAbort(awaitNativeJob(job), signal);
+      const out: Int32Array[] = [];
+      let at = 0;
+      for (const n of lengths) {
+        out.push(flat.slice(at, at + n));
+        at += n;
+      }
+      return out;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
   const bos = options.bos ? 1 : 0;
   const withBos = (ids: ArrayLike<number>) => {
     const out = new Int32Array(ids.length + bos);

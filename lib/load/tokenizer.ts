@@ -8,7 +8,7 @@ import * as path from 'node:path';
 
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
-import { native, NativeSpmTokenizer } from '../native';
+import { native, type NativeJob, NativeSpmTokenizer } from '../native';
 import { checkInput } from '../util/input-file';
 import { EntropruneError, fromNative } from '../util/errors';
 import { readJsonFile } from '../util/json-file';
@@ -43,6 +43,10 @@ class SpmTokenizer implements Tokenizer {
   }
   encode(text: string, options: { bos?: boolean } = {}): Int32Array {
     return this.impl.encode(text, options.bos ?? false);
+  }
+  /** The same ids as encode, for many or long texts, off the main thread (tokenize-off-thread.ts). */
+  encodeAllNative(texts: string[], bos: boolean): NativeJob<{ flat: Int32Array; lengths: Int32Array }> {
+    return this.impl.encodeAll(texts, bos);
   }
   decode(ids: ArrayLike<number>): string {
     return this.impl.decode(Int32Array.from(ids));

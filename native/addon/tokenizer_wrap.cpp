@@ -1,6 +1,7 @@
 #include "addon/tokenizer_wrap.h"
 
 #include "addon/js_errors.h"
+#include "addon/native_job.h"
 
 namespace ep::addon {
 
@@ -8,7 +9,7 @@ Napi::FunctionReference* TokenizerWrap::constructor = nullptr;
 
 Napi::Function TokenizerWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeSpmTokenizer",
-                                 {InstanceMethod("encode", &TokenizerWrap::Encode), InstanceMethod("decode", &TokenizerWrap::Decode),
+                                 {InstanceMethod("encode", &TokenizerWrap::Encode), InstanceMethod("encodeAll", &TokenizerWrap::EncodeAll), InstanceMethod("decode", &TokenizerWrap::Decode),
                                   InstanceAccessor("size", &TokenizerWrap::Size, nullptr),
                                   InstanceAccessor("bos", &TokenizerWrap::Bos, nullptr),
                                   InstanceAccessor("eos", &TokenizerWrap::Eos, nullptr)});
@@ -46,6 +47,54 @@ Napi::Value TokenizerWrap::Encode(const Napi::CallbackInfo& info) {
   Napi::Int32Array out = Napi::Int32Array::New(info.Env(), ids.size());
   std::copy(ids.begin(), ids.end(), out.Data());
   return out;
+}
+
+namespace {
+
+// Long texts through a SentencePiece vocabulary on a worker thread (the vocabulary is immutable: encode is
+// const), cancellable between texts.
+class EncodeAllWorker final : public NativeJob {
+ public:
+  EncodeAllWorker(Napi::Env env, std::shared_ptr<const SpmVocab> vocab, std::vector<std::string> texts, bool bos, std::shared_ptr<std::atomic<bool>> cancel)
+      : NativeJob(env, Napi::Function()), vocab_(std::move(vocab)), texts_(std::move(texts)), bos_(bos), cancel_(std::move(cancel)) {}
+
+ private:
+  void run(const ReportProgress&) override {
+    for (const std::string& t : texts_) {
+      throw_if_cancelled(cancel_.get());
+      std::vector<int32_t> ids = vocab_->encode(t, bos_);
+      lengths_.push_back(static_cast<int32_t>(ids.size()));
+      flat_.insert(flat_.end(), ids.begin(), ids.end());
+    }
+  }
+  Napi::Value resolve(Napi::Env env) override {
+    Napi::Int32Array flat = Napi::Int32Array::New(env, flat_.size()), lengths = Napi::Int32Array::New(env, lengths_.size());
+    std::copy(flat_.begin(), flat_.end(), flat.Data());
+    std::copy(lengths_.begin(), lengths_.end(), lengths.Data());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("flat", flat);
+    o.Set("lengths", lengths);
+    return o;
+  }
+  std::shared_ptr<const SpmVocab> vocab_;
+  std::vector<std::string> texts_;
+  bool bos_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  std::vector<int32_t> flat_, lengths_;
+};
+
+}  // namespace
+
+Napi::Value TokenizerWrap::EncodeAll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "encodeAll(texts: string[], addBos)");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<std::string> texts;
+  texts.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) texts.push_back(a.Get(i).As<Napi::String>());
+  const bool bos = info.Length() > 1 && info[1].ToBoolean();
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  return queue_job(env, new EncodeAllWorker(env, vocab, std::move(texts), bos, cancel), cancel);
 }
 
 Napi::Value TokenizerWrap::Decode(const Napi::CallbackInfo& info) {

@@ -17,6 +17,9 @@ class TokenizerWrap : public Napi::ObjectWrap<TokenizerWrap> {
 
  private:
   Napi::Value Encode(const Napi::CallbackInfo& info);  // (text, addBos) -> Int32Array
+  // (texts: string[], addBos) -> {promise: Promise<{flat: Int32Array, lengths: Int32Array}>, cancel()}: off the
+  // main thread, every text's ids back to back
+  Napi::Value EncodeAll(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);  // (Int32Array) -> string
   Napi::Value Size(const Napi::CallbackInfo& info);
   Napi::Value Bos(const Napi::CallbackInfo& info);
