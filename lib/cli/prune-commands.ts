@@ -194,7 +194,8 @@ export function registerPruneCommands(program: Command): void {
       assertOutputSparesInputs(o.output, [modelPath, o.calib, o.tokenizer]);
       const model = await loadModel(modelPath, { streamLayers: o.stream });
       noteSensitivityOnCpu(device, o.sensitivity, o.json);
-      const bars = { analyze: new ProgressBar('analyze', { quiet: o.json }), apply: new ProgressBar('apply', { quiet: o.json }) };
+      // each bar is made when its step starts, so its clock is that step's
+      const bars: Partial<Record<'analyze' | 'apply', ProgressBar>> = {};
       const r = await prune(model, {
         ratio: o.ratio,
         calib: o.calib,
@@ -206,12 +207,12 @@ export function registerPruneCommands(program: Command): void {
         dtype: o.dtype,
         force: o.force,
         onProgress: (step, p) => {
-          if (step === 'apply') bars.analyze.finish();
-          bars[step].update(p);
+          if (step === 'apply' && bars.analyze && !bars.apply) bars.analyze.finish();
+          (bars[step] ??= new ProgressBar(step, { quiet: o.json })).update(p);
         },
         signal: interruptSignal(),
       });
-      bars.apply.finish();
+      (bars.apply ?? bars.analyze)?.finish();
       const p = r.plan;
       const analysisFile = r.analysisFile!;
       const planFile = r.planFile!;
