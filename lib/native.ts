@@ -186,6 +186,8 @@ export interface NativeSpmTokenizer {
   encode(text: string, addBos: boolean): Int32Array;
   /** every text's ids back to back, off the main thread */
   encodeAll(texts: string[], addBos: boolean): NativeJob<{ flat: Int32Array; lengths: Int32Array }>;
+  /** drop the vocabulary (freed when no running job holds it) */
+  dispose(): void;
   decode(ids: Int32Array): string;
   readonly size: number;
   readonly bos: number;

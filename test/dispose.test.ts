@@ -6,9 +6,9 @@ import * as path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadModel } from '../lib';
+import { loadModel, loadTokenizerFile, tokenizerFor } from '../lib';
 import { native } from '../lib/native';
-import { REPO_ROOT, tempDir } from './helpers/data';
+import { dataFile, REPO_ROOT, STORIES_GGUF, tempDir, TINY_HF } from './helpers/data';
 
 const scratch = tempDir();
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -67,5 +67,18 @@ describe('loadModel', () => {
     const reason = new Error('no longer needed');
     controller.abort(reason);
     await expect(loadModel(file, { signal: controller.signal })).rejects.toMatchObject({ code: 'EP_CANCELLED', cause: reason });
+  });
+});
+
+describe('tokenizers', () => {
+  it('dispose: a disposed tokenizer refuses use, of either kind', async () => {
+    const spm = tokenizerFor(await loadModel(dataFile(STORIES_GGUF)));
+    expect(spm.encode('Once upon a time').length).toBeGreaterThan(2);
+    spm.dispose();
+    expect(() => spm.encode('Once')).toThrow(/disposed/);
+    const json = loadTokenizerFile(dataFile(`${TINY_HF}/tokenizer.json`));
+    expect(json.encode('Once upon a time').length).toBeGreaterThan(2);
+    json.dispose();
+    expect(() => json.encode('Once')).toThrow(/disposed/);
   });
 });

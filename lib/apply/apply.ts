@@ -22,9 +22,13 @@ import type { ProgressEvent } from '../util/progress';
 export type OutputFormat = 'gguf' | 'hf' | 'llama2c';
 
 export interface ApplyOptions {
+  /** the pruned model: a .gguf or llama2.c .bin file, or a Hugging Face folder (written under a temporary name, then renamed) */
   output: string;
+  /** output format (default: from the output name, else the input's format; see defaultFormat) */
   format?: OutputFormat;
+  /** matrix dtype of the output (default f32; llama2.c is f32 only) */
   dtype?: 'f32' | 'f16' | 'bf16';
+  /** replace an existing output (never an input: that is refused regardless) */
   force?: boolean;
   /**
    * the calibration means bias compensation folds in: a read analysis (`readAnalysis(file)`) or an

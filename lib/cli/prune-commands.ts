@@ -195,7 +195,7 @@ export function registerPruneCommands(program: Command): void {
       const model = await loadModel(modelPath, { streamLayers: o.stream });
       noteSensitivityOnCpu(device, o.sensitivity, o.json);
       // each bar is made when its step starts, so its clock is that step's
-      const bars: Partial<Record<'analyze' | 'apply', ProgressBar>> = {};
+      const bars: Partial<Record<'tokenize' | 'analyze' | 'apply', ProgressBar>> = {};
       const r = await prune(model, {
         ratio: o.ratio,
         calib: o.calib,
@@ -207,12 +207,13 @@ export function registerPruneCommands(program: Command): void {
         dtype: o.dtype,
         force: o.force,
         onProgress: (step, p) => {
-          if (step === 'apply' && bars.analyze && !bars.apply) bars.analyze.finish();
+          // a step's line ends when the next step starts
+          if (!bars[step]) for (const open of Object.values(bars)) open?.finish();
           (bars[step] ??= new ProgressBar(step, { quiet: o.json })).update(p);
         },
         signal: interruptSignal(),
       });
-      (bars.apply ?? bars.analyze)?.finish();
+      for (const open of Object.values(bars)) open?.finish();
       const p = r.plan;
       const analysisFile = r.analysisFile!;
       const planFile = r.planFile!;

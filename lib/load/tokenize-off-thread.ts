@@ -43,6 +43,11 @@ type RustTokenizers = { Tokenizer: { fromFile(file: string): RustTokenizer } };
 let rust: RustTokenizers | null | undefined;
 const rustBySource = new Map<string, RustTokenizer>();
 
+/** Drop the Rust tokenizer kept for a tokenizer.json file (its Tokenizer was disposed). */
+export function forgetRustTokenizer(source: string): void {
+  rustBySource.delete(source);
+}
+
 /** The `tokenizers` package when it is installed and loads on this platform, else null. */
 export function rustTokenizers(): RustTokenizers | null {
   if (rust === undefined) {

@@ -12,6 +12,7 @@ import { native, type NativeJob, NativeSpmTokenizer } from '../native';
 import { checkInput } from '../util/input-file';
 import { EntropruneError, fromNative } from '../util/errors';
 import { readJsonFile } from '../util/json-file';
+import { forgetRustTokenizer } from './tokenize-off-thread';
 import type { Model } from './model';
 
 export interface Tokenizer {
@@ -24,6 +25,8 @@ export interface Tokenizer {
   /** Encode text; with `bos` the BOS id is prepended once. */
   encode(text: string, options?: { bos?: boolean }): Int32Array;
   decode(ids: ArrayLike<number>): string;
+  /** Release the vocabulary now (native memory for SentencePiece vocabularies); using it afterwards throws. */
+  dispose(): void;
 }
 
 class SpmTokenizer implements Tokenizer {
@@ -51,26 +54,47 @@ class SpmTokenizer implements Tokenizer {
   decode(ids: ArrayLike<number>): string {
     return this.impl.decode(Int32Array.from(ids));
   }
+  dispose(): void {
+    this.impl.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
 }
 
 class JsonTokenizer implements Tokenizer {
   readonly kind = 'tokenizer.json' as const;
+  private impl: HfTokenizer | null;
   constructor(
     readonly source: string,
-    private readonly impl: HfTokenizer,
+    impl: HfTokenizer,
     readonly vocabSize: number,
     readonly bos: number,
     readonly eos: number,
-  ) {}
+  ) {
+    this.impl = impl;
+  }
+  private live(): HfTokenizer {
+    if (!this.impl) throw new EntropruneError('EP_INVALID_ARGUMENT', `${this.source}: this tokenizer was disposed`, this.source);
+    return this.impl;
+  }
   encode(text: string, options: { bos?: boolean } = {}): Int32Array {
-    const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    const ids = this.live().encode(text, { add_special_tokens: false }).ids;
     const out = new Int32Array(ids.length + (options.bos ? 1 : 0));
     if (options.bos) out[0] = this.bos;
     out.set(ids, options.bos ? 1 : 0);
     return out;
   }
   decode(ids: ArrayLike<number>): string {
-    return this.impl.decode(Array.from(ids), { skip_special_tokens: true });
+    return this.live().decode(Array.from(ids), { skip_special_tokens: true });
+  }
+  /** Drops the JavaScript tables and the Rust tokenizer kept for this file (tokenize-off-thread.ts). */
+  dispose(): void {
+    this.impl = null;
+    forgetRustTokenizer(this.source);
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }
 

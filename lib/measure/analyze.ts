@@ -70,7 +70,11 @@ export interface AnalyzeOptions {
       };
   /** progress of the sensitivity step, after the calibration */
   onSensitivityProgress?: (p: ProgressEvent) => void;
+  /** tokenizing the calibration text: {done: 0, total: 1} when it starts, {1, 1} when it is done */
+  onTokenizeProgress?: (p: ProgressEvent) => void;
+  /** calibration batches through the model */
   onProgress?: (p: ProgressEvent) => void;
+  /** cancels tokenization, calibration and the sensitivity measurement; rejects with EP_CANCELLED */
   signal?: AbortSignal;
 }
 
@@ -126,7 +130,9 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     : 'lower --batch (activations grow with the tokens per call), --proj-dim or --max-dim (statistics grow with the square of the projection), or use a machine with more memory');
   // A text needs a tokenizer: the model's own unless one is given (pre-tokenized ids need none).
   const tokenizer = o.tokenizer ?? (/\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model));
+  o.onTokenizeProgress?.({ done: 0, total: 1 });
   const { kind, stream } = await calibrationStreamAsync(o.calib, tokenizer, o.signal);
+  o.onTokenizeProgress?.({ done: 1, total: 1 });
   const calib = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: o.samples, seqLen, seed: o.seed });
   const started = process.hrtime.bigint();
   const job = model.handle.analyze(

@@ -29,7 +29,7 @@ export interface PruneOptions {
   /** the tokenizer for a text calibration file (default: the model's own) */
   tokenizer?: Tokenizer;
   /** analyze's settings (samples, seqLen, seed, stream, cudaDevices, sensitivity, …) */
-  analyze?: Omit<AnalyzeOptions, 'calib' | 'tokenizer' | 'onProgress' | 'onSensitivityProgress' | 'signal'>;
+  analyze?: Omit<AnalyzeOptions, 'calib' | 'tokenizer' | 'onProgress' | 'onSensitivityProgress' | 'onTokenizeProgress' | 'signal'>;
   /** the planner's settings (method, importance, allocation, estimator, align, uniformShape, …) */
   plan?: Omit<PlanOptions, 'ratio' | 'analysisFile' | 'vocab' | 'tiedOutput'>;
   /** output format (default: from the output name, else the input's format) */
@@ -43,8 +43,8 @@ export interface PruneOptions {
    * true: what `entroprune apply` and `verify --plan` read later); false keeps them in memory only
    */
   sidecars?: boolean;
-  /** progress of each step: 'analyze' (calibration, then the sensitivity windows) and 'apply' (tensors) */
-  onProgress?: (step: 'analyze' | 'apply', p: ProgressEvent) => void;
+  /** progress of each step: 'tokenize' (the calibration text), 'analyze' (calibration, then the sensitivity windows) and 'apply' (tensors) */
+  onProgress?: (step: 'tokenize' | 'analyze' | 'apply', p: ProgressEvent) => void;
   /** cancels between batches and tensors; nothing is left behind */
   signal?: AbortSignal;
 }
@@ -94,6 +94,7 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
         ...o.analyze,
         calib: o.calib,
         tokenizer: o.tokenizer,
+        onTokenizeProgress: (p) => o.onProgress?.('tokenize', p),
         onProgress: (p) => o.onProgress?.('analyze', p),
         onSensitivityProgress: (p) => o.onProgress?.('analyze', p),
         signal: o.signal,

@@ -9,7 +9,7 @@ Napi::FunctionReference* TokenizerWrap::constructor = nullptr;
 
 Napi::Function TokenizerWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeSpmTokenizer",
-                                 {InstanceMethod("encode", &TokenizerWrap::Encode), InstanceMethod("encodeAll", &TokenizerWrap::EncodeAll), InstanceMethod("decode", &TokenizerWrap::Decode),
+                                 {InstanceMethod("encode", &TokenizerWrap::Encode), InstanceMethod("encodeAll", &TokenizerWrap::EncodeAll), InstanceMethod("dispose", &TokenizerWrap::Dispose), InstanceMethod("decode", &TokenizerWrap::Decode),
                                   InstanceAccessor("size", &TokenizerWrap::Size, nullptr),
                                   InstanceAccessor("bos", &TokenizerWrap::Bos, nullptr),
                                   InstanceAccessor("eos", &TokenizerWrap::Eos, nullptr)});
@@ -23,7 +23,7 @@ TokenizerWrap::TokenizerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     const std::string path = info[0].As<Napi::String>();
     vocab = guarded(env, [&] { return std::make_shared<const SpmVocab>(SpmVocab::from_llama2c_file(path)); });
   } else if (info.Length() == 1 && info[0].IsExternal()) {
-    vocab = *info[0].As<Napi::External<std::shared_ptr<const SpmVocab>>>().Data();
+    vocab = std::move(*info[0].As<Napi::External<std::shared_ptr<const SpmVocab>>>().Data());  // not kept until GC by the External
   } else if (info.Length() == 1 && info[0].IsObject()) {
     // {pieces: string[] (spaces as "▁"), scores: Float32Array, bos, eos, source}: a vocabulary converted on the JS side.
     Napi::Object o = info[0].As<Napi::Object>();
@@ -41,6 +41,7 @@ TokenizerWrap::TokenizerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
 }
 
 Napi::Value TokenizerWrap::Encode(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   const std::string text = info[0].As<Napi::String>();
   const bool bos = info.Length() > 1 && info[1].ToBoolean();
   std::vector<int32_t> ids = vocab->encode(text, bos);
@@ -86,6 +87,7 @@ class EncodeAllWorker final : public NativeJob {
 }  // namespace
 
 Napi::Value TokenizerWrap::EncodeAll(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "encodeAll(texts: string[], addBos)");
   Napi::Array a = info[0].As<Napi::Array>();
@@ -98,13 +100,32 @@ Napi::Value TokenizerWrap::EncodeAll(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TokenizerWrap::Decode(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
   Napi::Int32Array a = info[0].As<Napi::Int32Array>();
   std::vector<int32_t> ids(a.Data(), a.Data() + a.ElementLength());
   return Napi::String::New(info.Env(), vocab->decode(ids));
 }
 
-Napi::Value TokenizerWrap::Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vocab->size()); }
-Napi::Value TokenizerWrap::Bos(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vocab->bos()); }
-Napi::Value TokenizerWrap::Eos(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vocab->eos()); }
+void TokenizerWrap::require_live(Napi::Env env) const {
+  if (!vocab) throw to_js(env, {"this tokenizer was disposed", "EP_INVALID_ARGUMENT", ""});
+}
+
+Napi::Value TokenizerWrap::Dispose(const Napi::CallbackInfo& info) {
+  vocab.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value TokenizerWrap::Size(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
+  return Napi::Number::New(info.Env(), vocab->size());
+}
+Napi::Value TokenizerWrap::Bos(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
+  return Napi::Number::New(info.Env(), vocab->bos());
+}
+Napi::Value TokenizerWrap::Eos(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
+  return Napi::Number::New(info.Env(), vocab->eos());
+}
 
 }  // namespace ep::addon

@@ -24,6 +24,8 @@ class TokenizerWrap : public Napi::ObjectWrap<TokenizerWrap> {
   Napi::Value Size(const Napi::CallbackInfo& info);
   Napi::Value Bos(const Napi::CallbackInfo& info);
   Napi::Value Eos(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);  // drops the vocabulary (running jobs keep theirs)
+  void require_live(Napi::Env env) const;
 };
 
 }  // namespace ep::addon
