@@ -18,13 +18,16 @@ export interface PerplexityOptions {
   maxTokens?: number;
   /** Windows per forward call; default: about 8k tokens per call. */
   batchSeqs?: number;
+  /** 'exact' (default): exp(mean NLL over every predicted position); 'wanda': the authors' per-window normalisation */
   normalization?: 'exact' | 'wanda';
   /**
    * GPUs that run the windows (resolveDevice's indices): every window through one block at a time on them, the
    * blocks streamed to the GPU, the output head and log-softmax there. None: the CPU, batch by batch.
    */
   cudaDevices?: number[];
+  /** windows scored so far */
   onProgress?: (p: ProgressEvent) => void;
+  /** cancels tokenization and the forward passes; rejects with EP_CANCELLED (the reason as cause) */
   signal?: AbortSignal;
 }
 

@@ -14,11 +14,15 @@ export interface TaskOptions {
   tasksDir: string;
   /** evaluate a seeded random subset of N documents per task */
   limit?: number;
+  /** seed of that subset (default 0: the same documents on every machine) */
   seed?: number;
+  /** padded tokens per forward call (default 8192) */
   batchTokens?: number;
   /** GPUs that run the scoring; none: the CPU */
   cudaDevices?: number[];
+  /** per task: requests tokenized, then sequences scored */
   onProgress?: (task: string, p: ProgressEvent) => void;
+  /** cancels tokenization and scoring; rejects with EP_CANCELLED (the reason as cause) */
   signal?: AbortSignal;
 }
 
