@@ -186,6 +186,24 @@ describe('stories260K: sensitivities and the default plan', () => {
     expect(JSON.stringify(contribution.blocks.map((b) => b.mlp.keptChannels))).not.toBe(JSON.stringify(def.blocks.map((b) => b.mlp.keptChannels)));
   });
 
+  it('the paper allocation\'s search option is the search that runs: DFS fits the window where greedy cannot', () => {
+    let dfsFits = 0;
+    let greedyFits = 0;
+    let differ = 0;
+    for (const ratio of [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]) {
+      const dfs = plan(loaded.analysis, { ratio, allocation: 'paper', estimator: 'output-te', search: 'dfs' });
+      const greedy = plan(loaded.analysis, { ratio, allocation: 'paper', estimator: 'output-te', search: 'greedy' });
+      const fits = (p: PruningPlan) => !p.notes.some((n) => /no set fits the window/.test(n));
+      dfsFits += fits(dfs) ? 1 : 0;
+      greedyFits += fits(greedy) ? 1 : 0;
+      if (JSON.stringify(dfs.blocks) !== JSON.stringify(greedy.blocks)) differ++;
+      // the exhaustive search never does worse than the greedy one at meeting the window
+      if (fits(greedy)) expect(fits(dfs), `${ratio}`).toBe(true);
+    }
+    expect(differ).toBeGreaterThan(0);
+    expect(dfsFits).toBeGreaterThan(greedyFits);
+  });
+
   it('half cuts: measured beside the whole removals, and the measured curvature fitted through both points', () => {
     const s = loaded.analysis.sensitivity!;
     const part = s.partial!;

@@ -28,6 +28,45 @@ describe('forward pass', () => {
     expect(maxDiff).toBeLessThan(1e-3);
   });
 
+  it('settings that differ from the bundled models (RoPE theta 500,000, RMSNorm eps 0.05) are read and used: each, ignored, would fail', async () => {
+    // A copy of TinyStories-656K with other settings in config.json; the engine and the float64 reference
+    // both read them. The same reference with the old values shows how far off an engine that ignored them
+    // would be: far beyond the tolerance.
+    const src = dataFile(TINY_HF);
+    const dir = path.join(tempDir(), 'variant');
+    fs.mkdirSync(dir);
+    for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    const base = { rope_theta: cfg.rope_theta ?? 10000, rms_norm_eps: cfg.rms_norm_eps };
+    Object.assign(cfg, { rope_theta: 500000, rms_norm_eps: 0.05 });
+    fs.chmodSync(path.join(dir, 'config.json'), 0o644);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    const model = await loadModel(dir);
+    expect(model.info.ropeTheta).toBe(500000);
+    const tok = tokenizerFor(model);
+    const ids = Array.from(tok.encode(fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 2000), { bos: true }).subarray(0, 64));
+    const logits = await model.handle.evaluate({ tokens: Int32Array.from(ids), nSeqs: 1, seqLen: ids.length, output: 'logits' }).promise;
+    const V = model.info.vocab;
+    const diff = (ref: Float64Array[]) => {
+      let m = 0;
+      for (let t = 0; t < ids.length; t++) for (let j = 0; j < V; j++) m = Math.max(m, Math.abs(ref[t][j] - logits[t * V + j]));
+      return m;
+    };
+    const reference = new HfLlamaReference(dir);
+    const agree = diff(reference.logits(ids));
+    const withCfg = (over: object) => {
+      const r = new HfLlamaReference(dir);
+      Object.assign(r.cfg, over);
+      return diff(r.logits(ids));
+    };
+    const thetaIgnored = withCfg({ rope_theta: base.rope_theta });
+    const epsIgnored = withCfg({ rms_norm_eps: base.rms_norm_eps });
+    console.log(`theta 500000, eps 0.05: engine vs reference ${agree.toExponential(2)}; an engine ignoring theta would be off by ${thetaIgnored.toExponential(2)}, ignoring eps by ${epsIgnored.toExponential(2)}`);
+    expect(agree).toBeLessThan(1e-3);
+    expect(thetaIgnored).toBeGreaterThan(1e-2);
+    expect(epsIgnored).toBeGreaterThan(1e-2);
+  });
+
   it('stories260K: first step after BOS matches the documented float64 reference', async () => {
     const model = await loadModel(dataFile(STORIES_GGUF));
     const logits = await model.handle.evaluate({ tokens: Int32Array.from([1]), nSeqs: 1, seqLen: 1, output: 'logits' }).promise;
