@@ -11,8 +11,9 @@ import { evaluateTask, loadModel, loadTaskDocs, selectDocs, TASKS, tokenizerFor,
 import { choiceMetrics, meanWithError, pythonLength } from '../lib/evaluate/tasks/metrics';
 import { encodeRequest, encodeRequests, scoreEncoded } from '../lib/evaluate/tasks/loglikelihood';
 import { seededSubset } from '../lib/util/random';
+import { prepareTask, scoreTask } from '../lib/evaluate/tasks/zero-shot';
 import { runCli } from './helpers/cli';
-import { dataFile, DATA_DIR, STORIES_BIN, TINY_HF } from './helpers/data';
+import { dataFile, DATA_DIR, STORIES_BIN, STORIES_GGUF, TINY_HF } from './helpers/data';
 
 /** One token per character, BOS = 1: makes the harness's encoding rules visible. */
 const charTokenizer: Tokenizer = {
@@ -202,5 +203,46 @@ describe('scoring on a real model (stories260K)', () => {
 
   it('selectDocs rejects a bad limit', () => {
     expect(() => selectDocs([], 0, 0)).toThrow(/limit must be a positive integer/);
+  });
+});
+
+describe('acc_norm through the task pipeline', () => {
+  it('normalises by characters (Python len), checked against log-probabilities computed from the logits', async () => {
+    const model = await loadModel(dataFile(STORIES_GGUF));
+    const tok = tokenizerFor(model);
+    const t = await prepareTask(model, tok, 'arc_easy', { tasksDir: path.join(DATA_DIR, 'tasks'), limit: 120, seed: 3 });
+    const result = await scoreTask(model, t);
+    // Independently: each request's continuation log-probability from the full logits of its tokens.
+    const V = model.info.vocab;
+    const logprob: number[] = [];
+    for (const r of t.encoded) {
+      const lg = await model.handle.evaluate({ tokens: r.tokens, nSeqs: 1, seqLen: r.tokens.length, output: 'logits' }).promise;
+      let s = 0;
+      for (let p = r.target; p < r.tokens.length; p++) {
+        const row = lg.subarray((p - 1) * V, p * V);
+        let mx = -Infinity;
+        for (const x of row) mx = Math.max(mx, x);
+        let z = 0;
+        for (const x of row) z += Math.exp(x - mx);
+        s += row[r.tokens[p]] - mx - Math.log(z);
+      }
+      logprob.push(s);
+    }
+    const byChars: number[] = [];
+    const byTokens: number[] = [];
+    let at = 0;
+    for (const d of t.docs) {
+      if (d.kind !== 'choice') continue;
+      const lps = d.requests.map((_, i) => logprob[at + i]);
+      const tokens = d.requests.map((_, i) => t.encoded[at + i].tokens.length - t.encoded[at + i].target);
+      at += d.requests.length;
+      const best = (xs: number[]) => xs.indexOf(Math.max(...xs));
+      byChars.push(best(lps.map((lp, i) => lp / [...d.choiceTexts[i]].length)) === d.gold ? 1 : 0); // code points, as Python's len
+      byTokens.push(best(lps.map((lp, i) => lp / tokens[i])) === d.gold ? 1 : 0);
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(result.accNorm!.value).toBeCloseTo(mean(byChars), 12);
+    // on these documents the two normalisations disagree, so dividing by tokens instead would fail above
+    expect(mean(byTokens)).not.toBeCloseTo(mean(byChars), 12);
   });
 });
