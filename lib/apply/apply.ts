@@ -70,6 +70,20 @@ function sizeOf(p: string): number {
   return fs.readdirSync(p).reduce((s, f) => s + sizeOf(path.join(p, f)), 0);
 }
 
+/** An output may be written: it does not exist (or `force`), and its folder exists, is a folder and is writable. */
+export function checkOutputPath(output: string, force?: boolean): void {
+  const out = path.resolve(output);
+  if (fs.existsSync(out) && !force) throw new EntropruneError('EP_IO', `${output}: already exists (pass --force to replace it)`, output);
+  const parent = path.dirname(out);
+  if (!fs.existsSync(parent)) throw new EntropruneError('EP_IO', `${parent}: output directory does not exist`, parent);
+  if (!fs.statSync(parent).isDirectory()) throw new EntropruneError('EP_IO', `${parent}: is not a directory, so ${path.basename(out)} cannot be written in it`, parent);
+  try {
+    fs.accessSync(parent, fs.constants.W_OK);
+  } catch {
+    throw new EntropruneError('EP_IO', `${parent}: output directory is not writable`, parent);
+  }
+}
+
 export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions): Promise<ApplyResult> {
   return withOutputLock(o.output, () => applyPlanLocked(model, plan, o));
 }
@@ -84,15 +98,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
   if (out === path.resolve(info.path)) throw new EntropruneError('EP_INVALID_ARGUMENT', `${o.output}: the output would overwrite the input model`, o.output);
   assertOutputSparesInputs(o.output, [info.path, o.vocabFile]);
   if (format === 'llama2c' && (o.dtype ?? 'f32') !== 'f32') throw new EntropruneError('EP_UNSUPPORTED', `${o.output}: llama2.c checkpoints are float32 only (drop --dtype)`, o.output);
-  if (fs.existsSync(out) && !o.force) throw new EntropruneError('EP_IO', `${o.output}: already exists (pass --force to replace it)`, o.output);
-  const parent = path.dirname(out);
-  if (!fs.existsSync(parent)) throw new EntropruneError('EP_IO', `${parent}: output directory does not exist`, parent);
-  if (!fs.statSync(parent).isDirectory()) throw new EntropruneError('EP_IO', `${parent}: is not a directory, so ${path.basename(out)} cannot be written in it`, parent);
-  try {
-    fs.accessSync(parent, fs.constants.W_OK);
-  } catch {
-    throw new EntropruneError('EP_IO', `${parent}: output directory is not writable`, parent);
-  }
+  checkOutputPath(o.output, o.force);
   const needsMeans = plan.blocks.some((b) => b.compensate);
   let analysis = o.analysis;
   if (!analysis && needsMeans) {
@@ -148,7 +154,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
     if (fs.existsSync(out)) fs.rmSync(out, { recursive: true, force: true }); // --force
     fs.renameSync(tmp, out);
     // A llama2.c checkpoint finds its vocabulary beside it: bring the source's along (never replacing one).
-    if (format === 'llama2c' && sourceVocab && !fs.existsSync(path.join(parent, path.basename(sourceVocab)))) fs.copyFileSync(sourceVocab, path.join(parent, path.basename(sourceVocab)));
+    if (format === 'llama2c' && sourceVocab && !fs.existsSync(path.join(path.dirname(out), path.basename(sourceVocab)))) fs.copyFileSync(sourceVocab, path.join(path.dirname(out), path.basename(sourceVocab)));
     return { output: out, format, layers: r.layers, tensors: r.tensors, bytes: sizeOf(out), seconds: Number(process.hrtime.bigint() - started) / 1e9 };
   } catch (e) {
     removeTmp();

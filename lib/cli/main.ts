@@ -343,7 +343,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Levenshtein distance (small strings: option names). */
+/** Levenshtein distance (small strings: option names). Written here: commander suggests near misses with its
+ * own helper, but does not export it, and it never runs when a mistyped option is a required one. */
 function editDistance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0][j] = j;

@@ -62,14 +62,13 @@ export function rustTokenizers(): RustTokenizers | null {
   return rust;
 }
 
-const cancelled = cancelledError;
 
 /** `work` unless `signal` aborts first; then a rejection at once (the work may finish in the background). */
 function raceAbort<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {
   if (!signal) return work;
-  if (signal.aborted) return Promise.reject(cancelled(signal));
+  if (signal.aborted) return Promise.reject(cancelledError(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(cancelled(signal));
+    const onAbort = () => reject(cancelledError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(
       (v) => {
@@ -98,21 +97,8 @@ export async function encodeAllOffThread(tokenizer: Tokenizer, texts: string[], 
     // native job stops at the next text)
     const spm = tokenizer as Tokenizer & { encodeAllNative?(texts: string[], bos: boolean): NativeJob<{ flat: Int32Array; lengths: Int32Array }> };
     if (!spm.encodeAllNative) return texts.map((t) => tokenizer.encode(t, options));
-    const job = spm.encodeAllNative(texts, options.bos ?? false);
-    const onAbort = () => job.cancel();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const { flat, lengths } = await raceAbort(awaitNativeJob(job), signal);
-      const out: Int32Array[] = [];
-      let at = 0;
-      for (const n of lengths) {
-        out.push(flat.slice(at, at + n));
-        at += n;
-      }
-      return out;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const { flat, lengths } = await raceAbort(awaitNativeJob(spm.encodeAllNative(texts, options.bos ?? false), signal), signal);
+    return splitIds(flat, lengths, (ids) => ids.slice());
   }
   const bos = options.bos ? 1 : 0;
   const withBos = (ids: ArrayLike<number>) => {
@@ -138,7 +124,7 @@ export async function encodeAllOffThread(tokenizer: Tokenizer, texts: string[], 
     for (let i = 0; i < texts.length; i += RUST_CHUNK) {
       const encodings = await raceAbort(t.encodeBatch(texts.slice(i, i + RUST_CHUNK), { addSpecialTokens: false }), signal);
       for (const e of encodings) out.push(withBos(e.getIds()));
-      if (signal?.aborted) throw cancelled(signal);
+      if (signal?.aborted) throw cancelledError(signal);
     }
     return out;
   }
@@ -157,7 +143,7 @@ async function encodeInWorker(tokenizer: Tokenizer, texts: string[], signal: Abo
     const worker = new Worker(WORKER, { eval: true, workerData });
     const onAbort = () => {
       void worker.terminate();
-      reject(cancelled(signal));
+      reject(cancelledError(signal));
     };
     if (signal?.aborted) return onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -165,11 +151,16 @@ async function encodeInWorker(tokenizer: Tokenizer, texts: string[], signal: Abo
     worker.once('error', (e) => reject(new EntropruneError('EP_TOKENIZER', `${tokenizer.source}: ${e.message}`, tokenizer.source)));
     worker.once('exit', () => signal?.removeEventListener('abort', onAbort));
   });
+  return splitIds(flat, lengths, withBos);
+}
+
+/** Texts' ids handed back back to back with each one's length: one array per text, made by `each`. */
+function splitIds(flat: Int32Array, lengths: ArrayLike<number>, each: (ids: Int32Array) => Int32Array): Int32Array[] {
   const out: Int32Array[] = [];
   let at = 0;
-  for (const n of lengths) {
-    out.push(withBos(flat.subarray(at, at + n)));
-    at += n;
+  for (let i = 0; i < lengths.length; i++) {
+    out.push(each(flat.subarray(at, at + lengths[i])));
+    at += lengths[i];
   }
   return out;
 }

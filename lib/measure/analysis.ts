@@ -39,6 +39,17 @@ export interface BlockStats {
   mlp: { width: number; channelEntropy: number[]; channelEnergy: number[]; /** Var(x_j)·‖W_down[:,j]‖² */ channelContribution?: number[] } | null;
 }
 
+const LOG_2PIE = Math.log(2 * Math.PI * Math.E);
+
+/**
+ * Entropy power of a unit from its Gaussian entropy H (docs/METHOD.md §3): the variance of the Gaussian with
+ * that entropy, per dimension times the dimensions — σ² for a channel (one dimension), d·det(Σ)^{1/d} for a
+ * head of d = head_dim dimensions. Ordered as the entropies are, and additive, so shares can be taken.
+ */
+export function entropyPower(H: number, dims = 1): number {
+  return dims * Math.exp((2 * H) / dims - LOG_2PIE);
+}
+
 /** Which block / sublayer importance estimate the planner reads (docs/METHOD.md §2). */
 export type Estimator = 'measured' | 'stream-te' | 'output-te';
 

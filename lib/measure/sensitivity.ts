@@ -4,7 +4,7 @@
 import type { Model } from '../load/model';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
-import type { BlockStats, Estimator, MeasuredSensitivity, PartFigures } from './analysis';
+import { entropyPower, type BlockStats, type Estimator, type MeasuredSensitivity, type PartFigures } from './analysis';
 
 export interface SensitivityOptions {
   /** token windows, each scored alone ([windows × seqLen]) */
@@ -106,7 +106,6 @@ export function agreement(blocks: BlockStats[], m: PartFigures, e: Exclude<Estim
  * gets no cut: removing it is the whole removal.
  */
 export function halfCuts(blocks: { attention: { nHead: number; nKvHead: number; headEntropy: number[] } | null; mlp: { channelEntropy: number[] } | null }[], headDim: number) {
-  const log2pie = Math.log(2 * Math.PI * Math.E);
   const lowestHalf = (v: number[]) => {
     const order = v.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     const cut = order.slice(0, Math.floor(v.length / 2)).map((p) => p[1]);
@@ -117,14 +116,14 @@ export function halfCuts(blocks: { attention: { nHead: number; nKvHead: number; 
     let attn: { heads: number[]; share: number | null } = { heads: [], share: null };
     if (b.attention && b.attention.nKvHead >= 2) {
       const G = b.attention.nHead / b.attention.nKvHead;
-      const power = b.attention.headEntropy.map((H) => headDim * Math.exp((2 * H) / headDim - log2pie));
+      const power = b.attention.headEntropy.map((H) => entropyPower(H, headDim));
       const groups = Array.from({ length: b.attention.nKvHead }, (_, g) => power.slice(g * G, (g + 1) * G).reduce((a, x) => a + x, 0));
       const h = lowestHalf(groups);
       attn = { heads: h.cut.sort((x, y) => x - y).flatMap((g) => Array.from({ length: G }, (_, i) => g * G + i)), share: h.share };
     }
     let mlp: { channels: number[]; share: number | null } = { channels: [], share: null };
     if (b.mlp && b.mlp.channelEntropy.length >= 2) {
-      const m = lowestHalf(b.mlp.channelEntropy.map((H) => Math.exp(2 * H - log2pie)));
+      const m = lowestHalf(b.mlp.channelEntropy.map((H) => entropyPower(H)));
       mlp = { channels: m.cut.sort((x, y) => x - y), share: m.share };
     }
     return { attn, mlp };

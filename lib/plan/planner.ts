@@ -8,7 +8,7 @@
 // (ours) a fill with the least important MLP channels lands the achieved ratio within the tolerance.
 // Baselines (uniform width, ShortGPT block drop, attention-layer drop) and the paper's ablations are
 // options of the same entry point, so every method is planned, accounted and validated the same way.
-import type { Analysis, BlockStats } from '../measure/analysis';
+import { entropyPower, type Analysis, type BlockStats } from '../measure/analysis';
 import { EntropruneError } from '../util/errors';
 import { VERSION } from '../version';
 import { attentionParams, blockParams, channelParams, countedParams, kvHeadParams, mlpParams, queryHeadParams, wholeModelParams } from './accounting';
@@ -279,10 +279,9 @@ function unitVariances(stats: BlockStats[], metric: PlanMethod['importance'], he
     const imp = stats.map((b, l) => importanceOf(b, l, metric, weights));
     return { heads: imp.map((x) => x.heads), channels: imp.map((x) => x.channels) };
   }
-  const log2pie = Math.log(2 * Math.PI * Math.E);
   return {
-    heads: stats.map((b) => (b.attention?.headEntropy ?? []).map((H) => headDim * Math.exp((2 * H) / headDim - log2pie))),
-    channels: stats.map((b) => (b.mlp?.channelEntropy ?? []).map((H) => Math.exp(2 * H - log2pie))),
+    heads: stats.map((b) => (b.attention?.headEntropy ?? []).map((H) => entropyPower(H, headDim))),
+    channels: stats.map((b) => (b.mlp?.channelEntropy ?? []).map((H) => entropyPower(H))),
   };
 }
 

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { applyPlan, defaultFormat, type ApplyOptions, type ApplyResult } from '../apply/apply';
+import { applyPlan, checkOutputPath, defaultFormat, type ApplyOptions, type ApplyResult } from '../apply/apply';
 import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
 import type { Analysis } from '../measure/analysis';
@@ -75,12 +75,10 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
     // exist unless replacing was asked for, and must have a folder to land in.
     assertOutputSparesInputs(o.output, [model.info.path, o.calib, o.tokenizer?.source]);
     if (sidecars) for (const f of [analysisFile, planFile]) assertOutputSparesInputs(f, [model.info.path, o.calib, o.tokenizer?.source]);
-    if (fs.existsSync(o.output) && !o.force) throw new EntropruneError('EP_IO', `${o.output}: already exists (pass --force / force: true to replace it)`, o.output);
+    checkOutputPath(o.output, o.force); // the same check apply makes, before the analysis instead of after it
     if (sidecars)
       for (const f of [analysisFile, planFile])
         if (fs.existsSync(f) && !o.force) throw new EntropruneError('EP_IO', `${f}: already exists (left by an earlier prune to ${o.output}?): pass --force / force: true to replace it`, f);
-    const parent = path.dirname(path.resolve(o.output));
-    if (!fs.existsSync(parent) || !fs.statSync(parent).isDirectory()) throw new EntropruneError('EP_IO', `${parent}: output directory does not exist`, parent);
     const format = o.format ?? defaultFormat(model, o.output);
     checkFormatCanHoldPlan(format, o.output, model, o.plan ?? {});
 

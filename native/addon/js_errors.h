@@ -30,6 +30,11 @@ inline Napi::Error to_js(Napi::Env env, const ErrorInfo& i) {
   return err;
 }
 
+// The error every native handle throws once its dispose() has run (EP_INVALID_ARGUMENT).
+inline void require_not_disposed(Napi::Env env, bool live, const char* message) {
+  if (!live) throw to_js(env, {message, "EP_INVALID_ARGUMENT", ""});
+}
+
 // Run `f`, converting core exceptions into thrown JS errors (for synchronous entry points).
 template <typename F>
 auto guarded(Napi::Env env, F&& f) -> decltype(f()) {

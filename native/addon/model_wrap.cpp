@@ -34,9 +34,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   model = std::move(*info[0].As<Napi::External<std::shared_ptr<const Model>>>().Data());
 }
 
-void ModelWrap::require_live(Napi::Env env) const {
-  if (!model) throw to_js(env, {"this model was disposed: load it again to use it", "EP_INVALID_ARGUMENT", ""});
-}
+void ModelWrap::require_live(Napi::Env env) const { require_not_disposed(env, model != nullptr, "this model was disposed: load it again to use it"); }
 
 // Drops this handle's reference: the weights (mapped file and converted buffers) are freed now, or when the
 // last running job that holds the model ends. Disposing twice is harmless.

@@ -106,9 +106,7 @@ Napi::Value TokenizerWrap::Decode(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), vocab->decode(ids));
 }
 
-void TokenizerWrap::require_live(Napi::Env env) const {
-  if (!vocab) throw to_js(env, {"this tokenizer was disposed", "EP_INVALID_ARGUMENT", ""});
-}
+void TokenizerWrap::require_live(Napi::Env env) const { require_not_disposed(env, vocab != nullptr, "this tokenizer was disposed"); }
 
 Napi::Value TokenizerWrap::Dispose(const Napi::CallbackInfo& info) {
   vocab.reset();

@@ -32,6 +32,48 @@ std::vector<std::vector<double>> log_softmax_rows(const std::vector<float>& logi
   return out;
 }
 
+// Each window's log-probabilities [window][position][vocab] from the plain forward pass, in double.
+using WindowLogProbs = std::vector<std::vector<std::vector<double>>>;
+WindowLogProbs window_log_probs(const Model& m, const std::vector<int32_t>& toks, int n_seqs, int T) {
+  WindowLogProbs out;
+  for (int s = 0; s < n_seqs; ++s)
+    out.push_back(log_softmax_rows(test::full_logits(m, {toks.begin() + s * T, toks.begin() + (s + 1) * T}), m.config.vocab));
+  return out;
+}
+
+// Mean next-token NLL over the predicted positions.
+double mean_nll(const WindowLogProbs& lp, const std::vector<int32_t>& toks, int T) {
+  double nll = 0;
+  for (size_t s = 0; s < lp.size(); ++s)
+    for (int p = 0; p + 1 < T; ++p) nll -= lp[s][p][toks[s * T + p + 1]];
+  return nll / (lp.size() * (T - 1));
+}
+
+// What the driver reports for a removal, computed directly: the NLL increase and the mean KL(base ‖ cut)
+// over every position.
+struct Damage {
+  double nll, kl;
+};
+Damage damage_of(const WindowLogProbs& base, const WindowLogProbs& cut, const std::vector<int32_t>& toks, int T) {
+  double kl = 0;
+  for (size_t s = 0; s < base.size(); ++s)
+    for (int pos = 0; pos < T; ++pos)
+      for (size_t v = 0; v < base[s][pos].size(); ++v) kl += std::exp(base[s][pos][v]) * (base[s][pos][v] - cut[s][pos][v]);
+  return {mean_nll(cut, toks, T) - mean_nll(base, toks, T), kl / (base.size() * T)};
+}
+
+// A plan that keeps every unit of every block (the tests then cut what they measure).
+std::vector<PlanBlock> keep_everything(const ModelConfig& c) {
+  std::vector<PlanBlock> plan(c.n_layers());
+  for (int l = 0; l < c.n_layers(); ++l) {
+    const LayerShape& s = c.layers[l];
+    for (int k = 0; k < s.n_kv_head; ++k) plan[l].kept_kv.push_back(k);
+    for (int h = 0; h < s.n_head; ++h) plan[l].kept_heads.push_back(h);
+    for (int j = 0; j < s.ffn; ++j) plan[l].kept_channels.push_back(j);
+  }
+  return plan;
+}
+
 }  // namespace
 
 TEST(Sensitivity, EachRemovalMatchesTheSlicedModel) {
@@ -67,45 +109,23 @@ TEST(Sensitivity, EachRemovalMatchesTheSlicedModel) {
   const RemovalDamage r = measure_removal_damage(*m, toks.data(), n_seqs, T, sm, nullptr, [](int64_t, int64_t) {});
 
   // The intact model, window by window.
-  auto window = [&](const Model& model, int s) { return log_softmax_rows(test::full_logits(model, {toks.begin() + s * T, toks.begin() + (s + 1) * T}), V); };
-  std::vector<std::vector<std::vector<double>>> base;
-  double base_nll = 0;
-  for (int s = 0; s < n_seqs; ++s) {
-    base.push_back(window(*m, s));
-    for (int p = 0; p + 1 < T; ++p) base_nll -= base[s][p][toks[s * T + p + 1]];
-  }
-  base_nll /= n_seqs * (T - 1);
-  EXPECT_NEAR(r.base_nll, base_nll, 1e-5);
+  const WindowLogProbs base = window_log_probs(*m, toks, n_seqs, T);
+  EXPECT_NEAR(r.base_nll, mean_nll(base, toks, T), 1e-5);
 
   for (int l = 0; l < L; ++l)
     for (int kind = 0; kind < 3; ++kind) {
-      std::vector<PlanBlock> plan(L);
-      for (int b = 0; b < L; ++b) {
-        for (int k = 0; k < 2; ++k) plan[b].kept_kv.push_back(k);
-        for (int h = 0; h < 4; ++h) plan[b].kept_heads.push_back(h);
-        for (int j = 0; j < 24; ++j) plan[b].kept_channels.push_back(j);
-      }
+      std::vector<PlanBlock> plan = keep_everything(c);
       PlanBlock& p = plan[l];
       if (kind != 1) { p.attn_removed = true; p.kept_kv.clear(); p.kept_heads.clear(); }
       if (kind != 0) { p.mlp_removed = true; p.kept_channels.clear(); }
       p.removed = kind == 2;
       const std::string file = t.file("cut-" + std::to_string(l) + "-" + std::to_string(kind) + ".gguf");
       save_gguf(prune_model(*m, plan, bm, {}), *m, file, {});
-      auto cut = load_model(file);
-      double nll = 0, kl = 0;
-      for (int s = 0; s < n_seqs; ++s) {
-        const auto q = window(*cut, s);
-        for (int pos = 0; pos < T; ++pos) {
-          if (pos + 1 < T) nll -= q[pos][toks[s * T + pos + 1]];
-          for (int v = 0; v < V; ++v) kl += std::exp(base[s][pos][v]) * (base[s][pos][v] - q[pos][v]);
-        }
-      }
-      nll = nll / (n_seqs * (T - 1)) - base_nll;
-      kl /= n_seqs * T;
+      const Damage want = damage_of(base, window_log_probs(*load_model(file), toks, n_seqs, T), toks, T);
       const std::vector<double>* nll_of[3] = {&r.nll.attn, &r.nll.mlp, &r.nll.block};
       const std::vector<double>* kl_of[3] = {&r.kl.attn, &r.kl.mlp, &r.kl.block};
-      EXPECT_NEAR((*nll_of[kind])[l], nll, 2e-5) << "block " << l << " kind " << kind;
-      EXPECT_NEAR((*kl_of[kind])[l], kl, 2e-5) << "block " << l << " kind " << kind;
+      EXPECT_NEAR((*nll_of[kind])[l], want.nll, 2e-5) << "block " << l << " kind " << kind;
+      EXPECT_NEAR((*kl_of[kind])[l], want.kl, 2e-5) << "block " << l << " kind " << kind;
       EXPECT_GT((*kl_of[kind])[l], 0.0);
     }
 }
@@ -146,41 +166,21 @@ TEST(Sensitivity, PartialCutsMatchTheSlicedModel) {
     cuts.mlp.push_back(f);
   }
   const RemovalDamage r = measure_removal_damage(*m, toks.data(), n_seqs, T, {}, nullptr, [](int64_t, int64_t) {}, &cuts);
-  auto window = [&](const Model& model, int s) { return log_softmax_rows(test::full_logits(model, {toks.begin() + s * T, toks.begin() + (s + 1) * T}), V); };
-  std::vector<std::vector<std::vector<double>>> base;
-  for (int s = 0; s < n_seqs; ++s) base.push_back(window(*m, s));
+  const WindowLogProbs base = window_log_probs(*m, toks, n_seqs, T);
 
   for (int l = 0; l < L; ++l)
     for (int kind = 0; kind < 2; ++kind) {
-      std::vector<PlanBlock> plan(L);
-      for (int b = 0; b < L; ++b) {
-        for (int k = 0; k < 2; ++k) plan[b].kept_kv.push_back(k);
-        for (int h = 0; h < 4; ++h) plan[b].kept_heads.push_back(h);
-        for (int j = 0; j < 24; ++j) plan[b].kept_channels.push_back(j);
-      }
+      std::vector<PlanBlock> plan = keep_everything(c);
       PlanBlock& p = plan[l];
       if (kind == 0) { p.kept_kv = {0}; p.kept_heads = {0, 1}; }
       else p.kept_channels = {1, 2, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22};
       const std::string file = t.file("partial-" + std::to_string(l) + "-" + std::to_string(kind) + ".gguf");
       save_gguf(prune_model(*m, plan, bm, {}), *m, file, {});
-      auto cut = load_model(file);
-      double nll = 0, base_nll = 0, kl = 0;
-      for (int s = 0; s < n_seqs; ++s) {
-        const auto q = window(*cut, s);
-        for (int pos = 0; pos < T; ++pos) {
-          if (pos + 1 < T) {
-            nll -= q[pos][toks[s * T + pos + 1]];
-            base_nll -= base[s][pos][toks[s * T + pos + 1]];
-          }
-          for (int v = 0; v < V; ++v) kl += std::exp(base[s][pos][v]) * (base[s][pos][v] - q[pos][v]);
-        }
-      }
-      nll = (nll - base_nll) / (n_seqs * (T - 1));
-      kl /= n_seqs * T;
+      const Damage want = damage_of(base, window_log_probs(*load_model(file), toks, n_seqs, T), toks, T);
       const double got_nll = kind == 0 ? r.partial_nll.attn[l] : r.partial_nll.mlp[l];
       const double got_kl = kind == 0 ? r.partial_kl.attn[l] : r.partial_kl.mlp[l];
-      EXPECT_NEAR(got_nll, nll, 2e-5) << "block " << l << " kind " << kind;
-      EXPECT_NEAR(got_kl, kl, 2e-5) << "block " << l << " kind " << kind;
+      EXPECT_NEAR(got_nll, want.nll, 2e-5) << "block " << l << " kind " << kind;
+      EXPECT_NEAR(got_kl, want.kl, 2e-5) << "block " << l << " kind " << kind;
       EXPECT_GT(got_kl, 0.0);
     }
   EXPECT_TRUE(std::isnan(r.partial_kl.block[0]));
