@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 
 import { native, NativeModel, NativeModelInfo } from '../native';
 import { checkInput } from '../util/input-file';
-import { EntropruneError } from '../util/errors';
+import { cancelledError, EntropruneError } from '../util/errors';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 
@@ -74,6 +74,8 @@ export async function loadModel(modelPath: string, options: LoadModelOptions = {
     throw new EntropruneError('EP_IO', `${modelPath}: no such file or directory (expected a Hugging Face model directory, a .gguf file or a llama2.c .bin checkpoint)`, modelPath);
   }
   checkInput(modelPath, 'model', 'file or folder');
+  // An already-aborted signal loads nothing (a small model would otherwise finish before the cancel lands).
+  if (options.signal?.aborted) throw cancelledError(options.signal);
   const job = native().loadModel(modelPath, { streamLayers: options.streamLayers ?? false }, (done, total) => options.onProgress?.({ done, total }));
   return Model.fromHandle(await awaitNativeJob(job, options.signal));
 }

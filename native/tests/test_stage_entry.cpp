@@ -103,3 +103,23 @@ TEST(StageEntry, WritePrunedModelDispatchesCountsAndCancels) {
   w.output = t.file("c.gguf");
   EXPECT_THROW(write_pruned_model(*m, plan, {}, w, &cancel, nullptr), Error);
 }
+
+TEST(StageEntry, LoadingReportsBlocksAndStopsWhenCancelled) {
+  test::TempDir t;
+  const std::string file = test::write_heterogeneous_model(t.file("m.gguf"), 4);
+  LoadOptions o;
+  std::vector<int64_t> seen;
+  o.progress = [&](int64_t done, int64_t total) {
+    seen.push_back(done);
+    EXPECT_EQ(total, 4);
+  };
+  auto m = load_model(file, o);
+  EXPECT_EQ(seen, (std::vector<int64_t>{1, 2, 3, 4}));
+  // cancelled after the first block: the next check throws, nothing is returned
+  std::atomic<bool> cancel{false};
+  o.cancel = &cancel;
+  o.progress = [&](int64_t done, int64_t) {
+    if (done == 1) cancel = true;
+  };
+  EXPECT_THROW(load_model(file, o), Error);
+}
