@@ -167,6 +167,9 @@ export interface NativeModel {
       attnCutMeans?: Float64Array[];
       mlpCut?: Int32Array[];
       mlpCutMeans?: Float64Array[];
+      /** GPUs that run it (block-major, native/core/measure/sensitivity_block_major.cpp); absent: the CPU */
+      cudaDevices?: number[];
+      precision?: 'bf16' | 'f16' | 'f32';
     },
     onProgress?: (done: number, total: number) => void,
   ): NativeJob<{ baseNll: number; nll: NativeDamage; kl: NativeDamage; partial?: { nll: NativeDamage; kl: NativeDamage } }>;

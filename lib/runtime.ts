@@ -30,7 +30,7 @@ export interface ResolvedDevice {
 
 /**
  * Resolve a --device request. CUDA runs the calibration of analyze, prune and compare (block by block, weights
- * streamed to the GPU, the statistics summed there) and evaluation (perplexity and zero-shot scoring: eval ppl,
+ * streamed to the GPU, the statistics summed there), their measured sensitivities, and evaluation (perplexity and zero-shot scoring: eval ppl,
  * eval tasks, and the evaluations of prune --report and compare); generation, bench and the throughput
  * column run on the CPU in this release. A CUDA request on a machine without a usable GPU falls back to the
  * CPU and says why; a device index the machine does not have is an error.

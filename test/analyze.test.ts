@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { analyze, analyzeToFile, cudaInfo, loadModel, resolveDevice, readAnalysis, tokenizerFor } from '../lib';
 import { calibrationStream, sampleCalibration } from '../lib/measure/calibration';
 import { seededRandom } from '../lib/util/random';
+import { measureSensitivity } from '../lib/measure/sensitivity';
 import { encodeOffThread } from '../lib/load/tokenize-off-thread';
 import { writeBf16Safetensors } from './helpers/bf16-safetensors.mjs';
 import { runCli } from './helpers/cli';
@@ -206,6 +207,14 @@ describe('the CUDA calibration path', () => {
         code: 'EP_UNSUPPORTED',
         message: expect.stringMatching(/CUDA requested, but (this build of entroprune has no CUDA support|no NVIDIA driver found|no usable CUDA device)/),
       });
+      // the sensitivity measurement on its own asks the GPU too, and is refused the same way
+      const windows = Int32Array.from({ length: 64 }, (_, i) => (i * 7) % 500);
+      await expect(measureSensitivity(model, { tokens: windows, windows: 2, seqLen: 32, seed: 0, cudaDevices: [0] })).rejects.toMatchObject({
+        code: 'EP_UNSUPPORTED',
+        message: expect.stringMatching(/CUDA requested, but/),
+      });
+      const onCpu = await measureSensitivity(model, { tokens: windows, windows: 2, seqLen: 32, seed: 0 });
+      expect(onCpu.kl.block.every((x) => x !== null && x > 0)).toBe(true);
       const cpu = await analyze(model, { calib: tokens, samples: 2, seqLen: 32 });
       expect(cpu.device).toBe('cpu');
       expect(cpu.peakDeviceBytes).toBe(0);

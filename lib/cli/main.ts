@@ -27,7 +27,7 @@ import { VERSION } from '../version';
 import type { Analysis } from '../measure/analysis';
 import { registerSensitivityCommand } from './sensitivity-command';
 import { checkInput } from '../util/input-file';
-import { noteSensitivityOnCpu, warnBeyondContext } from './options';
+import { warnBeyondContext } from './options';
 import { anyCheckFailed, resetCheckStatus } from './exit-status';
 
 function readText(file: string): string {
@@ -106,7 +106,6 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
   const device = announceDevice(o.device, o.json, 'calibration');
   const model = await loadModel(modelPath, { streamLayers: o.stream });
   warnBeyondContext(model, o.seqLen, o.json);
-  noteSensitivityOnCpu(device, o.sensitivity, o.json);
   const needsTokenizer = !/\.(json|tokens|i32)$/i.test(o.calib) || /\.jsonl$/i.test(o.calib);
   const tokenizer = needsTokenizer ? tokenizerFor(model, o.tokenizer) : undefined;
   const bar = new ProgressBar('analyze', { quiet: o.json });

@@ -45,12 +45,6 @@ export function floatOption(name: string, min: number) {
   };
 }
 
-/** The measured sensitivities run on the CPU even when the calibration runs on GPUs: say so. */
-export function noteSensitivityOnCpu(device: { device: string }, sensitivity: boolean, quiet?: boolean): void {
-  if (!quiet && sensitivity && device.device === 'cuda')
-    process.stderr.write('entroprune: note: the measured sensitivities run on the CPU in this release (about as much forward work as the calibration); --no-sensitivity skips them\n');
-}
-
 /** Windows longer than the model was trained on run, but its positions past the context mean little. */
 export function warnBeyondContext(model: { info: { context: number; path: string } }, seqLen: number | undefined, quiet?: boolean): void {
   const ctx = model.info.context;

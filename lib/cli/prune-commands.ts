@@ -21,7 +21,7 @@ import { addPlannerOptions, plannerOptions, ratioOption, type PlannerCliOptions 
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, noteSensitivityOnCpu, STREAM_HELP } from './options';
+import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
 import { checkFailed } from './exit-status';
 import { assertOutputSparesInputs } from '../util/file-identity';
 
@@ -193,7 +193,6 @@ export function registerPruneCommands(program: Command): void {
       // Checks that need no model work come first (prune() repeats them with the model: these fail in a second).
       assertOutputSparesInputs(o.output, [modelPath, o.calib, o.tokenizer]);
       const model = await loadModel(modelPath, { streamLayers: o.stream });
-      noteSensitivityOnCpu(device, o.sensitivity, o.json);
       // each bar is made when its step starts, so its clock is that step's
       const bars: Partial<Record<'tokenize' | 'analyze' | 'apply', ProgressBar>> = {};
       const r = await prune(model, {

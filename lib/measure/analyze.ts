@@ -44,16 +44,16 @@ export interface AnalyzeOptions {
    * pass instead of once per batch. Default: on when the model was loaded with `streamLayers`.
    */
   stream?: boolean;
-  /** run the calibration forward pass on these CUDA devices, the windows split between them (block by
-   * block: implies `stream`) */
+  /** run the calibration forward pass and the measured sensitivities on these CUDA devices, the windows
+   * split between them (block by block: implies `stream`) */
   cudaDevices?: number[];
   /** the GPU's matrix-product precision (default bf16: f16 activations can overflow) */
   precision?: 'bf16' | 'f16' | 'f32';
   /**
    * Measure each block's, attention layer's and MLP layer's removal damage on windows of the calibration
    * text drawn with a separate seed (default on: `windows` 16, `seqLen` min(512, the calibration window)).
-   * It is the ground truth the estimators are scored against and the planner's default importance. On the
-   * CPU it costs about 1.5·L² block passes over those windows; false skips it (the planner then uses the
+   * It is the ground truth the estimators are scored against and the planner's default importance. It costs
+   * about 1.5·L² block passes over those windows, on the CPU or on `cudaDevices`; false skips it (the planner then uses the
    * stream-targeted TE).
    */
   sensitivity?:
@@ -201,7 +201,8 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     const seed = (calib.seed + 0x5e45) % 2 ** 32; // a seed of its own: other windows than the calibration's
     const source = so.text ? await calibrationStreamAsync(so.text, tokenizer ?? tokenizerFor(model), o.signal) : { kind, stream };
     const windows = sampleCalibration(so.text ?? o.calib, source.kind, source.stream, info.vocab, { samples: so.windows ?? defaultSensitivityWindows(info.layers.length, calib.samples * seqLen, sSeqLen), seqLen: sSeqLen, seed });
-    const measureOn = { tokens: windows.tokens, windows: windows.samples, seqLen: sSeqLen, seed, onProgress: o.onSensitivityProgress, signal: o.signal };
+    // on the calibration's devices: the GPUs when it ran there
+    const measureOn = { tokens: windows.tokens, windows: windows.samples, seqLen: sSeqLen, seed, cudaDevices: o.cudaDevices, precision: o.precision, onProgress: o.onSensitivityProgress, signal: o.signal };
     // Beside each whole removal, the lower-ranked half of the sublayer's units, compensated as apply does:
     // the planner reads from the two points how damage grows with the share removed.
     // (optional: the default plan's damage model is linear and does not read them).

@@ -16,6 +16,10 @@ export interface SensitivityOptions {
   means?: { attnOut: Float64Array[]; mlpOut: Float64Array[] };
   /** partial cuts to measure as well, per block: the query heads / channels removed and their means (head_dim or 1 per unit) */
   cuts?: { attn: Int32Array[]; attnMeans: Float64Array[]; mlp: Int32Array[]; mlpMeans: Float64Array[] };
+  /** GPUs that run it, as analyze's (absent: the CPU) */
+  cudaDevices?: number[];
+  /** the GPUs' matrix-product precision, as analyze's */
+  precision?: 'bf16' | 'f16' | 'f32';
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -30,7 +34,7 @@ type Measured = Omit<MeasuredSensitivity, 'agreement' | 'agreementWithLoss' | 'p
 export async function measureSensitivity(model: Model, o: SensitivityOptions): Promise<Measured> {
   const cuts = o.cuts ? { attnCut: o.cuts.attn, attnCutMeans: o.cuts.attnMeans, mlpCut: o.cuts.mlp, mlpCutMeans: o.cuts.mlpMeans } : {};
   const job = model.handle.measureRemovalDamage(
-    { tokens: o.tokens, nSeqs: o.windows, seqLen: o.seqLen, attnOutMean: o.means?.attnOut, mlpOutMean: o.means?.mlpOut, ...cuts },
+    { tokens: o.tokens, nSeqs: o.windows, seqLen: o.seqLen, attnOutMean: o.means?.attnOut, mlpOutMean: o.means?.mlpOut, ...cuts, cudaDevices: o.cudaDevices, precision: o.precision },
     (done, total) => o.onProgress?.({ done, total }),
   );
   const r = await awaitNativeJob(job, o.signal);

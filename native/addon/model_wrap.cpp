@@ -354,13 +354,13 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
 class RemovalDamageWorker final : public NativeJob {
  public:
   RemovalDamageWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, int n_seqs, int seq_len, SublayerMeans means,
-                      std::optional<PartialCuts> partial, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+                      std::optional<PartialCuts> partial, RunDevices device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), means_(std::move(means)),
-        partial_(std::move(partial)), cancel_(std::move(cancel)) {}
+        partial_(std::move(partial)), device_(std::move(device)), cancel_(std::move(cancel)) {}
 
  private:
   void run(const ReportProgress& report) override {
-    result_ = measure_removal_damage(*model_, tokens_.data(), n_seqs_, seq_len_, means_, cancel_.get(), report, partial_ ? &*partial_ : nullptr);
+    result_ = measure_removal_damage(*model_, tokens_.data(), n_seqs_, seq_len_, means_, cancel_.get(), report, partial_ ? &*partial_ : nullptr, device_);
   }
   Napi::Value resolve(Napi::Env env) override {
     auto f64 = [&](const std::vector<double>& v) {
@@ -392,12 +392,14 @@ class RemovalDamageWorker final : public NativeJob {
   int n_seqs_, seq_len_;
   SublayerMeans means_;
   std::optional<PartialCuts> partial_;
+  RunDevices device_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   RemovalDamage result_;
 };
 
 // measureRemovalDamage({tokens: Int32Array, nSeqs, seqLen, attnOutMean?: Float64Array[], mlpOutMean?: Float64Array[],
-//                       attnCut?: Int32Array[], attnCutMeans?: Float64Array[], mlpCut?: Int32Array[], mlpCutMeans?: Float64Array[]},
+//                       attnCut?: Int32Array[], attnCutMeans?: Float64Array[], mlpCut?: Int32Array[], mlpCutMeans?: Float64Array[],
+//                       cudaDevices?: number[], precision?},
 //                      onProgress?)
 //   (without the means: removed parts contribute nothing; the cuts: per block, the query heads / channels of a
 //   partial cut and their means, head_dim or 1 per unit, measured beside the whole removals)
@@ -450,7 +452,8 @@ Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
     read_cuts("mlpCut", "mlpCutMeans", partial->mlp);
   }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  auto* w = new RemovalDamageWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, std::move(means), std::move(partial), callback_at(info, 1), cancel);
+  auto* w = new RemovalDamageWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, std::move(means), std::move(partial),
+                                    device_option(env, o, "measureRemovalDamage"), callback_at(info, 1), cancel);
   return queue_job(env, w, cancel);
 }
 

@@ -143,6 +143,68 @@ __global__ void bias_kernel(float* __restrict__ x, const float* __restrict__ b, 
   if (i < rows * n) x[i] += b[i % n];
 }
 
+// Block-wide reductions over kThreads threads (every thread gets the result).
+__device__ float block_max(float v, float* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) shared[threadIdx.x] = fmaxf(shared[threadIdx.x], shared[threadIdx.x + w]);
+    __syncthreads();
+  }
+  const float out = shared[0];
+  __syncthreads();
+  return out;
+}
+__device__ double block_sum(double v, double* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) shared[threadIdx.x] += shared[threadIdx.x + w];
+    __syncthreads();
+  }
+  const double out = shared[0];
+  __syncthreads();
+  return out;
+}
+// log Σ exp(row) of one row by the calling block, shifted by its maximum (the CPU's log_sum_exp).
+__device__ double row_log_sum_exp(const float* l, int V, float* fshared, double* dshared) {
+  float m = -INFINITY;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, l[v]);
+  const float top = block_max(m, fshared);
+  double s = 0;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(l[v] - top);
+  return log(block_sum(s, dshared)) + top;
+}
+
+// One block per row: out = lg − log Σ exp(lg).
+__global__ void log_softmax_kernel(const float* __restrict__ lg, float* __restrict__ out, int V) {
+  __shared__ float f[kThreads];
+  __shared__ double dsum[kThreads];
+  const float* l = lg + static_cast<int64_t>(blockIdx.x) * V;
+  float* o = out + static_cast<int64_t>(blockIdx.x) * V;
+  const float lse = static_cast<float>(row_log_sum_exp(l, V, f, dsum));
+  for (int v = threadIdx.x; v < V; v += blockDim.x) o[v] = l[v] - lse;
+}
+
+// One block per row: KL(p_ref ‖ softmax(lg)) = Σ exp(ref)·(ref − lg + lse), and the next token's loss.
+__global__ void kl_next_token_kernel(const float* __restrict__ lg, const float* __restrict__ ref, int64_t row0, int T, int V,
+                                     const int32_t* __restrict__ tokens, float* __restrict__ kl, float* __restrict__ nll) {
+  __shared__ float f[kThreads];
+  __shared__ double dsum[kThreads];
+  const int64_t r = blockIdx.x, row = row0 + r;
+  const float* l = lg + r * V;
+  const float* p = ref + r * V;
+  const double lse = row_log_sum_exp(l, V, f, dsum);
+  double k = 0;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) k += exp(static_cast<double>(p[v])) * (static_cast<double>(p[v]) - (l[v] - lse));
+  k = block_sum(k, dsum);
+  if (threadIdx.x == 0) {
+    kl[row] = static_cast<float>(fmax(0.0, k));
+    const int t = static_cast<int>(row % T);
+    if (t != T - 1) nll[(row / T) * (T - 1) + t] = static_cast<float>(lse - l[tokens[row + 1]]);
+  }
+}
+
 // One block of kThreads per logits row: the row's maximum, then Σ exp(l − max) (exp in float, the sum in
 // double, as the CPU's sum_exp_shift), then the loss of the target.
 __global__ void next_token_nll_kernel(const float* __restrict__ lg, int64_t row0, int T, int V, const int32_t* __restrict__ tokens,
@@ -253,6 +315,19 @@ void next_token_nll_rows(const float* lg, int64_t row0, int64_t rows, int T, int
   if (rows <= 0) return;
   next_token_nll_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(lg, row0, T, V, tokens, nll, argmax);
   launched("next-token loss launch");
+}
+
+void log_softmax_rows(const float* lg, float* out, int64_t rows, int V, cudaStream_t s) {
+  if (rows <= 0) return;
+  log_softmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(lg, out, V);
+  launched("log-softmax launch");
+}
+
+void kl_next_token_rows(const float* lg, const float* ref, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* kl, float* nll,
+                        cudaStream_t s) {
+  if (rows <= 0) return;
+  kl_next_token_kernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(lg, ref, row0, T, V, tokens, kl, nll);
+  launched("divergence launch");
 }
 
 }  // namespace ep::cuda

@@ -36,4 +36,12 @@ void add_bias_rows(float* x, const float* b, int64_t rows, int n, cudaStream_t s
 void next_token_nll_rows(const float* lg, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* nll, int32_t* argmax,
                          cudaStream_t s);
 
+// out[rows, V] = log-softmax of each row of lg (out may be lg) — twin of ep::log_softmax_rows_cpu.
+void log_softmax_rows(const float* lg, float* out, int64_t rows, int V, cudaStream_t s);
+// For logits rows [row0, row0 + rows) (lg and ref hold just those rows, [rows, V]) against the reference
+// log-probabilities ref: kl[row] = KL(p_ref ‖ softmax(lg)) and, for every row but a window's last,
+// nll[(row / T)·(T − 1) + row % T] = −log softmax(lg)[tokens[row + 1]] — twin of ep::kl_next_token_rows_cpu.
+void kl_next_token_rows(const float* lg, const float* ref, int64_t row0, int64_t rows, int T, int V, const int32_t* tokens, float* kl, float* nll,
+                        cudaStream_t s);
+
 }  // namespace ep::cuda

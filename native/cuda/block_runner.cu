@@ -39,6 +39,8 @@ struct OutputHead {  // the output norm and vocabulary projection on the device,
   int64_t chunk_rows = 0;  // logits rows per GEMM
   float *logits = nullptr, *nll = nullptr;
   int32_t *tokens = nullptr, *argmax = nullptr;
+  float *reference = nullptr, *kl = nullptr;  // keep_reference's log-probabilities [reference_rows, vocab]; per-row KL
+  int64_t reference_rows = 0;
 };
 
 struct DeviceBlock {  // one block's weights on the device: matrices in the compute precision, the rest float32
@@ -139,6 +141,57 @@ class CudaBlockRunner final : public BlockRunner {
       check(cudaStreamSynchronize(stream_), "upload output head");
     });
   }
+  void keep_reference(const BlockBatch& b) override {
+    if (!head_.matrix) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::keep_reference before load_output_head");
+    const int64_t N = static_cast<int64_t>(b.n_seqs) * seq_len_of(b);
+    float* x = batch_rows(b, N);
+    translated([&] {
+      bind();
+      const int d = c_.dim, V = head_.vocab;
+      if (head_.reference_rows != N) {
+        arena_.release(head_.reference);
+        arena_.release(head_.kl);
+        head_.reference = nullptr, head_.kl = nullptr, head_.reference_rows = 0;
+        head_.reference = f32(N * V);
+        head_.kl = f32(N);
+        head_.reference_rows = N;
+      }
+      if (!b.held_row0_valid()) check(cudaMemcpyAsync(x, b.host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
+      rmsnorm_rows(x, head_.norm, lowp_, o_.precision, N, d, c_.norm_eps, stream_);
+      const int pb = precision_bytes(o_.precision);
+      for (int64_t r0 = 0; r0 < N; r0 += head_.chunk_rows) {
+        const int64_t rows = std::min(head_.chunk_rows, N - r0);
+        float* out = head_.reference + r0 * V;
+        linear(static_cast<const char*>(lowp_) + r0 * d * pb, head_.matrix, nullptr, out, rows, d, V);
+        log_softmax_rows(out, out, rows, V, stream_);
+      }
+      check(cudaStreamSynchronize(stream_), "reference log-probabilities");
+    });
+  }
+  void compare_with_reference(const BlockBatch& b, const int32_t* tokens, float* kl_host, float* nll_host) override {
+    const int T = seq_len_of(b);
+    const int64_t N = static_cast<int64_t>(b.n_seqs) * T;
+    if (!head_.reference || head_.reference_rows != N)
+      throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::compare_with_reference without a reference of as many rows (keep_reference)");
+    if (T < 2) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::compare_with_reference: sequences of at least 2 tokens");
+    float* x = batch_rows(b, N);
+    translated([&] {
+      bind();
+      const int d = c_.dim, V = head_.vocab;
+      if (!b.held_row0_valid()) check(cudaMemcpyAsync(x, b.host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
+      check(cudaMemcpyAsync(head_.tokens, tokens, N * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload tokens");
+      rmsnorm_rows(x, head_.norm, lowp_, o_.precision, N, d, c_.norm_eps, stream_);
+      const int pb = precision_bytes(o_.precision);
+      for (int64_t r0 = 0; r0 < N; r0 += head_.chunk_rows) {
+        const int64_t rows = std::min(head_.chunk_rows, N - r0);
+        linear(static_cast<const char*>(lowp_) + r0 * d * pb, head_.matrix, nullptr, head_.logits, rows, d, V);
+        kl_next_token_rows(head_.logits, head_.reference + r0 * V, r0, rows, T, V, head_.tokens, head_.kl, head_.nll, stream_);
+      }
+      check(cudaMemcpyAsync(kl_host, head_.kl, N * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download divergences");
+      check(cudaMemcpyAsync(nll_host, head_.nll, static_cast<int64_t>(b.n_seqs) * (T - 1) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download loss");
+      check(cudaStreamSynchronize(stream_), "divergence from the reference");
+    });
+  }
   void next_token_nll(const BlockBatch& b, const int32_t* tokens, float* nll_host, int32_t* argmax_host) override {
     if (!head_.matrix) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::next_token_nll before load_output_head");
     const int T = seq_len_of(b);
@@ -165,7 +218,7 @@ class CudaBlockRunner final : public BlockRunner {
     });
   }
 
-  bool hold_hidden_states(int64_t rows, bool room_for_output_head) override {
+  bool hold_hidden_states(int64_t rows, bool room_for_output_head, int64_t reference_rows) override {
     bool held = false;
     translated([&] {
       bind();
@@ -174,7 +227,7 @@ class CudaBlockRunner final : public BlockRunner {
       held_rows_ = 0;
       size_t free_bytes = 0, total_bytes = 0;
       check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-      const uint64_t need = static_cast<uint64_t>(rows) * c_.dim * sizeof(float);
+      const uint64_t need = (static_cast<uint64_t>(rows) * c_.dim + static_cast<uint64_t>(reference_rows) * (c_.vocab + 1)) * sizeof(float);
       // room for the largest block's weights or the output head (not loaded yet) and a margin for cuBLAS workspaces
       if (need + largest_load_bytes(room_for_output_head) + (uint64_t(512) << 20) > free_bytes) return;
       try {
@@ -372,7 +425,8 @@ class CudaBlockRunner final : public BlockRunner {
   void free_block() {
     cudaStreamSynchronize(stream_);
     for (void* p : {head_.matrix, static_cast<void*>(head_.norm), static_cast<void*>(head_.logits), static_cast<void*>(head_.nll),
-                    static_cast<void*>(head_.tokens), static_cast<void*>(head_.argmax)})
+                    static_cast<void*>(head_.tokens), static_cast<void*>(head_.argmax), static_cast<void*>(head_.reference),
+                    static_cast<void*>(head_.kl)})
       arena_.release(p);
     head_ = OutputHead{};
     for (void* p : {b_.wq, b_.wk, b_.wv, b_.wo, b_.w_gate, b_.w_up, b_.w_down}) arena_.release(p);

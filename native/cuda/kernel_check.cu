@@ -102,6 +102,24 @@ bool run_kernel(const KernelCall& c, std::vector<float>& out, std::string* error
       std::vector<int32_t> a(losses);
       arg.download(a.data());
       for (int32_t x : a) out.push_back(static_cast<float>(x));
+    } else if (k == "log_softmax") {  // in: logits [rows, V]; dims: rows, V
+      DeviceCopy lg(c.in[0]);
+      log_softmax_rows(lg.get(), lg.get(), c.dims[0], static_cast<int>(c.dims[1]), nullptr);
+      check(cudaDeviceSynchronize(), k.c_str());
+      out = download(lg);
+    } else if (k == "kl_next_token") {  // in: logits, reference log-probabilities [rows, V]; ids: tokens; dims: rows, T, V; out: KL then losses
+      const int64_t rows = c.dims[0];
+      const int T = static_cast<int>(c.dims[1]), V = static_cast<int>(c.dims[2]);
+      DeviceCopy lg(c.in[0]);
+      DeviceCopy ref(c.in[1]);
+      DeviceBuffer<float> kl(rows), nll(rows / T * (T - 1));
+      DeviceBuffer<int32_t> toks(c.ids.size());
+      toks.upload(c.ids.data());
+      kl_next_token_rows(lg.get(), ref.get(), 0, rows, T, V, toks.get(), kl.get(), nll.get(), nullptr);
+      check(cudaDeviceSynchronize(), k.c_str());
+      out = download(kl);
+      const std::vector<float> losses = download(nll);
+      out.insert(out.end(), losses.begin(), losses.end());
     } else {
       throw CudaFailure{"run_kernel: unknown kernel '" + k + "'"};
     }

@@ -9,7 +9,7 @@
 namespace ep::cuda {
 
 // kernel: "rmsnorm", "convert_bf16", "convert_f16", "rope_interleaved", "rope_half", "attention", "swiglu",
-// "add", "add_bias", "next_token_nll". in: the kernel's float inputs in the order block_kernels.cuh lists
+// "add", "add_bias", "next_token_nll", "log_softmax", "kl_next_token". in: the kernel's float inputs in the order block_kernels.cuh lists
 // them; dims: its sizes (see kernel_check.cu per kernel); ids: token ids where the kernel reads them.
 struct KernelCall {
   std::string kernel;
@@ -18,7 +18,8 @@ struct KernelCall {
   std::vector<int32_t> ids;
 };
 
-// Fills out with the kernel's output (for next_token_nll: the losses, then the argmax ids as floats).
+// Fills out with the kernel's output (for next_token_nll: the losses, then the argmax ids as floats; for
+// kl_next_token: the per-row KL, then the losses).
 // Returns false with *error when CUDA cannot run it or the kernel name is unknown.
 bool run_kernel(const KernelCall& call, std::vector<float>& out, std::string* error);
 

@@ -16,6 +16,8 @@
 #include "core/forward/layer_ops.h"
 #include "core/capture/moments.h"
 #include "core/forward/ops_cpu.h"
+#include "core/measure/divergence.h"
+#include "core/measure/sensitivity.h"
 #include "core/synthetic/synthetic_model.h"
 #include "core/device/cuda_api.h"
 #include "core/format/dtype.h"
@@ -266,6 +268,60 @@ TEST(Cuda, StreamedCalibrationOnGpuMatchesCpu) {
     EXPECT_TRUE(close(p.cosine, q.cosine)) << l;
     for (size_t h = 0; h < p.head_entropy.size(); ++h) EXPECT_TRUE(close(p.head_entropy[h], q.head_entropy[h])) << l << "/" << h;
     for (size_t j = 0; j < p.channel_entropy.size(); ++j) EXPECT_TRUE(close(p.channel_entropy[j], q.channel_entropy[j])) << l << "/" << j;
+  }
+}
+
+// The measured sensitivities on the GPU (block-major on the runner, KL and loss by the device kernels)
+// against the CPU driver, on stories260K with mean compensation and partial cuts: f32 products reproduce the
+// CPU's figures; bf16's are printed (their noise) and must keep the CPU's ranking of the whole removals.
+TEST(Cuda, SensitivityOnGpuMatchesCpu) {
+  REQUIRE_DATA("models/stories260K/stories260K.gguf");
+  auto m = load_model(test::data_dir() + "/models/stories260K/stories260K.gguf");
+  const ModelConfig& c = m->config;
+  const int n_seqs = 4, T = 64, L = c.n_layers();
+  const auto toks = some_tokens(n_seqs * T, c.vocab, 5);
+  SublayerMeans means;
+  PartialCuts cuts;
+  for (int l = 0; l < L; ++l) {
+    means.attn_out.emplace_back(c.dim, 0.01f * l);
+    means.mlp_out.emplace_back(c.dim, -0.01f * l);
+    PartialCut a, f;
+    a.units = {0};
+    a.means.assign(c.head_dim, 0.05f);
+    for (int j = 0; j < c.layers[l].ffn; j += 3) f.units.push_back(j);
+    f.means.assign(f.units.size(), 0.02f);
+    cuts.attn.push_back(a);
+    cuts.mlp.push_back(f);
+  }
+  const auto none = [](int64_t, int64_t) {};
+  const RemovalDamage cpu = measure_removal_damage(*m, toks.data(), n_seqs, T, means, nullptr, none, &cuts);
+  for (cuda::Precision p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
+    RunDevices dev;
+    dev.cuda_devices = {0};
+    dev.precision = p;
+    RemovalDamage gpu;
+    try {
+      gpu = measure_removal_damage(*m, toks.data(), n_seqs, T, means, nullptr, none, &cuts, dev);
+    } catch (const Error& e) {
+      SKIP_OR_FAIL_WITHOUT_GPU(e.what());
+    }
+    const double tol = p == cuda::Precision::kF32 ? 1e-4 : 5e-2;
+    double worst = 0;
+    auto compare = [&](const std::vector<double>& g, const std::vector<double>& want, const char* what) {
+      for (int l = 0; l < L; ++l) {
+        const double e = std::abs(g[l] - want[l]) / std::max(1e-3, std::abs(want[l]));
+        worst = std::max(worst, e);
+        EXPECT_LE(e, tol) << precision_name(p) << " " << what << " block " << l << ": " << g[l] << " vs " << want[l];
+      }
+    };
+    compare(gpu.kl.attn, cpu.kl.attn, "kl attn");
+    compare(gpu.kl.mlp, cpu.kl.mlp, "kl mlp");
+    compare(gpu.kl.block, cpu.kl.block, "kl block");
+    compare(gpu.partial_kl.attn, cpu.partial_kl.attn, "partial kl attn");
+    compare(gpu.partial_kl.mlp, cpu.partial_kl.mlp, "partial kl mlp");
+    compare(gpu.nll.block, cpu.nll.block, "nll block");
+    EXPECT_NEAR(gpu.base_nll, cpu.base_nll, tol * cpu.base_nll);
+    std::printf("sensitivity on the GPU (%s): worst relative difference from the CPU %.2e\n", precision_name(p), worst);  // recorded by gpu-check.sh
   }
 }
 
@@ -608,6 +664,25 @@ std::pair<cuda::KernelCall, std::vector<float>> case_for(const KernelRow& row) {
     next_token_nll_of_logits(call.in[0].data(), 0, rows, T, V, call.ids.data(), nll.data(), arg.data());
     ref = nll;
     for (int32_t a : arg) ref.push_back(static_cast<float>(a));
+  } else if (k == "log_softmax") {  // dims: rows, V
+    const int64_t rows = row.dims[0];
+    const int V = static_cast<int>(row.dims[1]);
+    call.in = {random_floats(rows * V, g, 4)};
+    ref = call.in[0];
+    log_softmax_rows_cpu(ref.data(), rows, V);
+  } else if (k == "kl_next_token") {  // dims: rows, T, V, and how far the reference is (its logits' noise × 1000)
+    const int64_t rows = row.dims[0];
+    const int T = static_cast<int>(row.dims[1]), V = static_cast<int>(row.dims[2]);
+    std::vector<float> lg = random_floats(rows * V, g, 4), noise = random_floats(rows * V, g, static_cast<float>(row.dims[3]) / 1000);
+    std::vector<float> lp(lg.size());
+    for (size_t i = 0; i < lg.size(); ++i) lp[i] = lg[i] + noise[i];
+    log_softmax_rows_cpu(lp.data(), rows, V);
+    call.in = {lg, lp};
+    for (int64_t r = 0; r < rows; ++r) call.ids.push_back(static_cast<int32_t>((r * 7919) % V));
+    std::vector<float> kl(rows), nll(rows / T * (T - 1));
+    kl_next_token_rows_cpu(lg.data(), lp.data(), rows, T, V, call.ids.data(), kl.data(), nll.data());
+    ref = kl;
+    ref.insert(ref.end(), nll.begin(), nll.end());
   }
   return {call, ref};
 }
@@ -648,5 +723,7 @@ INSTANTIATE_TEST_SUITE_P(
                       KernelRow{"attention", {2, 33, 8, 8, 64, 0}, 2e-5}, KernelRow{"attention", {3, 40, 8, 2, 32, 0}, 2e-5},
                       KernelRow{"attention", {1, 64, 4, 1, 128, 16}, 2e-5}, KernelRow{"attention", {2, 17, 6, 3, 8, 5}, 2e-5},
                       KernelRow{"swiglu", {100003}, 1e-6}, KernelRow{"add", {100003}, 0}, KernelRow{"add_bias", {37, 515}, 0},
-                      KernelRow{"next_token_nll", {64, 16, 512}, 1e-5}, KernelRow{"next_token_nll", {30, 10, 32000}, 1e-5}),
+                      KernelRow{"next_token_nll", {64, 16, 512}, 1e-5}, KernelRow{"next_token_nll", {30, 10, 32000}, 1e-5},
+                      KernelRow{"log_softmax", {20, 32000}, 1e-5}, KernelRow{"log_softmax", {33, 7}, 1e-5},
+                      KernelRow{"kl_next_token", {64, 16, 512, 4000}, 1e-5}, KernelRow{"kl_next_token", {30, 10, 32000, 10}, 1e-6}),
     row_name);

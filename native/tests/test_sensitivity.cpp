@@ -2,15 +2,19 @@
 // apply (prune_model + save_gguf, loaded back), its logits from the plain forward pass, and the loss increase
 // and KL divergence computed here in double precision.
 #include <cmath>
+#include <memory>
 #include <random>
+#include <tuple>
 
 #include "core/apply/apply.h"
 #include "core/error.h"
 #include "core/forward/forward.h"
 #include "core/load/model.h"
 #include "core/apply/save_gguf.h"
+#include "core/measure/removal_parts.h"
 #include "core/measure/sensitivity.h"
 #include "core/synthetic/synthetic_model.h"
+#include "cpu_block_runner.h"
 #include "forward_util.h"
 #include "test_util.h"
 
@@ -189,4 +193,86 @@ TEST(Sensitivity, PartialCutsMatchTheSlicedModel) {
   bad.mlp[1].units.push_back(24);
   bad.mlp[1].means.push_back(0.0f);
   EXPECT_THROW(measure_removal_damage(*m, toks.data(), n_seqs, T, {}, nullptr, [](int64_t, int64_t) {}, &bad), Error);
+}
+
+// The block-major driver (the GPUs' path) on CPU runners against the CPU driver: the same sums whether the
+// group's hidden states are held by the runner, halved into smaller groups to fit, kept on the host, or
+// split between two runners; and each block's weights loaded once per group plus once per removal in it.
+TEST(Sensitivity, BlockMajorDriverMatchesTheCpuDriver) {
+  test::TempDir t;
+  SyntheticSpec spec;
+  ModelConfig& c = spec.config;
+  c.dim = 32;
+  c.vocab = 120;
+  c.head_dim = 8;
+  c.layers.assign(3, LayerShape{4, 2, 24, false, false, false});
+  c.layers[1].n_head = 0;  // a block without attention: its attention removals are not measured
+  c.layers[1].n_kv_head = 0;
+  spec.seed = 21;
+  write_synthetic_gguf(spec, t.file("base.gguf"));
+  auto m = load_model(t.file("base.gguf"));
+  const int L = 3, T = 9, n_seqs = 5, V = c.vocab, hd = c.head_dim;
+  std::vector<int32_t> toks;
+  for (int i = 0; i < n_seqs * T; ++i) toks.push_back((i * 31 + 5) % V);
+  std::mt19937 g(8);
+  std::normal_distribution<float> n(0, 0.3f);
+  SublayerMeans sm;
+  PartialCuts cuts;
+  for (int l = 0; l < L; ++l) {
+    std::vector<float> a(c.dim), f(c.dim);
+    for (float& x : a) x = n(g);
+    for (float& x : f) x = n(g);
+    sm.attn_out.push_back(a);
+    sm.mlp_out.push_back(f);
+    PartialCut ha, ch;
+    if (c.layers[l].n_head > 0) {
+      ha.units = {1, 3};
+      for (int e = 0; e < 2 * hd; ++e) ha.means.push_back(n(g));
+    }
+    ch.units = {2, 7, 19};
+    for (int j = 0; j < 3; ++j) ch.means.push_back(n(g));
+    cuts.attn.push_back(ha);
+    cuts.mlp.push_back(ch);
+  }
+  const auto none = [](int64_t, int64_t) {};
+  const RemovalDamage want = measure_removal_damage(*m, toks.data(), n_seqs, T, sm, nullptr, none, &cuts);
+  const int removals = 2 /*attn, attn cut*/ * 2 + 3 /*mlp, block, mlp cut*/ * 3;
+
+  struct Case {
+    const char* name;
+    int devices;
+    int64_t budget_windows;  // held rows the runner accepts, in windows' worth of every slot
+    int groups;              // groups of windows the driver should run, over all devices
+  };
+  // 5 windows: one group; halved 5 → 3 → 2 to fit two windows (groups of 2, 2, 1); halved to one window
+  // that still does not fit, so on the host (5 groups); 3 + 2 windows on two runners.
+  for (const Case& k : {Case{"held", 1, 100, 1}, Case{"halved to fit", 1, 2, 3}, Case{"host", 1, 0, 5}, Case{"two runners", 2, 100, 2}}) {
+    std::atomic<int> loads{0};
+    RunDevices dev;
+    for (int i = 0; i < k.devices; ++i) dev.cuda_devices.push_back(i);
+    const int64_t budget = k.budget_windows * T * (1 + removals);
+    const removal::DamageSums sums = removal::measure_block_major(*m, toks.data(), n_seqs, T, sm, nullptr, none, &cuts, dev, [&](int, int64_t rows) {
+      return std::make_unique<test::CpuBlockRunner>(*m, T, rows, budget, &loads);
+    });
+    const RemovalDamage got = removal::to_damage(c, &cuts, sums, n_seqs, T);
+    EXPECT_NEAR(got.base_nll, want.base_nll, 1e-6) << k.name;
+    auto same = [&](const std::vector<double>& a, const std::vector<double>& b, const char* what) {
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t l = 0; l < a.size(); ++l) {
+        if (std::isnan(b[l])) {
+          EXPECT_TRUE(std::isnan(a[l])) << k.name << " " << what << " " << l;
+          continue;
+        }
+        EXPECT_NEAR(a[l], b[l], 1e-6 + 1e-5 * std::abs(b[l])) << k.name << " " << what << " block " << l;
+      }
+    };
+    for (auto [g2, w2, what] : {std::tuple{&got.kl, &want.kl, "kl"}, std::tuple{&got.nll, &want.nll, "nll"}, std::tuple{&got.partial_kl, &want.partial_kl, "partial kl"},
+                                std::tuple{&got.partial_nll, &want.partial_nll, "partial nll"}}) {
+      same(g2->attn, w2->attn, what);
+      same(g2->mlp, w2->mlp, what);
+      same(g2->block, w2->block, what);
+    }
+    // the runners that did not fit load nothing; each group loads every block once and each removal's block
+    EXPECT_EQ(loads.load(), k.groups * (L + removals)) << k.name;
+  }
 }

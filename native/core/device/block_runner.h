@@ -79,7 +79,8 @@ class BlockRunner {
   // weights (and the output head's, when room_for_output_head) and the runner's buffers; false (nothing
   // held) when they do not — the caller then passes host batches. put/get copy rows [row0, row0 + rows) of
   // the held states from/to the host.
-  virtual bool hold_hidden_states(int64_t rows, bool room_for_output_head = true) = 0;
+  // reference_rows: room beside them for keep_reference's log-probabilities of that many rows.
+  virtual bool hold_hidden_states(int64_t rows, bool room_for_output_head = true, int64_t reference_rows = 0) = 0;
   virtual void put_hidden(int64_t row0, const float* host, int64_t rows) = 0;
   virtual void get_hidden(int64_t row0, float* host, int64_t rows) = 0;
 
@@ -91,6 +92,14 @@ class BlockRunner {
   // the greedy prediction there into argmax unless it is null — the logits never leave the GPU. tokens: the
   // batch's ids [n_seqs · seq_len]. Twin of ep::next_token_nll.
   virtual void next_token_nll(const BlockBatch& batch, const int32_t* tokens, float* nll, int32_t* argmax) = 0;
+
+  // The measured sensitivities (core/measure/sensitivity_block_major.cpp), with the output head loaded: the
+  // log-probabilities of a batch's final states kept on the device as the reference ([rows, vocab] floats),
+  // then for a later batch of the same shape KL(reference ‖ its next-token distribution) at every row into
+  // kl [n_seqs · seq_len] and −log p(next token) into nll [n_seqs · (seq_len − 1)], on the host; the logits
+  // never leave the GPU. Twins of ep::log_softmax_rows_cpu and ep::kl_next_token_rows_cpu (measure/divergence.h).
+  virtual void keep_reference(const BlockBatch& batch) = 0;
+  virtual void compare_with_reference(const BlockBatch& batch, const int32_t* tokens, float* kl, float* nll) = 0;
 
   // The fused capture (once per runner): after enable_capture, every batch run with y_projected is folded
   // into the loaded block's statistics on the GPU; take_statistics returns them (raw state) and starts the

@@ -8,16 +8,21 @@
 //         better at that text), which is why it is reported but not the default.
 // Every estimator of importance is checked against these numbers.
 //
-// Block-major, in groups of windows: each group's hidden states h_{l−1} are kept; each removal at block l
-// runs from there (block l changed, blocks l+1.. as they are, the output head) and block l then advances
-// the kept states. Cost: about 1.5·L² block passes over the windows, against L for one forward pass; the
-// intact model's log-probabilities of one group are held ([tokens, vocab] floats, groups sized to ≤ 256 MiB).
+// In groups of windows: each removal at block l runs from the group's h_{l−1} (block l changed, blocks l+1..
+// as they are, the output head) and is compared with the intact model's log-probabilities of the group.
+// Cost: about 1.5·L² block passes over the windows (L·(L+1)/2 per kind of part), against L for one forward
+// pass. On the CPU the group's hidden states advance block by block and every removal runs its remaining
+// blocks at once. On GPUs (device.cuda_devices, sensitivity_block_major.cpp) the same sums run block-major: every
+// changed model's hidden states advance through block l together, so each block's weights are uploaded
+// once per group (plus once per removal made in it) instead of once per removal after it; groups are sized
+// to what the GPU holds and split between the GPUs. The divergences are the twins in divergence.h.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <vector>
 
+#include "core/device/batches.h"
 #include "core/load/model.h"
 
 namespace ep {
@@ -50,9 +55,11 @@ struct RemovalDamage {
   PartDamage partial_nll, partial_kl;  // the same for the partial cuts (attn, mlp; block unused): NaN where none
 };
 
-// partial: the partial cuts to measure as well (null: none).
+// partial: the partial cuts to measure as well (null: none). device: the CPU (no cuda_devices) or the GPUs
+// (their matrix products in device.precision: f32 reproduces the CPU's figures to rounding, bf16 adds its
+// rounding of its own to every KL, not yet measured on a GPU).
 RemovalDamage measure_removal_damage(const Model& model, const int32_t* tokens, int n_seqs, int seq_len, const SublayerMeans& means,
                                      const std::atomic<bool>* cancel, const std::function<void(int64_t, int64_t)>& progress,
-                                     const PartialCuts* partial = nullptr);
+                                     const PartialCuts* partial = nullptr, const RunDevices& device = RunDevices{});
 
 }  // namespace ep
