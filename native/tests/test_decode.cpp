@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/forward/forward.h"
 #include "core/load/model.h"
+#include "core/load/stored_matrices.h"
 #include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
 #include "test_util.h"
@@ -16,8 +17,9 @@ using namespace ep;
 
 namespace {
 
-std::unique_ptr<Model> heterogeneous(const test::TempDir& t) {
+std::unique_ptr<Model> heterogeneous(const test::TempDir& t, DType dtype = DType::F32) {
   SyntheticSpec spec;
+  spec.dtype = dtype;
   ModelConfig& c = spec.config;
   c.dim = 48;
   c.vocab = 300;
@@ -25,8 +27,9 @@ std::unique_ptr<Model> heterogeneous(const test::TempDir& t) {
   c.layers = {LayerShape{6, 2, 40, true, true, true}, LayerShape{0, 0, 24, false, true, true}, LayerShape{4, 4, 0, false, true, true},
               LayerShape{6, 3, 32, false, false, false}};
   spec.seed = 23;
-  write_synthetic_gguf(spec, t.file("h.gguf"));
-  return load_model(t.file("h.gguf"));
+  const std::string file = t.file(std::string("h-") + dtype_name(dtype) + ".gguf");
+  write_synthetic_gguf(spec, file);
+  return load_model(file);
 }
 
 }  // namespace
@@ -55,6 +58,39 @@ TEST(Decode, EveryStepMatchesTheFullForward) {
   }
   EXPECT_EQ(s.cache_bytes(), int64_t{T} * (2 + 0 + 4 + 3) * 8 * 2 * 4);
   EXPECT_THROW(s.step(toks.data(), 1, lg.data()), Error);  // full
+}
+
+// A BF16 file: one-token steps read the stored bfloat16 matrices (forward/gemv.h), the batched pass their
+// float32 copies — the same values, so the logits agree to summation order. F16 and F32 files store none.
+TEST(Decode, StepsOnStoredBf16WeightsMatchTheFullForward) {
+  test::TempDir t;
+  for (DType dt : {DType::BF16}) {
+    auto m = heterogeneous(t, dt);
+    const StoredMatrices st = stored_matrices(*m, 0);
+    ASSERT_EQ(st.dtype, dt);
+    ASSERT_NE(st.wq, nullptr);
+    ASSERT_NE(st.w_down, nullptr);
+    ASSERT_NE(stored_output(*m).w, nullptr);
+    const int V = m->config.vocab, T = 12;
+    std::vector<int32_t> toks;
+    for (int i = 0; i < T; ++i) toks.push_back((i * 37 + 3) % V);
+    const std::vector<float> full = test::full_logits(*m, toks);
+    DecodeSession s(*m, T);
+    std::vector<float> lg(V);
+    s.step(toks.data(), 3, lg.data());  // a short prompt: also few rows
+    while (s.pos() < T) {
+      s.step(&toks[s.pos()], 1, lg.data());
+      const int last = s.pos() - 1;
+      double worst = 0;
+      for (int v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(lg[v] - full[static_cast<size_t>(last) * V + v])));
+      EXPECT_LT(worst, 1e-4) << dtype_name(dt) << " position " << last;
+    }
+  }
+  for (DType dt : {DType::F32, DType::F16}) {
+    auto f = heterogeneous(t, dt);
+    EXPECT_EQ(stored_matrices(*f, 0).wq, nullptr);
+    EXPECT_EQ(stored_output(*f).w, nullptr);
+  }
 }
 
 TEST(Decode, RejectsOutOfVocabularyTokens) {

@@ -13,6 +13,33 @@
 
 namespace ep {
 
+namespace {
+
+// Attention of n new positions (from pos) over the cache, themselves included: q [n, qd] → att [n, qd].
+void attend_to_cache(const ModelConfig& c, const LayerShape& s, const float* q, const float* kc, const float* vc, float* att, int pos, int n) {
+  const int hd = c.head_dim, qd = s.n_head * hd, kvd = s.n_kv_head * hd, group = s.n_head / s.n_kv_head;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+#pragma omp parallel if (static_cast<int64_t>(n) * s.n_head * (pos + n) * hd >= kParallelMinWork)
+  {
+    std::vector<float> score(static_cast<size_t>(pos) + n);
+#pragma omp for schedule(static) collapse(2)
+    for (int i = 0; i < n; ++i) {
+      for (int h = 0; h < s.n_head; ++h) {
+        const int p = pos + i, g = h / group;
+        const int j0 = c.sliding_window > 0 ? std::max(0, p - c.sliding_window + 1) : 0, m = p + 1 - j0;
+        const float* qi = &q[static_cast<size_t>(i) * qd + h * hd];
+        for (int j = 0; j < m; ++j) score[j] = simd::dot(qi, kc + static_cast<size_t>(j0 + j) * kvd + g * hd, hd) * scale;
+        const float inv = 1.0f / simd::exp_shift_sum(score.data(), m, simd::max(score.data(), m));
+        float* o = &att[static_cast<size_t>(i) * qd + h * hd];
+        std::fill(o, o + hd, 0.0f);
+        for (int j = 0; j < m; ++j) simd::axpy(score[j] * inv, vc + static_cast<size_t>(j0 + j) * kvd + g * hd, o, hd);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 DecodeSession::DecodeSession(const Model& model, int max_len) : model_(model), max_len_(max_len) {
   if (max_len <= 0) throw Error(ErrorCode::kInvalidArgument, model.path, "decode length must be positive");
   // Token-by-token decoding touches every block per token: converting streamed blocks on each step would be
@@ -20,6 +47,10 @@ DecodeSession::DecodeSession(const Model& model, int max_len) : model_(model), m
   if (model.streams_layers())
     throw Error(ErrorCode::kUnsupported, model.path, "generation needs the model loaded without layer streaming (drop --stream)");
   const ModelConfig& c = model.config;
+  // A one-token step reads every weight once: from the 16-bit originals when the file has them (half the
+  // bytes of the float32 copies the batched products use).
+  for (int l = 0; l < c.n_layers(); ++l) stored_.push_back(stored_matrices(model, l));
+  stored_head_ = stored_output(model);
   k_.resize(c.n_layers());
   v_.resize(c.n_layers());
   for (int l = 0; l < c.n_layers(); ++l) {
@@ -49,46 +80,32 @@ void DecodeSession::step(const int32_t* tokens, int n, float* logits, const std:
   RopeTables rope;
   rope_tables(c, pos_, n, rope.cos, rope.sin);
   embed_tokens(model_, tokens, n, x.data());
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   for (int l = 0; l < c.n_layers(); ++l) {
     throw_if_cancelled(cancel);
     const LayerShape& s = c.layers[l];
     const LayerWeights& w = model_.layers[l];
     if (s.n_head > 0) {
-      const int qd = s.n_head * hd, kvd = s.n_kv_head * hd, group = s.n_head / s.n_kv_head;
-      attention_qkv(c, s, w, x.data(), n, n, rope, buf);  // the n new positions, tables from pos_
+      const int kvd = s.n_kv_head * hd;
+      attention_qkv(c, s, w, x.data(), n, n, rope, buf, &stored_[l]);  // the n new positions, tables from pos_
       std::copy_n(buf.k.data(), static_cast<size_t>(n) * kvd, &k_[l][static_cast<size_t>(pos_) * kvd]);
       std::copy_n(buf.v.data(), static_cast<size_t>(n) * kvd, &v_[l][static_cast<size_t>(pos_) * kvd]);
-      const float* kc = k_[l].data();
-      const float* vc = v_[l].data();
-      // Attention of each new position over the cache (itself included).
-#pragma omp parallel
-      {
-        std::vector<float> score(static_cast<size_t>(pos_) + n);
-#pragma omp for schedule(static) collapse(2)
-        for (int i = 0; i < n; ++i) {
-          for (int h = 0; h < s.n_head; ++h) {
-            const int p = pos_ + i, g = h / group;
-            const int j0 = c.sliding_window > 0 ? std::max(0, p - c.sliding_window + 1) : 0, m = p + 1 - j0;
-            const float* qi = &buf.q[static_cast<size_t>(i) * qd + h * hd];
-            for (int j = 0; j < m; ++j) score[j] = simd::dot(qi, kc + static_cast<size_t>(j0 + j) * kvd + g * hd, hd) * scale;
-            const float inv = 1.0f / simd::exp_shift_sum(score.data(), m, simd::max(score.data(), m));
-            float* o = &buf.att[static_cast<size_t>(i) * qd + h * hd];
-            std::fill(o, o + hd, 0.0f);
-            for (int j = 0; j < m; ++j) simd::axpy(score[j] * inv, vc + static_cast<size_t>(j0 + j) * kvd + g * hd, o, hd);
-          }
-        }
+      if (pos_ == 0 && n > 1) {
+        // A prompt on an empty cache is one causal window: the batched pass's attention (its K/V rows are
+        // the ones just cached), far faster than a row at a time.
+        causal_attention_cpu(c, s, buf.q.data(), buf.k.data(), buf.v.data(), buf.att.data(), 1, n);
+      } else {
+        attend_to_cache(c, s, buf.q.data(), k_[l].data(), v_[l].data(), buf.att.data(), pos_, n);
       }
     }
-    attention_out(c, l, s, w, x.data(), n, buf, nullptr);
-    mlp_sublayer(c, l, s, w, x.data(), n, buf, nullptr);
+    attention_out(c, l, s, w, x.data(), n, buf, nullptr, &stored_[l]);
+    mlp_sublayer(c, l, s, w, x.data(), n, buf, nullptr, &stored_[l]);
   }
   pos_ += n;
   if (!logits) return;
   const float* last = &x[static_cast<size_t>(n - 1) * d];
   rmsnorm_cpu(last, model_.output_norm, buf.xn.data(), 1, d, c.norm_eps);
-  linear(buf.xn.data(), model_.output, nullptr, logits, 1, d, c.vocab);
+  project(buf.xn.data(), model_.output, stored_head_.w, stored_head_.dtype, nullptr, logits, 1, d, c.vocab);
 }
 
 }  // namespace ep

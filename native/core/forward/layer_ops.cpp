@@ -4,27 +4,35 @@
 
 #include <cmath>
 
+#include "core/forward/gemv.h"
+#include "core/forward/threads.h"
+
 namespace ep {
 
 void linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out) {
+  if (rows <= kGemvMaxRows) {  // decoding: read each weight once (gemv.h)
+    gemv_rows(x, w, DType::F32, y, rows, in, out);
+    if (bias) add_row_bias(y, bias, rows, static_cast<int>(out));
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(out), static_cast<int>(in),
               1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 0.0f, y, static_cast<int>(out));
   if (bias) add_row_bias(y, bias, rows, static_cast<int>(out));
 }
 
 void add_inplace(float* x, const float* y, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
 void add_row_bias(float* x, const float* b, int64_t rows, int n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n >= kParallelMinWork)
   for (int64_t r = 0; r < rows; ++r)
     for (int j = 0; j < n; ++j) x[r * n + j] += b[j];
 }
 
 void swiglu(float* gate, const float* up, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -51,7 +59,7 @@ void apply_rope(const ModelConfig& c, float* x, int64_t rows, int period, int n_
                 const std::vector<float>& sin_t) {
   const int hd = c.head_dim, half = hd / 2;
   const bool interleaved = c.rope_layout == RopeLayout::kInterleaved;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n_heads * hd >= kParallelMinWork)
   for (int64_t r = 0; r < rows; ++r) {
     const int pos = static_cast<int>(r % period);
     const float* cs = &cos_t[static_cast<size_t>(pos) * half];

@@ -2,10 +2,12 @@
 
 #include <cmath>
 
+#include "core/forward/threads.h"
+
 namespace ep {
 
 void rmsnorm_cpu(const float* x, const float* w, float* y, int64_t rows, int dim, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * dim >= kParallelMinWork)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
     float* yr = y + r * dim;
