@@ -67,6 +67,37 @@ describe('forward pass', () => {
     expect(epsIgnored).toBeGreaterThan(1e-2);
   });
 
+  it('Llama-3 RoPE scaling (theta 500,000, factor 8 beyond an original context of 64) is read and used: ignored, it would fail', async () => {
+    // TinyStories-656K with Llama 3.1's rope_scaling in config.json; the float64 reference implements the
+    // rule on its own. The original context is set short so that a 16-wide head has a frequency of each kind:
+    // wavelength 6.3 kept (< 64/4), 32.4 blended, 167 and beyond stretched.
+    const src = dataFile(TINY_HF);
+    const dir = path.join(tempDir(), 'llama3-rope');
+    fs.mkdirSync(dir);
+    for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    fs.chmodSync(path.join(dir, 'config.json'), 0o644);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    Object.assign(cfg, { rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } });
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    const model = await loadModel(dir);
+    expect(model.info.ropeScaling).toBe('llama3');
+    const ids = Array.from(tokenizerFor(model).encode(fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 2000), { bos: true }).subarray(0, 64));
+    const logits = await model.handle.evaluate({ tokens: Int32Array.from(ids), nSeqs: 1, seqLen: ids.length, output: 'logits' }).promise;
+    const V = model.info.vocab;
+    const diff = (ref: Float64Array[]) => {
+      let m = 0;
+      for (let t = 0; t < ids.length; t++) for (let j = 0; j < V; j++) m = Math.max(m, Math.abs(ref[t][j] - logits[t * V + j]));
+      return m;
+    };
+    const agree = diff(new HfLlamaReference(dir).logits(ids));
+    const unscaled = new HfLlamaReference(dir);
+    unscaled.cfg.rope_scaling = null;
+    const ignored = diff(unscaled.logits(ids));
+    console.log(`llama3 RoPE scaling: engine vs reference ${agree.toExponential(2)}; an engine ignoring the scaling would be off by ${ignored.toExponential(2)}`);
+    expect(agree).toBeLessThan(1e-3);
+    expect(ignored).toBeGreaterThan(1e-2);
+  });
+
   it('stories260K: first step after BOS matches the documented float64 reference', async () => {
     const model = await loadModel(dataFile(STORIES_GGUF));
     const logits = await model.handle.evaluate({ tokens: Int32Array.from([1]), nSeqs: 1, seqLen: 1, output: 'logits' }).promise;

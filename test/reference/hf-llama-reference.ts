@@ -40,6 +40,7 @@ export class HfLlamaReference {
     vocab_size: number;
     rms_norm_eps: number;
     rope_theta?: number;
+    rope_scaling?: { rope_type?: string; type?: string; factor: number; low_freq_factor?: number; high_freq_factor?: number; original_max_position_embeddings: number } | null;
   };
 
   constructor(dir: string) {
@@ -90,7 +91,22 @@ export class HfLlamaReference {
     let h = tokens.map((id) => emb.slice(id * d, (id + 1) * d));
     const T = tokens.length;
     // cos/sin [T][hd]: emb = cat(freqs, freqs)
-    const invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / hd));
+    let invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / hd));
+    const rs = c.rope_scaling;
+    if (rs && (rs.rope_type ?? rs.type) === 'llama3') {
+      // Llama 3.1's rule as Hugging Face transformers states it: wavelengths beyond original/low_freq_factor
+      // are stretched by `factor`, those below original/high_freq_factor kept, a linear blend in between.
+      const low = rs.low_freq_factor ?? 1;
+      const high = rs.high_freq_factor ?? 4;
+      const orig = rs.original_max_position_embeddings;
+      invFreq = invFreq.map((f) => {
+        const wavelen = (2 * Math.PI) / f;
+        if (wavelen < orig / high) return f;
+        if (wavelen > orig / low) return f / rs.factor;
+        const smooth = (orig / wavelen - low) / (high - low);
+        return ((1 - smooth) * f) / rs.factor + smooth * f;
+      });
+    }
     const rope = (v: Float64Array, heads: number, pos: number) => {
       const out = new Float64Array(v.length);
       for (let hh = 0; hh < heads; hh++) {
