@@ -142,6 +142,12 @@ export interface NativeAnalysis {
   device: string;
   /** GPU memory the calibration held at most (0 on the CPU) */
   peakDeviceBytes: number;
+  /** seconds: the windows through the model with the capture; the estimators; block-major only (else 0):
+   * its pass without and its pass with the capture */
+  calibrateSeconds: number;
+  estimatorsSeconds: number;
+  forwardSeconds: number;
+  captureSeconds: number;
 }
 
 /** per block: one figure for removing its attention, its MLP, the whole block (NaN where absent) */

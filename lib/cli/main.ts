@@ -13,7 +13,7 @@ import { addPlannerOptions, plannerOptions, ratioOption, type PlannerCliOptions 
 import { registerSynthCommand } from './synth-command';
 
 import { perplexity } from '../evaluate/perplexity';
-import { analyzeToFile } from '../measure/analyze';
+import { analyzeToFile, type AnalyzeStages } from '../measure/analyze';
 import { readAnalysis } from '../measure/analysis';
 import { plan as makePlan, PlanOptions } from '../plan/planner';
 import { PlanMethod, PruningPlan, writePlan } from '../plan/plan';
@@ -130,13 +130,14 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
   bar.finish();
   const a = r.analysis;
   if (o.json) {
-    process.stdout.write(JSON.stringify({ output: o.output, seconds: r.seconds, threads, device: r.device, peakDeviceBytes: r.peakDeviceBytes, tokens: a.calibration.tokens, blocks: a.blocks.map((b) => ({ index: b.index, te: b.te, teAttn: b.teAttn, teMlp: b.teMlp, cosine: b.cosine })) }) + '\n');
+    process.stdout.write(JSON.stringify({ output: o.output, seconds: r.seconds, stages: r.stages, threads, device: r.device, peakDeviceBytes: r.peakDeviceBytes, tokens: a.calibration.tokens, blocks: a.blocks.map((b) => ({ index: b.index, te: b.te, teAttn: b.teAttn, teMlp: b.teMlp, cosine: b.cosine })) }) + '\n');
     return;
   }
   const c = a.calibration;
   const lines = [
     `analysis written to ${o.output} (+ ${a.means.file}) in ${r.seconds.toFixed(2)} s on ${r.device}${r.peakDeviceBytes ? ` (peak GPU memory ${(r.peakDeviceBytes / 2 ** 30).toFixed(2)} GiB)` : ''}`,
     `calibration: ${c.samples} × ${c.seqLen} tokens from ${c.file} (seed ${c.seed})${c.projected ? `, hidden states projected to ${c.jointDim} dims` : ''}`,
+    stagesLine(r.stages),
     'block        TE    TE_attn     TE_mlp   cos(h_in,h_out)   head entropy (min..max)   channel entropy (min..max)',
     ...a.blocks.map((b) => {
       const range = (xs: number[] | undefined) => (xs && xs.length ? `${Math.min(...xs).toFixed(3)}..${Math.max(...xs).toFixed(3)}` : '-');
@@ -145,6 +146,13 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     ...sensitivityLines(a),
   ];
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Where analyze's time went. */
+export function stagesLine(s: AnalyzeStages): string {
+  const f = (x: number) => `${x.toFixed(2)} s`;
+  const passes = s.forward !== undefined ? ` (forward ${f(s.forward)} + with capture ${f(s.capture ?? 0)})` : '';
+  return `time: tokenize ${f(s.tokenize)}, calibrate ${f(s.calibrate)}${passes}, estimators ${f(s.estimators)}, sensitivity ${f(s.sensitivity)}`;
 }
 
 /** The measured sensitivities beside the stream-targeted TE, and each estimator's rank agreement. */

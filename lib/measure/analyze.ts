@@ -86,10 +86,26 @@ export interface AnalyzeResult {
   /** one mean by block and name: with it the result is the `analysis` option of `applyPlan` */
   mean(block: number, name: MeanName): Float64Array | undefined;
   seconds: number;
+  /** where the time went, in seconds (`stages.calibrate` includes `forward` and `capture` when block-major) */
+  stages: AnalyzeStages;
   /** what ran the calibration blocks: "cpu" or the GPU (name, precision, GEMM backend) */
   device: string;
   /** the most GPU memory held (0 on the CPU) */
   peakDeviceBytes: number;
+}
+
+export interface AnalyzeStages {
+  /** the calibration text into tokens */
+  tokenize: number;
+  /** the calibration windows through the model with the statistics capture */
+  calibrate: number;
+  /** block-major runs only: the pass without the capture (a plain forward) and the pass with it */
+  forward?: number;
+  capture?: number;
+  /** transfer entropies, unit entropies and means from the captured statistics */
+  estimators: number;
+  /** the measured sensitivities (0 when skipped) */
+  sensitivity: number;
 }
 
 /**
@@ -131,7 +147,9 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   // A text needs a tokenizer: the model's own unless one is given (pre-tokenized ids need none).
   const tokenizer = o.tokenizer ?? (/\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model));
   o.onTokenizeProgress?.({ done: 0, total: 1 });
+  const tokenizeStarted = process.hrtime.bigint();
   const { kind, stream } = await calibrationStreamAsync(o.calib, tokenizer, o.signal);
+  const tokenizeSeconds = Number(process.hrtime.bigint() - tokenizeStarted) / 1e9;
   o.onTokenizeProgress?.({ done: 1, total: 1 });
   const calib = sampleCalibration(o.calib, kind, stream, info.vocab, { samples: o.samples, seqLen, seed: o.seed });
   const started = process.hrtime.bigint();
@@ -195,6 +213,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     };
   });
   let sensitivity: MeasuredSensitivity | undefined;
+  const sensitivityStarted = process.hrtime.bigint();
   if (o.sensitivity !== false) {
     const so = typeof o.sensitivity === 'object' ? o.sensitivity : {};
     const sSeqLen = Math.max(2, Math.min(so.seqLen ?? 512, seqLen));
@@ -227,6 +246,13 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
       agreementWithLoss: { 'stream-te': agreement(blocks, m, 'stream-te'), 'output-te': agreement(blocks, m, 'output-te') },
     };
   }
+  const stages: AnalyzeStages = {
+    tokenize: tokenizeSeconds,
+    calibrate: r.calibrateSeconds,
+    ...(r.forwardSeconds > 0 ? { forward: r.forwardSeconds, capture: r.captureSeconds } : {}),
+    estimators: r.estimatorsSeconds,
+    sensitivity: sensitivity ? Number(process.hrtime.bigint() - sensitivityStarted) / 1e9 : 0,
+  };
   const analysis: Omit<Analysis, 'means'> = {
     format: ANALYSIS_FORMAT,
     version: ANALYSIS_VERSION,
@@ -261,7 +287,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     ...(sensitivity ? { sensitivity } : {}),
   };
   const mean = (block: number, name: MeanName) => means.find((m) => m.block === block && m.name === name)?.values;
-  return { analysis, means, mean, seconds, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
+  return { analysis, means, mean, seconds, stages, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
 }
 
 export async function analyzeToFile(model: Model, file: string, o: AnalyzeOptions): Promise<AnalyzeResult & { analysis: Analysis }> {

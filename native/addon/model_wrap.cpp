@@ -204,6 +204,8 @@ class AnalyzeWorker final : public NativeJob {
     MeasureResult r = measure_model(*model_, request, cancel_.get(), report);
     result_ = std::move(r.analysis);
     run_ = std::move(r.run);
+    calibrate_seconds_ = r.calibrate_seconds;
+    estimators_seconds_ = r.estimators_seconds;
   }
   Napi::Value resolve(Napi::Env env) override {
     auto f64 = [&](const std::vector<double>& v) {
@@ -219,6 +221,10 @@ class AnalyzeWorker final : public NativeJob {
     o.Set("ridge", result_.ridge);
     o.Set("device", run_.device);
     o.Set("peakDeviceBytes", static_cast<double>(run_.peak_device_bytes));
+    o.Set("calibrateSeconds", calibrate_seconds_);
+    o.Set("estimatorsSeconds", estimators_seconds_);
+    o.Set("forwardSeconds", run_.forward_seconds);  // block-major only: pass 1 (plain forward) and pass 2 (with the capture)
+    o.Set("captureSeconds", run_.capture_seconds);
     Napi::Array blocks = Napi::Array::New(env, result_.blocks.size());
     for (size_t i = 0; i < result_.blocks.size(); ++i) {
       const BlockAnalysis& b = result_.blocks[i];
@@ -255,6 +261,7 @@ class AnalyzeWorker final : public NativeJob {
   bool streamed_;
   RunDevices device_;
   CalibrationReport run_;
+  double calibrate_seconds_ = 0, estimators_seconds_ = 0;
   CaptureOptions capture_opts_;
   double ridge_;
   std::shared_ptr<std::atomic<bool>> cancel_;

@@ -25,6 +25,8 @@ struct MeasureRequest {
 struct MeasureResult {
   AnalysisResult analysis;
   CalibrationReport run;  // what ran the blocks, and the passes' timings when streamed
+  double calibrate_seconds = 0;   // the windows through the model with the capture attached
+  double estimators_seconds = 0;  // the estimators on the captured statistics (TE, unit entropies, means)
 };
 
 // Throws ep::Error; non-finite activations name the first non-finite tensor of their block.
