@@ -11,6 +11,25 @@ import { awaitNativeJob } from '../lib/util/native-job';
 import { dataFile, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 import { HfLlamaReference } from './reference/hf-llama-reference';
 
+/** A copy of TinyStories-656K whose config.json has `over` merged in. */
+function variantOf(name: string, over: object): string {
+  const src = dataFile(TINY_HF);
+  const dir = path.join(tempDir(), name);
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+  fs.chmodSync(path.join(dir, 'config.json'), 0o644);
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, ...over }));
+  return dir;
+}
+
+/** The largest |reference − engine| over the positions' logits. */
+function maxLogitDiff(ref: Float64Array[], logits: Float32Array, positions: number, V: number): number {
+  let m = 0;
+  for (let t = 0; t < positions; t++) for (let j = 0; j < V; j++) m = Math.max(m, Math.abs(ref[t][j] - logits[t * V + j]));
+  return m;
+}
+
 describe('forward pass', () => {
   it('TinyStories-656K logits agree with an independent float64 reference on 96 positions of real text', async () => {
     const dir = dataFile(TINY_HF);
@@ -21,9 +40,7 @@ describe('forward pass', () => {
     expect(ids.length).toBe(96);
     const logits = await model.handle.evaluate({ tokens: Int32Array.from(ids), nSeqs: 1, seqLen: ids.length, output: 'logits' }).promise;
     const ref = new HfLlamaReference(dir).logits(ids);
-    const V = model.info.vocab;
-    let maxDiff = 0;
-    for (let t = 0; t < ids.length; t++) for (let j = 0; j < V; j++) maxDiff = Math.max(maxDiff, Math.abs(ref[t][j] - logits[t * V + j]));
+    const maxDiff = maxLogitDiff(ref, logits, ids.length, model.info.vocab);
     console.log(`TinyStories-656K: max |logit - float64 reference| over ${ids.length} positions = ${maxDiff.toExponential(3)}`);
     expect(maxDiff).toBeLessThan(1e-3);
   });
@@ -32,26 +49,15 @@ describe('forward pass', () => {
     // A copy of TinyStories-656K with other settings in config.json; the engine and the float64 reference
     // both read them. The same reference with the old values shows how far off an engine that ignored them
     // would be: far beyond the tolerance.
-    const src = dataFile(TINY_HF);
-    const dir = path.join(tempDir(), 'variant');
-    fs.mkdirSync(dir);
-    for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(dataFile(TINY_HF), 'config.json'), 'utf8'));
     const base = { rope_theta: cfg.rope_theta ?? 10000, rms_norm_eps: cfg.rms_norm_eps };
-    Object.assign(cfg, { rope_theta: 500000, rms_norm_eps: 0.05 });
-    fs.chmodSync(path.join(dir, 'config.json'), 0o644);
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    const dir = variantOf('variant', { rope_theta: 500000, rms_norm_eps: 0.05 });
     const model = await loadModel(dir);
     expect(model.info.ropeTheta).toBe(500000);
     const tok = tokenizerFor(model);
     const ids = Array.from(tok.encode(fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 2000), { bos: true }).subarray(0, 64));
     const logits = await model.handle.evaluate({ tokens: Int32Array.from(ids), nSeqs: 1, seqLen: ids.length, output: 'logits' }).promise;
-    const V = model.info.vocab;
-    const diff = (ref: Float64Array[]) => {
-      let m = 0;
-      for (let t = 0; t < ids.length; t++) for (let j = 0; j < V; j++) m = Math.max(m, Math.abs(ref[t][j] - logits[t * V + j]));
-      return m;
-    };
+    const diff = (ref: Float64Array[]) => maxLogitDiff(ref, logits, ids.length, model.info.vocab);
     const reference = new HfLlamaReference(dir);
     const agree = diff(reference.logits(ids));
     const withCfg = (over: object) => {
@@ -71,24 +77,12 @@ describe('forward pass', () => {
     // TinyStories-656K with Llama 3.1's rope_scaling in config.json; the float64 reference implements the
     // rule on its own. The original context is set short so that a 16-wide head has a frequency of each kind:
     // wavelength 6.3 kept (< 64/4), 32.4 blended, 167 and beyond stretched.
-    const src = dataFile(TINY_HF);
-    const dir = path.join(tempDir(), 'llama3-rope');
-    fs.mkdirSync(dir);
-    for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
-    fs.chmodSync(path.join(dir, 'config.json'), 0o644);
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
-    Object.assign(cfg, { rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } });
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    const dir = variantOf('llama3-rope', { rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } });
     const model = await loadModel(dir);
     expect(model.info.ropeScaling).toBe('llama3');
     const ids = Array.from(tokenizerFor(model).encode(fs.readFileSync(dataFile(TINYSTORIES_TEXT), 'utf8').slice(0, 2000), { bos: true }).subarray(0, 64));
     const logits = await model.handle.evaluate({ tokens: Int32Array.from(ids), nSeqs: 1, seqLen: ids.length, output: 'logits' }).promise;
-    const V = model.info.vocab;
-    const diff = (ref: Float64Array[]) => {
-      let m = 0;
-      for (let t = 0; t < ids.length; t++) for (let j = 0; j < V; j++) m = Math.max(m, Math.abs(ref[t][j] - logits[t * V + j]));
-      return m;
-    };
+    const diff = (ref: Float64Array[]) => maxLogitDiff(ref, logits, ids.length, model.info.vocab);
     const agree = diff(new HfLlamaReference(dir).logits(ids));
     const unscaled = new HfLlamaReference(dir);
     unscaled.cfg.rope_scaling = null;

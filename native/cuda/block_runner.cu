@@ -142,13 +142,11 @@ class CudaBlockRunner final : public BlockRunner {
     });
   }
   void keep_reference(const BlockBatch& b) override {
-    if (!head_.matrix) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::keep_reference before load_output_head");
     const int64_t N = static_cast<int64_t>(b.n_seqs) * seq_len_of(b);
-    float* x = batch_rows(b, N);
     translated([&] {
       bind();
-      const int d = c_.dim, V = head_.vocab;
-      if (head_.reference_rows != N) {
+      const int V = head_.vocab;
+      if (head_.matrix && head_.reference_rows != N) {
         arena_.release(head_.reference);
         arena_.release(head_.kl);
         head_.reference = nullptr, head_.kl = nullptr, head_.reference_rows = 0;
@@ -156,15 +154,9 @@ class CudaBlockRunner final : public BlockRunner {
         head_.kl = f32(N);
         head_.reference_rows = N;
       }
-      if (!b.held_row0_valid()) check(cudaMemcpyAsync(x, b.host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
-      rmsnorm_rows(x, head_.norm, lowp_, o_.precision, N, d, c_.norm_eps, stream_);
-      const int pb = precision_bytes(o_.precision);
-      for (int64_t r0 = 0; r0 < N; r0 += head_.chunk_rows) {
-        const int64_t rows = std::min(head_.chunk_rows, N - r0);
-        float* out = head_.reference + r0 * V;
-        linear(static_cast<const char*>(lowp_) + r0 * d * pb, head_.matrix, nullptr, out, rows, d, V);
-        log_softmax_rows(out, out, rows, V, stream_);
-      }
+      // each chunk's logits straight into the reference, then log-softmax in place
+      head_chunks(b, nullptr, "keep_reference", [&](int64_t r0, int64_t rows) { return head_.reference + r0 * V; },
+                  [&](int64_t r0, int64_t rows, float* lg) { log_softmax_rows(lg, lg, rows, V, stream_); });
       check(cudaStreamSynchronize(stream_), "reference log-probabilities");
     });
   }
@@ -174,42 +166,24 @@ class CudaBlockRunner final : public BlockRunner {
     if (!head_.reference || head_.reference_rows != N)
       throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::compare_with_reference without a reference of as many rows (keep_reference)");
     if (T < 2) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::compare_with_reference: sequences of at least 2 tokens");
-    float* x = batch_rows(b, N);
     translated([&] {
       bind();
-      const int d = c_.dim, V = head_.vocab;
-      if (!b.held_row0_valid()) check(cudaMemcpyAsync(x, b.host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
-      check(cudaMemcpyAsync(head_.tokens, tokens, N * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload tokens");
-      rmsnorm_rows(x, head_.norm, lowp_, o_.precision, N, d, c_.norm_eps, stream_);
-      const int pb = precision_bytes(o_.precision);
-      for (int64_t r0 = 0; r0 < N; r0 += head_.chunk_rows) {
-        const int64_t rows = std::min(head_.chunk_rows, N - r0);
-        linear(static_cast<const char*>(lowp_) + r0 * d * pb, head_.matrix, nullptr, head_.logits, rows, d, V);
-        kl_next_token_rows(head_.logits, head_.reference + r0 * V, r0, rows, T, V, head_.tokens, head_.kl, head_.nll, stream_);
-      }
+      const int V = head_.vocab;
+      head_chunks(b, tokens, "compare_with_reference", [&](int64_t, int64_t) { return head_.logits; },
+                  [&](int64_t r0, int64_t rows, float* lg) { kl_next_token_rows(lg, head_.reference + r0 * V, r0, rows, T, V, head_.tokens, head_.kl, head_.nll, stream_); });
       check(cudaMemcpyAsync(kl_host, head_.kl, N * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download divergences");
       check(cudaMemcpyAsync(nll_host, head_.nll, static_cast<int64_t>(b.n_seqs) * (T - 1) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download loss");
       check(cudaStreamSynchronize(stream_), "divergence from the reference");
     });
   }
   void next_token_nll(const BlockBatch& b, const int32_t* tokens, float* nll_host, int32_t* argmax_host) override {
-    if (!head_.matrix) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::next_token_nll before load_output_head");
     const int T = seq_len_of(b);
     if (T < 2) throw Error(ErrorCode::kInvalidArgument, "", "BlockRunner::next_token_nll: sequences of at least 2 tokens");
-    const int64_t N = static_cast<int64_t>(b.n_seqs) * T;
-    float* x = batch_rows(b, N);
     translated([&] {
       bind();
-      const int d = c_.dim, V = head_.vocab;
-      if (!b.held_row0_valid()) check(cudaMemcpyAsync(x, b.host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
-      check(cudaMemcpyAsync(head_.tokens, tokens, N * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload tokens");
-      rmsnorm_rows(x, head_.norm, lowp_, o_.precision, N, d, c_.norm_eps, stream_);
-      const int pb = precision_bytes(o_.precision);
-      for (int64_t r0 = 0; r0 < N; r0 += head_.chunk_rows) {
-        const int64_t rows = std::min(head_.chunk_rows, N - r0);
-        linear(static_cast<const char*>(lowp_) + r0 * d * pb, head_.matrix, nullptr, head_.logits, rows, d, V);
-        next_token_nll_rows(head_.logits, r0, rows, T, V, head_.tokens, head_.nll, argmax_host ? head_.argmax : nullptr, stream_);
-      }
+      const int V = head_.vocab;
+      head_chunks(b, tokens, "next_token_nll", [&](int64_t, int64_t) { return head_.logits; },
+                  [&](int64_t r0, int64_t rows, float* lg) { next_token_nll_rows(lg, r0, rows, T, V, head_.tokens, head_.nll, argmax_host ? head_.argmax : nullptr, stream_); });
       const int64_t out = static_cast<int64_t>(b.n_seqs) * (T - 1);
       check(cudaMemcpyAsync(nll_host, head_.nll, out * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download loss");
       if (argmax_host)
@@ -409,6 +383,27 @@ class CudaBlockRunner final : public BlockRunner {
       if (to_host_rows) check(cudaMemcpyAsync(to_host_rows, dev, bytes, cudaMemcpyDeviceToHost, stream_), "download hidden states");
       check(cudaStreamSynchronize(stream_), "copy hidden states");
     });
+  }
+  // The output head over a batch's final states, a chunk of rows at a time (the logits of a whole batch
+  // would not fit): the rows uploaded when on the host, the tokens when given, the final norm, then for each
+  // chunk the logits written where dest(r0, rows) says and handed to use(r0, rows, logits). Shared by
+  // next_token_nll and the sensitivity's keep_reference / compare_with_reference. Call inside translated().
+  template <typename Dest, typename Use>
+  void head_chunks(const BlockBatch& b, const int32_t* tokens, const char* who, Dest dest, Use use) {
+    if (!head_.matrix) throw Error(ErrorCode::kInvalidArgument, "", std::string("BlockRunner::") + who + " before load_output_head");
+    const int64_t N = static_cast<int64_t>(b.n_seqs) * seq_len_of(b);
+    const int d = c_.dim, V = head_.vocab;
+    float* x = batch_rows(b, N);
+    if (!b.held_row0_valid()) check(cudaMemcpyAsync(x, b.host, N * d * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload activations");
+    if (tokens) check(cudaMemcpyAsync(head_.tokens, tokens, N * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload tokens");
+    rmsnorm_rows(x, head_.norm, lowp_, o_.precision, N, d, c_.norm_eps, stream_);
+    const int pb = precision_bytes(o_.precision);
+    for (int64_t r0 = 0; r0 < N; r0 += head_.chunk_rows) {
+      const int64_t rows = std::min(head_.chunk_rows, N - r0);
+      float* lg = dest(r0, rows);
+      linear(static_cast<const char*>(lowp_) + r0 * d * pb, head_.matrix, nullptr, lg, rows, d, V);
+      use(r0, rows, lg);
+    }
   }
   // Device bytes of the largest block's weights in the compute precision (what load_block will need), or —
   // with_head — of the output head with its logits and loss buffers if that is more (load_output_head).

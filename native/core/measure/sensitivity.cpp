@@ -48,7 +48,7 @@ class GroupRunner {
     linear(scratch_.xn.data(), model_.output, nullptr, out.data(), rows_, d, V);
   }
 
-  // The intact model's log-probabilities from h_{from} (into ref) and its summed next-token NLL.
+  // The intact model's log-probabilities from the embeddings x (into ref) and its summed next-token NLL.
   double reference(std::vector<float>& x, std::vector<float>& ref) {
     finish(x, 0, ref);
     log_softmax_rows_cpu(ref.data(), rows_, model_.config.vocab);
