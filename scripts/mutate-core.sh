@@ -17,7 +17,7 @@ mkdir -p "$WORK"
 rm -rf "$SRC"
 mkdir -p "$SRC"
 # the tracked tree as committed plus working changes, without build outputs
-git ls-files -z --cached --others --exclude-standard | grep -zv '^prebuilds/' | xargs -0 cp --parents -t "$SRC"
+git ls-files -z --cached --others --exclude-standard | grep -zv '^prebuilds/' | xargs -0 cp -p --parents -t "$SRC"  # -p: timestamps kept, so a rerun rebuilds only what changed
 # CPU only: the CPU suite is what judges the mutants (the CUDA twins are not mutated)
 cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DENTROPRUNE_CUDA=OFF >/dev/null
 cmake --build "$WORK/build" -j"$(nproc)" >/dev/null

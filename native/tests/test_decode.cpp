@@ -93,6 +93,37 @@ TEST(Decode, StepsOnStoredBf16WeightsMatchTheFullForward) {
   }
 }
 
+// A sliding window (Mistral-style): the prompt step uses the batched attention, the one-token steps the
+// cache loop — both must see exactly the last `window` positions, as the full forward does.
+TEST(Decode, SlidingWindowStepsMatchTheFullForward) {
+  test::TempDir t;
+  auto m = heterogeneous(t);
+  m->config.sliding_window = 4;  // (llama GGUF metadata has no window: set on the loaded config)
+  const int V = m->config.vocab, T = 14;
+  std::vector<int32_t> toks;
+  for (int i = 0; i < T; ++i) toks.push_back((i * 53 + 11) % V);
+  const std::vector<float> full = test::full_logits(*m, toks);
+  m->config.sliding_window = 0;
+  const std::vector<float> unwindowed = test::full_logits(*m, toks);
+  m->config.sliding_window = 4;
+  DecodeSession s(*m, T);
+  std::vector<float> lg(V);
+  s.step(toks.data(), 6, lg.data());  // longer than the window: the batched path windows too
+  double farthest_from_unwindowed = 0;
+  while (s.pos() < T) {
+    s.step(&toks[s.pos()], 1, lg.data());
+    const int last = s.pos() - 1;
+    double worst = 0, other = 0;
+    for (int v = 0; v < V; ++v) {
+      worst = std::max(worst, static_cast<double>(std::fabs(lg[v] - full[static_cast<size_t>(last) * V + v])));
+      other = std::max(other, static_cast<double>(std::fabs(lg[v] - unwindowed[static_cast<size_t>(last) * V + v])));
+    }
+    EXPECT_LT(worst, 1e-4) << "position " << last;
+    farthest_from_unwindowed = std::max(farthest_from_unwindowed, other);
+  }
+  EXPECT_GT(farthest_from_unwindowed, 1e-2);  // the window changes these logits: the check can fail
+}
+
 TEST(Decode, RejectsOutOfVocabularyTokens) {
   test::TempDir t;
   auto m = heterogeneous(t);

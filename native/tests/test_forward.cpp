@@ -175,6 +175,31 @@ TEST(Forward, HeterogeneousModelMatchesDoubleReference) {
   EXPECT_LT(max_diff, 2e-4) << "max |logit - reference|";
 }
 
+// An RMSNorm epsilon other than 1e-5 (read from the file) against the double reference, which uses the
+// same one: an engine that ignored it would be off by far more than the tolerance (checked here too).
+TEST(Forward, OtherNormEpsilonMatchesReference) {
+  test::TempDir tmp;
+  SyntheticSpec spec;
+  spec.config = hetero_config(RopeLayout::kInterleaved);
+  spec.config.norm_eps = 0.02f;
+  spec.seed = 9;
+  write_synthetic_gguf(spec, tmp.file("eps.gguf"));
+  auto m = load_model(tmp.file("eps.gguf"));
+  ASSERT_FLOAT_EQ(m->config.norm_eps, 0.02f);
+  const int T = 20, V = m->config.vocab;
+  const std::vector<int32_t> seq = some_tokens(T, V, 4);
+  const std::vector<float> logits = test::full_logits(*m, seq);
+  auto max_diff = [&](const std::vector<std::vector<double>>& ref) {
+    double worst = 0;
+    for (int t = 0; t < T; ++t)
+      for (int j = 0; j < V; ++j) worst = std::max(worst, std::abs(ref[t][j] - logits[static_cast<size_t>(t) * V + j]));
+    return worst;
+  };
+  EXPECT_LT(max_diff(reference_logits(*m, seq)), 2e-4);
+  m->config.norm_eps = 1e-5f;  // what an engine ignoring the file's epsilon would compute
+  EXPECT_GT(max_diff(reference_logits(*m, seq)), 1e-2);
+}
+
 TEST(Forward, HalfRopeLayoutMatchesReference) {
   test::TempDir tmp;
   SyntheticSpec spec;
