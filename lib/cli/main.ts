@@ -149,7 +149,7 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
 }
 
 /** Where analyze's time went. */
-export function stagesLine(s: AnalyzeStages): string {
+function stagesLine(s: AnalyzeStages): string {
   const f = (x: number) => `${x.toFixed(2)} s`;
   const passes = s.forward !== undefined ? ` (forward ${f(s.forward)} + with capture ${f(s.capture ?? 0)})` : '';
   return `time: tokenize ${f(s.tokenize)}, calibrate ${f(s.calibrate)}${passes}, estimators ${f(s.estimators)}, sensitivity ${f(s.sensitivity)}`;

@@ -47,7 +47,7 @@ DecodeSession::DecodeSession(const Model& model, int max_len) : model_(model), m
   if (model.streams_layers())
     throw Error(ErrorCode::kUnsupported, model.path, "generation needs the model loaded without layer streaming (drop --stream)");
   const ModelConfig& c = model.config;
-  // A one-token step reads every weight once: from the 16-bit originals when the file has them (half the
+  // A one-token step reads every weight once: from the bfloat16 originals when the file has them (half the
   // bytes of the float32 copies the batched products use).
   for (int l = 0; l < c.n_layers(); ++l) stored_.push_back(stored_matrices(model, l));
   stored_head_ = stored_output(model);
@@ -105,7 +105,7 @@ void DecodeSession::step(const int32_t* tokens, int n, float* logits, const std:
   if (!logits) return;
   const float* last = &x[static_cast<size_t>(n - 1) * d];
   rmsnorm_cpu(last, model_.output_norm, buf.xn.data(), 1, d, c.norm_eps);
-  project(buf.xn.data(), model_.output, stored_head_.w, stored_head_.dtype, nullptr, logits, 1, d, c.vocab);
+  linear(buf.xn.data(), model_.output, nullptr, logits, 1, d, c.vocab, stored_head_);
 }
 
 }  // namespace ep

@@ -30,8 +30,8 @@ class DecodeSession {
   int max_len_;
   int pos_ = 0;
   std::vector<std::vector<float>> k_, v_;  // per layer [max_len, n_kv_head*head_dim], RoPE already applied to k
-  std::vector<StoredMatrices> stored_;     // per layer: the 16-bit matrices as stored, read by one-token steps
-  StoredMatrix stored_head_;
+  std::vector<StoredMatrices> stored_;     // per layer: the bfloat16 matrices as stored, read by one-token steps
+  const uint16_t* stored_head_ = nullptr;  // the output head's, likewise
 };
 
 }  // namespace ep

@@ -88,15 +88,6 @@ void embed_tokens(const Model& model, const int32_t* tokens, int64_t n, float* x
   for (int64_t r = 0; r < n; ++r) std::copy_n(model.tok_embd + static_cast<int64_t>(tokens[r]) * d, d, &x[r * d]);
 }
 
-void project(const float* x, const float* w32, const void* stored, DType stored_type, const float* bias, float* y, int64_t rows, int64_t in, int64_t out) {
-  if (stored && rows <= kGemvMaxRows) {
-    gemv_rows(x, stored, stored_type, y, rows, in, out);
-    if (bias) add_row_bias(y, bias, rows, static_cast<int>(out));
-  } else {
-    linear(x, w32, bias, y, rows, in, out);
-  }
-}
-
 namespace {
 const StoredMatrices kNoStored;
 }
@@ -106,9 +97,9 @@ void attention_qkv(const ModelConfig& c, const LayerShape& s, const LayerWeights
   const int d = c.dim, qd = s.n_head * c.head_dim, kvd = s.n_kv_head * c.head_dim;
   const StoredMatrices& st = stored ? *stored : kNoStored;
   rmsnorm_cpu(x, w.attn_norm, buf.xn.data(), rows, d, c.norm_eps);
-  project(buf.xn.data(), w.wq, st.wq, st.dtype, w.bq, buf.q.data(), rows, d, qd);   // q [rows, qd]
-  project(buf.xn.data(), w.wk, st.wk, st.dtype, w.bk, buf.k.data(), rows, d, kvd);  // k [rows, kvd]
-  project(buf.xn.data(), w.wv, st.wv, st.dtype, w.bv, buf.v.data(), rows, d, kvd);  // v [rows, kvd]
+  linear(buf.xn.data(), w.wq, w.bq, buf.q.data(), rows, d, qd, st.wq);   // q [rows, qd]
+  linear(buf.xn.data(), w.wk, w.bk, buf.k.data(), rows, d, kvd, st.wk);  // k [rows, kvd]
+  linear(buf.xn.data(), w.wv, w.bv, buf.v.data(), rows, d, kvd, st.wv);  // v [rows, kvd]
   apply_rope(c, buf.q.data(), rows, period, s.n_head, rope.cos, rope.sin);
   apply_rope(c, buf.k.data(), rows, period, s.n_kv_head, rope.cos, rope.sin);
 }
@@ -120,7 +111,7 @@ void attention_out(const ModelConfig& c, int l, const LayerShape& s, const Layer
   if (s.n_head > 0) {
     // a_l goes through its own buffer (not a beta=1 GEMM into x) so that results are bit-identical
     // with and without hooks: the statistics see exactly the numbers the plain forward computes.
-    project(buf.att.data(), w.wo, st.wo, st.dtype, w.bo, buf.tmp.data(), rows, s.n_head * c.head_dim, d);
+    linear(buf.att.data(), w.wo, w.bo, buf.tmp.data(), rows, s.n_head * c.head_dim, d, st.wo);
     if (hk) hk->attn_output(l, buf.tmp.data(), rows, d);
     add_inplace(x, buf.tmp.data(), rows * d);
   } else if (w.bo) {  // removed attention layer whose compensation constant was kept as a bias
@@ -135,11 +126,11 @@ void mlp_sublayer(const ModelConfig& c, int l, const LayerShape& s, const LayerW
   if (s.ffn > 0) {  // m = Wdown · (silu(Wgate xn) ⊙ Wup xn) (+ b_down);  x += m
     const int f = s.ffn;
     rmsnorm_cpu(x, w.ffn_norm, buf.xn.data(), rows, d, c.norm_eps);
-    project(buf.xn.data(), w.w_gate, st.w_gate, st.dtype, nullptr, buf.gate.data(), rows, d, f);  // [rows, f]
-    project(buf.xn.data(), w.w_up, st.w_up, st.dtype, nullptr, buf.up.data(), rows, d, f);      // [rows, f]
+    linear(buf.xn.data(), w.w_gate, nullptr, buf.gate.data(), rows, d, f, st.w_gate);  // [rows, f]
+    linear(buf.xn.data(), w.w_up, nullptr, buf.up.data(), rows, d, f, st.w_up);      // [rows, f]
     swiglu(buf.gate.data(), buf.up.data(), rows * f);
     if (hk) hk->mlp_act(l, buf.gate.data(), rows, f);
-    project(buf.gate.data(), w.w_down, st.w_down, st.dtype, w.b_down, buf.tmp.data(), rows, f, d);
+    linear(buf.gate.data(), w.w_down, w.b_down, buf.tmp.data(), rows, f, d, st.w_down);
     if (hk) hk->mlp_output(l, buf.tmp.data(), rows, d);
     add_inplace(x, buf.tmp.data(), rows * d);
   } else if (w.b_down) {

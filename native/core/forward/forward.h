@@ -72,16 +72,13 @@ void embed_tokens(const Model& model, const int32_t* tokens, int64_t n, float* x
 // between them differs. attention_qkv: RMSNorm, Q/K/V projections into buf.q/k/v and RoPE (row r at table
 // row r % period). attention_out: a = Wo·buf.att (+ bo), x += a (or a removed layer's kept bias).
 // mlp_sublayer: m = Wdown·(silu(Wgate xn) ⊙ Wup xn) (+ b_down), x += m. Hooks may be null. `stored`: the
-// block's 16-bit matrices as stored, used instead of the float32 views for products of a few rows (decoding).
+// block's bfloat16 matrices as stored, read instead of the float32 views by products of a few rows (decoding).
 void attention_qkv(const ModelConfig& c, const LayerShape& s, const LayerWeights& w, const float* x, int64_t rows, int period,
                    const RopeTables& rope, ForwardScratch& buf, const StoredMatrices* stored = nullptr);
 void attention_out(const ModelConfig& c, int l, const LayerShape& s, const LayerWeights& w, float* x, int64_t rows, ForwardScratch& buf,
                    ForwardHooks* hooks, const StoredMatrices* stored = nullptr);
 void mlp_sublayer(const ModelConfig& c, int l, const LayerShape& s, const LayerWeights& w, float* x, int64_t rows, ForwardScratch& buf,
                   ForwardHooks* hooks, const StoredMatrices* stored = nullptr);
-// y[rows, out] = x · Wᵀ (+ bias) from the float32 view w32, or — for few rows, when `stored` is not null —
-// from the stored 16-bit matrix (gemv.h).
-void project(const float* x, const float* w32, const void* stored, DType stored_type, const float* bias, float* y, int64_t rows, int64_t in, int64_t out);
 // Block l in place on x [n_seqs * T, d] (sequences of T tokens, positions from 0), calling the hooks.
 void forward_block(const ModelConfig& c, int l, const LayerWeights& w, float* x, int n_seqs, int T, const RopeTables& rope,
                    ForwardScratch& scratch, ForwardHooks* hooks, const std::atomic<bool>* cancel);

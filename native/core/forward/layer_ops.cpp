@@ -9,9 +9,12 @@
 
 namespace ep {
 
-void linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out) {
+void linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, const uint16_t* w_bf16) {
   if (rows <= kGemvMaxRows) {  // decoding: read each weight once (gemv.h)
-    gemv_rows(x, w, DType::F32, y, rows, in, out);
+    if (w_bf16)
+      gemv_rows(x, w_bf16, DType::BF16, y, rows, in, out);
+    else
+      gemv_rows(x, w, DType::F32, y, rows, in, out);
     if (bias) add_row_bias(y, bias, rows, static_cast<int>(out));
     return;
   }

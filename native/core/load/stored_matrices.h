@@ -2,22 +2,18 @@
 // row at a time and reads each weight once, so reading the 2-byte originals (forward/gemv.h) halves its
 // memory traffic against the float32 copies the model binds (model.h). Null entries: use the float32 views.
 #pragma once
-#include "core/format/dtype.h"
+#include <cstdint>
+
 #include "core/load/model.h"
 
 namespace ep {
 
 struct StoredMatrices {
-  DType dtype = DType::F32;
-  const void *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr, *w_gate = nullptr, *w_up = nullptr, *w_down = nullptr;
-};
-struct StoredMatrix {
-  DType dtype = DType::F32;
-  const void* w = nullptr;
+  const uint16_t *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr, *w_gate = nullptr, *w_up = nullptr, *w_down = nullptr;
 };
 
 // Block l's matrices stored as bfloat16 (others null), and the output head's; all null for F32 and F16 files.
 StoredMatrices stored_matrices(const Model& model, int l);
-StoredMatrix stored_output(const Model& model);
+const uint16_t* stored_output(const Model& model);
 
 }  // namespace ep

@@ -1,8 +1,6 @@
 #include "core/measure/sensitivity.h"
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 
 #include "core/error.h"
 #include "core/forward/forward.h"
