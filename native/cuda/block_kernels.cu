@@ -235,15 +235,10 @@ __global__ void next_token_nll_kernel(const float* __restrict__ lg, int64_t row0
   const float top = mx[0];
   double s = 0;
   for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(l[v] - top);
-  sum[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w /= 2) {
-    if (threadIdx.x < w) sum[threadIdx.x] += sum[threadIdx.x + w];
-    __syncthreads();
-  }
+  const double total = block_sum(s, sum);
   if (threadIdx.x == 0) {
     const int64_t at_out = (row / T) * (T - 1) + t;
-    nll[at_out] = static_cast<float>(log(sum[0]) + top - l[tokens[row + 1]]);
+    nll[at_out] = static_cast<float>(log(total) + top - l[tokens[row + 1]]);
     if (argmax) argmax[at_out] = at[0];
   }
 }
