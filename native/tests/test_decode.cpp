@@ -7,6 +7,7 @@
 #include "core/evaluate/decode.h"
 #include "core/error.h"
 #include "core/forward/forward.h"
+#include "core/forward/gemm_bf16.h"
 #include "core/load/model.h"
 #include "core/load/stored_matrices.h"
 #include "core/synthetic/synthetic_model.h"
@@ -91,6 +92,29 @@ TEST(Decode, StepsOnStoredBf16WeightsMatchTheFullForward) {
     EXPECT_EQ(stored_matrices(*f, 0).wq, nullptr);
     EXPECT_EQ(stored_output(*f), nullptr);
   }
+}
+
+// A BF16 file's prompt pass of more than kGemvMaxRows tokens: where the CPU has AMX-BF16 its products run on
+// the tile unit over bfloat16-rounded activations (forward/gemm_bf16.h), as llama.cpp rounds them for BF16
+// weights; the logits then agree with the float32 forward to that rounding, not to summation order.
+TEST(Decode, LongPromptOnStoredBf16WeightsMatchesTheFullForward) {
+  test::TempDir t;
+  auto m = heterogeneous(t, DType::BF16);
+  const int V = m->config.vocab, T = 20;
+  std::vector<int32_t> toks;
+  for (int i = 0; i < T; ++i) toks.push_back((i * 37 + 3) % V);
+  const std::vector<float> full = test::full_logits(*m, toks);
+  DecodeSession s(*m, T);
+  std::vector<float> lg(V);
+  s.step(toks.data(), T, lg.data());
+  double worst = 0, spread = 0;
+  for (int v = 0; v < V; ++v) {
+    const float want = full[static_cast<size_t>(T - 1) * V + v];
+    worst = std::max(worst, static_cast<double>(std::fabs(lg[v] - want)));
+    spread = std::max(spread, static_cast<double>(std::fabs(want)));
+  }
+  std::printf("bf16 prompt pass: worst logit difference %.3g (largest logit %.3g, AMX %s)\n", worst, spread, gemm_bf16_available() ? "on" : "off");
+  EXPECT_LT(worst, gemm_bf16_available() ? 2e-2 * std::max(1.0, spread) : 1e-4);
 }
 
 // A sliding window (Mistral-style): the prompt step uses the batched attention, the one-token steps the

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/forward/gemm_bf16.h"
 #include "core/forward/gemv.h"
 #include "core/forward/threads.h"
 
@@ -15,6 +16,11 @@ void linear(const float* x, const float* w, const float* bias, float* y, int64_t
       gemv_rows(x, w_bf16, DType::BF16, y, rows, in, out);
     else
       gemv_rows(x, w, DType::F32, y, rows, in, out);
+    if (bias) add_row_bias(y, bias, rows, static_cast<int>(out));
+    return;
+  }
+  if (w_bf16 && gemm_bf16_available()) {  // generation's prompt pass on a BF16 file (gemm_bf16.h)
+    gemm_bf16(x, w_bf16, y, rows, in, out);
     if (bias) add_row_bias(y, bias, rows, static_cast<int>(out));
     return;
   }

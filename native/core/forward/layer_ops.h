@@ -10,7 +10,8 @@ namespace ep {
 
 // y[rows, out] = x[rows, in] · Wᵀ (+ bias), W row-major [out, in] as stored by every format. Few rows
 // (decoding) go through gemv.h, which reads `w_bf16` — the bfloat16 original of W, when given — instead of
-// the float32 view; more rows through BLAS on the float32 view.
+// the float32 view; more rows through gemm_bf16.h on `w_bf16` where the CPU has AMX-BF16, else through BLAS
+// on the float32 view.
 void linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in, int64_t out, const uint16_t* w_bf16 = nullptr);
 
 void add_inplace(float* x, const float* y, int64_t n);
