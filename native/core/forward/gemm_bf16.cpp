@@ -1,9 +1,17 @@
 #include "core/forward/gemm_bf16.h"
 
+// The tile intrinsics need x86-64 Linux and GCC 11 / Clang 12 or later; elsewhere the kernel is absent and
+// gemm_bf16_available() says so (linear() then uses BLAS).
+#if defined(__x86_64__) && defined(__linux__) && ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define EP_HAVE_AMX 1
+#endif
+
+#ifdef EP_HAVE_AMX
 #include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -19,6 +27,7 @@
 
 namespace ep {
 
+#ifdef EP_HAVE_AMX
 namespace {
 
 #define EP_AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
@@ -173,5 +182,15 @@ void gemm_bf16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_
     release_tiles();
   }
 }
+
+#else  // no AMX kernel in this build
+
+bool gemm_bf16_available() { return false; }
+
+void gemm_bf16(const float*, const uint16_t*, float*, int64_t, int64_t, int64_t) {
+  throw Error(ErrorCode::kInvalidArgument, "", "gemm_bf16: built without the AMX kernel (x86-64 Linux, GCC 11 or Clang 12 and later)");
+}
+
+#endif
 
 }  // namespace ep
