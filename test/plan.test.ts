@@ -84,7 +84,9 @@ describe('DFS compensation', () => {
     expect(r2.chosen.some((x) => x.kind === 'block') && r2.chosen.some((x) => x.block === 0 && x.kind !== 'block')).toBe(false);
   });
 
-  it('finishes in well under a second for 80 blocks', () => {
+  // A wall-clock bound means nothing under Stryker's instrumentation (this search then takes ~16 s): skipped
+  // there (stryker.config.mjs); the search's results are pinned by the tests around it.
+  it.skipIf(process.env.STRYKER_MUTATOR_WORKER !== undefined)('finishes in well under a second for 80 blocks', () => {
     let s = 3;
     const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
     const c: Candidate[] = [];

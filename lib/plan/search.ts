@@ -117,7 +117,7 @@ export function dfsSearch(candidates: Candidate[], need: number, windowHi: numbe
   };
   visit2(0, 0, 0);
   const chosen = fb.map((j) => c[j]);
-  return { chosen, removed: chosen.reduce((s, x) => s + x.params, 0), cost: fbCost === Infinity ? 0 : fbCost, nodes: nodes + fbNodes, inWindow: false, truncated };
+  return { chosen, removed: chosen.reduce((s, x) => s + x.params, 0), cost: fbCost === Infinity ? 0 : fbCost, nodes: nodes + fbNodes, inWindow: false, truncated: truncated || fbNodes > nodeLimit };
 }
 
 export function greedySearch(candidates: Candidate[], need: number, windowHi: number): SearchResult {

@@ -1,0 +1,763 @@
+// The planner's parts pinned to values worked out by hand on small synthetic inputs, for the branches the
+// other planner tests reach only through tolerances and properties (found by mutation testing,
+// docs/MUTATION.md). No model needed.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { attentionParams, blockParams, countedParams, mlpParams, wholeModelParams } from '../lib/plan/accounting';
+import { allocateByMarginalCost } from '../lib/plan/allocation';
+import { waterFillRatios } from '../lib/plan/block-ratios';
+import { defaultK, kmeans1d } from '../lib/plan/kmeans';
+import { achievedRatio, checkPlan, compensationBiases, prunedShapes, readPlan, validatePlan, type BlockPlan, type PruningPlan } from '../lib/plan/plan';
+import { defaultEstimator, measuredDamageModel, plan, splitBudget, type PlannerInput, type PlanOptions } from '../lib/plan/planner';
+import { VERSION } from '../lib/version';
+import { dfsSearch, greedySearch, type Candidate } from '../lib/plan/search';
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'entroprune-plan-values-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+describe('accounting', () => {
+  // dim 4, headDim 2: q and o of 2 heads 2·4·2·2 = 32, k and v of 1 KV head 2·4·1·2 = 16; MLP of 3 channels 3·4·3 = 36
+  const full = { nHead: 2, nKvHead: 1, ffn: 3 };
+  it('block parameters: attention + MLP + the biases compensation adds', () => {
+    expect(attentionParams(4, 2, 2, 1)).toBe(48);
+    expect(mlpParams(4, 3)).toBe(36);
+    expect(blockParams(4, 2, full)).toBe(84);
+    expect(blockParams(4, 2, { ...full, attnOutBias: true })).toBe(88);
+    expect(blockParams(4, 2, { ...full, ffnDownBias: true })).toBe(88);
+    expect(blockParams(4, 2, { ...full, attnOutBias: true, ffnDownBias: true })).toBe(92);
+    expect(countedParams(4, 2, [full, { nHead: 0, nKvHead: 0, ffn: 3 }, { nHead: 2, nKvHead: 1, ffn: 0 }])).toBe(84 + 36 + 48);
+  });
+
+  it('whole model: a norm per present sublayer, the final norm, the embedding and an untied head', () => {
+    const layers = [full, { nHead: 2, nKvHead: 1, ffn: 0 }, { nHead: 0, nKvHead: 0, ffn: 3 }];
+    // counted 84 + 48 + 36 = 168; norms 4+4, 4, 4 = 16; final norm 4; embedding 10·4 = 40 (and a head of 40)
+    expect(wholeModelParams(4, 2, 10, false, layers)).toBe(168 + 16 + 4 + 80);
+    expect(wholeModelParams(4, 2, 10, true, layers)).toBe(168 + 16 + 4 + 40);
+  });
+});
+
+describe('block ratios (water-filling) at the edges', () => {
+  it('no blocks, and blocks without weights', () => {
+    expect(waterFillRatios([], [], 0.3)).toEqual([]);
+    expect(waterFillRatios([1, 2], [0, 0], 0.3)).toEqual([0, 0]);
+  });
+
+  it('refuses a target above the cap, and accepts one equal to it', () => {
+    expect(() => waterFillRatios([1, 2, 4], [100, 100, 100], 0.95, 1, 0.9)).toThrow(/target ratio 0.95 exceeds maxBlockRatio 0.9/);
+    const r = waterFillRatios([1, 2], [100, 100], 0.5, 1, 0.5);
+    expect(r[0]).toBeCloseTo(0.5, 9);
+    expect(r[1]).toBeCloseTo(0.5, 9);
+  });
+
+  it('finds c above 1 when the target needs it (the bracket grows)', () => {
+    // TE [10, 30]: s = [0.5, 1.5], w = [2, 2/3]; target 0.85 of 200: block 0 at the cap 0.9, block 1 at 0.8 (c = 1.2)
+    const r = waterFillRatios([10, 30], [100, 100], 0.85, 1, 0.9);
+    expect(r[0]).toBeCloseTo(0.9, 9);
+    expect(r[1]).toBeCloseTo(0.8, 9);
+  });
+
+  it('a block with TE ≤ 0 gets the largest weight: s floored at 1e-3 of the smallest positive s (at most 1)', () => {
+    // TE [0, 3, 3]: mean 2, s = [0, 1.5, 1.5], floor 1e-3·min(1.5, 1) = 1e-3: w = [1000, 2/3, 2/3]
+    const tiny = 0.001; // 0.3 of 300 weights: nothing is clipped, p_l = c·w_l
+    const r = waterFillRatios([0, 3, 3], [100, 100, 100], tiny);
+    const c = (tiny * 300) / (100 * (1000 + 4 / 3));
+    expect(r[0]).toBeCloseTo(c * 1000, 12);
+    expect(r[1]).toBeCloseTo((c * 2) / 3, 12);
+    expect(r[2]).toBeCloseTo(r[1], 15);
+    // TE [0, 1, 5]: mean 2, s = [0, 0.5, 2.5], floor 1e-3·0.5: w = [2000, 2, 0.4]
+    const r2 = waterFillRatios([0, 1, 5], [100, 100, 100], tiny);
+    const c2 = (tiny * 300) / (100 * (2000 + 2 + 0.4));
+    expect(r2[0]).toBeCloseTo(c2 * 2000, 12);
+    expect(r2[1]).toBeCloseTo(c2 * 2, 12);
+    expect(r2[2]).toBeCloseTo(c2 * 0.4, 12);
+  });
+});
+
+describe('K-means at the edges', () => {
+  it('no points, and more clusters than distinct values', () => {
+    expect(kmeans1d([], 3)).toEqual({ assignment: [], centroids: [], iterations: 0 });
+    expect(kmeans1d([2, 2, 5], 4)).toEqual({ assignment: [0, 0, 1], centroids: [2, 5], iterations: 1 });
+  });
+
+  it('iterates until nothing moves, ties to the lower centroid, and stops at maxIterations', () => {
+    // quantile starts: sorted[floor(0.25·5)] = 1, sorted[floor(0.75·5)] = 3. Pass 1: 2 is as near 1 as 3 → lower:
+    // [0,0,0,1,1], centroids [1, 6.5]. Pass 2: 3 goes to 1 → [0,0,0,0,1], centroids [1.5, 10]. Pass 3: nothing moves.
+    expect(kmeans1d([0, 1, 2, 3, 10], 2)).toEqual({ assignment: [0, 0, 0, 0, 1], centroids: [1.5, 10], iterations: 2 });
+    expect(kmeans1d([0, 1, 2, 3, 10], 2, 1)).toEqual({ assignment: [0, 0, 0, 1, 1], centroids: [1, 6.5], iterations: 1 });
+  });
+
+  it('default K by ratio: 3 below 0.35, 4 below 0.45, else 6', () => {
+    expect([0.1, 0.3, 0.349, 0.35, 0.4, 0.449, 0.45, 0.5, 0.7].map(defaultK)).toEqual([3, 3, 3, 4, 4, 4, 6, 6, 6]);
+  });
+});
+
+describe('DFS and greedy search: values', () => {
+  const names = (r: { chosen: Candidate[] }) => r.chosen.map((c) => `${c.kind}${c.block}`);
+  // Four candidates where no set lands in [9, 9.5]: sums 6, 4, 7, 10 and their compatible unions.
+  const a: Candidate = { kind: 'attn', block: 0, params: 6, importance: 1 };
+  const b: Candidate = { kind: 'mlp', block: 1, params: 4, importance: 2 };
+  const c: Candidate = { kind: 'mlp', block: 2, params: 7, importance: 0.5 };
+  const d: Candidate = { kind: 'attn', block: 3, params: 10, importance: 5 };
+
+  it('nothing to remove: the empty set, in the window, no search', () => {
+    expect(dfsSearch([a, b], 0, 5)).toEqual({ chosen: [], removed: 0, cost: 0, nodes: 0, inWindow: true, truncated: false });
+  });
+
+  it('the window is closed at its upper end, and a block never goes with its own layer', () => {
+    // need 10 = windowHi: block 0 + its attention (cost 1.1) is forbidden, block 0 + attention of block 1 (cost 3) is not
+    const cands: Candidate[] = [
+      { kind: 'attn', block: 1, params: 4, importance: 2 },
+      { kind: 'block', block: 0, params: 6, importance: 1 },
+      { kind: 'attn', block: 0, params: 4, importance: 0.1 },
+    ];
+    const r = dfsSearch(cands, 10, 10);
+    expect(names(r)).toEqual(['block0', 'attn1']);
+    expect(r).toMatchObject({ removed: 10, cost: 3, inWindow: true, truncated: false });
+    // greedy takes the cheapest first (attention of block 0), then must skip block 0 for it, and falls short
+    const g = greedySearch(cands, 10, 10);
+    expect(names(g)).toEqual(['attn0', 'attn1']);
+    expect(g.removed).toBe(8);
+    expect(g.cost).toBeCloseTo(2.1, 12);
+    expect(g).toMatchObject({ nodes: 3, inWindow: false, truncated: false });
+  });
+
+  it('equal importance: the larger candidate first; equal cost: the first set found stays', () => {
+    const small: Candidate = { kind: 'attn', block: 0, params: 5, importance: 2 };
+    const large: Candidate = { kind: 'mlp', block: 1, params: 8, importance: 2 };
+    const r = dfsSearch([small, large], 5, 10);
+    expect(names(r)).toEqual(['mlp1']);
+    expect(r.removed).toBe(8);
+    expect(names(greedySearch([small, large], 5, 10))).toEqual(['mlp1']);
+  });
+
+  it('costs count negative importances as 0; candidates without parameters are not candidates', () => {
+    const neg: Candidate = { kind: 'attn', block: 0, params: 5, importance: -2 };
+    const pos: Candidate = { kind: 'mlp', block: 1, params: 5, importance: 1 };
+    const none: Candidate = { kind: 'attn', block: 2, params: 0, importance: -5 };
+    const r = dfsSearch([pos, none, neg], 5, 5);
+    expect(names(r)).toEqual(['attn0']);
+    expect(r.cost).toBe(0);
+    const g = greedySearch([pos, none, neg], 5, 5);
+    expect(names(g)).toEqual(['attn0']);
+    expect(g).toMatchObject({ removed: 5, cost: 0, nodes: 2, inWindow: true });
+    // greedy stops once the need is met and reports its cost: 1 + 0 (the negative one) for two units
+    const g2 = greedySearch([pos, neg, { kind: 'mlp', block: 3, params: 5, importance: 3 }], 10, 20);
+    expect(names(g2)).toEqual(['attn0', 'mlp1']);
+    expect(g2).toMatchObject({ removed: 10, cost: 1, inWindow: true });
+  });
+
+  it('no set fits the window: the smallest overshoot (default), or the largest removal below it', () => {
+    const over = dfsSearch([a, b, c, d], 9, 9.5);
+    expect(names(over)).toEqual(['attn0', 'mlp1']); // 10: over by 1 at cost 3; attention of block 3 alone: over by 1 at cost 5
+    expect(over).toMatchObject({ removed: 10, cost: 3, inWindow: false, truncated: false });
+    const under = dfsSearch([a, b, c, d], 9, 9.5, undefined, 'undershoot');
+    expect(names(under)).toEqual(['mlp2']); // 7 is the largest sum ≤ 9.5
+    expect(under).toMatchObject({ removed: 7, cost: 0.5, inWindow: false, truncated: false });
+    // of two removals of the same size below the window, the less important one
+    const c2: Candidate = { kind: 'attn', block: 4, params: 7, importance: 0.2 };
+    expect(names(dfsSearch([a, b, c, d, c2], 9, 9.5, undefined, 'undershoot'))).toEqual(['attn4']);
+    // nothing reaches the need at all: the overshoot search finds no set
+    expect(dfsSearch([a, b], 100, 200)).toMatchObject({ chosen: [], removed: 0, cost: 0, inWindow: false });
+  });
+
+  it('the node limit: reported when a pass hits it, not when the search fits it exactly', () => {
+    const full = dfsSearch([a, b, c, d], 9, 20);
+    expect(names(full)).toEqual(['mlp2', 'attn0']); // 13 at cost 1.5, the cheapest set in [9, 20]
+    expect(full).toMatchObject({ removed: 13, cost: 1.5, inWindow: true, truncated: false });
+    expect(dfsSearch([a, b, c, d], 9, 20, full.nodes)).toEqual(full);
+    expect(dfsSearch([a, b, c, d], 9, 9.5, 0)).toEqual({ chosen: [], removed: 0, cost: 0, nodes: 2, inWindow: false, truncated: true });
+    // need 100 is out of reach: the first pass stops at its root (1 node), the undershoot pass then needs 14
+    const under = dfsSearch([a, b, c, d], 100, 9.5, undefined, 'undershoot');
+    expect(under).toMatchObject({ removed: 7, nodes: 15, truncated: false });
+    expect(dfsSearch([a, b, c, d], 100, 9.5, 14, 'undershoot')).toEqual(under);
+    expect(dfsSearch([a, b, c, d], 100, 9.5, 13, 'undershoot').truncated).toBe(true);
+    // the overshoot pass: the first pass takes 14 nodes, the overshoot pass 17; a limit of 15 or 16 stops only
+    // the latter, which is reported too (it was not, before the mutation run)
+    expect(dfsSearch([a, b, c, d], 9, 9.5).nodes).toBe(31);
+    expect(dfsSearch([a, b, c, d], 9, 9.5, 17).truncated).toBe(false);
+    expect(dfsSearch([a, b, c, d], 9, 9.5, 16).truncated).toBe(true);
+    expect(dfsSearch([a, b, c, d], 9, 9.5, 15).truncated).toBe(true);
+  });
+
+  it('greedy stops at the need, and says when it misses the window', () => {
+    const five: Candidate[] = [
+      { kind: 'attn', block: 0, params: 5, importance: 1 },
+      { kind: 'attn', block: 1, params: 5, importance: 2 },
+    ];
+    expect(greedySearch(five, 5, 20)).toMatchObject({ removed: 5, cost: 1, inWindow: true });
+    expect(greedySearch(five, 12, 20)).toMatchObject({ removed: 10, cost: 3, inWindow: false });
+    expect(greedySearch(five, 10, 10)).toMatchObject({ removed: 10, cost: 3, inWindow: true }); // the window's upper end is in it
+  });
+});
+
+describe('marginal-cost allocation: values', () => {
+  // dim 4, headDim 2: an MLP channel costs 12; an MHA head (KV group of one) 32; a GQA group of two query heads 48
+  const mlpOnly = [{ nHead: 0, nKvHead: 0, ffn: 4 }];
+
+  it('unusable variances (negative, NaN, infinite) count as 0; all-zero variances share equally', () => {
+    const a = allocateByMarginalCost(mlpOnly, 4, 2, { attn: [0], mlp: [1] }, { heads: [[]], channels: [[-1, NaN, 2, 2]] }, 24);
+    expect(a.keptChannels[0]).toEqual([2, 3]);
+    expect(a.predictedDamage).toBe(0);
+    const inf = allocateByMarginalCost(mlpOnly, 4, 2, { attn: [0], mlp: [1] }, { heads: [[]], channels: [[Infinity, 1, 3, 4]] }, 12);
+    expect(inf.keptChannels[0]).toEqual([1, 2, 3]);
+    expect(inf.predictedDamage).toBe(0);
+    const zero = allocateByMarginalCost(mlpOnly, 4, 2, { attn: [0], mlp: [3] }, { heads: [[]], channels: [[0, 0, 0, 0]] }, 24);
+    expect(zero.keptChannels[0]).toEqual([2, 3]); // equal shares: by index
+    expect(zero.predictedDamage).toBeCloseTo(1.5, 12); // 3 · 2/4
+  });
+
+  it('the budget may be passed by up to half a channel, never more', () => {
+    // 30 = 2.5 channels: the third channel ends at 36 = 30 + 6, still allowed
+    expect(allocateByMarginalCost(mlpOnly, 4, 2, { attn: [0], mlp: [1] }, { heads: [[]], channels: [[1, 2, 3, 4]] }, 30).keptChannels[0]).toEqual([3]);
+    expect(allocateByMarginalCost(mlpOnly, 4, 2, { attn: [0], mlp: [1] }, { heads: [[]], channels: [[1, 2, 3, 4]] }, 29).keptChannels[0]).toEqual([2, 3]);
+  });
+
+  it('equal rates: the earlier block, and the lower index, go first', () => {
+    const two = [
+      { nHead: 0, nKvHead: 0, ffn: 3 },
+      { nHead: 0, nKvHead: 0, ffn: 3 },
+    ];
+    const a = allocateByMarginalCost(two, 4, 2, { attn: [0, 0], mlp: [1, 1] }, { heads: [[], []], channels: [[1, 1, 1], [1, 1, 1]] }, 12);
+    expect(a.keptChannels).toEqual([[1, 2], [0, 1, 2]]);
+  });
+
+  it('GQA: a group\'s variance is the sum of its own query heads', () => {
+    const gqa = [{ nHead: 4, nKvHead: 2, ffn: 0 }];
+    // heads [0, 5 | 1, 1]: group 0 holds 5, group 1 holds 2 → group 1 goes
+    const a = allocateByMarginalCost(gqa, 4, 2, { attn: [1], mlp: [0] }, { heads: [[0, 5, 1, 1]], channels: [[]] }, 48);
+    expect(a.keptKv[0]).toEqual([0]);
+    expect(a.keptHeads[0]).toEqual([0, 1]);
+    expect(a.predictedDamage).toBeCloseTo(2 / 7, 12);
+    const b = allocateByMarginalCost(gqa, 4, 2, { attn: [1], mlp: [0] }, { heads: [[1, 1, 0, 5]], channels: [[]] }, 48);
+    expect(b.keptKv[0]).toEqual([1]);
+    expect(b.keptHeads[0]).toEqual([2, 3]);
+  });
+
+  it('curvature γ: the damage of a removed share F is S·F^γ, per sublayer when given per sublayer', () => {
+    const one = [{ nHead: 2, nKvHead: 2, ffn: 4 }];
+    const units = { heads: [[1, 1]], channels: [[1, 1, 1, 1]] };
+    // two channels of equal share: F = 0.5 → 2 · 0.5² = 0.5 (S = 2, γ = 2)
+    const a = allocateByMarginalCost(one, 4, 2, { attn: [100], mlp: [2] }, units, 24, 2);
+    expect(a.keptChannels[0]).toEqual([2, 3]);
+    expect(a.predictedDamage).toBeCloseTo(0.5, 12);
+    const b = allocateByMarginalCost(one, 4, 2, { attn: [100], mlp: [2] }, units, 24, { attn: [1], mlp: [3] });
+    expect(b.predictedDamage).toBeCloseTo(2 * 0.5 ** 3, 12);
+    // a sublayer missing from the per-sublayer γ: 1
+    const c = allocateByMarginalCost(one, 4, 2, { attn: [100], mlp: [2] }, units, 24, { attn: [], mlp: [] });
+    expect(c.predictedDamage).toBeCloseTo(1, 12);
+  });
+});
+
+// A plan written by hand: dim 8, headDim 2, blocks of 4 query heads in 2 KV groups and 4 MLP channels
+// (attention 2·8·4·2 + 2·8·2·2 = 192, MLP 3·8·4 = 96: 288 per block).
+const all = (n: number) => [...Array(n).keys()];
+function handPlan(n = 3, layer = { nHead: 4, nKvHead: 2, ffn: 4 }): PruningPlan {
+  const layers = Array.from({ length: n }, () => ({ ...layer }));
+  return {
+    format: 'entroprune.plan',
+    version: 1,
+    createdBy: 'test',
+    model: { identity: '0'.repeat(64), dim: 8, headDim: 2, vocab: 16, tiedOutput: false, layers },
+    target: { ratio: 0.3, counting: 'block-linear' },
+    achieved: { ratio: 0, keptParams: 0, originalParams: 0, wholeModelRatio: 0 },
+    method: {} as PruningPlan['method'],
+    notes: [],
+    blocks: layers.map((s, index) => ({
+      index,
+      removed: false,
+      attention: { removed: false, keptKvHeads: all(s.nKvHead), keptHeads: all(s.nHead) },
+      mlp: { removed: false, keptChannels: all(s.ffn) },
+      compensate: true,
+    })),
+  };
+}
+const removeAttention = (b: BlockPlan) => {
+  b.attention = { removed: true, keptKvHeads: [], keptHeads: [] };
+  b.removed = b.mlp.removed;
+};
+const removeMlp = (b: BlockPlan) => {
+  b.mlp = { removed: true, keptChannels: [] };
+  b.removed = b.attention.removed;
+};
+
+describe('plan validation: every impossible edit, with its message', () => {
+  const cases: [string, (p: PruningPlan) => void, string][] = [
+    ['index', (p) => { p.blocks[1].index = 0; }, 'blocks[1].index: is 0, expected 1'],
+    ['too many KV heads', (p) => { p.blocks[0].attention.keptKvHeads = [0, 1, 2]; }, 'blocks[0].attention.keptKvHeads: keeps 3 KV heads of a layer that has 2'],
+    ['too many query heads', (p) => { p.blocks[0].attention.keptHeads = [0, 1, 2, 3, 4]; }, 'blocks[0].attention.keptHeads: keeps 5 query heads of a layer that has 4'],
+    ['too many channels', (p) => { p.blocks[2].mlp.keptChannels = [0, 1, 2, 3, 4]; }, 'blocks[2].mlp.keptChannels: keeps 5 channels of a layer that has 4'],
+    ['K-means groups of KV heads', (p) => { p.blocks[0].groups = { kvHeads: [0, 1, 0] }; }, 'blocks[0].groups.kvHeads: has 3 entries for 2 KV heads'],
+    ['K-means groups of channels', (p) => { p.blocks[0].groups = { channels: [0, 1, 0] }; }, 'blocks[0].groups.channels: has 3 entries for 4 channels'],
+    ['KV heads out of order', (p) => { p.blocks[0].attention.keptKvHeads = [1, 0]; }, 'blocks[0].attention.keptKvHeads: must be strictly ascending (no duplicates)'],
+    ['query heads out of order', (p) => { p.blocks[0].attention.keptHeads = [1, 0, 2, 3]; }, 'blocks[0].attention.keptHeads: must be strictly ascending (no duplicates)'],
+    ['KV head out of range', (p) => { p.blocks[0].attention.keptKvHeads = [0, 2]; }, 'blocks[0].attention.keptKvHeads: KV head 2 out of range (the layer has 2)'],
+    ['query head out of range', (p) => { p.blocks[0].attention.keptHeads = [0, 1, 2, 4]; }, 'blocks[0].attention.keptHeads: query head 4 out of range (the layer has 4)'],
+    ['query head of a removed group', (p) => { p.blocks[0].attention = { removed: false, keptKvHeads: [0], keptHeads: [0, 2] }; }, 'blocks[0].attention.keptHeads: query head 2 is kept but its KV group 1 was removed'],
+    ['KV group without query heads', (p) => { p.blocks[0].attention.keptHeads = [0, 1]; }, 'blocks[0].attention.keptKvHeads: KV group 1 is kept without any of its query heads'],
+    ['uneven groups', (p) => { p.blocks[0].attention.keptHeads = [0, 1, 2]; }, 'blocks[0].attention.keptHeads: kept KV groups keep different numbers of query heads (2, 1); runtimes need n_head to be a multiple of n_head_kv'],
+    ['attention.removed with heads', (p) => { p.blocks[0].attention.removed = true; }, 'blocks[0].attention.removed: is true but 4 query heads are kept'],
+    ['attention kept without heads', (p) => { p.blocks[0].attention = { removed: false, keptKvHeads: [], keptHeads: [] }; }, 'blocks[0].attention.removed: is false but 0 query heads are kept'],
+    ['channels out of order', (p) => { p.blocks[0].mlp.keptChannels = [1, 0]; }, 'blocks[0].mlp.keptChannels: must be strictly ascending (no duplicates)'],
+    ['channel out of range', (p) => { p.blocks[0].mlp.keptChannels = [0, 4]; }, 'blocks[0].mlp.keptChannels: channel 4 out of range (the layer has 4)'],
+    ['mlp.removed with channels', (p) => { p.blocks[0].mlp.removed = true; }, 'blocks[0].mlp.removed: is true but 4 channels are kept'],
+    ['block removed with parts kept', (p) => { p.blocks[0].removed = true; }, 'blocks[0].removed: is true but attention.removed=false, mlp.removed=false'],
+    ['block kept with both parts removed', (p) => { removeAttention(p.blocks[0]); removeMlp(p.blocks[0]); p.blocks[0].removed = false; }, 'blocks[0].removed: is false but attention.removed=true, mlp.removed=true'],
+    ['blocks', (p) => { p.blocks.push({ ...p.blocks[2], index: 3 }); }, 'blocks: has 4 entries for a model of 3 blocks'],
+  ];
+  it.each(cases)('%s', (_, edit, message) => {
+    const p = handPlan();
+    checkPlan(p); // the unedited plan is valid
+    edit(p);
+    expect(() => checkPlan(p)).toThrow(`plan: ${message}`);
+    expect(() => checkPlan(p, 'edited.json')).toThrow(`edited.json: ${message}`);
+    try {
+      checkPlan(p, 'edited.json');
+    } catch (e) {
+      expect(e).toMatchObject({ name: 'EntropruneError', code: 'EP_FORMAT', file: 'edited.json', message: `edited.json: ${message}` });
+    }
+  });
+
+  it('valid edits pass: fewer heads per group, equal in every kept group; whole parts removed', () => {
+    const p = handPlan();
+    p.blocks[0].attention.keptHeads = [1, 3];
+    p.blocks[1].attention = { removed: false, keptKvHeads: [1], keptHeads: [2, 3] };
+    removeMlp(p.blocks[1]);
+    removeAttention(p.blocks[2]);
+    removeMlp(p.blocks[2]);
+    p.blocks[2].groups = { kvHeads: [0, 1], channels: [0, 0, 1, 1] };
+    expect(() => checkPlan(p)).not.toThrow();
+  });
+
+  it('the JSON shape first: the path of the first schema error, (root) at the top; a file\'s errors name it', () => {
+    expect(() => validatePlan(42)).toThrow('plan: (root): must be object');
+    expect(() => validatePlan({})).toThrow("plan: (root): must have required property 'format'");
+    const p = handPlan();
+    expect(validatePlan(JSON.parse(JSON.stringify(p)))).toEqual(p);
+    const bad = path.join(scratch, 'bad.plan.json');
+    fs.writeFileSync(bad, '{not json');
+    expect(() => readPlan(bad)).toThrow(new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot read plan JSON: `));
+  });
+});
+
+describe('compensation biases and the achieved ratio', () => {
+  const none = { attnOut: false, ffnDown: false };
+  it('nothing removed, or compensation off: only the model\'s own biases', () => {
+    expect(compensationBiases(handPlan())).toEqual([none, none, none]);
+    const p = handPlan();
+    p.model.layers[1].attnOutBias = true;
+    p.model.layers[2].ffnDownBias = true;
+    p.blocks[0].mlp.keptChannels = [0];
+    for (const b of p.blocks) b.compensate = false;
+    expect(compensationBiases(p)).toEqual([none, { attnOut: true, ffnDown: false }, { attnOut: false, ffnDown: true }]);
+  });
+
+  it('removed units: into their own sublayer\'s output bias; a removed MLP into the attention output bias', () => {
+    const p = handPlan();
+    p.blocks[0].attention = { removed: false, keptKvHeads: [0, 1], keptHeads: [0, 2] };
+    p.blocks[1].mlp.keptChannels = [1, 2, 3];
+    removeMlp(p.blocks[2]);
+    expect(compensationBiases(p)).toEqual([{ attnOut: true, ffnDown: false }, { attnOut: false, ffnDown: true }, { attnOut: true, ffnDown: false }]);
+  });
+
+  it('a removed attention layer or block: into the nearest earlier block\'s MLP (or attention) output bias', () => {
+    const p = handPlan(4);
+    removeAttention(p.blocks[1]); // → block 0's ffn_down
+    removeMlp(p.blocks[2]); // block 2 keeps attention only → its own attn_output
+    removeAttention(p.blocks[3]);
+    removeMlp(p.blocks[3]); // block 3 removed → block 2, which has no MLP → its attn_output
+    expect(compensationBiases(p)).toEqual([{ attnOut: false, ffnDown: true }, none, { attnOut: true, ffnDown: false }, none]);
+    // removed blocks are skipped on the way back; nothing before block 0 (the embeddings take it, no bias)
+    const q = handPlan(3);
+    for (const l of [0, 1]) {
+      removeAttention(q.blocks[l]);
+      removeMlp(q.blocks[l]);
+    }
+    removeAttention(q.blocks[2]);
+    expect(compensationBiases(q)).toEqual([none, none, none]);
+    const r = handPlan(3);
+    removeAttention(r.blocks[1]);
+    removeMlp(r.blocks[1]);
+    removeAttention(r.blocks[2]);
+    removeMlp(r.blocks[2]);
+    expect(compensationBiases(r)).toEqual([{ attnOut: false, ffnDown: true }, none, none]);
+  });
+
+  it('sublayers the model does not have are not "removed" and fold nothing', () => {
+    const p = handPlan(2);
+    p.model.layers[1] = { nHead: 0, nKvHead: 0, ffn: 4 }; // attention-free block
+    p.blocks[1].attention = { removed: true, keptKvHeads: [], keptHeads: [] };
+    expect(compensationBiases(p)).toEqual([none, none]);
+    const q = handPlan(2);
+    q.model.layers[1] = { nHead: 4, nKvHead: 2, ffn: 0 }; // MLP-free block
+    q.blocks[1].mlp = { removed: true, keptChannels: [] };
+    expect(compensationBiases(q)).toEqual([none, none]);
+    const e = handPlan(2);
+    e.model.layers[1] = { nHead: 0, nKvHead: 0, ffn: 0 }; // an empty block
+    e.blocks[1] = { index: 1, removed: true, attention: { removed: true, keptKvHeads: [], keptHeads: [] }, mlp: { removed: true, keptChannels: [] }, compensate: true };
+    expect(compensationBiases(e)).toEqual([none, none]);
+  });
+
+  it('pruned shapes and the achieved ratio count those biases', () => {
+    const p = handPlan(2);
+    removeMlp(p.blocks[1]);
+    expect(prunedShapes(p)).toEqual([
+      { nHead: 4, nKvHead: 2, ffn: 4, attnOutBias: false, ffnDownBias: false },
+      { nHead: 4, nKvHead: 2, ffn: 0, attnOutBias: true, ffnDownBias: false },
+    ]);
+    // kept 288 + 192 + 8 (the bias) of 576
+    expect(achievedRatio(p)).toEqual({ ratio: 1 - 488 / 576, kept: 488, original: 576 });
+  });
+});
+
+// A hand-made analysis: dim 8, headDim 2, every block the same shape. A query head costs 2·8·2 = 32 (q and o),
+// a KV head 32 (k and v), an MLP channel 3·8 = 24. Importances (entropies, energies, ...) given per block.
+interface TinyBlock {
+  te?: number;
+  teAttn?: number;
+  teMlp?: number;
+  cosine?: number;
+  teStream?: number;
+  heads: number[];
+  channels: number[];
+  headEnergy?: number[];
+  channelEnergy?: number[];
+  headContribution?: number[];
+  channelContribution?: number[];
+}
+function tiny(layer: { nHead: number; nKvHead: number; ffn: number }, blocks: TinyBlock[]): PlannerInput {
+  const layers = blocks.map(() => ({ ...layer }));
+  return {
+    format: 'entroprune.analysis',
+    version: 1,
+    createdBy: 'test',
+    model: { path: 'tiny', format: 'gguf', arch: 'llama', dim: 8, vocab: 16, headDim: 2, layers, identity: 'f'.repeat(64) },
+    calibration: { file: 'x', kind: 'tokens', streamTokens: 1, samples: 1, seqLen: 2, seed: 0, tokens: 1, projected: false, jointDim: 1, maxDim: 1024, projDim: 512, ridge: 1e-6 },
+    blocks: blocks.map((b, index) => ({
+      index,
+      te: b.te ?? 1,
+      teAttn: b.teAttn ?? 1,
+      teMlp: b.teMlp ?? 1,
+      cosine: b.cosine ?? 0.9,
+      maxRidgeEffect: 0,
+      ...(b.teStream !== undefined ? { teStream: b.teStream, teStreamAttn: b.teStream, teStreamMlp: b.teStream } : {}),
+      attention: layer.nHead
+        ? { nHead: layer.nHead, nKvHead: layer.nKvHead, headEntropy: b.heads, headEnergy: b.headEnergy ?? b.heads, ...(b.headContribution ? { headContribution: b.headContribution } : {}) }
+        : null,
+      mlp: layer.ffn ? { width: layer.ffn, channelEntropy: b.channels, channelEnergy: b.channelEnergy ?? b.channels, ...(b.channelContribution ? { channelContribution: b.channelContribution } : {}) } : null,
+    })),
+  };
+}
+const kept = (p: PruningPlan) => p.blocks.map((b) => [b.attention.keptHeads, b.mlp.keptChannels]);
+
+describe('planner options: every bad value refused with its range', () => {
+  const a = tiny({ nHead: 2, nKvHead: 2, ffn: 4 }, [{ heads: [1, 2], channels: [1, 2, 3, 4] }]);
+  const bad: [Partial<PlanOptions>, string][] = [
+    [{ ratio: 0 }, 'ratio must lie in (0, 1) (got 0)'],
+    [{ ratio: 1 }, 'ratio must lie in (0, 1) (got 1)'],
+    [{ ratio: NaN }, 'ratio must lie in (0, 1) (got NaN)'],
+    [{ maxBlockRatio: 1.01 }, 'maxBlockRatio must lie in [0, 1] (got 1.01)'],
+    [{ maxBlockRatio: -0.1 }, 'maxBlockRatio must lie in [0, 1] (got -0.1)'],
+    [{ maxBlockRatio: NaN }, 'maxBlockRatio must lie in [0, 1] (got NaN)'],
+    [{ maxBlockRatio: 0.29 }, 'maxBlockRatio 0.29 is below the target ratio 0.3: no block could lose enough'],
+    [{ temperature: 16.5 }, 'temperature must lie in [0, 16] (got 16.5) (β in w = s^−β; larger values overflow)'],
+    [{ temperature: -1 }, 'temperature must lie in [0, 16] (got -1)'],
+    [{ tolerance: 0.51 }, 'tolerance must lie in [0, 0.5] (got 0.51)'],
+    [{ tolerance: -0.01 }, 'tolerance must lie in [0, 0.5] (got -0.01)'],
+    [{ k: 0 }, 'k must be an integer in [1, 64] (got 0)'],
+    [{ k: 65 }, 'k must be an integer in [1, 64] (got 65)'],
+    [{ k: 2.5 }, 'k must be an integer in [1, 64] (got 2.5)'],
+    [{ alignHeads: 0 }, 'alignHeads must be a positive integer (got 0)'],
+    [{ alignHeads: 1.5 }, 'alignHeads must be a positive integer (got 1.5)'],
+    [{ align: 0 }, 'align must be a positive integer (got 0)'],
+    [{ align: 2.5 }, 'align must be a positive integer (got 2.5)'],
+    [{ curvature: 0.99 }, 'curvature must lie in [1, 16] or be "measured" (got 0.99)'],
+    [{ curvature: 16.01 }, 'curvature must lie in [1, 16] or be "measured" (got 16.01)'],
+    [{ curvature: NaN }, 'curvature must lie in [1, 16] or be "measured" (got NaN)'],
+    [{ curvature: 'measured' }, 'curvature "measured" needs the measured estimator and an analysis with measured half cuts (re-run analyze)'],
+    [{ estimator: 'measured' }, 'estimator "measured" needs an analysis with measured sensitivities (analyze without --no-sensitivity)'],
+    [{ importance: 'weight' }, 'importance "weight" needs the model\'s weight magnitudes (pass the model)'],
+    [{ importance: 'contribution' }, 'importance "contribution" needs an analysis with unit contributions (block 0 has none: re-run analyze)'],
+  ];
+  it.each(bad)('%o', (o, message) => {
+    expect(() => plan(a, { ratio: 0.3, ...o })).toThrow(message);
+    try {
+      plan(a, { ratio: 0.3, ...o });
+    } catch (e) {
+      expect(e).toMatchObject({ name: 'EntropruneError', code: 'EP_INVALID_ARGUMENT' });
+    }
+  });
+
+  it('the ends of every range are accepted', () => {
+    for (const o of [{ maxBlockRatio: 1 }, { maxBlockRatio: 0.3 }, { temperature: 0 }, { temperature: 16 }, { tolerance: 0 }, { tolerance: 0.5 }, { curvature: 1 }, { curvature: 16 }, { ratio: 0.001 }, { ratio: 0.999, maxBlockRatio: 1 }])
+      expect(() => plan(a, { ratio: 0.3, ...o }), JSON.stringify(o)).not.toThrow();
+    for (const k of [1, 64]) expect(plan(a, { ratio: 0.3, allocation: 'paper', k }).method.k).toBe(k);
+  });
+
+  it('contributions are needed only from the sublayers a block has', () => {
+    const withMlpOnly = tiny({ nHead: 0, nKvHead: 0, ffn: 4 }, [{ heads: [], channels: [1, 2, 3, 4], channelContribution: [4, 3, 2, 1] }]);
+    expect(() => plan(withMlpOnly, { ratio: 0.3, importance: 'contribution' })).not.toThrow();
+    const attnOnly = tiny({ nHead: 2, nKvHead: 2, ffn: 0 }, [{ heads: [1, 2], channels: [], headContribution: [1, 2] }]);
+    expect(() => plan(attnOnly, { ratio: 0.3, importance: 'contribution' })).not.toThrow();
+    const missingMlp = tiny({ nHead: 2, nKvHead: 2, ffn: 4 }, [{ heads: [1, 2], channels: [1, 2, 3, 4], headContribution: [1, 2] }]);
+    expect(() => plan(missingMlp, { ratio: 0.3, importance: 'contribution' })).toThrow(/block 0 has none/);
+  });
+});
+
+describe('planner parts: values', () => {
+  it('the attention/MLP split: a missing part takes nothing, TE ≤ 0 counts as tiny, overflow both ways', () => {
+    expect(splitBudget(60, 0, 100, 1, 1)).toEqual([0, 60]);
+    expect(splitBudget(200, 0, 100, 1, 1)).toEqual([0, 100]);
+    expect(splitBudget(60, 100, 0, 1, 1)).toEqual([60, 0]);
+    expect(splitBudget(150, 100, 0, 1, 1)).toEqual([100, 0]);
+    const [ba, bm] = splitBudget(90, 100, 100, 0, 1); // 1/TE_attn = 1e9: nearly all to attention
+    expect(ba).toBeCloseTo(90, 6);
+    expect(bm).toBeCloseTo(0, 6);
+    expect(splitBudget(90, 100, 20, 2, 1)).toEqual([70, 20]); // MLP share 60 capped at 20, 40 back to attention
+    expect(splitBudget(150, 100, 20, 2, 1)).toEqual([100, 20]);
+  });
+
+  it('the default estimator: measured when present, stream TE when every block has it, else output TE', () => {
+    const b = (teStream?: number): TinyBlock => ({ heads: [1, 2], channels: [1, 2, 3, 4], teStream });
+    const layer = { nHead: 2, nKvHead: 2, ffn: 4 };
+    expect(defaultEstimator(tiny(layer, [b(1), b(2)]))).toBe('stream-te');
+    expect(defaultEstimator(tiny(layer, [b(1), b()]))).toBe('output-te');
+    expect(defaultEstimator(tiny(layer, [b(), b()]))).toBe('output-te');
+    expect(defaultEstimator({ ...tiny(layer, [b()]), sensitivity: {} as never })).toBe('measured');
+  });
+
+  it('the measured damage model where a point is missing or unusable: S (0 if unusable) with γ = 1', () => {
+    const base = { windows: 1, seqLen: 2, seed: 0, compensated: true, baseNll: 1, block: [1], attn: [1], mlp: [1], agreement: {}, agreementWithLoss: {} };
+    const a = {
+      sensitivity: {
+        ...base,
+        kl: { block: [1], attn: [2, 2, 2, 0, -1, null], mlp: [2, 2, null, 2, 2, 2] },
+        partial: { attnShare: [1, 0, 0.5, 0.5, 0.5, 0.5], mlpShare: [0.5, 0.5, 0.5, null, 0.5, 0.5], kl: { attn: [1, 1, 0, 0.5, 0.5, 0.5], mlp: [-0.5, 0.5, 0.5, 0.5, null, 0.5] }, nll: { attn: [], mlp: [] } },
+      },
+    } as unknown as Parameters<typeof measuredDamageModel>[0];
+    const m = measuredDamageModel(a);
+    // attention: F = 1, F = 0, half cut 0: S with γ 1; S = 0, S < 0, S null: 0
+    expect(m.sens.attn).toEqual([2, 2, 2, 0, 0, 0]);
+    expect(m.curvature.attn).toEqual([1, 1, 1, 1, 1, 1]);
+    // MLP: half cut < 0: S, γ 1; 0.5 = 2·0.5^γ: γ = 2; S null: 0; share null, half cut null: S, γ 1
+    expect(m.sens.mlp).toEqual([2, 2, 0, 2, 2, 2]);
+    expect(m.curvature.mlp).toEqual([1, 2, 1, 1, 1, 2]);
+  });
+});
+
+describe('baselines and the paper allocation on hand-made analyses', () => {
+  // blocks of 2 heads (MHA) and 4 channels: attention 128, MLP 96, block 224
+  const layer = { nHead: 2, nKvHead: 2, ffn: 4 };
+  const flat = (o: Partial<TinyBlock>): TinyBlock => ({ heads: [1, 1], channels: [1, 1, 1, 1], ...o });
+
+  it('block drop: highest cosine first (ties by index), each block taken while it brings the ratio closer', () => {
+    const a = tiny(layer, [flat({ cosine: 0.5 }), flat({ cosine: 0.9 }), flat({ cosine: 0.7 }), flat({ cosine: 0.9 })]);
+    const half = plan(a, { ratio: 0.5, method: 'block-drop', compensation: false });
+    expect(half.blocks.map((b) => b.removed)).toEqual([false, true, false, true]);
+    expect(half.blocks[0].mlp.keptChannels).toEqual([0, 1, 2, 3]); // no channel fill for whole-block baselines
+    expect(half.notes).toEqual(['block-drop: removed blocks 1, 3']);
+    expect(half.achieved).toMatchObject({ ratio: 0.5, keptParams: 448, originalParams: 896 });
+    // whole model: 896 + norms 8·8 + final norm 8 + embedding and head 2·16·8 = 1224 before; 448 + 32 + 8 + 256 after
+    expect(half.achieved.wholeModelRatio).toBeCloseTo(480 / 1224, 14);
+    // 0.375: a second block lands as close (0.125) as stopping at one: taken
+    expect(plan(a, { ratio: 0.375, method: 'block-drop' }).blocks.filter((b) => b.removed).length).toBe(2);
+    const none = plan(a, { ratio: 0.1, method: 'block-drop' });
+    expect(none.blocks.every((b) => !b.removed)).toBe(true);
+    expect(none.notes).toEqual(['block-drop: removed blocks none', 'achieved ratio 0.00 % is more than 0.5 points from the target: block removal moves in steps of one block']);
+  });
+
+  it('layer drop: lowest attention TE first, attention layers only', () => {
+    const a = tiny(layer, [flat({ teAttn: 3 }), flat({ teAttn: 1 }), flat({ teAttn: 2 }), flat({ teAttn: 1 })]);
+    const p = plan(a, { ratio: 0.25, method: 'layer-drop', compensation: false });
+    expect(p.blocks.map((b) => [b.removed, b.attention.removed, b.mlp.keptChannels.length])).toEqual([[false, false, 4], [false, true, 4], [false, false, 4], [false, true, 4]]);
+    expect(p.achieved.ratio).toBeCloseTo(256 / 896, 12);
+    // attention-free blocks have no attention layer to drop
+    const free = tiny(layer, [flat({ teAttn: 3 }), flat({ teAttn: 0 }), flat({ teAttn: 2 }), flat({ teAttn: 1 })]);
+    free.model.layers[1] = { nHead: 0, nKvHead: 0, ffn: 4 };
+    free.blocks[1].attention = null;
+    expect(plan(free, { ratio: 128 / 768, method: 'layer-drop', compensation: false }).notes).toEqual(['layer-drop: removed attention layers 3']);
+    expect(p.notes).toEqual([
+      'layer-drop: removed attention layers 1, 3',
+      'achieved ratio 28.57 % is more than 0.5 points from the target: attention-layer removal moves in steps of one layer (and cannot exceed all attention layers)',
+    ]);
+  });
+
+  it('uniform width: round(p·n) least important units of every block, then the fill from the lowest-TE block', () => {
+    // 4 heads (MHA), 10 channels: attention 256, MLP 240, block 496. At 0.3: one head and 3 channels a block
+    // (272 of 992); the fill takes one more channel (24) from block 1 (lower TE) to within half the tolerance.
+    const mha = { nHead: 4, nKvHead: 4, ffn: 10 };
+    const a = tiny(mha, [
+      { te: 2, heads: [4, 1, 3, 2], channels: [10, 9, 8, 7, 6, 5, 4, 3, 2, 1], headEnergy: [1, 4, 3, 2] },
+      { te: 1, heads: [1, 2, 3, 4], channels: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
+    ]);
+    const p = plan(a, { ratio: 0.3, method: 'uniform', compensation: false });
+    expect(kept(p)).toEqual([[[0, 2, 3], [0, 1, 2, 3, 4, 5, 6]], [[1, 2, 3], [4, 5, 6, 7, 8, 9]]]);
+    expect(p.blocks.map((b) => b.attention.keptKvHeads)).toEqual([[0, 2, 3], [1, 2, 3]]);
+    expect(p.blocks.map((b) => b.plannedRatio)).toEqual([0.3, 0.3]);
+    expect(p.notes).toEqual(['fill: 1 more MLP channels removed to reach the target']);
+    expect(p.achieved.ratio).toBeCloseTo(296 / 992, 12);
+    // the same by activation energy: block 0 then loses head 0
+    expect(plan(a, { ratio: 0.3, method: 'uniform', importance: 'activation' }).blocks[0].attention.keptHeads).toEqual([1, 2, 3]);
+  });
+
+  it('one shape for every block: the same width, each block\'s most important channels', () => {
+    // 2 heads, 10 channels: attention 128, MLP 240, block 368. At 0.3: 4.6 channels a block → keep round(5.4) = 5.
+    const w = { nHead: 2, nKvHead: 2, ffn: 10 };
+    const a = tiny(w, [
+      { heads: [1, 2], channels: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
+      { heads: [1, 2], channels: [10, 9, 8, 7, 6, 5, 4, 3, 2, 1] },
+    ]);
+    const p = plan(a, { ratio: 0.3, uniformShape: true });
+    expect(kept(p)).toEqual([[[0, 1], [5, 6, 7, 8, 9]], [[0, 1], [0, 1, 2, 3, 4]]]);
+    // 240 of 736 removed, 16 back as the two ffn_down biases compensation adds: 30.43 %, within the tolerance
+    expect(p.notes).toEqual(['uniform shape: every block keeps 5 of 10 MLP channels and all heads']);
+    expect(p.achieved.ratio).toBeCloseTo(224 / 736, 14);
+    expect(plan(a, { ratio: 0.3, uniformShape: true, compensation: false }).notes).toEqual([
+      'uniform shape: every block keeps 5 of 10 MLP channels and all heads',
+      'achieved ratio 32.61 % is more than 0.5 points from the target: one shape for every block moves in steps of L·align channels',
+    ]);
+    expect(plan(a, { ratio: 0.3, uniformShape: true, align: 2 }).blocks[0].mlp.keptChannels).toEqual([4, 5, 6, 7, 8, 9]); // round(2.7)·2 = 6
+    expect(plan(a, { ratio: 0.3, uniformShape: true, align: 4 }).blocks[1].mlp.keptChannels).toEqual([0, 1, 2, 3]); // round(1.35)·4 = 4
+    expect(() => plan(a, { ratio: 0.01, uniformShape: true })).toThrow('--uniform cannot reach ratio 0.01 with MLP width 10 and align 1');
+    expect(() => plan(a, { ratio: 0.3, uniformShape: true, align: 16 })).toThrow('--uniform cannot reach ratio 0.3 with MLP width 10 and align 16');
+    const mixed = tiny(w, [{ heads: [1, 2], channels: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] }, { heads: [1, 2], channels: [1, 2, 3, 4, 5, 6, 7, 8] }]);
+    mixed.model.layers[1].ffn = 8;
+    expect(() => plan(mixed, { ratio: 0.3, uniformShape: true })).toThrow('--uniform needs a model whose blocks all have the same shape');
+  });
+
+  it('paper allocation (width): whole K-means clusters within each sublayer\'s budget, then the fill', () => {
+    // one block, 2 heads (MHA) and 6 channels: attention 128, MLP 144, 272. At 0.5 the block's budget 136 splits
+    // 68 / 68 (equal TE). Channel clusters {0, 0.1} {5, 5.1} {10, 10.1}: the first (48) fits, two would not.
+    // Head groups {1} {3}: head 1 (64) fits. 112 removed; the fill takes channel 2 (24) to reach 136.
+    const a = tiny({ nHead: 2, nKvHead: 2, ffn: 6 }, [{ heads: [3, 1], channels: [0, 0.1, 5, 5.1, 10, 10.1] }]);
+    const p = plan(a, { ratio: 0.5, allocation: 'paper', granularity: 'width-only', k: 3, compensation: false });
+    expect(kept(p)).toEqual([[[0], [3, 4, 5]]]);
+    expect(p.blocks[0].groups).toEqual({ channels: [0, 0, 1, 1, 2, 2], kvHeads: [1, 0] });
+    expect(p.blocks[0].plannedRatio).toBeCloseTo(0.5, 9);
+    expect(p.notes).toEqual(['fill: 1 more MLP channels removed to reach the target']);
+    expect(p.achieved.ratio).toBe(0.5);
+  });
+
+  it('paper allocation (width, GQA): the leftover budget trims the same number of heads from every kept group', () => {
+    // 4 query heads in 2 groups, 6 channels: attention 192, MLP 144, 336. At 0.6: budget 201.6, split 3:1 by
+    // 1/TE (TE 1 and 3): attention 151.2, MLP 50.4. The groups tie (3 and 3): one cluster of 192, too big; the
+    // 151.2 left trims min(G−1, ⌊151.2 / (2·32)⌋) = 1 head from each group (its less important one).
+    // Channels: cluster {0, 0.1} (48). 112 removed of 201.6; the fill then takes 3 channels (72), the most it
+    // can without passing the target, and stops with one channel left.
+    const a = tiny({ nHead: 4, nKvHead: 2, ffn: 6 }, [{ teAttn: 1, teMlp: 3, heads: [1, 2, 2, 1], channels: [0, 0.1, 5, 5.1, 10, 10.1] }]);
+    const p = plan(a, { ratio: 0.6, allocation: 'paper', granularity: 'width-only', k: 3, compensation: false });
+    expect(kept(p)).toEqual([[[1, 2], [5]]]);
+    expect(p.blocks[0].attention.keptKvHeads).toEqual([0, 1]);
+    expect(p.notes).toEqual([
+      'fill: 3 more MLP channels removed to reach the target',
+      'achieved ratio 54.76 % is more than 0.5 points from the target: the alignment and GQA constraints leave no finer step',
+    ]);
+  });
+
+  // three blocks; width budgets too small for any whole cluster, so the search over layers does the work.
+  // TE: blocks [5, 6, 7], attention [2, 1, 3], MLP [3, 4, 1.5].
+  const deep = tiny(layer, [flat({ te: 5, teAttn: 2, teMlp: 3 }), flat({ te: 6, teAttn: 1, teMlp: 4 }), flat({ te: 7, teAttn: 3, teMlp: 1.5 })]);
+
+  it('paper allocation (depth): DFS takes the least important layers that land in the window', () => {
+    const p = plan(deep, { ratio: 1 / 3, allocation: 'paper', compensation: false });
+    expect(p.blocks.map((b) => [b.attention.removed, b.mlp.removed])).toEqual([[false, false], [true, false], [false, true]]);
+    expect(p.notes).toHaveLength(1);
+    expect(p.notes[0]).toMatch(/^dfs: remaining 33\.33 % met by removing attn1, mlp2 \(\d+ nodes\)$/);
+    expect(p.achieved.ratio).toBeCloseTo(1 / 3, 12);
+    expect(p.blocks.every((b) => b.compensate === false)).toBe(true);
+    // a whole block is a candidate too: block 0 at TE 0.5 is now the cheapest way to 224
+    const blockFirst = tiny(layer, [flat({ te: 0.5, teAttn: 2, teMlp: 3 }), flat({ te: 6, teAttn: 1, teMlp: 4 }), flat({ te: 7, teAttn: 3, teMlp: 1.5 })]);
+    const q = plan(blockFirst, { ratio: 1 / 3, allocation: 'paper', compensation: false });
+    expect(q.blocks.map((b) => b.removed)).toEqual([true, false, false]);
+    expect(q.notes[0]).toMatch(/^dfs: remaining 33\.33 % met by removing block0 \(\d+ nodes\)$/);
+    // the greedy ablation runs greedy: the cheapest candidate first (block 0 again), its 9 candidates as nodes
+    const g = plan(blockFirst, { ratio: 1 / 3, allocation: 'paper', search: 'greedy', compensation: false });
+    expect(g.notes[0]).toBe('greedy: remaining 33.33 % met by removing block0 (9 nodes)');
+  });
+
+  it('no set of layers fits the window: below it for multi-granularity plans, the smallest overshoot for depth-only', () => {
+    // 0.2 of 672 = 134.4, window up to 137.76: nothing fits. Below: one attention layer (128), the least important.
+    const multi = plan(deep, { ratio: 0.2, allocation: 'paper', compensation: false });
+    expect(multi.blocks.map((b) => b.attention.removed)).toEqual([false, true, false]);
+    expect(multi.blocks.every((b) => !b.mlp.removed)).toBe(true);
+    expect(multi.notes[0]).toMatch(/^dfs: remaining 20\.00 % met by removing attn1 \(\d+ nodes, no set fits the window: largest removal below it taken, the channel fill closes the gap\)$/);
+    // above: two MLPs (192), the least important pair (1.5 + 3)
+    const depth = plan(deep, { ratio: 0.2, allocation: 'paper', granularity: 'depth-only', compensation: false });
+    expect(depth.blocks.map((b) => [b.attention.removed, b.mlp.removed])).toEqual([[false, true], [false, false], [false, true]]);
+    expect(depth.notes).toHaveLength(2);
+    expect(depth.notes[0]).toMatch(/^dfs: remaining 20\.00 % met by removing mlp2, mlp0 \(\d+ nodes, no set fits the window: smallest overshoot taken\)$/);
+    expect(depth.notes[1]).toBe('achieved ratio 28.57 % is more than 0.5 points from the target: depth-only pruning moves in steps of whole layers');
+    // the fallback can be chosen
+    expect(plan(deep, { ratio: 0.2, allocation: 'paper', searchFallback: 'overshoot', compensation: false }).blocks.map((b) => b.mlp.removed)).toEqual([true, false, true]);
+  });
+});
+
+describe('the marginal allocation through plan(): values', () => {
+  const layer = { nHead: 2, nKvHead: 2, ffn: 4 }; // attention 128 (a head 64), MLP 96 (a channel 24), block 224
+  const flat = (o: Partial<TinyBlock>): TinyBlock => ({ heads: [1, 1], channels: [1, 1, 1, 1], ...o });
+  // output-TE sensitivities (no measured ones, no stream TE): block 0's MLP is cheap, block 1's dear
+  const two = tiny(layer, [flat({ te: 1.5, teMlp: 0.1 }), flat({ te: 2.5, teMlp: 10 })]);
+
+  it('across blocks: the cheapest damage per parameter first; the plan records what it planned and read', () => {
+    // channel δ/c: block 0 0.1·¼/24, block 1 10·¼/24; a head 1·½/64. Target 112: block 0's four channels (96),
+    // then a head (160) would pass 112 + 12, a channel of block 1 (120) does not.
+    const p = plan(two, { ratio: 0.25, compensation: false });
+    expect(kept(p)).toEqual([[[0, 1], []], [[0, 1], [1, 2, 3]]]);
+    expect(p.blocks.map((b) => [b.removed, b.mlp.removed, b.compensate, b.te])).toEqual([[false, true, false, 1.5], [false, false, false, 2.5]]);
+    expect(p.blocks[0].plannedRatio).toBeCloseTo(96 / 224, 14);
+    expect(p.blocks[1].plannedRatio).toBeCloseTo(24 / 224, 14);
+    expect(p.method).toMatchObject({ name: 'entropy', allocation: 'marginal', estimator: 'output-te', curvature: 1, importance: 'entropy', compensation: false });
+    expect(p.notes).toEqual([
+      'marginal allocation over all blocks (output-te sensitivities): predicted damage 2.600', // 0.1·1 + 10·¼
+      'achieved ratio 26.79 % is more than 0.5 points from the target: the alignment and GQA constraints leave no finer step',
+    ]);
+    expect(p).toMatchObject({ format: 'entroprune.plan', version: 1, createdBy: `entroprune ${VERSION}`, target: { ratio: 0.25, counting: 'block-linear' } });
+    expect(p.model).toEqual({ identity: 'f'.repeat(64), dim: 8, headDim: 2, vocab: 16, tiedOutput: false, layers: [layer, layer] });
+    expect(p.analysis).toBeUndefined();
+    const o = plan(two, { ratio: 0.25, vocab: 32, tiedOutput: true, analysisFile: 'tiny.analysis.json' });
+    expect(o.model).toMatchObject({ vocab: 32, tiedOutput: true });
+    expect(o.analysis).toBe('tiny.analysis.json');
+    expect(plan({ ...two, model: { ...two.model, tiedOutput: true } }, { ratio: 0.25 }).model.tiedOutput).toBe(true);
+  });
+
+  it('the uniform-ratio ablation: each block loses the ratio of its own weights, split inside it the same way', () => {
+    // 56 a block, by damage per parameter inside it: block 0 two cheap channels (48; a third, 72, would pass
+    // 56 + 12), block 1 a head (64: its channels cost 10·¼/24 a weight, a head 1·½/64)
+    const p = plan(two, { ratio: 0.25, ratios: 'uniform', compensation: false });
+    expect(kept(p)).toEqual([[[0, 1], [2, 3]], [[1], [0, 1, 2, 3]]]);
+    expect(p.blocks[0].plannedRatio).toBeCloseTo(48 / 224, 14);
+    expect(p.blocks[1].plannedRatio).toBeCloseTo(64 / 224, 14);
+    expect(p.notes[0]).toBe('marginal allocation inside each block at the uniform ratio 0.25');
+  });
+
+  it('measured curvature: the damage model through the half cut (γ = 2 here)', () => {
+    const base = { windows: 1, seqLen: 2, seed: 0, compensated: true, baseNll: 1, block: [1], attn: [1], mlp: [1], agreement: {}, agreementWithLoss: {} };
+    const a = {
+      ...tiny(layer, [flat({})]),
+      sensitivity: { ...base, kl: { block: [200], attn: [100], mlp: [1] }, partial: { attnShare: [0.5], mlpShare: [0.5], kl: { attn: [50], mlp: [0.25] }, nll: { attn: [0], mlp: [0] } } },
+    } as PlannerInput;
+    // two of four equal channels: F = ½ → 1·½² = 0.25 (γ = 1 would predict 0.5)
+    const m = plan(a, { ratio: 48 / 224, curvature: 'measured', compensation: false });
+    expect(m.method).toMatchObject({ estimator: 'measured', curvature: 'measured' });
+    expect(kept(m)).toEqual([[[0, 1], [2, 3]]]);
+    expect(m.notes).toEqual(['marginal allocation over all blocks (measured sensitivities): predicted damage 0.2500']);
+    expect(plan(a, { ratio: 48 / 224, compensation: false }).notes).toEqual(['marginal allocation over all blocks (measured sensitivities): predicted damage 0.5000']);
+    // the uniform-ratio ablation reads the same per-sublayer γ
+    expect(plan(a, { ratio: 48 / 224, curvature: 'measured', ratios: 'uniform', compensation: false }).blocks[0].mlp.keptChannels).toEqual([2, 3]);
+  });
+
+  it('--align-heads: the kept head count rounded to a multiple, the most important groups kept', () => {
+    // 4 heads (MHA), 4 channels: attention 256, MLP 96. One head (64) goes: head 1, the least entropy. Three heads
+    // are not a multiple of 2: of 2 and 4 (both one away) the smaller, so the two most important of the kept heads.
+    const mha = tiny({ nHead: 4, nKvHead: 4, ffn: 4 }, [flat({ teAttn: 0.1, teMlp: 10, heads: [4, 1, 3, 2] })]);
+    const p = plan(mha, { ratio: 64 / 352, compensation: false });
+    expect(p.blocks[0].attention.keptHeads).toEqual([0, 2, 3]);
+    const q = plan(mha, { ratio: 64 / 352, alignHeads: 2, compensation: false });
+    expect(q.blocks[0].attention).toEqual({ removed: false, keptKvHeads: [0, 2], keptHeads: [0, 2] });
+    expect(q.blocks[0].mlp.keptChannels).toEqual([0, 1, 2, 3]);
+    expect(q.notes[1]).toBe('achieved ratio 36.36 % is more than 0.5 points from the target: the alignment and GQA constraints leave no finer step');
+  });
+});
