@@ -108,7 +108,8 @@ export function dfsSearch(candidates: Candidate[], need: number, windowHi: numbe
     }
     if (i >= c.length || sum + suffix[i] < need || sum - need >= fbOver) return;
     const x = c[i];
-    if (!stack.some((j) => conflicts(c[j], x)) && sum + x.params - need < fbOver) {
+    // ≤: a set that ties the best overshoot is still visited, so the lower importance among ties wins
+    if (!stack.some((j) => conflicts(c[j], x)) && sum + x.params - need <= fbOver) {
       stack.push(i);
       visit2(i + 1, sum + x.params, cost + Math.max(0, x.importance));
       stack.pop();
