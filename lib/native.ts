@@ -236,10 +236,12 @@ export interface NativeApplyOptions {
   /** a vocabulary converted from tokenizer.json (GGUF output from a Hugging Face source) */
   vocab?: NativeSpmTokenizer;
   shardBytes?: number;
+  /** least-squares compensation: refit the partly cut layers on these windows first (core/apply/refit.h) */
+  refit?: { tokens: Int32Array; nSeqs: number; seqLen: number; batchSeqs?: number; damping?: number; memoryBudget?: number };
 }
 
 export interface NativeBinding {
-  applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number }>;
+  applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number; refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number } }>;
   NativeSpmTokenizer: new (source: string | { pieces: string[]; scores: Float32Array; bos: number; eos: number; source: string }) => NativeSpmTokenizer;
   loadModel(path: string, options?: { streamLayers?: boolean }, onProgress?: (done: number, total: number) => void): NativeJob<NativeModel>;
   setThreads(n: number): number;

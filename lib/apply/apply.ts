@@ -5,10 +5,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type { Model } from '../load/model';
-import { LoadedAnalysis, readAnalysis } from '../measure/analysis';
+import { LoadedAnalysis, readAnalysis, type Analysis } from '../measure/analysis';
+import { calibrationStreamAsync, sampleCalibration } from '../measure/calibration';
 import { modelIdentity } from '../measure/analyze';
+import { ensureFits, forwardBytes } from '../load/memory';
 import { native, NativeSpmTokenizer } from '../native';
-import { llama2cVocabFile, loadTokenizerJson } from '../load/tokenizer';
+import { llama2cVocabFile, loadTokenizerJson, tokenizerFor, type Tokenizer } from '../load/tokenizer';
 import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
 import { temporaryPath } from '../util/atomic';
@@ -20,6 +22,23 @@ import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 
 export type OutputFormat = 'gguf' | 'hf' | 'llama2c';
+
+/**
+ * How the heads and channels a layer loses are compensated (docs/METHOD.md section 5):
+ * - `least-squares` (ours, the default): the kept columns of o_proj / down_proj are refitted on the calibration
+ *   windows so the layer's output matches the unpruned one in the least-squares sense, with a bias for the rest;
+ * - `bias` (the paper's): only the removed units' mean output is folded into the bias.
+ * Layers and blocks removed whole get their mean output folded in either way; blocks planned without
+ * compensation get none.
+ */
+export type CompensationMode = 'least-squares' | 'bias';
+
+/** Calibration windows: `samples` × `seqLen` token ids. */
+export interface CalibrationWindows {
+  tokens: Int32Array;
+  samples: number;
+  seqLen: number;
+}
 
 export interface ApplyOptions {
   /** the pruned model: a .gguf or llama2.c .bin file, or a Hugging Face folder (written under a temporary name, then renamed) */
@@ -34,7 +53,16 @@ export interface ApplyOptions {
    * the calibration means bias compensation folds in: a read analysis (`readAnalysis(file)`) or an
    * `analyze()` result (default: read from the plan's `analysis` file)
    */
-  analysis?: Pick<LoadedAnalysis, 'mean'>;
+  analysis?: Pick<LoadedAnalysis, 'mean'> & { analysis?: Pick<Analysis, 'calibration'> };
+  /** how removed heads and channels are compensated (default `least-squares`) */
+  compensation?: CompensationMode;
+  /**
+   * the windows least-squares compensation refits on (default: the analysis' own calibration windows, drawn
+   * again from its calibration file with its seed)
+   */
+  calibration?: CalibrationWindows;
+  /** the tokenizer for drawing those windows again from a text file (default: the model's own) */
+  tokenizer?: Tokenizer;
   /** llama2.c tok*.bin to embed when writing GGUF from a llama2.c checkpoint (default: the one beside it) */
   vocabFile?: string;
   /** tokenizer.json to convert and embed when writing GGUF from a Hugging Face model (default: the model's own) */
@@ -55,6 +83,69 @@ export interface ApplyResult {
   tensors: number;
   bytes: number;
   seconds: number;
+  /** least-squares compensation, when it refitted any layer */
+  refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number };
+}
+
+/** Whether least-squares compensation has anything to refit: a compensated block keeping some but not all of its heads or channels. */
+export function planNeedsRefit(model: Model, plan: PruningPlan): boolean {
+  return plan.blocks.some((b, l) => {
+    const s = model.info.layers[l];
+    if (b.removed || !b.compensate) return false;
+    const heads = b.attention.keptHeads.length, channels = b.mlp.keptChannels.length;
+    return (s.nHead > 0 && heads > 0 && heads < s.nHead) || (s.ffn > 0 && channels > 0 && channels < s.ffn);
+  });
+}
+
+/**
+ * Memory least-squares compensation holds besides the model (native/core/apply/refit.h): the covariance
+ * accumulators of one pass (the widest layer's n² float64 and float32 scratch, or up to the 4 GiB pass budget),
+ * the refitted columns of every refitted layer until the model is written, and one forward batch.
+ */
+export function refitBytes(model: Model, plan: PruningPlan, seqLen: number): Record<string, number> {
+  const info = model.info;
+  const hd = info.headDim;
+  const accumulators = (n: number) => n * n * (n > 1024 ? 12 : 8);
+  let widest = 0;
+  let all = 0;
+  let columns = 0;
+  plan.blocks.forEach((b, l) => {
+    const s = info.layers[l];
+    if (b.removed || !b.compensate) return;
+    const heads = b.attention.keptHeads.length, channels = b.mlp.keptChannels.length;
+    if (s.nHead > 0 && heads > 0 && heads < s.nHead) {
+      widest = Math.max(widest, s.nHead * hd);
+      all += accumulators(s.nHead * hd);
+      columns += info.dim * heads * hd;
+    }
+    if (s.ffn > 0 && channels > 0 && channels < s.ffn) {
+      widest = Math.max(widest, s.ffn);
+      all += accumulators(s.ffn);
+      columns += info.dim * channels;
+    }
+  });
+  return {
+    // a pass holds as many layers as fit the 4 GiB budget, at least the widest one
+    'covariance accumulators': Math.max(accumulators(widest), Math.min(4 * 2 ** 30, all)),
+    'refitted columns': columns * 4,
+    activations: forwardBytes(info, Math.max(1, Math.floor(4096 / seqLen)) * seqLen),
+  };
+}
+
+/**
+ * The analysis' calibration windows, drawn again: the same file, tokenizer, sample count, length and seed give
+ * the same windows (calibration.ts). Refuses when the file is gone or no longer tokenizes to the length recorded.
+ */
+export async function analysisCalibrationWindows(model: Model, calibration: Analysis['calibration'], tokenizer?: Tokenizer, signal?: AbortSignal): Promise<CalibrationWindows> {
+  const file = calibration.file;
+  const hint = 'pass the windows (the `calibration` option), or compensate with the bias only (`compensation: \'bias\'`, CLI: --compensation-mode bias)';
+  if (!fs.existsSync(file)) throw new EntropruneError('EP_IO', `${file}: least-squares compensation refits on the analysis' calibration windows, and their file is not there: ${hint}`, file);
+  const tok = calibration.kind === 'tokens' ? undefined : (tokenizer ?? tokenizerFor(model));
+  const { kind, stream } = await calibrationStreamAsync(file, tok, signal);
+  if (stream.length !== calibration.streamTokens)
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `${file}: tokenizes to ${stream.length} tokens, the analysis recorded ${calibration.streamTokens} (changed since, or another tokenizer): ${hint}`, file);
+  const set = sampleCalibration(file, kind, stream, model.info.vocab, { samples: calibration.samples, seqLen: calibration.seqLen, seed: calibration.seed });
+  return { tokens: set.tokens, samples: set.samples, seqLen: set.seqLen };
 }
 
 export function defaultFormat(model: Model, output: string): OutputFormat {
@@ -106,6 +197,21 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
       throw new EntropruneError('EP_INVALID_ARGUMENT', 'bias compensation needs the calibration means: pass the analysis (the `analysis` option: an analyze() result or readAnalysis(file); CLI: --analysis), or plan without compensation');
     analysis = readAnalysis(path.resolve(plan.analysis));
   }
+  const compensation = o.compensation ?? 'least-squares';
+  if (compensation !== 'least-squares' && compensation !== 'bias') throw new EntropruneError('EP_INVALID_ARGUMENT', `compensation must be least-squares or bias (got ${String(compensation)})`);
+  let refitWindows: CalibrationWindows | undefined;
+  if (compensation === 'least-squares' && planNeedsRefit(model, plan)) {
+    refitWindows = o.calibration;
+    if (!refitWindows) {
+      const record = analysis?.analysis?.calibration ?? (plan.analysis ? readAnalysis(path.resolve(plan.analysis)).analysis.calibration : undefined);
+      if (!record)
+        throw new EntropruneError('EP_INVALID_ARGUMENT', 'least-squares compensation needs calibration windows: pass the analysis it was planned from (CLI: --analysis), or the windows (the `calibration` option), or compensate with the bias only (--compensation-mode bias)');
+      refitWindows = await analysisCalibrationWindows(model, record, o.tokenizer, o.signal);
+    }
+    if (refitWindows.tokens.length !== refitWindows.samples * refitWindows.seqLen || refitWindows.samples < 1 || refitWindows.seqLen < 2)
+      throw new EntropruneError('EP_INVALID_ARGUMENT', `calibration windows: ${refitWindows.tokens.length} tokens do not make ${refitWindows.samples} windows of ${refitWindows.seqLen}`);
+    ensureFits('least-squares compensation', info.path, refitBytes(model, plan, refitWindows.seqLen), 'compensate with the bias only (--compensation-mode bias), or use a machine with more memory');
+  }
   const means = analysis
     ? plan.blocks.map((_, l) => ({
         headMean: analysis!.mean(l, 'headMean'),
@@ -148,6 +254,9 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
       vocabFile: o.vocabFile ?? (format === 'gguf' ? sourceVocab : undefined),
       vocab,
       shardBytes: o.shardBytes,
+      refit: refitWindows
+        ? { tokens: refitWindows.tokens, nSeqs: refitWindows.samples, seqLen: refitWindows.seqLen, batchSeqs: Math.max(1, Math.floor(4096 / refitWindows.seqLen)) }
+        : undefined,
     }, (done, total) => o.onProgress?.({ done, total }));
     const r = await awaitNativeJob(job, o.signal);
     if (interrupted()) throw new EntropruneError('EP_CANCELLED', 'cancelled');
@@ -155,7 +264,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
     fs.renameSync(tmp, out);
     // A llama2.c checkpoint finds its vocabulary beside it: bring the source's along (never replacing one).
     if (format === 'llama2c' && sourceVocab && !fs.existsSync(path.join(path.dirname(out), path.basename(sourceVocab)))) fs.copyFileSync(sourceVocab, path.join(path.dirname(out), path.basename(sourceVocab)));
-    return { output: out, format, layers: r.layers, tensors: r.tensors, bytes: sizeOf(out), seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+    return { output: out, format, layers: r.layers, tensors: r.tensors, bytes: sizeOf(out), seconds: Number(process.hrtime.bigint() - started) / 1e9, ...(r.refit ? { refit: r.refit } : {}) };
   } catch (e) {
     removeTmp();
     if (interrupted()) throw new EntropruneError('EP_CANCELLED', 'cancelled');

@@ -5,11 +5,12 @@ import { Command, InvalidArgumentError } from 'commander';
 
 import { compare, COMPARE_METHODS, comparePlans, compareTable, type CompareMethod, type CompareSettings } from '../compare/compare';
 import { readAnalysis } from '../measure/analysis';
+import type { CompensationMode } from '../apply/apply';
 import type { PlanMethod } from '../plan/plan';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel } from '../util/progress';
 import { defaultTasksDir, parseTaskList } from './eval-commands';
-import { announceDevice, cudaDevicesOption, deviceOpt, interruptSignal, intOption } from './options';
+import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, interruptSignal, intOption } from './options';
 import { writeCompareReport } from '../report/report';
 
 const METHODS: CompareMethod[] = COMPARE_METHODS;
@@ -41,6 +42,7 @@ interface CompareCli {
   limit?: number;
   out: string;
   keepModels?: boolean;
+  compensationMode?: CompensationMode;
   report?: string;
   threads?: number;
   device: DeviceRequest;
@@ -65,6 +67,7 @@ export function registerCompareCommand(program: Command): void {
     .option('--tasks-dir <dir>', 'folder with the task files (default: $ENTROPRUNE_TASKS_DIR or ../shared/data/tasks)')
     .option('--limit <n>', 'a seeded random subset of N documents per task', intOption('limit', 1))
     .option('-o, --out <dir>', 'working directory: compare.json (resume state), analysis, plans', 'compare-out')
+    .addOption(compensationModeOption())
     .option('--keep-models', 'keep every pruned GGUF in <out>/models')
     .option('--report <file>', 'also write a self-contained HTML report')
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
@@ -89,6 +92,7 @@ export function registerCompareCommand(program: Command): void {
         ratios: o.ratios,
         methods: o.methods,
         speedSeqLen: 0,
+        ...(o.compensationMode ? { compensation: o.compensationMode } : {}),
       };
       const state = await compare(settings, {
         out: o.out,

@@ -22,6 +22,11 @@ export function deviceOption(value: string): DeviceRequest {
 /** The option naming the GPUs that run calibration or evaluation, if any (none: the CPU). */
 export const cudaDevicesOption = (d: ResolvedDevice): { cudaDevices?: number[] } => (d.device === 'cuda' && d.indices ? { cudaDevices: d.indices } : {});
 
+/** --compensation-mode: how apply compensates removed heads and channels (ApplyOptions.compensation). */
+export const compensationModeOption = () =>
+  new Option('--compensation-mode <mode>', 'least-squares: refit the kept o_proj/down_proj columns on the calibration windows (default); bias: the paper\'s mean-output bias only')
+    .choices(['least-squares', 'bias']);
+
 /** --device, the same on every command that runs the model. */
 export const deviceOpt = () =>
   new Option('--device <device>', 'cpu, cuda, cuda:N or auto (auto prefers CUDA and says which it chose)').default('auto').argParser(deviceOption);

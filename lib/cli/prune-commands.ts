@@ -4,7 +4,7 @@ import * as path from 'node:path';
 
 import { Command, Option } from 'commander';
 
-import { applyPlan, ApplyResult, OutputFormat } from '../apply/apply';
+import { applyPlan, ApplyResult, OutputFormat, type CompensationMode } from '../apply/apply';
 import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs } from '../evaluate/evaluate-model';
 import { averageAccuracy } from '../evaluate/tasks/zero-shot';
 import { type Model } from '../load/model';
@@ -21,7 +21,7 @@ import { addPlannerOptions, plannerOptions, ratioOption, type PlannerCliOptions 
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { announceDevice, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
 import { checkFailed } from './exit-status';
 import { assertOutputSparesInputs } from '../util/file-identity';
 
@@ -34,7 +34,11 @@ function printVerify(rows: VerifyRow[], json?: boolean): boolean {
 }
 
 function describe(r: ApplyResult): string {
-  return `wrote ${r.output} (${r.format}, ${r.layers} blocks, ${r.tensors} tensors, ${(r.bytes / 1e6).toFixed(2)} MB) in ${r.seconds.toFixed(2)} s`;
+  const refit = r.refit
+    ? `; least-squares compensation refitted ${r.refit.layers} layers (${r.refit.passes} calibration pass${r.refit.passes === 1 ? '' : 'es'}` +
+      (r.refit.moreDamping ? `, ${r.refit.moreDamping} needing more damping` : '') + (r.refit.fallbacks ? `, ${r.refit.fallbacks} left with the bias only` : '') + ')'
+    : '';
+  return `wrote ${r.output} (${r.format}, ${r.layers} blocks, ${r.tensors} tensors, ${(r.bytes / 1e6).toFixed(2)} MB) in ${r.seconds.toFixed(2)} s${refit}`;
 }
 
 interface ApplyCli {
@@ -43,6 +47,7 @@ interface ApplyCli {
   format?: OutputFormat;
   dtype: 'f32' | 'f16' | 'bf16';
   analysis?: string;
+  compensationMode?: CompensationMode;
   force?: boolean;
   verify: boolean;
   json?: boolean;
@@ -126,13 +131,14 @@ export function registerPruneCommands(program: Command): void {
 
   program
     .command('apply')
-    .description('slice a model by a plan, fold bias compensation, and write GGUF or a Hugging Face directory')
+    .description('slice a model by a plan, compensate what it removes, and write GGUF or a Hugging Face directory')
     .argument('<model>', 'the model the plan was made for')
     .argument('<plan>', 'plan.json')
     .requiredOption('-o, --output <path>', 'output .gguf file or HF directory')
     .addOption(formatOpt())
     .addOption(dtypeOpt())
-    .option('--analysis <file>', 'analysis with the calibration means (default: the one the plan names)')
+    .option('--analysis <file>', 'analysis with the calibration means and windows (default: the one the plan names)')
+    .addOption(compensationModeOption())
     .option('--force', 'replace an existing output')
     .option('--no-verify', 'skip the runtime check after writing')
     .addOption(deviceOpt())
@@ -150,6 +156,7 @@ export function registerPruneCommands(program: Command): void {
         dtype: o.dtype,
         force: o.force,
         analysis: o.analysis ? readAnalysis(o.analysis) : undefined,
+        compensation: o.compensationMode,
       });
       bar.finish();
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];
@@ -174,6 +181,7 @@ export function registerPruneCommands(program: Command): void {
   )
     .addOption(formatOpt())
     .addOption(dtypeOpt())
+    .addOption(compensationModeOption())
     .option('--force', 'replace existing outputs')
     .option('--no-verify', 'skip the runtime check after writing')
     .option('--stream', STREAM_HELP)
@@ -205,6 +213,7 @@ export function registerPruneCommands(program: Command): void {
         format: o.format,
         dtype: o.dtype,
         force: o.force,
+        compensation: o.compensationMode,
         onProgress: (step, p) => {
           // a step's line ends when the next step starts
           if (!bars[step]) for (const open of Object.values(bars)) open?.finish();

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { applyPlan } from '../apply/apply';
+import { applyPlan, type CompensationMode } from '../apply/apply';
 import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs, type EvalInputs } from '../evaluate/evaluate-model';
 import { prefillThroughput } from '../evaluate/speed';
 import { averageAccuracy, TaskResult } from '../evaluate/tasks/zero-shot';
@@ -44,6 +44,8 @@ export interface CompareSettings {
   methods: CompareMethod[];
   /** forward-speed measurement: one sequence of this many tokens per call (0: min(512, context)) */
   speedSeqLen: number;
+  /** compensation of removed heads and channels for every row but 'paper' (default least-squares) */
+  compensation?: CompensationMode;
 }
 
 /**
@@ -57,6 +59,11 @@ export const COMPARE_METHODS: CompareMethod[] = ['entropy', 'paper', 'uniform', 
 /** The plan options of one comparison row. */
 export function compareMethodOptions(m: CompareMethod): Pick<PlanOptions, 'method' | 'allocation' | 'estimator'> {
   return m === 'paper' ? { method: 'entropy', allocation: 'paper', estimator: 'output-te' } : { method: m };
+}
+
+/** The compensation of one comparison row: the paper's bias for 'paper', the setting (default least-squares) for the rest. */
+export function compareCompensation(m: CompareMethod, settings: Pick<CompareSettings, 'compensation'>): CompensationMode {
+  return m === 'paper' ? 'bias' : (settings.compensation ?? 'least-squares');
 }
 
 export interface CellResult {
@@ -227,7 +234,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       const planFile = path.join(o.out, 'plans', `${method}-${ratio}.plan.json`);
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);
-      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
+      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, compensation: compareCompensation(method, settings), signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
       try {
         const pruned = await loadModel(modelFile);
         const e = await evaluate(pruned, `${method} ${ratio}`);

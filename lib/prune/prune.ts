@@ -36,6 +36,8 @@ export interface PruneOptions {
   format?: ApplyOptions['format'];
   /** matrix dtype of the output (default f32) */
   dtype?: ApplyOptions['dtype'];
+  /** how removed heads and channels are compensated (default least-squares; ApplyOptions.compensation) */
+  compensation?: ApplyOptions['compensation'];
   /** replace an existing output (and the analysis and plan beside it) */
   force?: boolean;
   /**
@@ -119,6 +121,8 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
         dtype: o.dtype,
         force: o.force,
         analysis: result,
+        compensation: o.compensation,
+        tokenizer: o.tokenizer,
         onProgress: (ev) => o.onProgress?.('apply', ev),
         signal: o.signal,
       });

@@ -8,8 +8,6 @@
 
 namespace ep {
 
-namespace {
-
 void check_plan(const Model& m, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means) {
   const ModelConfig& c = m.config;
   auto bad = [&](size_t l, const std::string& what) {
@@ -42,6 +40,8 @@ void check_plan(const Model& m, const std::vector<PlanBlock>& plan, const std::v
   }
 }
 
+namespace {
+
 // Rows [r0, r0+n) of a row-major [rows, cols] matrix.
 void copy_rows(const float* src, int64_t cols, const std::vector<int64_t>& rows, float* dst) {
   for (size_t i = 0; i < rows.size(); ++i) std::memcpy(dst + i * cols, src + rows[i] * cols, cols * sizeof(float));
@@ -50,6 +50,19 @@ void copy_cols(const float* src, int64_t rows, int64_t cols, const std::vector<i
   const int64_t k = static_cast<int64_t>(keep.size());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < k; ++j) dst[r * k + j] = src[r * cols + keep[j]];
+}
+
+// Overwrite the kept columns of dst ([rows × cols.size()], cols = the written input indices, all of them in zero
+// mode) with a refit's columns ([rows × kept], kept = the alive ones among cols, in the same order).
+void place_refit(const std::vector<float>& refit, int64_t rows, const std::vector<int64_t>& cols, const std::vector<char>& alive, float* dst) {
+  const int64_t n = static_cast<int64_t>(cols.size());
+  int64_t kept = 0;
+  for (int64_t j = 0; j < n; ++j) kept += alive[cols[j]] ? 1 : 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t i = 0;
+    for (int64_t j = 0; j < n; ++j)
+      if (alive[cols[j]]) dst[r * n + j] = refit[r * kept + i++];
+  }
 }
 
 // Block l's float matrices for the deferred tensor fills. The writers ask for a block's tensors one after
@@ -125,8 +138,12 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
     const BlockMeans& mm = means[l];
     const bool attn_gone = s.n_head > 0 && b.kept_heads.empty();
     const bool mlp_gone = s.ffn > 0 && b.kept_channels.empty();
-    // removed heads of a kept attention layer: bo += Wo[:, removed] · μ
-    if (s.n_head > 0 && !attn_gone && static_cast<int>(b.kept_heads.size()) < s.n_head) {
+    const LayerRefit* refit = opt.refits && l < static_cast<int>(opt.refits->size()) ? &(*opt.refits)[l] : nullptr;
+    // removed heads of a kept attention layer: bo += Wo[:, removed] · μ, or the least-squares refit's shift
+    if (refit && refit->attn) {
+      std::vector<double>& bo = bias_of(attn_bias, l, w.bo);
+      for (int64_t o = 0; o < d; ++o) bo[o] += refit->o_proj.shift[o];
+    } else if (s.n_head > 0 && !attn_gone && static_cast<int>(b.kept_heads.size()) < s.n_head) {
       std::vector<char> kept(s.n_head, 0);
       for (int h : b.kept_heads) kept[h] = 1;
       std::vector<double>& bo = bias_of(attn_bias, l, w.bo);
@@ -137,8 +154,11 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
           for (int64_t e = 0; e < hd; ++e) bo[o] += static_cast<double>(w.wo[o * q + h * hd + e]) * mm.head_mean[h * hd + e];
       }
     }
-    // removed channels of a kept MLP: b_down += Wdown[:, removed] · μ
-    if (s.ffn > 0 && !mlp_gone && static_cast<int>(b.kept_channels.size()) < s.ffn) {
+    // removed channels of a kept MLP: b_down += Wdown[:, removed] · μ, or the least-squares refit's shift
+    if (refit && refit->mlp) {
+      std::vector<double>& bd = bias_of(down_bias, l, w.b_down);
+      for (int64_t o = 0; o < d; ++o) bd[o] += refit->down_proj.shift[o];
+    } else if (s.ffn > 0 && !mlp_gone && static_cast<int>(b.kept_channels.size()) < s.ffn) {
       std::vector<char> kept(s.ffn, 0);
       for (int j : b.kept_channels) kept[j] = 1;
       std::vector<double>& bd = bias_of(down_bias, l, w.b_down);
@@ -254,8 +274,13 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
       add(p + "attn_q", {nq, d}, rows_with_mask(weight(&LayerWeights::wq), d, head_rows, head_alive));
       add(p + "attn_k", {nkv, d}, rows_with_mask(weight(&LayerWeights::wk), d, kv_rows, kv_alive));
       add(p + "attn_v", {nkv, d}, rows_with_mask(weight(&LayerWeights::wv), d, kv_rows, kv_alive));
-      add(p + "attn_output", {d, nq}, [wo = weight(&LayerWeights::wo), d, q, head_rows, head_alive, zero](float* dst) {
+      // the least-squares refit's columns, in kept-head order (each kept head's head_dim rows of Wo's input)
+      std::shared_ptr<const std::vector<float>> wo_refit;
+      if (opt.refits && l < static_cast<int>(opt.refits->size()) && (*opt.refits)[l].attn)
+        wo_refit = std::make_shared<const std::vector<float>>((*opt.refits)[l].o_proj.weight);
+      add(p + "attn_output", {d, nq}, [wo = weight(&LayerWeights::wo), d, q, head_rows, head_alive, zero, wo_refit](float* dst) {
         copy_cols(wo(), d, q, *head_rows, dst);
+        if (wo_refit) place_refit(*wo_refit, d, *head_rows, *head_alive, dst);
         const int64_t k = static_cast<int64_t>(head_rows->size());
         if (zero) for (int64_t r = 0; r < d; ++r) for (int64_t j = 0; j < k; ++j) if (!(*head_alive)[(*head_rows)[j]]) dst[r * k + j] = 0;
       });
@@ -284,8 +309,12 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
       add(p + "ffn_norm", {d}, [w, d](float* dst) { std::memcpy(dst, w.ffn_norm, d * sizeof(float)); });
       add(p + "ffn_gate", {nf, d}, rows_masked(weight(&LayerWeights::w_gate), channels, ch_alive));
       add(p + "ffn_up", {nf, d}, rows_masked(weight(&LayerWeights::w_up), channels, ch_alive));
-      add(p + "ffn_down", {d, nf}, [w_down = weight(&LayerWeights::w_down), d, f, channels, ch_alive, zero](float* dst) {
+      std::shared_ptr<const std::vector<float>> down_refit;
+      if (opt.refits && l < static_cast<int>(opt.refits->size()) && (*opt.refits)[l].mlp)
+        down_refit = std::make_shared<const std::vector<float>>((*opt.refits)[l].down_proj.weight);
+      add(p + "ffn_down", {d, nf}, [w_down = weight(&LayerWeights::w_down), d, f, channels, ch_alive, zero, down_refit](float* dst) {
         copy_cols(w_down(), d, f, *channels, dst);
+        if (down_refit) place_refit(*down_refit, d, *channels, *ch_alive, dst);
         const int64_t k = static_cast<int64_t>(channels->size());
         if (zero) for (int64_t r = 0; r < d; ++r) for (int64_t j = 0; j < k; ++j) if (!(*ch_alive)[(*channels)[j]]) dst[r * k + j] = 0;
       });

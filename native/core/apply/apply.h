@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/apply/least_squares.h"
 #include "core/load/model.h"
 
 namespace ep {
@@ -48,7 +49,15 @@ struct ApplyOptions {
   // Keep every shape and zero the removed units instead of slicing them out (with the same biases):
   // the reference the equivalence tests compare the sliced model against.
   bool zero_instead_of_slice = false;
+  // Least-squares compensation (apply/refit.h): where a block has a refit, its kept o_proj / down_proj columns
+  // are the refitted ones and the output bias gains the refit's shift in place of the removed units' mean
+  // output. One entry per source block; nullptr = the paper's bias compensation everywhere.
+  const std::vector<LayerRefit>* refits = nullptr;
 };
+
+// Throws ep::Error (kInvalidArgument) naming the block and field when the plan does not fit the model (or lacks
+// the means its compensation needs).
+void check_plan(const Model& model, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means);
 
 // Throws ep::Error (kInvalidArgument) naming the block and field when the plan does not fit the model.
 PrunedModel prune_model(const Model& model, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means,

@@ -15,6 +15,7 @@ WriteResult write_pruned_model(const Model& model, const std::vector<PlanBlock>&
     throw Error(ErrorCode::kInvalidArgument, request.output, "unknown output format '" + request.format + "'");
   ApplyOptions o;
   o.zero_instead_of_slice = request.zero_instead_of_slice;
+  o.refits = request.refits;
   PrunedModel pm = prune_model(model, plan, means, o);
   WriteResult result{pm.config.n_layers(), static_cast<int>(pm.tensors.size())};
   // Every writer asks each tensor for its data in turn: count them for progress, and stop between tensors

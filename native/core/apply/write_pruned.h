@@ -23,6 +23,7 @@ struct WriteRequest {
   std::string vocab_file;           // gguf: a llama2.c tok*.bin to embed ...
   const SpmVocab* vocab = nullptr;  // ... or this vocabulary (a converted tokenizer.json)
   uint64_t shard_bytes = 0;         // hf: safetensors shard size (0: the default)
+  const std::vector<LayerRefit>* refits = nullptr;  // least-squares compensation (apply/refit.h); nullptr: bias only
 };
 
 struct WriteResult {

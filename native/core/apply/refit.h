@@ -1,0 +1,43 @@
+// Least-squares compensation of a plan (apply/least_squares.h): for every block that keeps only some of its
+// heads or MLP channels (and compensates), the calibration covariance of the layer's input is captured and the
+// kept columns of o_proj / down_proj refitted. Blocks and layers removed whole, and layers cut by nothing, keep
+// the paper's bias compensation (a whole layer's best least-squares stand-in is its mean output, which is what
+// that folds in).
+//
+// Memory: the accumulators of a layer hold its input width squared in float64 (a 7B model's MLP: 11008² ·
+// 12 bytes ≈ 1.4 GiB with the float32 scratch). Layers are captured in groups that fit `memory_budget`, one
+// calibration pass per group; the refitted weights (the size of the kept o_proj and down_proj columns, float32)
+// are held until the model is written.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "core/apply/apply.h"
+#include "core/apply/least_squares.h"
+#include "core/device/batches.h"
+#include "core/load/model.h"
+
+namespace ep {
+
+struct RefitOptions {
+  double damping = kLeastSquaresDamping;
+  uint64_t memory_budget = 4ull << 30;  // accumulator bytes per calibration pass (at least one layer per pass)
+};
+
+struct RefitReport {
+  int layers_refitted = 0;  // o_proj and down_proj layers counted apart
+  int passes = 0;           // calibration passes run
+  int undamped_failures = 0;  // layers whose Σ_KK needed more damping than asked (collinear kept units)
+  int fallbacks = 0;        // layers left with bias compensation: Σ_KK could not be factored at any damping
+};
+
+// Which layers of the plan least-squares compensation refits (the others need none of its statistics).
+void refit_targets(const ModelConfig& c, const std::vector<PlanBlock>& plan, std::vector<char>* attn, std::vector<char>* mlp);
+
+// progress(done, total) in calibration batches over all passes.
+std::vector<LayerRefit> refit_plan(const Model& model, const std::vector<PlanBlock>& plan, const TokenBatches& calibration,
+                                   const RefitOptions& options, const std::atomic<bool>* cancel, const StageProgress& progress,
+                                   RefitReport* report = nullptr);
+
+}  // namespace ep
