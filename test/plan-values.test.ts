@@ -523,7 +523,7 @@ describe('planner options: every bad value refused with its range', () => {
     [{ maxBlockRatio: NaN }, 'maxBlockRatio must lie in [0, 1] (got NaN)'],
     [{ maxBlockRatio: 0.29 }, 'maxBlockRatio 0.29 is below the target ratio 0.3: no block could lose enough'],
     [{ temperature: 16.5 }, 'temperature must lie in [0, 16] (got 16.5) (β in w = s^−β; larger values overflow)'],
-    [{ temperature: -1 }, 'temperature must lie in [0, 16] (got -1)'],
+    [{ temperature: -1 }, 'temperature must lie in [0, 16] (got -1) (β in w = s^−β; larger values overflow)'],
     [{ tolerance: 0.51 }, 'tolerance must lie in [0, 0.5] (got 0.51)'],
     [{ tolerance: -0.01 }, 'tolerance must lie in [0, 0.5] (got -0.01)'],
     [{ k: 0 }, 'k must be an integer in [1, 64] (got 0)'],
@@ -546,8 +546,16 @@ describe('planner options: every bad value refused with its range', () => {
     try {
       plan(a, { ratio: 0.3, ...o });
     } catch (e) {
-      expect(e).toMatchObject({ name: 'EntropruneError', code: 'EP_INVALID_ARGUMENT' });
+      // the whole message, not only a part of it (a range without a hint adds nothing after the value)
+      expect(e).toMatchObject({ name: 'EntropruneError', code: 'EP_INVALID_ARGUMENT', message });
     }
+  });
+
+  it('curvature "measured" needs the measured estimator even when the analysis has the half cuts', () => {
+    const base = { windows: 1, seqLen: 2, seed: 0, compensated: true, baseNll: 1, block: [1], attn: [1], mlp: [1], agreement: {}, agreementWithLoss: {} };
+    const measured = { ...a, sensitivity: { ...base, kl: { block: [2], attn: [1], mlp: [1] }, partial: { attnShare: [0.5], mlpShare: [0.5], kl: { attn: [0.5], mlp: [0.25] }, nll: { attn: [0], mlp: [0] } } } } as PlannerInput;
+    expect(() => plan(measured, { ratio: 0.3, curvature: 'measured' })).not.toThrow();
+    expect(() => plan(measured, { ratio: 0.3, curvature: 'measured', estimator: 'output-te' })).toThrow('curvature "measured" needs the measured estimator');
   });
 
   it('the ends of every range are accepted', () => {
@@ -563,6 +571,8 @@ describe('planner options: every bad value refused with its range', () => {
     expect(() => plan(attnOnly, { ratio: 0.3, importance: 'contribution' })).not.toThrow();
     const missingMlp = tiny({ nHead: 2, nKvHead: 2, ffn: 4 }, [{ heads: [1, 2], channels: [1, 2, 3, 4], headContribution: [1, 2] }]);
     expect(() => plan(missingMlp, { ratio: 0.3, importance: 'contribution' })).toThrow(/block 0 has none/);
+    const missingAttn = tiny({ nHead: 2, nKvHead: 2, ffn: 4 }, [{ heads: [1, 2], channels: [1, 2, 3, 4], channelContribution: [4, 3, 2, 1] }]);
+    expect(() => plan(missingAttn, { ratio: 0.3, importance: 'contribution' })).toThrow(/block 0 has none/);
   });
 });
 
@@ -808,6 +818,21 @@ describe('the marginal allocation through plan(): values', () => {
     expect(plan(a, { ratio: 48 / 224, curvature: 'measured', ratios: 'uniform', compensation: false }).blocks[0].mlp.keptChannels).toEqual([2, 3]);
   });
 
+  it('the uniform-ratio ablation reads each block\'s own γ and its own head variances', () => {
+    const base = { windows: 1, seqLen: 2, seed: 0, compensated: true, baseNll: 1, block: [1, 1], attn: [1, 1], mlp: [1, 1], agreement: {}, agreementWithLoss: {} };
+    // block 0: attention γ 1 (S 1.1), MLP γ 2 (S 1); block 1: attention γ 2 (S 1), MLP γ 1 (S 0.3), head entropies 1 and 2
+    const a = {
+      ...tiny(layer, [flat({}), flat({ heads: [1, 2] })]),
+      sensitivity: { ...base, kl: { block: [2, 2], attn: [1.1, 1], mlp: [1, 0.3] }, partial: { attnShare: [0.5, 0.5], mlpShare: [0.5, 0.5], kl: { attn: [0.55, 0.25], mlp: [0.25, 0.15] }, nll: { attn: [0, 0], mlp: [0, 0] } } },
+    } as PlannerInput;
+    // 64 a block. Block 0: channels at 1·(F² steps)/24 = 0.0026, 0.0078, 0.013 against a head at 1.1·½/64 = 0.0086:
+    // two channels, the head would pass 64 + 12, a third channel does not. (γ 1: a channel 0.0104, the head first.)
+    // Block 1: head 0 holds e/(e + e²) = 0.27 of the variance: 1·0.27²/64 = 0.0011 against a channel 0.3·¼/24 = 0.0031:
+    // the head. (γ 1: 0.0042, the channels first; equal shares under γ 2: 0.0039, the channels first.)
+    const p = plan(a, { ratio: 64 / 224, curvature: 'measured', ratios: 'uniform', compensation: false });
+    expect(kept(p)).toEqual([[[0, 1], [3]], [[1], [0, 1, 2, 3]]]);
+  });
+
   it('--align-heads: the kept head count rounded to a multiple, the most important groups kept', () => {
     // 4 heads (MHA), 4 channels: attention 256, MLP 96. One head (64) goes: head 1, the least entropy. Three heads
     // are not a multiple of 2: of 2 and 4 (both one away) the smaller, so the two most important of the kept heads.
@@ -923,5 +948,270 @@ describe('alignment, GQA and the channel fill: values', () => {
     const q = plan(a, { ratio: 0.4, allocation: 'paper', granularity: 'width-only', k: 2, tolerance: 0.2, compensation: false });
     expect(q.blocks[0].mlp.keptChannels).toEqual([2, 3, 4, 5, 6, 7]);
     expect(q.notes).toEqual(['fill: 4 more MLP channels removed to reach the target']);
+  });
+});
+
+// Third round (docs/mutation-survivors.md): the survivors of the second Stryker run that a value can tell apart.
+describe('block ratios: the cap and very small c', () => {
+  it('a target equal to the cap ends, although Σ p_max·N_l rounds below p_max·ΣN_l here', () => {
+    // 0.201·1142 + 0.201·1186 = 467.928 but 0.201·2328 = 467.92800000000005: the bracket used to double forever
+    const r = waterFillRatios([1, 2], [1142, 1186], 0.201, 1, 0.201);
+    expect(r[0]).toBe(0.201);
+    expect(r[1]).toBeCloseTo(0.201, 15);
+    // a target above the cap by no more than the allowance (1e-12 of the weights) is taken as the cap
+    expect(waterFillRatios([1], [1], 0.5 + 1e-12, 1, 0.5)).toEqual([0.5]);
+  });
+
+  it('through plan(): the paper allocation at ratio = maxBlockRatio', () => {
+    // three blocks of 2 heads and 11 channels (128 + 264 = 392): 0.3·392 three times is 352.79999999999995, 0.3·1176 352.8
+    const flat11 = (te: number): TinyBlock => ({ te, heads: [1, 2], channels: [...Array(11).keys()] });
+    const a = tiny({ nHead: 2, nKvHead: 2, ffn: 11 }, [flat11(1), flat11(2), flat11(3)]);
+    const p = plan(a, { ratio: 0.3, maxBlockRatio: 0.3, allocation: 'paper', compensation: false });
+    for (const b of p.blocks) expect(b.plannedRatio).toBeCloseTo(0.3, 14);
+  });
+
+  it('c far below 2^-200: a block weighted 1.5e61 (β = 16) still meets the target', () => {
+    // mean TE 0.667: s = [1.5e-4, 1.5, 1.5], w = s^−16 = [1.5e61, 1.5e-3, 1.5e-3]. c ≈ 4e-62, below the 6e-61 that 200
+    // halvings of [0, 1] reach (which planned 0.9 for block 0, 0.3 in all): block 0 takes 0.6, the others ~6e-65
+    const r = waterFillRatios([1e-4, 1, 1], [100, 100, 100], 0.2, 16, 0.9);
+    expect(r[0]).toBeCloseTo(0.6, 12);
+    expect(r[1]).toBeLessThan(1e-60);
+    expect(r[2]).toBe(r[1]);
+    expect(r.reduce((s, x) => s + x * 100, 0)).toBeCloseTo(60, 10);
+  });
+
+  it('c is the smallest that meets the target: a block without weights gets c·w_l, not the cap', () => {
+    // TE [1, 1, 4]: s = [0.5, 0.5, 2], w = [2, 2, 0.5]; target 0.5 = the cap: c = 0.25 (both sized blocks at 0.5)
+    expect(waterFillRatios([1, 1, 4], [100, 100, 0], 0.5, 1, 0.5)).toEqual([0.5, 0.5, 0.125]);
+  });
+});
+
+describe('K-means: ties with negative values', () => {
+  it('the centroids are numbered in ascending order from the start, so a tie goes to the lower one', () => {
+    // sorted [-10, -3, -2, -1, 0], starts -3 and -1. Pass 1: -2 is as near -3 as -1 → -3: [-10, -3, -2 | -1, 0],
+    // centroids -5, -0.5. Pass 2: -2 moves → [-10, -3 | -2, -1, 0], -6.5, -1. Pass 3: -3 moves. Pass 4: nothing.
+    expect(kmeans1d([-10, -3, -2, -1, 0], 2)).toEqual({ assignment: [0, 1, 1, 1, 1], centroids: [-10, -1.5], iterations: 3 });
+  });
+});
+
+describe('search: ties and the bounds, by value and by node count', () => {
+  const names = (r: { chosen: Candidate[] }) => r.chosen.map((c) => `${c.kind}${c.block}`);
+  const y: Candidate = { kind: 'attn', block: 0, params: 6, importance: 0.5 };
+  const z: Candidate = { kind: 'mlp', block: 1, params: 4, importance: 0.5 };
+  const x: Candidate = { kind: 'attn', block: 2, params: 10, importance: 1 };
+
+  it('the same overshoot at the same cost, or the same size below the window at the same cost: the first found stays', () => {
+    // {attn0, mlp1} and {attn2} both remove 10 at cost 1; the first is found first (its candidates sort first)
+    expect(names(dfsSearch([x, y, z], 9, 9.5))).toEqual(['attn0', 'mlp1']);
+    expect(names(dfsSearch([x, y, z], 11, 11.5, undefined, 'undershoot'))).toEqual(['attn0', 'mlp1']);
+  });
+
+  it('the undershoot pass stops a branch that cannot pass the best sum found', () => {
+    // need 20 is out of reach (12 in all). Best below the window: all three (12). Without the bound the branches
+    // without attn2 would be walked too.
+    const one = (block: number, imp: number): Candidate => ({ kind: 'mlp', block, params: 1, importance: imp });
+    const r = dfsSearch([x, one(3, 2), one(4, 3)], 20, 19.5, undefined, 'undershoot');
+    expect(names(r)).toEqual(['attn2', 'mlp3', 'mlp4']);
+    expect(r).toMatchObject({ removed: 12, nodes: 8, inWindow: false, truncated: false });
+  });
+
+  it('the overshoot pass stops a branch that cannot reach the need, also when all it has left would land on it exactly', () => {
+    // need 11.5, window to 11.6: only all three (12) reach it; without attn2 the rest (2) cannot
+    const one = (block: number, imp: number): Candidate => ({ kind: 'mlp', block, params: 1, importance: imp });
+    const r = dfsSearch([x, one(3, 2), one(4, 3)], 11.5, 11.6);
+    expect(names(r)).toEqual(['attn2', 'mlp3', 'mlp4']);
+    expect(r).toMatchObject({ removed: 12, inWindow: false, nodes: 13 }); // 6 in the first pass, 7 in this one
+    // block 0 (5) conflicts with its attention (3), so nothing reaches 12 = 5 + 3 + 4; at the root the remaining sum
+    // equals the need (not below it), so both passes go in and walk 4 nodes each
+    const blk: Candidate = { kind: 'block', block: 0, params: 5, importance: 1 };
+    const att: Candidate = { kind: 'attn', block: 0, params: 3, importance: 2 };
+    const mlp: Candidate = { kind: 'mlp', block: 1, params: 4, importance: 3 };
+    expect(dfsSearch([blk, att, mlp], 12, 12.5)).toEqual({ chosen: [], removed: 0, cost: 0, nodes: 8, inWindow: false, truncated: false });
+  });
+
+  it('greedy: an empty removal is not in a window that lies below zero', () => {
+    expect(greedySearch([x], -10, -5)).toMatchObject({ chosen: [], removed: 0, inWindow: false });
+  });
+});
+
+describe('planner: branches and notes, by value', () => {
+  const layer = { nHead: 2, nKvHead: 2, ffn: 4 }; // attention 128 (a head 64), MLP 96 (a channel 24), block 224
+  const flat = (o: Partial<TinyBlock>): TinyBlock => ({ heads: [1, 1], channels: [1, 1, 1, 1], ...o });
+  const deep = tiny(layer, [flat({ te: 5, teAttn: 2, teMlp: 3 }), flat({ te: 6, teAttn: 1, teMlp: 4 }), flat({ te: 7, teAttn: 3, teMlp: 1.5 })]);
+  // one block of 2 heads and 6 channels (attention 128, MLP 144: 272): head clusters {1} {3}, channel clusters by pairs
+  const w = tiny({ nHead: 2, nKvHead: 2, ffn: 6 }, [{ heads: [3, 1], channels: [0, 0.1, 5, 5.1, 10, 10.1] }]);
+
+  it('a split with a missing part hands the other exactly the budget', () => {
+    // these weights make (B − b_a) + b_a differ from B in the last bit
+    const B = 10.486600459779892;
+    expect(splitBudget(B, 0, 1e6, 1.2414696376032521, 0.3801991978568021)).toEqual([0, B]);
+    expect(splitBudget(B, 1e6, 0, 1.2414696376032521, 0.3801991978568021)).toEqual([B, 0]);
+  });
+
+  it('the marginal allocation is for multi-granularity plans: width-only takes the paper rules', () => {
+    const two = tiny(layer, [flat({ te: 1.5, teMlp: 0.1 }), flat({ te: 2.5, teMlp: 10 })]);
+    const p = plan(two, { ratio: 0.25, granularity: 'width-only', compensation: false });
+    expect(p.blocks.map((b) => b.groups)).toEqual([{ kvHeads: [0, 0], channels: [0, 0, 0, 0] }, { kvHeads: [0, 0], channels: [0, 0, 0, 0] }]);
+    expect(p.notes[0]).toBe('fill: 4 more MLP channels removed to reach the target');
+  });
+
+  it('the paper allocation with uniform ratios plans the target in every block', () => {
+    expect(plan(deep, { ratio: 0.3, allocation: 'paper', ratios: 'uniform' }).blocks.map((b) => b.plannedRatio)).toEqual([0.3, 0.3, 0.3]);
+    expect(plan(deep, { ratio: 0.3, allocation: 'paper' }).blocks[0].plannedRatio).toBeGreaterThan(0.35); // water-filled
+  });
+
+  it('depth-only: no per-unit pass (no K-means groups), the search alone', () => {
+    // need 136 of 272, window to 137.36: the MLP (144) overshoots least
+    const p = plan(w, { ratio: 0.5, allocation: 'paper', granularity: 'depth-only', k: 3, compensation: false });
+    expect(kept(p)).toEqual([[[0, 1], []]]);
+    expect(p.blocks[0].groups).toBeUndefined();
+    expect(p.notes[0]).toBe('dfs: remaining 50.00 % met by removing mlp0 (8 nodes, no set fits the window: smallest overshoot taken)');
+  });
+
+  it('the search note: the share left after the per-unit pass, "nothing" when no set is taken, the node limit', () => {
+    // per-unit pass: head 1 (64) and the channel cluster {0, 0.1} (48); 24 of 272 left (8.82 %), less than any layer
+    const p = plan(w, { ratio: 0.5, allocation: 'paper', k: 3, compensation: false });
+    expect(kept(p)).toEqual([[[0], [3, 4, 5]]]);
+    expect(p.notes).toEqual([
+      'dfs: remaining 8.82 % met by removing nothing (8 nodes, no set fits the window: largest removal below it taken, the channel fill closes the gap)',
+      'fill: 1 more MLP channels removed to reach the target',
+    ]);
+    expect(plan(deep, { ratio: 1 / 3, allocation: 'paper', searchLimit: 3, compensation: false }).notes).toEqual(['dfs: remaining 33.33 % met by removing attn1, mlp2 (5 nodes, node limit reached)']);
+  });
+
+  it('no channel fill after a layer drop or a depth-only search, even when they stop below the target', () => {
+    // layer drop at 0.2 of 896 (179.2): one layer (128) is nearer than two (256)
+    const four = tiny(layer, [flat({ teAttn: 3 }), flat({ teAttn: 1 }), flat({ teAttn: 2 }), flat({ teAttn: 4 })]);
+    const d = plan(four, { ratio: 0.2, method: 'layer-drop', compensation: false });
+    expect(d.blocks.map((b) => b.mlp.keptChannels.length)).toEqual([4, 4, 4, 4]);
+    expect(d.achieved.ratio).toBeCloseTo(128 / 896, 14);
+    // depth-only with the undershoot fallback at 0.25 of 672 (168, window to 174.72): attention of block 1 (128);
+    // a fill would take a channel (24 ≤ 40 + 6.72)
+    const u = plan(deep, { ratio: 0.25, allocation: 'paper', granularity: 'depth-only', searchFallback: 'undershoot', tolerance: 0.01, compensation: false });
+    expect(kept(u)).toEqual([[[0, 1], [0, 1, 2, 3]], [[], [0, 1, 2, 3]], [[0, 1], [0, 1, 2, 3]]]);
+  });
+
+  it('the tolerance note is for a miss larger than the tolerance, not one equal to it', () => {
+    const a = tiny(layer, [flat({ cosine: 0.5 }), flat({ cosine: 0.9 }), flat({ cosine: 0.7 }), flat({ cosine: 0.9 })]);
+    expect(plan(a, { ratio: 0.5, method: 'block-drop', tolerance: 0, compensation: false }).notes).toEqual(['block-drop: removed blocks 1, 3']);
+  });
+
+  it('the uniform baseline: a tie at the cut keeps the higher index, as the removal order says (no re-ranking)', () => {
+    // one channel of four goes: channels 1 and 2 tie at the least entropy, 1 goes first
+    const p = plan(tiny(layer, [flat({ channels: [2, 1, 1, 3] })]), { ratio: 0.25, method: 'uniform', compensation: false });
+    expect(p.blocks[0].mlp.keptChannels).toEqual([0, 2, 3]);
+  });
+
+  it('--align keeps the most important channels whatever their order', () => {
+    // entropies rise with the index: the allocation removes 0, 1, 2; align 4 keeps the top four, 4..7
+    const asc = tiny({ nHead: 2, nKvHead: 2, ffn: 8 }, [flat({ teAttn: 10, teMlp: 0.1, channels: [1, 2, 3, 4, 5, 6, 7, 8] })]);
+    expect(plan(asc, { ratio: 0.225, compensation: false }).blocks[0].mlp.keptChannels).toEqual([3, 4, 5, 6, 7]);
+    expect(plan(asc, { ratio: 0.225, align: 4, compensation: false }).blocks[0].mlp.keptChannels).toEqual([4, 5, 6, 7]);
+  });
+
+  it('paper allocation, GQA: a group\'s entropy is the sum of its own heads', () => {
+    // 3 heads a group: sums 18 and 3, so group 1 goes (128 of the attention's 180); 52 left trims one head of group 0
+    const g = tiny({ nHead: 6, nKvHead: 2, ffn: 6 }, [{ teAttn: 1, teMlp: 3, heads: [5, 6, 7, 1, 1, 1], channels: [0, 0.1, 5, 5.1, 10, 10.1] }]);
+    const p = plan(g, { ratio: 0.6, allocation: 'paper', granularity: 'width-only', k: 3, compensation: false });
+    expect(p.blocks[0].attention).toEqual({ removed: false, keptKvHeads: [0], keptHeads: [1, 2] });
+    expect(p.blocks[0].groups!.kvHeads).toEqual([1, 0]);
+  });
+
+  it('paper allocation: a cluster that costs exactly the budget is taken', () => {
+    // attention only (128), ratio 0.5: budget 64 = one head
+    const a = tiny({ nHead: 2, nKvHead: 2, ffn: 0 }, [{ heads: [3, 1], channels: [] }]);
+    const p = plan(a, { ratio: 0.5, allocation: 'paper', granularity: 'width-only', k: 2, compensation: false });
+    expect(p.blocks[0].attention.keptHeads).toEqual([0]);
+    expect(p.notes).toEqual([]);
+    // the allowance is 1e-9: a budget of 64 − 1e-9 still takes the head (and no more)
+    expect(plan(a, { ratio: (64 - 1e-9) / 128, allocation: 'paper', granularity: 'width-only', k: 2, compensation: false }).blocks[0].attention.keptHeads).toEqual([0]);
+    // MLP only (96), a budget of 48 − 1e-9: the cluster {0, 0.1} (48) goes in the per-unit pass, the fill has nothing to do
+    const m = tiny({ nHead: 0, nKvHead: 0, ffn: 4 }, [{ heads: [], channels: [0, 0.1, 5, 5.1] }]);
+    const q = plan(m, { ratio: (48 - 1e-9) / 96, allocation: 'paper', granularity: 'width-only', k: 2, compensation: false });
+    expect(q.blocks[0].mlp.keptChannels).toEqual([2, 3]);
+    expect(q.notes).toEqual([]);
+  });
+
+  it('--align-heads leaves a count that is a multiple already, and may bring back groups or heads', () => {
+    // 8 heads in 4 groups of 2, all groups tied (one cluster, too dear): 237.6 of attention budget trims one head
+    // a group: 4 × 1 = 4 heads, a multiple of 2: unchanged (not 2 groups × 2)
+    const g4 = tiny({ nHead: 8, nKvHead: 4, ffn: 6 }, [{ teAttn: 1, teMlp: 3, heads: [1, 2, 2, 1, 1, 2, 2, 1], channels: [0, 0.1, 5, 5.1, 10, 10.1] }]);
+    for (const alignHeads of [1, 2])
+      expect(plan(g4, { ratio: 0.6, allocation: 'paper', granularity: 'width-only', k: 3, alignHeads, compensation: false }).blocks[0].attention).toEqual({ removed: false, keptKvHeads: [0, 1, 2, 3], keptHeads: [1, 2, 5, 6] });
+    // 2 groups of 3, group 0 removed: 3 heads; the only multiple of 4 within reach is 2 groups × 2
+    const g23 = tiny({ nHead: 6, nKvHead: 2, ffn: 4 }, [flat({ teAttn: 0.1, teMlp: 10, heads: [1, 1.1, 1.2, 5, 5.1, 5.2] })]);
+    expect(plan(g23, { ratio: 128 / 352, compensation: false }).blocks[0].attention).toEqual({ removed: false, keptKvHeads: [1], keptHeads: [3, 4, 5] });
+    expect(plan(g23, { ratio: 128 / 352, alignHeads: 4, compensation: false }).blocks[0].attention).toEqual({ removed: false, keptKvHeads: [0, 1], keptHeads: [1, 2, 4, 5] });
+    // 8 heads (MHA), one removed: 7 → 8 (one away), not 4 (three away)
+    const m8 = tiny({ nHead: 8, nKvHead: 8, ffn: 4 }, [flat({ teAttn: 0.1, teMlp: 10, heads: [8, 1, 7, 6, 5, 4, 3, 2] })]);
+    expect(plan(m8, { ratio: 64 / 608, compensation: false }).blocks[0].attention.keptHeads).toEqual([0, 2, 3, 4, 5, 6, 7]);
+    expect(plan(m8, { ratio: 64 / 608, alignHeads: 4, compensation: false }).blocks[0].attention.keptHeads).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    // 2 groups of 5, group 0 removed: 5 heads. Multiples of 2 in the order tried: 1×2 (3 away), 1×4 (1 away), then
+    // 2×1 (3 away, smaller: not taken), 2×2 and 2×3 (1 away, not smaller): 1 group × 4, its four most important heads
+    const g5 = tiny({ nHead: 10, nKvHead: 2, ffn: 4 }, [flat({ teAttn: 0.1, teMlp: 10, heads: [1, 1, 1, 1, 1, 6, 9, 7, 8, 5] })]);
+    expect(plan(g5, { ratio: 192 / 480, compensation: false }).blocks[0].attention.keptHeads).toEqual([5, 6, 7, 8, 9]);
+    expect(plan(g5, { ratio: 192 / 480, alignHeads: 2, compensation: false }).blocks[0].attention).toEqual({ removed: false, keptKvHeads: [1], keptHeads: [5, 6, 7, 8] });
+  });
+
+  it('--align-heads on a tie: the smaller count even when the larger one is found first', () => {
+    // attention only, 8 groups of 4 heads (a group 160, 1280 in all), head entropies rising with the index. At 0.55
+    // (704): the low cluster of groups 0–2 (480) goes, 224 left trims one head a group: 5 groups × 3 = 15 heads.
+    // Multiples of 2 one away: 16 = 4×4 (found at 4 groups) and 14 = 7×2 (found at 7 groups): 14, in the 7 most
+    // important groups (the five kept, then 2 and 1), two heads each.
+    const heads = [...Array(32).keys()].map((h) => (h < 12 ? 0.25 + 0.01 * h : 2.5 + 0.01 * h));
+    const a8 = tiny({ nHead: 32, nKvHead: 8, ffn: 0 }, [{ heads, channels: [] }]);
+    const o = { ratio: 0.55, allocation: 'paper', granularity: 'width-only', k: 2, compensation: false } as const;
+    const p = plan(a8, o);
+    expect(p.blocks[0].groups!.kvHeads).toEqual([0, 0, 0, 1, 1, 1, 1, 1]);
+    expect(p.blocks[0].attention.keptHeads).toEqual([13, 14, 15, 17, 18, 19, 21, 22, 23, 25, 26, 27, 29, 30, 31]);
+    expect(plan(a8, { ...o, alignHeads: 2 }).blocks[0].attention).toEqual({ removed: false, keptKvHeads: [1, 2, 3, 4, 5, 6, 7], keptHeads: [6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31] });
+  });
+
+  it('the fill: align-sized steps, as many as the gap holds, block by block from the lowest TE, to half the tolerance', () => {
+    // two blocks of 2 heads and 16 channels (128 + 384 = 512, 1024 in all), entropies rising in block 0 (TE 1) and
+    // falling in block 1 (TE 2). Uniform at 0.2: no head (round(0.4)), round(3.2) = 3 channels a block.
+    const ch = (rising: boolean) => [...Array(16).keys()].map((i) => (rising ? i + 1 : 16 - i));
+    const f = tiny({ nHead: 2, nKvHead: 2, ffn: 16 }, [{ te: 1, heads: [1, 2], channels: ch(true) }, { te: 2, heads: [1, 2], channels: ch(false) }]);
+    const widths = (o: Partial<PlanOptions>) => plan(f, { ratio: 0.2, method: 'uniform', compensation: false, ...o }).blocks.map((b) => b.mlp.keptChannels);
+    // align 2: 13 kept rounds to 14 (96 removed, 204.8 wanted). The fill step is two channels (48): block 0 takes
+    // ⌊108.8 / 48⌋·2 = 4 at once; 12.8 is then left, less than a step (48 > 12.8 + 5.12): block 1 keeps its 14.
+    expect(widths({ align: 2 })).toEqual([[6, 7, 8, 9, 10, 11, 12, 13, 14, 15], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]);
+    // tolerance 0.04 (40.96): once block 0 has brought the gap (60.8 with align 1, 108.8 with align 2) to 12.8, within
+    // half the tolerance, block 1 is not touched, although one more step would still be within the tolerance
+    expect(widths({ tolerance: 0.04 })).toEqual([[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]);
+    expect(widths({ tolerance: 0.04, align: 2 })).toEqual([[6, 7, 8, 9, 10, 11, 12, 13, 14, 15], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]);
+    // a gap left exactly at half the tolerance ends the fill: 0.1640625 (168) with align 2 and tolerance 0.046875 (48):
+    // 96 removed, block 0 takes a step (48), 24 is left = 48 / 2
+    expect(widths({ ratio: 0.1640625, tolerance: 0.046875, align: 2 })).toEqual([[4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]);
+    // tolerance 0: a step that lands exactly on the target is taken (0.140625 = 144 / 1024: 2 channels a block, then 2)
+    const exact = plan(f, { ratio: 0.140625, method: 'uniform', tolerance: 0, compensation: false });
+    expect(exact.blocks[0].mlp.keptChannels).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(exact.notes).toEqual(['fill: 2 more MLP channels removed to reach the target']);
+    expect(exact.achieved.ratio).toBe(0.140625);
+  });
+
+  it('search candidates: a block only while it has both parts, a layer only while it has weights', () => {
+    // block 1 has no attention (te 0.5 would make it the cheapest "block"): the MLP of block 2 (1.5) is taken
+    const af = tiny(layer, [flat({ te: 5, teAttn: 2, teMlp: 3 }), flat({ te: 0.5, teAttn: 1, teMlp: 4 }), flat({ te: 7, teAttn: 3, teMlp: 1.5 })]);
+    af.model.layers[1] = { nHead: 0, nKvHead: 0, ffn: 4 };
+    af.blocks[1].attention = null;
+    expect(plan(af, { ratio: 96 / 544, allocation: 'paper', compensation: false }).notes).toEqual(['dfs: remaining 17.65 % met by removing mlp2 (11 nodes)']);
+    // block 1 has no MLP: attention of block 0 (2)
+    const mf = tiny(layer, [flat({ te: 5, teAttn: 2, teMlp: 3 }), flat({ te: 0.5, teAttn: 4, teMlp: 1 }), flat({ te: 7, teAttn: 3, teMlp: 1.5 })]);
+    mf.model.layers[1] = { nHead: 2, nKvHead: 2, ffn: 0 };
+    mf.blocks[1].mlp = null;
+    expect(plan(mf, { ratio: 128 / 576, allocation: 'paper', compensation: false }).notes).toEqual(['dfs: remaining 22.22 % met by removing attn0 (19 nodes)']);
+    // an MLP larger than the attention (192 > 128): the block is still a candidate
+    const big = tiny({ nHead: 2, nKvHead: 2, ffn: 8 }, [flat({ te: 0.5, teAttn: 2, teMlp: 3, channels: [1, 1, 1, 1, 1, 1, 1, 1] }), flat({ te: 6, teAttn: 1, teMlp: 4, channels: [1, 1, 1, 1, 1, 1, 1, 1] })]);
+    expect(plan(big, { ratio: 0.5, allocation: 'paper', granularity: 'depth-only', compensation: false }).notes).toEqual(['dfs: remaining 50.00 % met by removing block0 (13 nodes)']);
+  });
+
+  it('one shape for every block needs the same heads and KV heads too', () => {
+    const a = tiny({ nHead: 2, nKvHead: 2, ffn: 10 }, [flat({}), flat({})]);
+    a.model.layers[1] = { nHead: 4, nKvHead: 2, ffn: 10 }; // more query heads, the same KV heads
+    expect(() => plan(a, { ratio: 0.3, uniformShape: true })).toThrow('--uniform needs a model whose blocks all have the same shape');
+    const b = tiny({ nHead: 4, nKvHead: 4, ffn: 10 }, [flat({}), flat({})]);
+    b.model.layers[1] = { nHead: 4, nKvHead: 2, ffn: 10 }; // the same query heads, fewer KV heads
+    expect(() => plan(b, { ratio: 0.3, uniformShape: true })).toThrow('--uniform needs a model whose blocks all have the same shape');
   });
 });

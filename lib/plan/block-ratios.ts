@@ -12,12 +12,18 @@ export function waterFillRatios(te: number[], sizes: number[], target: number, t
   const floor = Math.max(1e-12, Math.min(...te.filter((t) => t > 0).map((t) => t / mean), 1) * 1e-3);
   const w = te.map((t) => Math.pow(Math.max(t / mean, floor), -temperature));
   const pruned = (c: number) => w.reduce((s, wl, l) => s + Math.min(maxBlockRatio, c * wl) * sizes[l], 0);
+  // At most what the cap allows: Σ p_max·N_l can round below p_max·ΣN_l, and a target equal to the cap then
+  // was never reached (the bracket below doubled forever).
+  const goal = Math.min(target * total, sizes.reduce((s, n) => s + maxBlockRatio * n, 0));
   let lo = 0;
   let hi = 1;
-  while (pruned(hi) < target * total) hi *= 2;
-  for (let i = 0; i < 200; i++) {
+  while (pruned(hi) < goal) hi *= 2;
+  // Bisect until lo and hi are neighbouring doubles: a fixed 200 halvings of [0, 1] stop at a width of 6e-61,
+  // far above the c of a block weighted 1e64 (TE 1e-4 of the mean at β = 16), which then missed the target.
+  for (;;) {
     const mid = (lo + hi) / 2;
-    if (pruned(mid) < target * total) lo = mid;
+    if (mid <= lo || mid >= hi) break;
+    if (pruned(mid) < goal) lo = mid;
     else hi = mid;
   }
   return w.map((wl) => Math.min(maxBlockRatio, hi * wl));
