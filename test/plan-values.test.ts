@@ -986,6 +986,22 @@ describe('block ratios: the cap and very small c', () => {
   });
 });
 
+describe('block ratios without a positive mean TE', () => {
+  it('every block gets the target: the scores s_l = TE_l / mean are undefined', () => {
+    expect(waterFillRatios([0, 0], [100, 100], 0.3)).toEqual([0.3, 0.3]);
+    expect(waterFillRatios([-1, -2, 1], [100, 100, 100], 0.3)).toEqual([0.3, 0.3, 0.3]);
+    expect(waterFillRatios([1, -1], [100, 100], 0.3)).toEqual([0.3, 0.3]);
+  });
+
+  it('through plan(): an analysis with TE 0 everywhere no longer loses every unit', () => {
+    // the NaN ratios it got made NaN budgets, which no cluster exceeded: the per-unit pass removed everything (100 %)
+    const flat0 = (): TinyBlock => ({ te: 0, heads: [1, 2], channels: [1, 2, 3, 4] });
+    const p = plan(tiny({ nHead: 2, nKvHead: 2, ffn: 4 }, [flat0(), flat0()]), { ratio: 0.3, allocation: 'paper', compensation: false });
+    expect(p.blocks.map((b) => b.plannedRatio)).toEqual([0.3, 0.3]);
+    expect(p.achieved.ratio).toBeCloseTo(128 / 448, 14); // the search takes one attention layer (128 of 134.4)
+  });
+});
+
 describe('K-means: ties with negative values', () => {
   it('the centroids are numbered in ascending order from the start, so a tie goes to the lower one', () => {
     // sorted [-10, -3, -2, -1, 0], starts -3 and -1. Pass 1: -2 is as near -3 as -1 → -3: [-10, -3, -2 | -1, 0],
@@ -1029,6 +1045,13 @@ describe('search: ties and the bounds, by value and by node count', () => {
     expect(dfsSearch([blk, att, mlp], 12, 12.5)).toEqual({ chosen: [], removed: 0, cost: 0, nodes: 8, inWindow: false, truncated: false });
   });
 
+  it('a node limit that cuts the undershoot pass: the node that would land on the window\'s upper end is counted', () => {
+    // need 2 = windowHi, limit 1: the first pass stops at the child {mlp0} (2 nodes, then 1 for the other branch);
+    // the undershoot pass the same: 3 + 3
+    const one: Candidate = { kind: 'mlp', block: 0, params: 2, importance: 1 };
+    expect(dfsSearch([one], 2, 2, 1, 'undershoot')).toEqual({ chosen: [], removed: 0, cost: 0, nodes: 6, inWindow: false, truncated: true });
+  });
+
   it('greedy: an empty removal is not in a window that lies below zero', () => {
     expect(greedySearch([x], -10, -5)).toMatchObject({ chosen: [], removed: 0, inWindow: false });
   });
@@ -1040,6 +1063,14 @@ describe('planner: branches and notes, by value', () => {
   const deep = tiny(layer, [flat({ te: 5, teAttn: 2, teMlp: 3 }), flat({ te: 6, teAttn: 1, teMlp: 4 }), flat({ te: 7, teAttn: 3, teMlp: 1.5 })]);
   // one block of 2 heads and 6 channels (attention 128, MLP 144: 272): head clusters {1} {3}, channel clusters by pairs
   const w = tiny({ nHead: 2, nKvHead: 2, ffn: 6 }, [{ heads: [3, 1], channels: [0, 0.1, 5, 5.1, 10, 10.1] }]);
+
+  it('a sublayer whose share of the budget is 0 is not clustered (no K-means groups)', () => {
+    // TE_attn 0 (1e-9) against TE_mlp 1e17: the MLP's share B·w_m / (w_a + w_m) rounds to 0
+    const a = tiny(layer, [flat({ teAttn: 0, teMlp: 1e17, heads: [1, 2] })]);
+    const p = plan(a, { ratio: 0.3, allocation: 'paper', granularity: 'width-only', compensation: false });
+    expect(p.blocks[0].groups).toEqual({ kvHeads: [0, 1] });
+    expect(kept(p)).toEqual([[[1], [0, 1, 2, 3]]]);
+  });
 
   it('a split with a missing part hands the other exactly the budget', () => {
     // these weights make (B − b_a) + b_a differ from B in the last bit

@@ -8,6 +8,9 @@ export function waterFillRatios(te: number[], sizes: number[], target: number, t
   if (total === 0) return te.map(() => 0);
   if (target * total > maxBlockRatio * total + 1e-12) throw new Error(`target ratio ${target} exceeds maxBlockRatio ${maxBlockRatio}`);
   const mean = te.reduce((a, b) => a + b, 0) / L;
+  // No positive mean TE (every block ≤ 0, or values that cancel): the scores s_l are undefined (0/0 or of the wrong
+  // sign), and they made NaN or 0 ratios that let the per-unit pass remove every unit. Every block gets the target.
+  if (!(mean > 0)) return te.map(() => target);
   // A block with TE ≤ 0 carries no unique information about the output: give it the largest weight.
   const floor = Math.max(1e-12, Math.min(...te.filter((t) => t > 0).map((t) => t / mean), 1) * 1e-3);
   const w = te.map((t) => Math.pow(Math.max(t / mean, floor), -temperature));
