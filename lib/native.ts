@@ -2,6 +2,8 @@
 // node-gyp-build looks in build/Release first, then prebuilds/<platform>-<arch>/.
 import * as path from 'node:path';
 
+import { EntropruneError } from './util/errors';
+
 export interface NativeLayerShape {
   nHead: number;
   nKvHead: number;
@@ -266,14 +268,26 @@ export function native(): NativeBinding {
     const load = require('node-gyp-build') as (dir: string) => NativeBinding;
     // dist/lib/native.js -> package root is two levels up; lib/native.ts (vitest) -> one level up.
     const root = path.basename(path.dirname(__dirname)) === 'dist' ? path.resolve(__dirname, '..', '..') : path.resolve(__dirname, '..');
+    let binding: NativeBinding;
     try {
-      cached = load(root);
+      binding = load(root);
     } catch (e) {
       throw loadError(e);
     }
+    // An addon built from other sources (a stale build/Release, an old prebuild) would accept options it does
+    // not know and silently ignore them (least-squares compensation came out as bias compensation so once).
+    if (binding.abiVersion !== NATIVE_ABI_VERSION)
+      throw new EntropruneError(
+        'EP_UNSUPPORTED',
+        `the native addon found under ${root} speaks version ${String(binding.abiVersion)} of the binding, this JavaScript needs ${NATIVE_ABI_VERSION}: rebuild it (npx cmake-js compile, or npm rebuild entroprune)`,
+      );
+    cached = binding;
   }
   return cached;
 }
+
+/** The binding's version, raised with every change to what a native call accepts or returns (native/addon/addon.cpp). */
+export const NATIVE_ABI_VERSION = 2;
 
 /** A binary that exists but cannot load for want of a system library says which library, and what to install. */
 export function loadError(e: unknown): Error {

@@ -63,6 +63,11 @@ export interface ApplyOptions {
   calibration?: CalibrationWindows;
   /** the tokenizer for drawing those windows again from a text file (default: the model's own) */
   tokenizer?: Tokenizer;
+  /**
+   * least-squares compensation's ridge λ, relative to the kept units' mean variance (default 0.01): larger
+   * values pull the refit toward the kept columns as they are, i.e. toward the bias compensation (docs/METHOD.md 5b)
+   */
+  leastSquaresDamping?: number;
   /** llama2.c tok*.bin to embed when writing GGUF from a llama2.c checkpoint (default: the one beside it) */
   vocabFile?: string;
   /** tokenizer.json to convert and embed when writing GGUF from a Hugging Face model (default: the model's own) */
@@ -199,6 +204,8 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
   }
   const compensation = o.compensation ?? 'least-squares';
   if (compensation !== 'least-squares' && compensation !== 'bias') throw new EntropruneError('EP_INVALID_ARGUMENT', `compensation must be least-squares or bias (got ${String(compensation)})`);
+  if (o.leastSquaresDamping !== undefined && !(Number.isFinite(o.leastSquaresDamping) && o.leastSquaresDamping > 0))
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `leastSquaresDamping must be a positive number (got ${o.leastSquaresDamping})`);
   let refitWindows: CalibrationWindows | undefined;
   if (compensation === 'least-squares' && planNeedsRefit(model, plan)) {
     refitWindows = o.calibration;
@@ -255,7 +262,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
       vocab,
       shardBytes: o.shardBytes,
       refit: refitWindows
-        ? { tokens: refitWindows.tokens, nSeqs: refitWindows.samples, seqLen: refitWindows.seqLen, batchSeqs: Math.max(1, Math.floor(4096 / refitWindows.seqLen)) }
+        ? { tokens: refitWindows.tokens, nSeqs: refitWindows.samples, seqLen: refitWindows.seqLen, batchSeqs: Math.max(1, Math.floor(4096 / refitWindows.seqLen)), damping: o.leastSquaresDamping }
         : undefined,
     }, (done, total) => o.onProgress?.({ done, total }));
     const r = await awaitNativeJob(job, o.signal);

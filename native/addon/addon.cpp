@@ -93,7 +93,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("applyPlan", Napi::Function::New(env, ApplyPlan));
   exports.Set("writeSyntheticModel", Napi::Function::New(env, WriteSyntheticModel));
   exports.Set("availableMemory", Napi::Function::New(env, AvailableMemory));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  // Raised with every change to what a call accepts or returns; lib/native.ts refuses another (NATIVE_ABI_VERSION).
+  exports.Set("abiVersion", Napi::Number::New(env, 2));  // 2: applyPlan's refit
   return exports;
 }
 

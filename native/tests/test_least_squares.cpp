@@ -140,11 +140,16 @@ TEST(LeastSquares, UncorrelatedRemovedUnitsGiveThePapersBiasCompensation) {
   const ColumnRefit g = refit_kept_columns(w2.data(), 1, 2, {1}, {2.0, 1.0}, cov2, 0.0);
   EXPECT_NEAR(g.weight[0], -0.5 + 1.5 * 2.0, 1e-6);
   EXPECT_NEAR(g.shift[0], 0.0, 1e-6);  // μ0 = 2·μ1 too: nothing left for the bias
-  // The default damping λ = 0.01 in closed form: W' = (Σ_{1,:}·Wᵀ) / (Σ_11 + λ·Σ_11) = 2.5 / 1.01.
+  // The default damping λ = 0.01 in closed form, r = λ·Σ_11 = 0.01: W' = (Σ_{1,:}·Wᵀ + r·W_1) / (Σ_11 + r)
+  // = (2.5 − 0.005) / 1.01. The ridge pulls toward the kept column as it is (−0.5), not toward 0.
   const ColumnRefit h = refit_kept_columns(w2.data(), 1, 2, {1}, {2.0, 1.0}, cov2);
   EXPECT_EQ(h.damping, kLeastSquaresDamping);
-  EXPECT_NEAR(h.weight[0], 2.5 / 1.01, 1e-6);
-  EXPECT_NEAR(h.shift[0], 1.5 * 2.0 - 0.5 * 1.0 - (2.5 / 1.01) * 1.0, 1e-6);
+  EXPECT_NEAR(h.weight[0], 2.495 / 1.01, 1e-6);
+  EXPECT_NEAR(h.shift[0], 1.5 * 2.0 - 0.5 * 1.0 - (2.495 / 1.01) * 1.0, 1e-6);
+  // and a very large damping gives the paper's bias compensation back: W' → W_1, b → W_0 μ_0
+  const ColumnRefit big = refit_kept_columns(w2.data(), 1, 2, {1}, {2.0, 1.0}, cov2, 1e9);
+  EXPECT_NEAR(big.weight[0], -0.5, 1e-6);
+  EXPECT_NEAR(big.shift[0], 1.5 * 2.0, 1e-5);
 }
 
 TEST(LeastSquares, ConstantKeptInputsFallBackToBiasCompensation) {

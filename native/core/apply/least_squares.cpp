@@ -46,7 +46,11 @@ ColumnRefit refit_kept_columns(const float* w, int64_t rows, int64_t cols, const
     int info = 0;
     dpotrf_("L", &kk, a.data(), &kk, &info);
     if (info != 0) continue;
-    std::vector<double> x = rhs;  // X = (Σ_KK + rI)⁻¹ Σ_{K,:} Wᵀ: column o is row o of W', so X's layout is W' row-major
+    // X = (Σ_KK + rI)⁻¹ (Σ_{K,:} Wᵀ + r W_Kᵀ): the ridge pulls W' toward the kept columns as they are (the bias
+    // compensation's W'), not toward zero. Column o of X is row o of W', so X's layout is W' row-major.
+    std::vector<double> x = rhs;
+    for (int64_t o = 0; o < rows; ++o)
+      for (int64_t i = 0; i < k; ++i) x[i + o * k] += ridge * w[o * cols + kept[i]];
     dpotrs_("L", &kk, &nr, a.data(), &kk, x.data(), &kk, &info);
     if (info != 0) continue;
     for (int64_t i = 0; i < rows * k; ++i) out.weight[i] = static_cast<float>(x[i]);

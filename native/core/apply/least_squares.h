@@ -2,13 +2,15 @@
 // its input units (o_proj: the kept heads' dimensions; down_proj: the kept channels), refit the kept columns so
 // that the layer's output matches the unpruned layer's on the calibration inputs, in the least-squares sense:
 //
-//   min over W', b of  E‖W x − W' x_K − b‖²   ⇒   W' = W Σ_{:,K} (Σ_KK + r I)⁻¹,   b = W μ − W' μ_K
+//   min over W', b of  E‖W x − W' x_K − b‖² + r ‖W' − W_{:,K}‖²
+//     ⇒   W' = (W Σ_{:,K} + r W_{:,K}) (Σ_KK + r I)⁻¹,   b = W μ − W' μ_K
 //
 // with μ, Σ the calibration mean and covariance of the layer input x. When the removed units are uncorrelated
 // with the kept ones, W' = W_{:,K} and b = W_{:,removed} μ_removed: the paper's bias compensation, exactly. The
 // kept units then also carry the part of the removed units' output that they predict, not only its mean.
-// r = λ · tr(Σ_KK) / |K| keeps the solve well posed when kept units are (nearly) collinear; λ = 0.01 is the
-// relative damping GPTQ and SparseGPT use for the same kind of solve.
+// The ridge r = λ · tr(Σ_KK) / |K| keeps the solve well posed when kept units are (nearly) collinear, and pulls
+// W' toward the original kept columns — the paper's compensation is the limit r → ∞ — rather than toward zero.
+// λ = 0.01 is the relative damping GPTQ and SparseGPT use for the same kind of solve.
 #pragma once
 #include <cstdint>
 #include <vector>
