@@ -2,8 +2,6 @@
 // node-gyp-build looks in build/Release first, then prebuilds/<platform>-<arch>/.
 import * as path from 'node:path';
 
-import { EntropruneError } from './util/errors';
-
 export interface NativeLayerShape {
   nHead: number;
   nKvHead: number;
@@ -277,9 +275,9 @@ export function native(): NativeBinding {
     // An addon built from other sources (a stale build/Release, an old prebuild) would accept options it does
     // not know and silently ignore them (least-squares compensation came out as bias compensation so once).
     if (binding.abiVersion !== NATIVE_ABI_VERSION)
-      throw new EntropruneError(
-        'EP_UNSUPPORTED',
-        `the native addon found under ${root} speaks version ${String(binding.abiVersion)} of the binding, this JavaScript needs ${NATIVE_ABI_VERSION}: rebuild it (npx cmake-js compile, or npm rebuild entroprune)`,
+      // a plain Error, as loadError's: native.ts sits below lib/util in the pipeline order (test/layout.test.ts)
+      throw new Error(
+        `entroprune's native binary under ${root} speaks version ${String(binding.abiVersion)} of the binding, this JavaScript needs ${NATIVE_ABI_VERSION}: rebuild it (npx cmake-js compile, or npm rebuild entroprune)`,
       );
     cached = binding;
   }
