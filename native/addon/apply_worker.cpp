@@ -2,7 +2,7 @@
 //   -> {promise: Promise<{layers, tensors, refit?}>, cancel()}:
 // slice + compensate + write, off the main thread. The JS side picks the temporary output name.
 // refit: {tokens: Int32Array (nSeqs × seqLen), nSeqs, seqLen, batchSeqs, damping, memoryBudget} runs least-squares
-// compensation first (core/apply/refit.h); progress then counts its calibration batches before the tensors.
+// compensation first (core/apply/refit.h); progress then counts its calibration sequences (over all passes) before the tensors.
 #include <napi.h>
 
 #include <atomic>

@@ -11,23 +11,15 @@
 #include "core/apply/save_gguf.h"
 #include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
+#include "synthetic_util.h"
 #include "test_util.h"
 
 using namespace ep;
 
 namespace {
 
-std::unique_ptr<Model> base(const test::TempDir& t) {
-  SyntheticSpec spec;
-  ModelConfig& c = spec.config;
-  c.dim = 48;
-  c.vocab = 300;
-  c.head_dim = 8;
-  c.layers.assign(4, LayerShape{6, 2, 40, false, false, false});  // GQA: 3 query heads per KV head
-  spec.seed = 17;
-  write_synthetic_gguf(spec, t.file("base.gguf"));
-  return load_model(t.file("base.gguf"));
-}
+// GQA: 3 query heads per KV head
+std::unique_ptr<Model> base(const test::TempDir& t) { return test::small_synthetic_model(t, 48, 300, 8, 4, 6, 2, 40, 17); }
 
 std::vector<BlockMeans> random_means(const Model& m, int seed) {
   std::mt19937 g(seed);
@@ -41,18 +33,6 @@ std::vector<BlockMeans> random_means(const Model& m, int seed) {
     out.push_back(b);
   }
   return out;
-}
-
-std::vector<PlanBlock> full_plan(const Model& m) {
-  std::vector<PlanBlock> p;
-  for (const LayerShape& s : m.config.layers) {
-    PlanBlock b;
-    for (int g = 0; g < s.n_kv_head; ++g) b.kept_kv.push_back(g);
-    for (int h = 0; h < s.n_head; ++h) b.kept_heads.push_back(h);
-    for (int j = 0; j < s.ffn; ++j) b.kept_channels.push_back(j);
-    p.push_back(b);
-  }
-  return p;
 }
 
 double compare(const Model& src, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means, const test::TempDir& t,
@@ -101,7 +81,7 @@ TEST(Apply, EveryRemovalKindMatchesTheZeroedModel) {
   };
   for (const Case& c : cases) {
     for (bool compensate : {true, false}) {
-      auto plan = full_plan(*m);
+      auto plan = test::keep_everything_plan(*m);
       c.edit(plan);
       for (auto& b : plan) b.compensate = compensate;
       ModelConfig cfg;
@@ -114,7 +94,7 @@ TEST(Apply, EveryRemovalKindMatchesTheZeroedModel) {
 TEST(Apply, ShapesAndRenumbering) {
   test::TempDir t;
   auto m = base(t);
-  auto plan = full_plan(*m);
+  auto plan = test::keep_everything_plan(*m);
   plan[1] = PlanBlock{true, true, true, {}, {}, {}, true};
   plan[2].kept_kv = {1};
   plan[2].kept_heads = {4, 5};
@@ -132,7 +112,7 @@ TEST(Apply, CompensationAddsTheRemovedUnitsMeanContribution) {
   test::TempDir t;
   auto m = base(t);
   auto means = random_means(*m, 3);
-  auto plan = full_plan(*m);
+  auto plan = test::keep_everything_plan(*m);
   plan[1].kept_channels = {0, 1, 2, 3};  // channels 4..39 removed
   PrunedModel p = prune_model(*m, plan, means);
   std::vector<float> bias(48);
@@ -151,10 +131,10 @@ TEST(Apply, CompensationAddsTheRemovedUnitsMeanContribution) {
 TEST(Apply, RejectsAPlanForAnotherModel) {
   test::TempDir t;
   auto m = base(t);
-  auto plan = full_plan(*m);
+  auto plan = test::keep_everything_plan(*m);
   plan.pop_back();
   EXPECT_THROW(prune_model(*m, plan, {}), Error);
-  plan = full_plan(*m);
+  plan = test::keep_everything_plan(*m);
   plan[0].kept_channels.push_back(99);
   try {
     prune_model(*m, plan, {});

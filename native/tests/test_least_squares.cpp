@@ -15,6 +15,7 @@
 #include "core/load/model.h"
 #include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
+#include "synthetic_util.h"
 #include "test_util.h"
 
 using namespace ep;
@@ -167,27 +168,10 @@ TEST(LeastSquares, ConstantKeptInputsFallBackToBiasCompensation) {
 
 namespace {
 
-std::unique_ptr<Model> synthetic(const test::TempDir& t) {
-  SyntheticSpec spec;
-  ModelConfig& c = spec.config;
-  c.dim = 48;
-  c.vocab = 300;
-  c.head_dim = 8;
-  c.layers.assign(3, LayerShape{6, 2, 40, false, false, false});
-  spec.seed = 23;
-  write_synthetic_gguf(spec, t.file("base.gguf"));
-  return load_model(t.file("base.gguf"));
-}
+std::unique_ptr<Model> synthetic(const test::TempDir& t) { return test::small_synthetic_model(t, 48, 300, 8, 3, 6, 2, 40, 23); }
 
 std::vector<PlanBlock> cut_plan(const Model& m) {
-  std::vector<PlanBlock> p;
-  for (const LayerShape& s : m.config.layers) {
-    PlanBlock b;
-    for (int g = 0; g < s.n_kv_head; ++g) b.kept_kv.push_back(g);
-    for (int h = 0; h < s.n_head; ++h) b.kept_heads.push_back(h);
-    for (int j = 0; j < s.ffn; ++j) b.kept_channels.push_back(j);
-    p.push_back(b);
-  }
+  std::vector<PlanBlock> p = test::keep_everything_plan(m);
   p[0].kept_channels = {0, 2, 3, 5, 8, 13, 21, 22, 30, 34, 39};
   p[1].kept_kv = {1};
   p[1].kept_heads = {3, 4, 5};

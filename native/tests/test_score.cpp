@@ -10,23 +10,14 @@
 #include "core/evaluate/score.h"
 #include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
+#include "synthetic_util.h"
 #include "test_util.h"
 
 using namespace ep;
 
 namespace {
 
-std::unique_ptr<Model> small_model(const test::TempDir& t) {
-  SyntheticSpec spec;
-  ModelConfig& c = spec.config;
-  c.dim = 32;
-  c.vocab = 97;
-  c.head_dim = 8;
-  c.layers.assign(3, LayerShape{4, 2, 40, false, false, false});
-  spec.seed = 5;
-  write_synthetic_gguf(spec, t.file("m.gguf"));
-  return load_model(t.file("m.gguf"));
-}
+std::unique_ptr<Model> small_model(const test::TempDir& t) { return test::small_synthetic_model(t, 32, 97, 8, 3, 4, 2, 40, 5, "m.gguf"); }
 
 // log p(tokens[t] | tokens[..t-1]) for every t >= 1, and the argmax after each prefix, from full logits.
 void reference(const Model& m, const std::vector<int32_t>& seq, std::vector<double>& logp, std::vector<int>& best) {

@@ -16,6 +16,7 @@
 #include "core/synthetic/synthetic_model.h"
 #include "cpu_block_runner.h"
 #include "forward_util.h"
+#include "synthetic_util.h"
 #include "test_util.h"
 
 using namespace ep;
@@ -82,15 +83,8 @@ std::vector<PlanBlock> keep_everything(const ModelConfig& c) {
 
 TEST(Sensitivity, EachRemovalMatchesTheSlicedModel) {
   test::TempDir t;
-  SyntheticSpec spec;
-  ModelConfig& c = spec.config;
-  c.dim = 32;
-  c.vocab = 200;
-  c.head_dim = 8;
-  c.layers.assign(3, LayerShape{4, 2, 24, false, false, false});
-  spec.seed = 5;
-  write_synthetic_gguf(spec, t.file("base.gguf"));
-  auto m = load_model(t.file("base.gguf"));
+  auto m = test::small_synthetic_model(t, 32, 200, 8, 3, 4, 2, 24, 5);
+  const ModelConfig& c = m->config;
   const int L = 3, T = 12, n_seqs = 3, V = c.vocab;
   std::vector<int32_t> toks;
   for (int i = 0; i < n_seqs * T; ++i) toks.push_back((i * 53 + 7) % V);

@@ -92,6 +92,11 @@ class BlockCache {
 
 PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means, const ApplyOptions& opt) {
   check_plan(m, plan, means);
+  // Block l's least-squares refit, if any. The fills below point into opt.refits rather than copy the refitted
+  // columns (the size of the kept o_proj and down_proj): like the model, it must outlive the pruned tensors' fills.
+  auto refit_of = [&opt](int l) -> const LayerRefit* {
+    return opt.refits && l < static_cast<int>(opt.refits->size()) ? &(*opt.refits)[l] : nullptr;
+  };
   const ModelConfig& c = m.config;
   const int64_t d = c.dim, hd = c.head_dim;
   const int L = c.n_layers();
@@ -138,7 +143,7 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
     const BlockMeans& mm = means[l];
     const bool attn_gone = s.n_head > 0 && b.kept_heads.empty();
     const bool mlp_gone = s.ffn > 0 && b.kept_channels.empty();
-    const LayerRefit* refit = opt.refits && l < static_cast<int>(opt.refits->size()) ? &(*opt.refits)[l] : nullptr;
+    const LayerRefit* refit = refit_of(l);
     // removed heads of a kept attention layer: bo += Wo[:, removed] · μ, or the least-squares refit's shift
     if (refit && refit->attn) {
       std::vector<double>& bo = bias_of(attn_bias, l, w.bo);
@@ -275,9 +280,7 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
       add(p + "attn_k", {nkv, d}, rows_with_mask(weight(&LayerWeights::wk), d, kv_rows, kv_alive));
       add(p + "attn_v", {nkv, d}, rows_with_mask(weight(&LayerWeights::wv), d, kv_rows, kv_alive));
       // the least-squares refit's columns, in kept-head order (each kept head's head_dim rows of Wo's input)
-      std::shared_ptr<const std::vector<float>> wo_refit;
-      if (opt.refits && l < static_cast<int>(opt.refits->size()) && (*opt.refits)[l].attn)
-        wo_refit = std::make_shared<const std::vector<float>>((*opt.refits)[l].o_proj.weight);
+      const std::vector<float>* wo_refit = refit_of(l) && refit_of(l)->attn ? &refit_of(l)->o_proj.weight : nullptr;
       add(p + "attn_output", {d, nq}, [wo = weight(&LayerWeights::wo), d, q, head_rows, head_alive, zero, wo_refit](float* dst) {
         copy_cols(wo(), d, q, *head_rows, dst);
         if (wo_refit) place_refit(*wo_refit, d, *head_rows, *head_alive, dst);
@@ -309,9 +312,7 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
       add(p + "ffn_norm", {d}, [w, d](float* dst) { std::memcpy(dst, w.ffn_norm, d * sizeof(float)); });
       add(p + "ffn_gate", {nf, d}, rows_masked(weight(&LayerWeights::w_gate), channels, ch_alive));
       add(p + "ffn_up", {nf, d}, rows_masked(weight(&LayerWeights::w_up), channels, ch_alive));
-      std::shared_ptr<const std::vector<float>> down_refit;
-      if (opt.refits && l < static_cast<int>(opt.refits->size()) && (*opt.refits)[l].mlp)
-        down_refit = std::make_shared<const std::vector<float>>((*opt.refits)[l].down_proj.weight);
+      const std::vector<float>* down_refit = refit_of(l) && refit_of(l)->mlp ? &refit_of(l)->down_proj.weight : nullptr;
       add(p + "ffn_down", {d, nf}, [w_down = weight(&LayerWeights::w_down), d, f, channels, ch_alive, zero, down_refit](float* dst) {
         copy_cols(w_down(), d, f, *channels, dst);
         if (down_refit) place_refit(*down_refit, d, *channels, *ch_alive, dst);

@@ -51,7 +51,8 @@ struct ApplyOptions {
   bool zero_instead_of_slice = false;
   // Least-squares compensation (apply/refit.h): where a block has a refit, its kept o_proj / down_proj columns
   // are the refitted ones and the output bias gains the refit's shift in place of the removed units' mean
-  // output. One entry per source block; nullptr = the paper's bias compensation everywhere.
+  // output. One entry per source block; nullptr = the paper's bias compensation everywhere. Read when the
+  // tensors are filled, so it must outlive the PrunedModel's fills (as the model must).
   const std::vector<LayerRefit>* refits = nullptr;
 };
 

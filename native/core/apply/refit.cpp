@@ -4,7 +4,6 @@
 
 #include "core/capture/layer_inputs.h"
 #include "core/error.h"
-#include "core/forward/forward.h"
 
 namespace ep {
 
@@ -54,23 +53,15 @@ std::vector<LayerRefit> refit_plan(const Model& model, const std::vector<PlanBlo
     return out;
   }
   if (in.n_seqs <= 0 || in.seq_len <= 0 || in.batch_seqs <= 0) throw Error(ErrorCode::kInvalidArgument, model.path, "least-squares compensation needs calibration windows");
-  const int64_t batches = (in.n_seqs + in.batch_seqs - 1) / in.batch_seqs;
-  const int64_t total = batches * static_cast<int64_t>(groups.size());
-  int64_t done = 0;
+  const int64_t total = static_cast<int64_t>(in.n_seqs) * static_cast<int64_t>(groups.size());
   for (const auto& group : groups) {
     std::vector<char> ga(L, 0), gm(L, 0);
     for (const Target& t : group) (t.mlp ? gm : ga)[t.layer] = 1;
     LayerInputCapture capture(c, ga, gm);
-    for (int s0 = 0; s0 < in.n_seqs; s0 += in.batch_seqs) {
-      ForwardRequest r;
-      r.tokens = in.tokens + static_cast<size_t>(s0) * in.seq_len;
-      r.n_seqs = std::min(in.batch_seqs, in.n_seqs - s0);
-      r.seq_len = in.seq_len;
-      r.hooks = &capture;
-      r.cancel = cancel;
-      forward(model, r);
-      if (progress) progress(++done, total);
-    }
+    const int64_t before = static_cast<int64_t>(rep.passes) * in.n_seqs;
+    forward_batches(model, in, capture, cancel, [&](int done) {
+      if (progress) progress(before + done, total);
+    });
     ++rep.passes;
     for (const Target& t : group) {
       const PlanBlock& b = plan[t.layer];

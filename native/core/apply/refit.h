@@ -35,7 +35,7 @@ struct RefitReport {
 // Which layers of the plan least-squares compensation refits (the others need none of its statistics).
 void refit_targets(const ModelConfig& c, const std::vector<PlanBlock>& plan, std::vector<char>* attn, std::vector<char>* mlp);
 
-// progress(done, total) in calibration batches over all passes.
+// progress(done, total) in calibration sequences over all passes.
 std::vector<LayerRefit> refit_plan(const Model& model, const std::vector<PlanBlock>& plan, const TokenBatches& calibration,
                                    const RefitOptions& options, const std::atomic<bool>* cancel, const StageProgress& progress,
                                    RefitReport* report = nullptr);

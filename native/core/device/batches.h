@@ -2,11 +2,14 @@
 // blocks (the CPU, or GPUs through the interface in block_runner.h). Shared by the measure stage
 // (calibrate_streamed) and the evaluate stage (perplexity and zero-shot scores, evaluate_streamed).
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <vector>
 
 #include "core/device/block_runner.h"
+#include "core/forward/forward.h"
+#include "core/load/model.h"
 
 namespace ep {
 
@@ -19,6 +22,12 @@ struct TokenBatches {
 
 // (done, total) in units of work the driver defines; called from the worker thread.
 using StageProgress = std::function<void(int64_t done, int64_t total)>;
+
+// Batch-major: each batch of `in.batch_seqs` sequences through every block on the CPU (forward() with `hooks`),
+// batch after batch; after_batch(sequences done so far) after each. The loop of the measure stage's calibrate
+// and of least-squares compensation's capture (apply/refit).
+void forward_batches(const Model& model, const TokenBatches& in, ForwardHooks& hooks, const std::atomic<bool>* cancel,
+                     const std::function<void(int)>& after_batch);
 
 // Where a block-major run (calibrate_streamed, the streamed evaluation) runs the blocks. No cuda_devices: the CPU. Otherwise those GPUs run the blocks
 // (cuda/block_runner.h), the batches of every block split round-robin between them; each GPU sums its

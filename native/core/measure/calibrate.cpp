@@ -22,16 +22,9 @@ void check_input(const Model& model, const TokenBatches& in) {
 void calibrate(const Model& model, const TokenBatches& in, StatisticsCapture& capture, const std::atomic<bool>* cancel,
                const StageProgress& progress) {
   check_input(model, in);
-  for (int s0 = 0; s0 < in.n_seqs; s0 += in.batch_seqs) {
-    ForwardRequest r;
-    r.tokens = in.tokens + static_cast<size_t>(s0) * in.seq_len;
-    r.n_seqs = std::min(in.batch_seqs, in.n_seqs - s0);
-    r.seq_len = in.seq_len;
-    r.hooks = &capture;
-    r.cancel = cancel;
-    forward(model, r);
-    if (progress) progress(s0 + r.n_seqs, in.n_seqs);
-  }
+  forward_batches(model, in, capture, cancel, [&](int done) {
+    if (progress) progress(done, in.n_seqs);
+  });
 }
 
 CalibrationReport calibrate_streamed(const Model& model, const TokenBatches& in, StatisticsCapture& capture,
