@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { analyzeToFile, applyPlan, loadModel, perplexity, plan, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
+import { analysisCalibrationWindows, type CalibrationWindows } from '../lib/apply/apply';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_GGUF, tempDir, TINYSTORIES_TEXT } from './helpers/data';
 
@@ -15,6 +16,7 @@ afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 let stories: Model;
 let p30: PruningPlan;
+let analyzed: CalibrationWindows;
 let heldOut: string;
 const calibFile = path.join(scratch, 'calib.txt');
 const analysisFile = path.join(scratch, 'stories.analysis.json');
@@ -26,7 +28,7 @@ beforeAll(async () => {
   fs.writeFileSync(calibFile, text.slice(500_000, 900_000));
   heldOut = text.slice(0, 200_000);
   stories = await loadModel(dataFile(STORIES_GGUF));
-  await analyzeToFile(stories, analysisFile, { calib: calibFile, tokenizer: tokenizerFor(stories), samples: 32, seqLen: 256 });
+  ({ calibrationWindows: analyzed } = await analyzeToFile(stories, analysisFile, { calib: calibFile, tokenizer: tokenizerFor(stories), samples: 32, seqLen: 256 }));
   p30 = plan(readAnalysis(analysisFile).analysis, { ratio: 0.3, analysisFile });
   fs.writeFileSync(planFile, JSON.stringify(p30));
 }, 180_000);
@@ -52,6 +54,14 @@ describe('least-squares compensation', () => {
     // measured: about 20 % lower at 30 % (13.5 → 10.8 with 64 windows); a refit that fitted noise would not be
     expect(pl).toBeLessThan(0.95 * pb);
   }, 180_000);
+
+  it('draws the analysis\' own windows again from its file: the same tokens analyze() calibrated on', async () => {
+    const again = await analysisCalibrationWindows(stories, readAnalysis(analysisFile).analysis.calibration);
+    expect(analyzed).toMatchObject({ samples: 32, seqLen: 256 });
+    expect(again.samples).toBe(32);
+    expect(again.seqLen).toBe(256);
+    expect(Array.from(again.tokens)).toEqual(Array.from(analyzed.tokens));
+  });
 
   it('refuses, naming the file, when the calibration windows cannot be drawn again; bias needs none', async () => {
     const gone = path.join(scratch, 'gone.analysis.json');

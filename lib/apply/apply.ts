@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import type { Model } from '../load/model';
 import { LoadedAnalysis, readAnalysis, type Analysis } from '../measure/analysis';
-import { calibrationStreamAsync, sampleCalibration } from '../measure/calibration';
+import { calibrationStreamAsync, sampleCalibration, type CalibrationWindows } from '../measure/calibration';
 import { modelIdentity } from '../measure/analyze';
 import { ensureFits, forwardBytes } from '../load/memory';
 import { native, NativeSpmTokenizer } from '../native';
@@ -33,12 +33,7 @@ export type OutputFormat = 'gguf' | 'hf' | 'llama2c';
  */
 export type CompensationMode = 'least-squares' | 'bias';
 
-/** Calibration windows: `samples` × `seqLen` token ids. */
-export interface CalibrationWindows {
-  tokens: Int32Array;
-  samples: number;
-  seqLen: number;
-}
+export type { CalibrationWindows };
 
 export interface ApplyOptions {
   /** the pruned model: a .gguf or llama2.c .bin file, or a Hugging Face folder (written under a temporary name, then renamed) */
@@ -53,12 +48,12 @@ export interface ApplyOptions {
    * the calibration means bias compensation folds in: a read analysis (`readAnalysis(file)`) or an
    * `analyze()` result (default: read from the plan's `analysis` file)
    */
-  analysis?: Pick<LoadedAnalysis, 'mean'> & { analysis?: Pick<Analysis, 'calibration'> };
+  analysis?: Pick<LoadedAnalysis, 'mean'> & { analysis?: Pick<Analysis, 'calibration'>; calibrationWindows?: CalibrationWindows };
   /** how removed heads and channels are compensated (default `least-squares`) */
   compensation?: CompensationMode;
   /**
-   * the windows least-squares compensation refits on (default: the analysis' own calibration windows, drawn
-   * again from its calibration file with its seed)
+   * the windows least-squares compensation refits on (default: the analysis' own calibration windows: those an
+   * `analyze()` result carries, else drawn again from the analysis' calibration file with its seed)
    */
   calibration?: CalibrationWindows;
   /** the tokenizer for drawing those windows again from a text file (default: the model's own) */
@@ -92,14 +87,27 @@ export interface ApplyResult {
   refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number };
 }
 
-/** Whether least-squares compensation has anything to refit: a compensated block keeping some but not all of its heads or channels. */
-export function planNeedsRefit(model: Model, plan: PruningPlan): boolean {
-  return plan.blocks.some((b, l) => {
+/**
+ * The layers least-squares compensation refits — o_proj or down_proj of a compensated block keeping some but
+ * not all of its heads or channels (the rule of native/core/apply/refit.cpp's refit_targets) — each with its
+ * input width and the number of input columns it keeps.
+ */
+export function refitLayers(model: Model, plan: PruningPlan): { width: number; kept: number }[] {
+  const hd = model.info.headDim;
+  const out: { width: number; kept: number }[] = [];
+  plan.blocks.forEach((b, l) => {
     const s = model.info.layers[l];
-    if (b.removed || !b.compensate) return false;
+    if (b.removed || !b.compensate) return;
     const heads = b.attention.keptHeads.length, channels = b.mlp.keptChannels.length;
-    return (s.nHead > 0 && heads > 0 && heads < s.nHead) || (s.ffn > 0 && channels > 0 && channels < s.ffn);
+    if (s.nHead > 0 && heads > 0 && heads < s.nHead) out.push({ width: s.nHead * hd, kept: heads * hd });
+    if (s.ffn > 0 && channels > 0 && channels < s.ffn) out.push({ width: s.ffn, kept: channels });
   });
+  return out;
+}
+
+/** Whether least-squares compensation has anything to refit. */
+export function planNeedsRefit(model: Model, plan: PruningPlan): boolean {
+  return refitLayers(model, plan).length > 0;
 }
 
 /**
@@ -108,32 +116,15 @@ export function planNeedsRefit(model: Model, plan: PruningPlan): boolean {
  * the refitted columns of every refitted layer until the model is written, and one forward batch.
  */
 export function refitBytes(model: Model, plan: PruningPlan, seqLen: number): Record<string, number> {
-  const info = model.info;
-  const hd = info.headDim;
   const accumulators = (n: number) => n * n * (n > 1024 ? 12 : 8);
-  let widest = 0;
-  let all = 0;
-  let columns = 0;
-  plan.blocks.forEach((b, l) => {
-    const s = info.layers[l];
-    if (b.removed || !b.compensate) return;
-    const heads = b.attention.keptHeads.length, channels = b.mlp.keptChannels.length;
-    if (s.nHead > 0 && heads > 0 && heads < s.nHead) {
-      widest = Math.max(widest, s.nHead * hd);
-      all += accumulators(s.nHead * hd);
-      columns += info.dim * heads * hd;
-    }
-    if (s.ffn > 0 && channels > 0 && channels < s.ffn) {
-      widest = Math.max(widest, s.ffn);
-      all += accumulators(s.ffn);
-      columns += info.dim * channels;
-    }
-  });
+  const layers = refitLayers(model, plan);
+  const widest = Math.max(0, ...layers.map((x) => accumulators(x.width)));
+  const all = layers.reduce((sum, x) => sum + accumulators(x.width), 0);
   return {
     // a pass holds as many layers as fit the 4 GiB budget, at least the widest one
-    'covariance accumulators': Math.max(accumulators(widest), Math.min(4 * 2 ** 30, all)),
-    'refitted columns': columns * 4,
-    activations: forwardBytes(info, Math.max(1, Math.floor(4096 / seqLen)) * seqLen),
+    'covariance accumulators': Math.max(widest, Math.min(4 * 2 ** 30, all)),
+    'refitted columns': layers.reduce((sum, x) => sum + model.info.dim * x.kept, 0) * 4,
+    activations: forwardBytes(model.info, Math.max(1, Math.floor(4096 / seqLen)) * seqLen),
   };
 }
 
@@ -208,7 +199,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
     throw new EntropruneError('EP_INVALID_ARGUMENT', `leastSquaresDamping must be a positive number (got ${o.leastSquaresDamping})`);
   let refitWindows: CalibrationWindows | undefined;
   if (compensation === 'least-squares' && planNeedsRefit(model, plan)) {
-    refitWindows = o.calibration;
+    refitWindows = o.calibration ?? analysis?.calibrationWindows;
     if (!refitWindows) {
       const record = analysis?.analysis?.calibration ?? (plan.analysis ? readAnalysis(path.resolve(plan.analysis)).analysis.calibration : undefined);
       if (!record)

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { applyPlan, type CompensationMode } from '../apply/apply';
+import { analysisCalibrationWindows, applyPlan, planNeedsRefit, type CalibrationWindows, type CompensationMode } from '../apply/apply';
 import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs, type EvalInputs } from '../evaluate/evaluate-model';
 import { prefillThroughput } from '../evaluate/speed';
 import { averageAccuracy, TaskResult } from '../evaluate/tasks/zero-shot';
@@ -165,11 +165,14 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
   // ---- analysis: once, reused by every cell and on resume
   const analysisFile = path.join(o.out, state.analysis);
   let analysis: LoadedAnalysis;
+  // The analysis' calibration windows, which least-squares compensation refits on: kept from a fresh analysis,
+  // drawn again once (a resumed run) when the first cell needs them — not re-tokenized for every cell.
+  let calibrationWindows: CalibrationWindows | undefined;
   if (fs.existsSync(analysisFile)) {
     analysis = readAnalysis(analysisFile);
   } else {
     o.onStep?.('analyze');
-    await analyzeToFile(model, analysisFile, {
+    ({ calibrationWindows } = await analyzeToFile(model, analysisFile, {
       calib: settings.calib,
       tokenizer: /\.(json|tokens|i32)$/i.test(settings.calib) ? undefined : tokenizer,
       samples: settings.samples,
@@ -178,7 +181,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       cudaDevices: o.cudaDevices,
       onProgress: (p) => o.onProgress?.('analyze', p),
       signal: o.signal,
-    });
+    }));
     analysis = readAnalysis(analysisFile);
   }
 
@@ -234,7 +237,9 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       const planFile = path.join(o.out, 'plans', `${method}-${ratio}.plan.json`);
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);
-      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, compensation: compareCompensation(method, settings), signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
+      const compensation = compareCompensation(method, settings);
+      if (compensation === 'least-squares' && planNeedsRefit(model, p)) calibrationWindows ??= await analysisCalibrationWindows(model, analysis.analysis.calibration, tokenizer, o.signal);
+      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, compensation, calibration: calibrationWindows, signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
       try {
         const pruned = await loadModel(modelFile);
         const e = await evaluate(pruned, `${method} ${ratio}`);

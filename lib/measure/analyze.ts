@@ -14,7 +14,7 @@ import { agreement, halfCuts, measureSensitivity } from './sensitivity';
 import { EntropruneError } from '../util/errors';
 import { assertOutputSparesInputs } from '../util/file-identity';
 import { withOutputLock } from '../util/output-lock';
-import { calibrationStreamAsync, sampleCalibration } from './calibration';
+import { calibrationStreamAsync, sampleCalibration, type CalibrationWindows } from './calibration';
 
 export interface AnalyzeOptions {
   /** Calibration file: text, JSONL (`text` field) or pre-tokenized (.json array, .tokens/.i32 int32). */
@@ -81,6 +81,8 @@ export interface AnalyzeOptions {
 export interface AnalyzeResult {
   /** everything `plan()` reads (the file form adds where its means were written) */
   analysis: Omit<Analysis, 'means'>;
+  /** the calibration windows the statistics came from (what `applyPlan`'s least-squares compensation refits on) */
+  calibrationWindows: CalibrationWindows;
   /** the calibration means per block (what `applyPlan` folds into biases) */
   means: { block: number; name: MeanName; values: Float64Array }[];
   /** one mean by block and name: with it the result is the `analysis` option of `applyPlan` */
@@ -287,7 +289,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     ...(sensitivity ? { sensitivity } : {}),
   };
   const mean = (block: number, name: MeanName) => means.find((m) => m.block === block && m.name === name)?.values;
-  return { analysis, means, mean, seconds, stages, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
+  return { analysis, calibrationWindows: { tokens: calib.tokens, samples: calib.samples, seqLen }, means, mean, seconds, stages, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
 }
 
 export async function analyzeToFile(model: Model, file: string, o: AnalyzeOptions): Promise<AnalyzeResult & { analysis: Analysis }> {

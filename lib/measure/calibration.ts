@@ -16,6 +16,13 @@ export interface CalibrationOptions {
   seed?: number; // default 0
 }
 
+/** Calibration windows: `samples` × `seqLen` token ids (what least-squares compensation refits on). */
+export interface CalibrationWindows {
+  tokens: Int32Array;
+  samples: number;
+  seqLen: number;
+}
+
 export interface CalibrationSet {
   file: string;
   kind: 'text' | 'jsonl' | 'tokens';
