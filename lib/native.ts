@@ -179,6 +179,16 @@ export interface NativeModel {
     },
     onProgress?: (done: number, total: number) => void,
   ): NativeJob<{ baseNll: number; nll: NativeDamage; kl: NativeDamage; partial?: { nll: NativeDamage; kl: NativeDamage } }>;
+  /**
+   * The refit-aware damage of partial cuts (native/core/measure/refit_damage.h): per set of orders (one per unit
+   * ranking) and block, each unit's step when the sublayer's units (KV groups; channels) go in the given order
+   * and the kept ones are refitted by least squares, by unit index. An empty order skips that sublayer. Captures
+   * the layers' input covariances once, in calibration passes of at most memoryBudget accumulator bytes.
+   */
+  refitDamage(
+    options: { tokens: Int32Array; nSeqs: number; seqLen: number; batchSeqs: number; memoryBudget: number; orders: { attn: Int32Array[]; mlp: Int32Array[] }[] },
+    onProgress?: (done: number, total: number) => void,
+  ): NativeJob<{ steps: { attn: Float64Array[]; mlp: Float64Array[] }[]; passes: number }>;
   tensorDirectory(): string;
   /** per layer: ‖Wq_h‖²+‖Wo[:,h]‖² per query head; ‖gate_j‖²+‖up_j‖²+‖down[:,j]‖² per channel */
   unitWeightMagnitudes(): { heads: number[][]; channels: number[][] };
@@ -285,7 +295,7 @@ export function native(): NativeBinding {
 }
 
 /** The binding's version, raised with every change to what a native call accepts or returns (native/addon/addon.cpp). */
-export const NATIVE_ABI_VERSION = 2;
+export const NATIVE_ABI_VERSION = 3;
 
 /** A binary that exists but cannot load for want of a system library says which library, and what to install. */
 export function loadError(e: unknown): Error {

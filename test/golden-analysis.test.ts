@@ -33,6 +33,8 @@ async function figures(): Promise<Figures> {
     out[`block ${l} channel entropies (first 16)`] = (b.mlp?.channelEntropy ?? []).slice(0, 16);
     out[`block ${l} attention output mean (first 8)`] = Array.from(r.mean(l, 'attnOutMean') ?? []).slice(0, 8);
     out[`block ${l} channel means (first 8)`] = Array.from(r.mean(l, 'channelMean') ?? []).slice(0, 8);
+    out[`block ${l} refit steps of the KV groups`] = b.attention?.refitDamage?.entropy ?? [];
+    out[`block ${l} refit steps of the channels (first 16)`] = (b.mlp?.refitDamage?.entropy ?? []).slice(0, 16);
   });
   const s = a.sensitivity!;
   out['sensitivity KL block, attn, mlp'] = [...s.kl.block, ...s.kl.attn, ...s.kl.mlp].map((x) => x ?? NaN);
@@ -41,7 +43,7 @@ async function figures(): Promise<Figures> {
 }
 
 describe('golden analysis', () => {
-  it('stories260K analyzed with fixed settings reproduces the recorded numbers (TE, unit entropies, means, sensitivities)', async () => {
+  it('stories260K analyzed with fixed settings reproduces the recorded numbers (TE, unit entropies, means, refit steps, sensitivities)', async () => {
     const got = await figures();
     if (process.env.ENTROPRUNE_UPDATE_GOLDEN === '1') {
       fs.writeFileSync(GOLDEN, JSON.stringify(got, null, 1) + '\n');

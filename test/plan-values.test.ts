@@ -778,9 +778,9 @@ describe('the marginal allocation through plan(): values', () => {
     expect(p.blocks.map((b) => [b.removed, b.mlp.removed, b.compensate, b.te])).toEqual([[false, true, false, 1.5], [false, false, false, 2.5]]);
     expect(p.blocks[0].plannedRatio).toBeCloseTo(96 / 224, 14);
     expect(p.blocks[1].plannedRatio).toBeCloseTo(24 / 224, 14);
-    expect(p.method).toMatchObject({ name: 'entropy', allocation: 'marginal', estimator: 'output-te', curvature: 1, importance: 'entropy', compensation: false });
+    expect(p.method).toMatchObject({ name: 'entropy', allocation: 'marginal', estimator: 'output-te', curvature: 1, importance: 'entropy', compensation: false, cutDamage: 'variance' });
     expect(p.notes).toEqual([
-      'marginal allocation over all blocks (output-te sensitivities): predicted damage 2.600', // 0.1·1 + 10·¼
+      'marginal allocation over all blocks (output-te sensitivities, variance cut damage): predicted damage 2.600', // 0.1·1 + 10·¼
       'achieved ratio 26.79 % is more than 0.5 points from the target: the alignment and GQA constraints leave no finer step',
     ]);
     expect(p).toMatchObject({ format: 'entroprune.plan', version: 1, createdBy: `entroprune ${VERSION}`, target: { ratio: 0.25, counting: 'block-linear' } });
@@ -812,8 +812,8 @@ describe('the marginal allocation through plan(): values', () => {
     const m = plan(a, { ratio: 48 / 224, curvature: 'measured', compensation: false });
     expect(m.method).toMatchObject({ estimator: 'measured', curvature: 'measured' });
     expect(kept(m)).toEqual([[[0, 1], [2, 3]]]);
-    expect(m.notes).toEqual(['marginal allocation over all blocks (measured sensitivities): predicted damage 0.2500']);
-    expect(plan(a, { ratio: 48 / 224, compensation: false }).notes).toEqual(['marginal allocation over all blocks (measured sensitivities): predicted damage 0.5000']);
+    expect(m.notes).toEqual(['marginal allocation over all blocks (measured sensitivities, variance cut damage): predicted damage 0.2500']);
+    expect(plan(a, { ratio: 48 / 224, compensation: false }).notes).toEqual(['marginal allocation over all blocks (measured sensitivities, variance cut damage): predicted damage 0.5000']);
     // the uniform-ratio ablation reads the same per-sublayer γ
     expect(plan(a, { ratio: 48 / 224, curvature: 'measured', ratios: 'uniform', compensation: false }).blocks[0].mlp.keptChannels).toEqual([2, 3]);
   });

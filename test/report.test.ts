@@ -138,7 +138,9 @@ describe('prune --report', () => {
     expect(Number(/data-plots-rendered="(\d+)"/.exec(dom)?.[1])).toBe(Number(/data-plots="(\d+)"/.exec(dom)?.[1]));
     expect(dom).toMatch(/<td>original<\/td>/);
     // the default (marginal) plan forms no groups: its units are drawn as kept / removed, by its own ranking
-    expect(dom).toMatch(/Block 0: channel entropy \(nats\) \(kept \/ removed\)/);
+    // (the contribution, with the refit-aware damage the analysis recorded)
+    expect(dom).toMatch(/Block 0: channel residual contribution \(kept \/ removed\)/);
+    expect(dom).not.toMatch(/Block 0: channel entropy/);
   });
 });
 

@@ -8,7 +8,7 @@ import type { Model } from '../load/model';
 import { LoadedAnalysis, readAnalysis, type Analysis } from '../measure/analysis';
 import { calibrationStreamAsync, sampleCalibration, type CalibrationWindows } from '../measure/calibration';
 import { modelIdentity } from '../measure/analyze';
-import { ensureFits, forwardBytes } from '../load/memory';
+import { ensureFits, forwardBytes, LAYER_INPUT_PASS_BUDGET, layerInputPasses } from '../load/memory';
 import { native, NativeSpmTokenizer } from '../native';
 import { llama2cVocabFile, loadTokenizerJson, tokenizerFor, type Tokenizer } from '../load/tokenizer';
 import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
@@ -112,20 +112,18 @@ export function planNeedsRefit(model: Model, plan: PruningPlan): boolean {
 
 /**
  * Memory least-squares compensation holds besides the model (native/core/apply/refit.h): the covariance
- * accumulators of one pass (the widest layer's n² float64 and float32 scratch, or up to the 4 GiB pass budget),
+ * accumulators of the widest layer (n² float64 and float32 scratch: a pass holds more layers, up to 4 GiB, where
+ * memory allows; lib/load/memory.ts layerInputPasses),
  * the refitted columns of every refitted layer until the model is written, and one forward batch.
  */
-export function refitBytes(model: Model, plan: PruningPlan, seqLen: number): Record<string, number> {
-  const accumulators = (n: number) => n * n * (n > 1024 ? 12 : 8);
+export function refitBytes(model: Model, plan: PruningPlan, seqLen: number): Record<string, number> & { passBudget: number } {
   const layers = refitLayers(model, plan);
-  const widest = Math.max(0, ...layers.map((x) => accumulators(x.width)));
-  const all = layers.reduce((sum, x) => sum + accumulators(x.width), 0);
-  return {
-    // a pass holds as many layers as fit the 4 GiB budget, at least the widest one
-    'covariance accumulators': Math.max(widest, Math.min(4 * 2 ** 30, all)),
+  const other = {
     'refitted columns': layers.reduce((sum, x) => sum + model.info.dim * x.kept, 0) * 4,
     activations: forwardBytes(model.info, Math.max(1, Math.floor(4096 / seqLen)) * seqLen),
   };
+  const { budget, widest } = layerInputPasses(layers.map((x) => x.width), other['refitted columns'] + other.activations);
+  return { 'covariance accumulators (the widest layer)': widest, ...other, passBudget: budget };
 }
 
 /**
@@ -198,6 +196,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
   if (o.leastSquaresDamping !== undefined && !(Number.isFinite(o.leastSquaresDamping) && o.leastSquaresDamping > 0))
     throw new EntropruneError('EP_INVALID_ARGUMENT', `leastSquaresDamping must be a positive number (got ${o.leastSquaresDamping})`);
   let refitWindows: CalibrationWindows | undefined;
+  let refitPassBudget = LAYER_INPUT_PASS_BUDGET;
   if (compensation === 'least-squares' && planNeedsRefit(model, plan)) {
     refitWindows = o.calibration ?? analysis?.calibrationWindows;
     if (!refitWindows) {
@@ -208,7 +207,9 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
     }
     if (refitWindows.tokens.length !== refitWindows.samples * refitWindows.seqLen || refitWindows.samples < 1 || refitWindows.seqLen < 2)
       throw new EntropruneError('EP_INVALID_ARGUMENT', `calibration windows: ${refitWindows.tokens.length} tokens do not make ${refitWindows.samples} windows of ${refitWindows.seqLen}`);
-    ensureFits('least-squares compensation', info.path, refitBytes(model, plan, refitWindows.seqLen), 'compensate with the bias only (--compensation-mode bias), or use a machine with more memory');
+    const { passBudget, ...need } = refitBytes(model, plan, refitWindows.seqLen);
+    refitPassBudget = passBudget;
+    ensureFits('least-squares compensation', info.path, need, 'compensate with the bias only (--compensation-mode bias), or use a machine with more memory');
   }
   const means = analysis
     ? plan.blocks.map((_, l) => ({
@@ -253,7 +254,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
       vocab,
       shardBytes: o.shardBytes,
       refit: refitWindows
-        ? { tokens: refitWindows.tokens, nSeqs: refitWindows.samples, seqLen: refitWindows.seqLen, batchSeqs: Math.max(1, Math.floor(4096 / refitWindows.seqLen)), damping: o.leastSquaresDamping }
+        ? { tokens: refitWindows.tokens, nSeqs: refitWindows.samples, seqLen: refitWindows.seqLen, batchSeqs: Math.max(1, Math.floor(4096 / refitWindows.seqLen)), damping: o.leastSquaresDamping, memoryBudget: refitPassBudget }
         : undefined,
     }, (done, total) => o.onProgress?.({ done, total }));
     const r = await awaitNativeJob(job, o.signal);

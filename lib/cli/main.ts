@@ -15,6 +15,7 @@ import { registerSynthCommand } from './synth-command';
 import { perplexity } from '../evaluate/perplexity';
 import { analyzeToFile, type AnalyzeStages } from '../measure/analyze';
 import { readAnalysis } from '../measure/analysis';
+import { UNIT_RANKINGS, type UnitRanking } from '../measure/unit-order';
 import { plan as makePlan, PlanOptions } from '../plan/planner';
 import { PlanMethod, PruningPlan, writePlan } from '../plan/plan';
 import { loadModel } from '../load/model';
@@ -84,6 +85,8 @@ interface AnalyzeCliOptions {
   sensitivity: boolean;
   sensitivityWindows?: number;
   halfCuts?: boolean;
+  refitDamage: boolean;
+  refitRankings?: UnitRanking[];
   calib: string;
   tokenizer?: string;
   samples?: number;
@@ -123,6 +126,8 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
     stream: o.stream,
     sensitivity: o.sensitivity && { windows: o.sensitivityWindows, halfCuts: o.halfCuts },
     onSensitivityProgress: (p) => bar.update(p),
+    refitDamage: o.refitDamage && { rankings: o.refitRankings },
+    onRefitDamageProgress: (p) => bar.update(p),
     ...cudaDevicesOption(device),
     onProgress: (p) => bar.update(p),
     signal: interruptSignal(),
@@ -152,7 +157,7 @@ async function analyzeCmd(modelPath: string, o: AnalyzeCliOptions): Promise<void
 function stagesLine(s: AnalyzeStages): string {
   const f = (x: number) => `${x.toFixed(2)} s`;
   const passes = s.forward !== undefined ? ` (forward ${f(s.forward)} + with capture ${f(s.capture ?? 0)})` : '';
-  return `time: tokenize ${f(s.tokenize)}, calibrate ${f(s.calibrate)}${passes}, estimators ${f(s.estimators)}, sensitivity ${f(s.sensitivity)}`;
+  return `time: tokenize ${f(s.tokenize)}, calibrate ${f(s.calibrate)}${passes}, estimators ${f(s.estimators)}, refit damage ${f(s.refitDamage)}, sensitivity ${f(s.sensitivity)}`;
 }
 
 /** The measured sensitivities beside the stream-targeted TE, and each estimator's rank agreement. */
@@ -297,6 +302,13 @@ export function buildProgram(): Command {
     .option('--stream', STREAM_HELP)
     .option('--no-sensitivity', 'skip measuring each block\'s / layer\'s removal damage (the planner then uses the stream-targeted TE)')
     .option('--sensitivity-windows <n>', 'windows for the measured sensitivities (default 16)', intOption('sensitivity-windows', 1))
+    .option('--refit-rankings <list>', 'unit rankings to record the refit-aware damage for (default contribution,entropy; add activation,weight for the ablations)', (v: string) => {
+      const list = v.split(',').map((x) => x.trim()).filter(Boolean) as UnitRanking[];
+      const bad = list.find((x) => !UNIT_RANKINGS.includes(x));
+      if (bad || list.length === 0) throw new InvalidArgumentError(`rankings must be among ${UNIT_RANKINGS.join(', ')}`);
+      return list;
+    })
+    .option('--no-refit-damage', 'skip recording what least-squares compensation leaves of each partial cut (the planner then shares damage by variance)')
     .option('--half-cuts', 'also measure each sublayer with the lower-ranked half of its units cut (for plan --curvature measured)')
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
     .addOption(deviceOpt())

@@ -8,10 +8,11 @@ import { floatOption, intOption } from './options';
 
 export interface PlannerCliOptions {
   method: PlanMethod['name'];
-  importance: PlanMethod['importance'];
+  importance?: PlanMethod['importance'];
   allocation: 'marginal' | 'paper';
   estimator?: 'measured' | 'stream-te' | 'output-te';
   curvature?: number | 'measured';
+  cutDamage?: 'refit' | 'variance';
   search: PlanMethod['search'];
   ratios: PlanMethod['ratios'];
   compensation: boolean;
@@ -37,7 +38,7 @@ export function ratioOption(v: string): number {
 export function addPlannerOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--method <name>', 'entropy (entroprune\'s method) or a baseline').choices(['entropy', 'uniform', 'block-drop', 'layer-drop']).default('entropy'))
-    .addOption(new Option('--importance <metric>', 'unit ranking (docs/METHOD.md section 3)').choices(['entropy', 'contribution', 'activation', 'weight']).default('entropy'))
+    .addOption(new Option('--importance <metric>', 'unit ranking (docs/METHOD.md section 3; default contribution where the analysis has its refit-aware damage, else entropy, the paper\'s)').choices(['entropy', 'contribution', 'activation', 'weight']))
     .addOption(new Option('--allocation <kind>', 'marginal: units across all blocks by damage per parameter (default); paper: docs/METHOD.md\'s water-filling, 1/TE split, K-means and DFS').choices(['marginal', 'paper']).default('marginal'))
     .addOption(new Option('--estimator <e>', 'sublayer importance: measured damage (default when the analysis has it), stream-te, or output-te (the paper\'s first reading)').choices(['measured', 'stream-te', 'output-te']))
     .option('--curvature <g>', 'γ of the marginal allocation\'s damage model S·F^γ (default 1), or "measured": each sublayer\'s own, from an analysis made with --half-cuts', (v: string) => {
@@ -46,6 +47,7 @@ export function addPlannerOptions(cmd: Command): Command {
       if (!(Number.isFinite(g) && g >= 1 && g <= 16)) throw new InvalidArgumentError('curvature must be a number in [1, 16] or "measured"');
       return g;
     })
+    .addOption(new Option('--cut-damage <model>', 'a partial cut\'s damage: refit (what least-squares compensation cannot restore; default when the analysis has it) or variance (the removed units\' variance share, the bias compensation\'s view; docs/METHOD.md section 4a)').choices(['refit', 'variance']))
     .addOption(new Option('--search <kind>', 'remaining-ratio search').choices(['dfs', 'greedy']).default('dfs'))
     .addOption(new Option('--ratios <kind>', 'per-block ratios').choices(['dynamic', 'uniform']).default('dynamic'))
     .option('--no-compensation', 'do not fold removed units\' means into biases')
@@ -82,5 +84,6 @@ export function plannerOptions(o: PlannerCliOptions): Omit<PlanOptions, 'ratio'>
     allocation: o.allocation,
     estimator: o.estimator,
     curvature: o.curvature,
+    cutDamage: o.cutDamage,
   };
 }

@@ -233,7 +233,9 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       if (state.cells[key]) continue;
       o.onStep?.(`${method} ${(ratio * 100).toFixed(0)} %`);
       const t0 = Date.now();
-      const p: PruningPlan = makePlan(analysis.analysis, { ratio, ...compareMethodOptions(method), analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      // the damage model of partial cuts follows the compensation the row gets (docs/METHOD.md §4a)
+      const cutDamage = compareCompensation(method, settings) === 'bias' ? { cutDamage: 'variance' as const } : {};
+      const p: PruningPlan = makePlan(analysis.analysis, { ratio, ...compareMethodOptions(method), ...cutDamage, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
       const planFile = path.join(o.out, 'plans', `${method}-${ratio}.plan.json`);
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);

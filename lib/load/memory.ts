@@ -34,6 +34,30 @@ export function streamedStateBytes(info: ModelInfo, tokens: number, maxDim: numb
   return 4 * tokens * (info.dim + r);
 }
 
+/**
+ * Covariance accumulators of one layer input captured in full (native/core/capture/layer_inputs.h): n² float64,
+ * plus float32 scratch for inputs wider than 1024 — what least-squares compensation and the refit-aware damage
+ * hold per layer in a calibration pass.
+ */
+export function layerInputCovarianceBytes(n: number): number {
+  return n * n * (n > 1024 ? 12 : 8);
+}
+
+/** The most accumulator bytes one such pass holds (native RefitOptions::memory_budget's default). */
+export const LAYER_INPUT_PASS_BUDGET = 4 * 2 ** 30;
+
+/**
+ * The accumulator budget of a pass over these layer inputs: as many layers as fit 4 GiB and the memory left
+ * beside `otherBytes`, at least the widest one (a tight machine takes more passes, not a refusal), and the
+ * memory check of it: the widest layer's accumulators and `otherBytes` must fit.
+ */
+export function layerInputPasses(widths: number[], otherBytes: number): { budget: number; widest: number } {
+  const widest = Math.max(0, ...widths.map(layerInputCovarianceBytes));
+  const have = availableMemory();
+  const room = have > 0 ? have - otherBytes : LAYER_INPUT_PASS_BUDGET;
+  return { budget: Math.max(widest, Math.min(LAYER_INPUT_PASS_BUDGET, room)), widest };
+}
+
 /** Refuse when `parts` add up to more than the available memory; `advice` says what to change. */
 export function ensureFits(what: string, file: string, parts: Record<string, number>, advice: string): void {
   const need = Object.values(parts).reduce((a, b) => a + b, 0);

@@ -35,9 +35,33 @@ export interface BlockStats {
   teStream?: number;
   teStreamAttn?: number;
   teStreamMlp?: number;
-  attention: { nHead: number; nKvHead: number; headEntropy: number[]; headEnergy: number[]; /** tr(W_o,hᵀW_o,h Σ_h) */ headContribution?: number[] } | null;
-  mlp: { width: number; channelEntropy: number[]; channelEnergy: number[]; /** Var(x_j)·‖W_down[:,j]‖² */ channelContribution?: number[] } | null;
+  attention: {
+    nHead: number;
+    nKvHead: number;
+    headEntropy: number[];
+    headEnergy: number[];
+    /** tr(W_o,hᵀW_o,h Σ_h) */
+    headContribution?: number[];
+    /** per unit ranking, per KV group: its refit step when groups go in that ranking's order (docs/METHOD.md §4a); absent in older files */
+    refitDamage?: RefitSteps;
+  } | null;
+  mlp: {
+    width: number;
+    channelEntropy: number[];
+    channelEnergy: number[];
+    /** Var(x_j)·‖W_down[:,j]‖² */
+    channelContribution?: number[];
+    /** per unit ranking, per channel: its refit step when channels go in that ranking's order (docs/METHOD.md §4a); absent in older files */
+    refitDamage?: RefitSteps;
+  } | null;
 }
+
+/**
+ * The refit-aware damage of a sublayer (docs/METHOD.md §4a), by unit ranking: each unit's step — the output
+ * variance its removal adds to what least-squares compensation cannot restore — when the units go in that
+ * ranking's order (lib/measure/unit-order.ts), by unit index. Keys: 'entropy', 'contribution', 'activation', 'weight'.
+ */
+export type RefitSteps = Partial<Record<'entropy' | 'contribution' | 'activation' | 'weight', number[]>>;
 
 const LOG_2PIE = Math.log(2 * Math.PI * Math.E);
 

@@ -5,11 +5,12 @@ import { createHash } from 'node:crypto';
 import type { Model } from '../load/model';
 import type { CovarianceProducts } from '../native';
 import { tokenizerFor, type Tokenizer } from '../load/tokenizer';
-import { captureBytes, ensureFits, forwardBytes, streamedStateBytes } from '../load/memory';
+import { captureBytes, ensureFits, forwardBytes, layerInputPasses, streamedStateBytes } from '../load/memory';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
 import { VERSION } from '../version';
-import { ANALYSIS_FORMAT, ANALYSIS_VERSION, Analysis, MeanName, MeasuredSensitivity, writeAnalysis } from './analysis';
+import { ANALYSIS_FORMAT, ANALYSIS_VERSION, Analysis, type BlockStats, MeanName, MeasuredSensitivity, writeAnalysis } from './analysis';
+import { removalOrders, UNIT_RANKINGS, type UnitRanking } from './unit-order';
 import { agreement, halfCuts, measureSensitivity } from './sensitivity';
 import { EntropruneError } from '../util/errors';
 import { assertOutputSparesInputs } from '../util/file-identity';
@@ -68,6 +69,18 @@ export interface AnalyzeOptions {
         /** also measure each sublayer with the lower-ranked half of its units cut (the planner's curvature "measured") */
         halfCuts?: boolean;
       };
+  /**
+   * Record the refit-aware damage of partial cuts (docs/METHOD.md §4a; default on): one more pass over the
+   * calibration windows (more for models whose layer covariances exceed 4 GiB together) capturing every
+   * o_proj and down_proj input covariance, and per sublayer one Cholesky factorisation. The planner's
+   * default damage model for least-squares compensation reads it; false skips it (the planner then shares a
+   * sublayer's damage by the units' variances). `rankings`: the unit rankings to record it for (default
+   * ['contribution', 'entropy']: the default plan's and the paper's; one capture serves all, each adds one factorisation per sublayer; 'weight'
+   * reads the model's weight magnitudes).
+   */
+  refitDamage?: boolean | { rankings?: UnitRanking[] };
+  /** progress of the refit-damage pass, after the calibration */
+  onRefitDamageProgress?: (p: ProgressEvent) => void;
   /** progress of the sensitivity step, after the calibration */
   onSensitivityProgress?: (p: ProgressEvent) => void;
   /** tokenizing the calibration text: {done: 0, total: 1} when it starts, {1, 1} when it is done */
@@ -106,6 +119,8 @@ export interface AnalyzeStages {
   capture?: number;
   /** transfer entropies, unit entropies and means from the captured statistics */
   estimators: number;
+  /** the refit-aware damage of partial cuts (0 when skipped) */
+  refitDamage: number;
   /** the measured sensitivities (0 when skipped) */
   sensitivity: number;
 }
@@ -146,6 +161,12 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   }, streamed
     ? 'lower --samples or --seq-len (streaming keeps (d + r) floats per calibration token), --batch, --proj-dim or --max-dim, or drop --stream'
     : 'lower --batch (activations grow with the tokens per call), --proj-dim or --max-dim (statistics grow with the square of the projection), or use a machine with more memory');
+  // The refit-aware damage's pass after the calibration (more passes where memory is short; the widest layer must fit).
+  const refitWidths = info.layers.flatMap((s) => [s.nHead * info.headDim, s.ffn].filter((n) => n > 0));
+  const refitPass = layerInputPasses(refitWidths, forwardBytes(info, batchSeqs * seqLen));
+  if (o.refitDamage !== false)
+    ensureFits('the refit-aware damage', info.path, { 'covariance accumulators (the widest layer)': refitPass.widest, activations: forwardBytes(info, batchSeqs * seqLen) },
+      'skip it (--no-refit-damage; the planner then shares damage by variance), or use a machine with more memory');
   // A text needs a tokenizer: the model's own unless one is given (pre-tokenized ids need none).
   const tokenizer = o.tokenizer ?? (/\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model));
   o.onTokenizeProgress?.({ done: 0, total: 1 });
@@ -185,7 +206,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const means: AnalyzeResult['means'] = [];
-  const blocks = r.blocks.map((b, index) => {
+  const blocks: BlockStats[] = r.blocks.map((b, index) => {
     const shape = info.layers[index];
     if (b.hasAttn) means.push({ block: index, name: 'headMean', values: b.headMean }, { block: index, name: 'attnOutMean', values: b.attnOutMean });
     if (b.hasMlp) means.push({ block: index, name: 'channelMean', values: b.channelMean }, { block: index, name: 'mlpOutMean', values: b.mlpOutMean });
@@ -214,6 +235,9 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
         : null,
     };
   });
+  const refitStarted = process.hrtime.bigint();
+  if (o.refitDamage !== false) await recordRefitDamage(model, blocks, calib.tokens, calib.samples, seqLen, batchSeqs, refitPass.budget, o);
+  const refitSeconds = o.refitDamage !== false ? Number(process.hrtime.bigint() - refitStarted) / 1e9 : 0;
   let sensitivity: MeasuredSensitivity | undefined;
   const sensitivityStarted = process.hrtime.bigint();
   if (o.sensitivity !== false) {
@@ -253,6 +277,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     calibrate: r.calibrateSeconds,
     ...(r.forwardSeconds > 0 ? { forward: r.forwardSeconds, capture: r.captureSeconds } : {}),
     estimators: r.estimatorsSeconds,
+    refitDamage: refitSeconds,
     sensitivity: sensitivity ? Number(process.hrtime.bigint() - sensitivityStarted) / 1e9 : 0,
   };
   const analysis: Omit<Analysis, 'means'> = {
@@ -290,6 +315,39 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   };
   const mean = (block: number, name: MeanName) => means.find((m) => m.block === block && m.name === name)?.values;
   return { analysis, calibrationWindows: { tokens: calib.tokens, samples: calib.samples, seqLen }, means, mean, seconds, stages, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
+}
+
+/**
+ * Each sublayer's refit steps along the default removal order (lib/measure/unit-order.ts), into the blocks'
+ * `refitDamage` (per KV group / channel): what the least-squares compensation of the kept units cannot restore
+ * as the units go one by one (native/core/measure/refit_damage.h).
+ */
+/** The default plan's ranking with the refit-aware damage, and the paper's. */
+export const DEFAULT_REFIT_RANKINGS: UnitRanking[] = ['contribution', 'entropy'];
+
+async function recordRefitDamage(model: Model, blocks: BlockStats[], tokens: Int32Array, nSeqs: number, seqLen: number, batchSeqs: number, memoryBudget: number, o: AnalyzeOptions): Promise<void> {
+  const info = model.info;
+  const asked = (typeof o.refitDamage === 'object' ? o.refitDamage.rankings : undefined) ?? DEFAULT_REFIT_RANKINGS;
+  const rankings = [...new Set(asked)];
+  for (const r of rankings) if (!UNIT_RANKINGS.includes(r)) throw new EntropruneError('EP_INVALID_ARGUMENT', `refit-damage ranking must be one of ${UNIT_RANKINGS.join(', ')} (got ${String(r)})`);
+  const weights = rankings.includes('weight') ? model.handle.unitWeightMagnitudes() : undefined;
+  const orders = rankings.map((r) => removalOrders(blocks, r, info.headDim, weights)!);
+  const job = model.handle.refitDamage(
+    {
+      tokens,
+      nSeqs,
+      seqLen,
+      batchSeqs,
+      memoryBudget,
+      orders: orders.map((x) => ({ attn: x.attn.map((u) => Int32Array.from(u)), mlp: x.mlp.map((u) => Int32Array.from(u)) })),
+    },
+    (done, total) => o.onRefitDamageProgress?.({ done, total }),
+  );
+  const r = await awaitNativeJob(job, o.signal);
+  blocks.forEach((b, l) => {
+    if (b.attention) b.attention.refitDamage = Object.fromEntries(rankings.map((k, i) => [k, Array.from(r.steps[i].attn[l])]));
+    if (b.mlp) b.mlp.refitDamage = Object.fromEntries(rankings.map((k, i) => [k, Array.from(r.steps[i].mlp[l])]));
+  });
 }
 
 export async function analyzeToFile(model: Model, file: string, o: AnalyzeOptions): Promise<AnalyzeResult & { analysis: Analysis }> {

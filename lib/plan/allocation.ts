@@ -6,6 +6,7 @@
 // of damage per parameter, δ_u / c_u, across all blocks and sublayers at once, until the target is met.
 // Taking the cheapest damage per parameter first equalises the marginal cost across sublayers, so each
 // block's ratio and its attention/MLP split follow from the model's own sensitivities instead of a rule.
+import { ascendingOrder, cleanVariance, kvGroupValues } from '../measure/unit-order';
 import { channelParams, kvHeadParams, queryHeadParams } from './accounting';
 
 export interface LayerShapeIn {
@@ -32,6 +33,13 @@ export interface UnitVariances {
   heads: number[][];
   /** [layer][channel]: variance the channel adds to the residual stream */
   channels: number[][];
+  /**
+   * Optional, per layer: the damage of each unit (KV group / channel, by index) when the sublayer's units are
+   * removed one by one in ascending variance and the kept ones are refitted by least squares
+   * (docs/METHOD.md §4a, "refit-aware damage"). Where given, a unit's share is its increment, not its variance.
+   */
+  groupIncrements?: (number[] | undefined)[];
+  channelIncrements?: (number[] | undefined)[];
 }
 
 export interface Allocation {
@@ -45,8 +53,40 @@ export interface Allocation {
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
+/**
+ * Pool adjacent violators: the non-decreasing sequence nearest to xs (equal weights). Applied to the marginal
+ * damages of a sublayer's removal sequence it gives the slopes of the cumulative damage's greatest convex
+ * minorant, so a unit whose removal is cheap only because an expensive one came first is priced with it, and
+ * the greedy below, which needs marginal damage that never falls along a queue, stays optimal for the curve.
+ */
+export function nonDecreasing(xs: number[]): number[] {
+  const blocks: { sum: number; n: number }[] = [];
+  for (const x of xs) {
+    blocks.push({ sum: x, n: 1 });
+    while (blocks.length > 1 && blocks[blocks.length - 2].sum / blocks[blocks.length - 2].n > blocks[blocks.length - 1].sum / blocks[blocks.length - 1].n) {
+      const top = blocks.pop()!;
+      blocks[blocks.length - 1].sum += top.sum;
+      blocks[blocks.length - 1].n += top.n;
+    }
+  }
+  return blocks.flatMap((b) => Array.from({ length: b.n }, () => b.sum / b.n));
+}
+
+/**
+ * A sublayer's removal queue: units in ascending variance (ties by index), each with its share of the
+ * sublayer's damage — its variance share, or, given the refit increments, its increment's share along that
+ * order made non-decreasing.
+ */
+function removalQueue(v: number[], increments?: number[]): { index: number; e: number }[] {
+  const order = ascendingOrder(v);
+  const useSteps = increments !== undefined && increments.length === v.length;
+  const e = shares(order.map((i) => (useSteps ? increments[i] : v[i])));
+  const marginal = useSteps ? nonDecreasing(e) : e;
+  return order.map((index, k) => ({ index, e: marginal[k] }));
+}
+
 function shares(v: number[]): number[] {
-  const clean = v.map((x) => (Number.isFinite(x) && x > 0 ? x : 0));
+  const clean = v.map(cleanVariance);
   const t = sum(clean);
   return t > 0 ? clean.map((x) => x / t) : clean.map(() => 1 / Math.max(1, clean.length));
 }
@@ -70,12 +110,11 @@ export function allocateByMarginalCost(
   layers.forEach((s, l) => {
     if (s.nHead > 0) {
       const G = s.nHead / s.nKvHead;
-      const groupVar = range(s.nKvHead).map((g) => sum(range(G).map((i) => units.heads[l]?.[g * G + i] ?? 0)));
-      const items = shares(groupVar).map((e, index) => ({ index, e })).sort((a, b) => a.e - b.e || a.index - b.index);
+      const items = removalQueue(kvGroupValues(units.heads[l] ?? [], s.nKvHead), units.groupIncrements?.[l]);
       queues.push({ layer: l, kind: 'group', cost: kvHeadParams(dim, headDim) + G * queryHeadParams(dim, headDim), s: Math.max(0, sens.attn[l]), gamma: gammaOf('attn', l), items, next: 0, taken: 0 });
     }
     if (s.ffn > 0) {
-      const items = shares(units.channels[l] ?? []).map((e, index) => ({ index, e })).sort((a, b) => a.e - b.e || a.index - b.index);
+      const items = removalQueue(units.channels[l] ?? [], units.channelIncrements?.[l]);
       queues.push({ layer: l, kind: 'channel', cost: channelParams(dim), s: Math.max(0, sens.mlp[l]), gamma: gammaOf('mlp', l), items, next: 0, taken: 0 });
     }
   });

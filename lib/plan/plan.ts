@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../util/atomic';
 import { readJsonFile } from '../util/json-file';
 import { layerShapesSchema } from '../util/json-schema';
 import { countedParams, LayerShapeCount } from './accounting';
+import type { UnitRanking } from '../measure/unit-order';
 
 export const PLAN_FORMAT = 'entroprune.plan';
 export const PLAN_VERSION = 1;
@@ -44,7 +45,7 @@ export interface PlanMethod {
   name: 'entropy' | 'uniform' | 'block-drop' | 'layer-drop';
   /** how units (KV groups, channels) are ranked inside a sublayer: their activations' information entropy
    * (default, the paper's), the variance they add to the residual stream, activation energy, weight magnitude */
-  importance: 'entropy' | 'contribution' | 'activation' | 'weight';
+  importance: UnitRanking;
   /** the paper allocation's search over whole blocks and layers for the remaining ratio */
   search: 'dfs' | 'greedy';
   /** per-block ratios from the model ('dynamic') or the target ratio in every block (the paper's ablation) */
@@ -81,6 +82,13 @@ export interface PlanMethod {
    * (docs/METHOD.md §4; needs an analysis made with half cuts and the measured estimator)
    */
   curvature?: number | 'measured';
+  /**
+   * What a partial cut of a sublayer is predicted to cost, as shares of the sublayer's whole-removal damage
+   * (docs/METHOD.md §4a): 'refit' (default where the analysis has the refit-aware damage of the plan's ranking):
+   * what the least-squares compensation of the kept units leaves of the removed units' output; 'variance': the
+   * removed units' share of the sublayer's variance (what the bias compensation leaves).
+   */
+  cutDamage?: 'refit' | 'variance';
 }
 
 export interface PruningPlan {

@@ -8,7 +8,8 @@
 // (ours) a fill with the least important MLP channels lands the achieved ratio within the tolerance.
 // Baselines (uniform width, ShortGPT block drop, attention-layer drop) and the paper's ablations are
 // options of the same entry point, so every method is planned, accounted and validated the same way.
-import { entropyPower, type Analysis, type BlockStats } from '../measure/analysis';
+import { type Analysis, type BlockStats } from '../measure/analysis';
+import { rankingValues, type WeightMagnitudes } from '../measure/unit-order';
 import { EntropruneError } from '../util/errors';
 import { VERSION } from '../version';
 import { attentionParams, blockParams, channelParams, countedParams, kvHeadParams, mlpParams, queryHeadParams, wholeModelParams } from './accounting';
@@ -19,10 +20,7 @@ import { defaultK, kmeans1d } from './kmeans';
 import { achievedRatio, BlockPlan, PLAN_FORMAT, PLAN_VERSION, PlanMethod, prunedShapes, PruningPlan } from './plan';
 import { Candidate, dfsSearch, greedySearch, SearchFallback, SearchResult } from './search';
 
-export interface WeightMagnitudes {
-  heads: number[][]; // [layer][head]
-  channels: number[][]; // [layer][channel]
-}
+export type { WeightMagnitudes } from '../measure/unit-order';
 
 /** Every PlanMethod field may be given (defaults in parentheses there); these are the rest. */
 export interface PlanOptions extends Partial<Omit<PlanMethod, 'name'>> {
@@ -93,6 +91,16 @@ export function plan(analysis: PlannerInput, o: PlanOptions): PruningPlan {
     estimator: o.estimator ?? defaultEstimator(analysis),
     curvature: o.curvature ?? 1,
   };
+  // The damage model of partial cuts, recorded where the allocation reads it (the marginal one). Its default
+  // is the refit-aware one where the analysis has it; with it the default ranking is the units' contribution
+  // (what each writes into the residual stream), which gave lower perplexity and fewer greedy loops than the
+  // entropy ranking on every bundled model (docs/METHOD.md §3); without it the paper's entropy ranking.
+  if (method.name === 'entropy' && method.allocation === 'marginal' && method.granularity === 'multi' && !method.uniformShape) {
+    if (o.importance === undefined && o.cutDamage !== 'variance' && hasRefitDamage(analysis, 'contribution')) method.importance = 'contribution';
+    method.cutDamage = o.cutDamage ?? (hasRefitDamage(analysis, method.importance) ? 'refit' : 'variance');
+  }
+  if (method.cutDamage === 'refit' && !hasRefitDamage(analysis, method.importance))
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `cutDamage "refit" needs an analysis with the refit-aware damage of the "${method.importance}" ranking (analyze --refit-rankings ${method.importance})`);
   if (method.curvature === 'measured' && !(method.estimator === 'measured' && analysis.sensitivity?.partial))
     throw new EntropruneError('EP_INVALID_ARGUMENT', 'curvature "measured" needs the measured estimator and an analysis with measured half cuts (re-run analyze)');
   if (typeof method.curvature === 'number') inRangeCurvature(method.curvature);
@@ -133,15 +141,20 @@ export function plan(analysis: PlannerInput, o: PlanOptions): PruningPlan {
     const model = method.curvature === 'measured' ? measuredDamageModel(analysis) : { sens: sensitivityOf(analysis, method.estimator!), curvature: method.curvature as number };
     const sens = model.sens;
     const units = unitVariances(stats, method.importance, hd, o.weights);
+    if (method.cutDamage === 'refit') {
+      units.groupIncrements = stats.map((b) => b.attention?.refitDamage?.[method.importance]);
+      units.channelIncrements = stats.map((b) => b.mlp?.refitDamage?.[method.importance]);
+    }
     if (method.ratios === 'dynamic') {
       const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved, model.curvature);
       Object.assign(st, { keptKv: a.keptKv, keptHeads: a.keptHeads, keptChannels: a.keptChannels });
-      notes.push(`marginal allocation over all blocks (${method.estimator} sensitivities): predicted damage ${a.predictedDamage.toPrecision(4)}`);
+      notes.push(`marginal allocation over all blocks (${method.estimator} sensitivities, ${method.cutDamage} cut damage): predicted damage ${a.predictedDamage.toPrecision(4)}`);
     } else {
       // The uniform-ratio ablation: every block loses p of its own weights, split inside it the same way.
       layers.forEach((shape, l) => {
         const gamma = typeof model.curvature === 'number' ? model.curvature : { attn: [model.curvature.attn[l]], mlp: [model.curvature.mlp[l]] };
-        const a = allocateByMarginalCost([shape], d, hd, { attn: [sens.attn[l]], mlp: [sens.mlp[l]] }, { heads: [units.heads[l]], channels: [units.channels[l]] }, p * sizes[l], gamma);
+        const one = { heads: [units.heads[l]], channels: [units.channels[l]], groupIncrements: [units.groupIncrements?.[l]], channelIncrements: [units.channelIncrements?.[l]] };
+        const a = allocateByMarginalCost([shape], d, hd, { attn: [sens.attn[l]], mlp: [sens.mlp[l]] }, one, p * sizes[l], gamma);
         st.keptKv[l] = a.keptKv[0];
         st.keptHeads[l] = a.keptHeads[0];
         st.keptChannels[l] = a.keptChannels[0];
@@ -228,6 +241,12 @@ export function plan(analysis: PlannerInput, o: PlanOptions): PruningPlan {
   };
 }
 
+/** Whether every sublayer of the analysis has the refit-aware damage of this ranking (analyses from before it: none). */
+export function hasRefitDamage(a: PlannerInput, ranking: PlanMethod['importance']): boolean {
+  return a.blocks.some((b) => b.attention || b.mlp) &&
+    a.blocks.every((b) => (!b.attention || b.attention.refitDamage?.[ranking]?.length === b.attention.nKvHead) && (!b.mlp || b.mlp.refitDamage?.[ranking]?.length === b.mlp.width));
+}
+
 /** Measured damage when the analysis has it, else the stream-targeted TE (files from before it: the output-targeted one). */
 export function defaultEstimator(a: PlannerInput): NonNullable<PlanMethod['estimator']> {
   if (a.sensitivity) return 'measured';
@@ -275,14 +294,8 @@ function sensitivityOf(a: PlannerInput, e: NonNullable<PlanMethod['estimator']>)
  * weight magnitude alone. docs/METHOD.md section 3 says why the default is the paper's.
  */
 function unitVariances(stats: BlockStats[], metric: PlanMethod['importance'], headDim: number, weights?: WeightMagnitudes): UnitVariances {
-  if (metric !== 'entropy') {
-    const imp = stats.map((b, l) => importanceOf(b, l, metric, weights));
-    return { heads: imp.map((x) => x.heads), channels: imp.map((x) => x.channels) };
-  }
-  return {
-    heads: stats.map((b) => (b.attention?.headEntropy ?? []).map((H) => entropyPower(H, headDim))),
-    channels: stats.map((b) => (b.mlp?.channelEntropy ?? []).map((H) => entropyPower(H))),
-  };
+  const v = stats.map((b, l) => rankingValues(b, l, metric, headDim, weights) ?? importanceOf(b, l, metric, weights)); // importanceOf says what is missing
+  return { heads: v.map((x) => x.heads), channels: v.map((x) => x.channels) };
 }
 
 function whyOff(m: PlanMethod): string {

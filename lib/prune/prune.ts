@@ -91,12 +91,15 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
     let done = false;
     try {
       const analyzeOptions: AnalyzeOptions = {
+        // the refit-aware damage serves least-squares compensation only
+        ...(o.compensation === 'bias' ? { refitDamage: false } : {}),
         ...o.analyze,
         calib: o.calib,
         tokenizer: o.tokenizer,
         onTokenizeProgress: (p) => o.onProgress?.('tokenize', p),
         onProgress: (p) => o.onProgress?.('analyze', p),
         onSensitivityProgress: (p) => o.onProgress?.('analyze', p),
+        onRefitDamageProgress: (p) => o.onProgress?.('analyze', p),
         signal: o.signal,
       };
       let result: AnalyzeResult;
@@ -110,7 +113,9 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
       }
       // Ranking by weight magnitude reads the model's weights, which the analysis does not hold.
       const weights = o.plan?.importance === 'weight' && !o.plan.weights ? model.handle.unitWeightMagnitudes() : o.plan?.weights;
-      const p = makePlan(result.analysis, { ...o.plan, weights, ratio: o.ratio, analysisFile: sidecars ? analysisFile : undefined, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      // with the bias compensation, a partial cut's damage is the removed units' variance share (docs/METHOD.md §4a)
+      const cutDamage = o.compensation === 'bias' && !o.plan?.cutDamage ? { cutDamage: 'variance' as const } : {};
+      const p = makePlan(result.analysis, { ...o.plan, ...cutDamage, weights, ratio: o.ratio, analysisFile: sidecars ? analysisFile : undefined, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
       if (sidecars) {
         track(planFile);
         writePlan(planFile, p);

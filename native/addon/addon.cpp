@@ -94,7 +94,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeSyntheticModel", Napi::Function::New(env, WriteSyntheticModel));
   exports.Set("availableMemory", Napi::Function::New(env, AvailableMemory));
   // Raised with every change to what a call accepts or returns; lib/native.ts refuses another (NATIVE_ABI_VERSION).
-  exports.Set("abiVersion", Napi::Number::New(env, 2));  // 2: applyPlan's refit
+  exports.Set("abiVersion", Napi::Number::New(env, 3));  // 2: applyPlan's refit; 3: model.refitDamage
   return exports;
 }
 

@@ -11,6 +11,7 @@
 #include "core/measure/calibrate.h"
 #include "core/capture/capture.h"
 #include "core/evaluate/evaluate.h"
+#include "core/measure/refit_damage.h"
 #include "core/measure/sensitivity.h"
 #include "core/measure/unit_weights.h"
 #include "core/forward/forward.h"
@@ -22,7 +23,7 @@ Napi::FunctionReference* ModelWrap::constructor = nullptr;
 Napi::Function ModelWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeModel",
                                  {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("evaluate", &ModelWrap::Evaluate), InstanceMethod("score", &ModelWrap::Score), InstanceMethod("generate", &ModelWrap::Generate),
-                                  InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("measureRemovalDamage", &ModelWrap::MeasureRemovalDamage), InstanceMethod("unitWeightMagnitudes", &ModelWrap::UnitWeightMagnitudes), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
+                                  InstanceMethod("analyze", &ModelWrap::Analyze), InstanceMethod("measureRemovalDamage", &ModelWrap::MeasureRemovalDamage), InstanceMethod("refitDamage", &ModelWrap::RefitDamage), InstanceMethod("unitWeightMagnitudes", &ModelWrap::UnitWeightMagnitudes), InstanceMethod("tensorDirectory", &ModelWrap::TensorDirectory),
                                   InstanceMethod("embeddedVocab", &ModelWrap::EmbeddedVocab), InstanceMethod("dispose", &ModelWrap::Dispose)});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -461,6 +462,87 @@ Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   auto* w = new RemovalDamageWorker(env, model, std::move(in.tokens), in.n_seqs, in.seq_len, std::move(means), std::move(partial),
                                     device_option(env, o, "measureRemovalDamage"), callback_at(info, 1), cancel);
+  return queue_job(env, w, cancel);
+}
+
+class RefitDamageWorker final : public NativeJob {
+ public:
+  RefitDamageWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, TokenBatches batches, std::vector<RemovalOrders> orders,
+                    uint64_t memory_budget, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+      : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), batches_(batches), orders_(std::move(orders)),
+        memory_budget_(memory_budget), cancel_(std::move(cancel)) {}
+
+ private:
+  void run(const ReportProgress& report) override {
+    batches_.tokens = tokens_.data();
+    result_ = measure_refit_damage(*model_, orders_, batches_, memory_budget_, cancel_.get(), report, &passes_);
+  }
+  Napi::Value resolve(Napi::Env env) override {
+    auto per_block = [&](const std::vector<std::vector<double>>& v) {
+      Napi::Array a = Napi::Array::New(env, v.size());
+      for (size_t l = 0; l < v.size(); ++l) {
+        Napi::Float64Array f = Napi::Float64Array::New(env, v[l].size());
+        std::copy(v[l].begin(), v[l].end(), f.Data());
+        a.Set(static_cast<uint32_t>(l), f);
+      }
+      return a;
+    };
+    Napi::Array sets = Napi::Array::New(env, result_.size());
+    for (size_t k = 0; k < result_.size(); ++k) {
+      Napi::Object s = Napi::Object::New(env);
+      s.Set("attn", per_block(result_[k].attn));
+      s.Set("mlp", per_block(result_[k].mlp));
+      sets.Set(static_cast<uint32_t>(k), s);
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("steps", sets);
+    o.Set("passes", passes_);
+    return o;
+  }
+  std::shared_ptr<const Model> model_;
+  std::vector<int32_t> tokens_;
+  TokenBatches batches_;
+  std::vector<RemovalOrders> orders_;
+  uint64_t memory_budget_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  std::vector<ep::RefitDamage> result_;
+  int passes_ = 0;
+};
+
+// refitDamage({tokens: Int32Array, nSeqs, seqLen, batchSeqs, memoryBudget, orders: [{attn: Int32Array[], mlp: Int32Array[]}, ...]}, onProgress?)
+//   (per set — one per unit ranking — and block, the KV groups / channels in removal order; empty: skipped;
+//   core/measure/refit_damage.h)
+//   -> {promise: Promise<{steps: [{attn: Float64Array[], mlp: Float64Array[]}, ...], passes}>, cancel()}: each unit's step by unit index
+Napi::Value ModelWrap::RefitDamage(const Napi::CallbackInfo& info) {
+  require_live(info.Env());
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "refitDamage(options, onProgress?)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  const int batch = o.Get("batchSeqs").As<Napi::Number>().Int32Value();
+  TokenWindows in = token_windows(env, o, "refitDamage", 1, batch);
+  const double budget = o.Get("memoryBudget").As<Napi::Number>().DoubleValue();
+  if (!(budget >= 1)) throw Napi::RangeError::New(env, "refitDamage: memoryBudget must be at least 1 byte");
+  const int L = model->config.n_layers();
+  if (!o.Get("orders").IsArray()) throw Napi::TypeError::New(env, "refitDamage: orders must be an array of {attn, mlp}");
+  Napi::Array sets = o.Get("orders").As<Napi::Array>();
+  std::vector<RemovalOrders> orders(sets.Length());
+  auto read_orders = [&](const Napi::Object& set, const char* key, std::vector<std::vector<int>>& out) {
+    if (!set.Get(key).IsArray()) throw Napi::TypeError::New(env, std::string("refitDamage: orders[].") + key + " must be an array of Int32Array");
+    Napi::Array a = set.Get(key).As<Napi::Array>();
+    if (static_cast<int>(a.Length()) != L) throw Napi::RangeError::New(env, std::string("refitDamage: orders[].") + key + " needs one order per block");
+    for (int l = 0; l < L; ++l) {
+      Napi::Int32Array u = a.Get(static_cast<uint32_t>(l)).As<Napi::Int32Array>();
+      out.emplace_back(u.Data(), u.Data() + u.ElementLength());
+    }
+  };
+  for (uint32_t k = 0; k < sets.Length(); ++k) {
+    if (!sets.Get(k).IsObject()) throw Napi::TypeError::New(env, "refitDamage: orders must be an array of {attn, mlp}");
+    read_orders(sets.Get(k).As<Napi::Object>(), "attn", orders[k].attn_groups);
+    read_orders(sets.Get(k).As<Napi::Object>(), "mlp", orders[k].mlp_channels);
+  }
+  TokenBatches batches{nullptr, in.n_seqs, in.seq_len, batch};
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto* w = new RefitDamageWorker(env, model, std::move(in.tokens), batches, std::move(orders), static_cast<uint64_t>(budget), callback_at(info, 1), cancel);
   return queue_job(env, w, cancel);
 }
 

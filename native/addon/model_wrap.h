@@ -23,6 +23,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Evaluate(const Napi::CallbackInfo& info);
   Napi::Value MeasureRemovalDamage(const Napi::CallbackInfo& info);
+  Napi::Value RefitDamage(const Napi::CallbackInfo& info);
   Napi::Value Score(const Napi::CallbackInfo& info);     // score_worker.cpp
   Napi::Value Generate(const Napi::CallbackInfo& info);  // generate_worker.cpp
   Napi::Value EmbeddedVocab(const Napi::CallbackInfo& info);

@@ -1,0 +1,30 @@
+// Calibration passes that capture the full input covariance of chosen o_proj / down_proj layers
+// (capture/layer_inputs.h), grouped so that each pass's accumulators fit a memory budget: what least-squares
+// compensation (apply/refit.h) and the refit-aware damage of partial cuts (measure/refit_damage.h) both need.
+// A layer of width n holds n² float64 (a 7B model's MLP, 11008 wide: 1.4 GiB with the float32 scratch), so a
+// large model takes several passes; each target's moments are handed to `use` after its pass and then freed.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/capture/moments.h"
+#include "core/device/batches.h"
+#include "core/load/model.h"
+
+namespace ep {
+
+struct LayerInputTarget {
+  int layer = 0;
+  bool mlp = false;  // down_proj's input (the MLP channels); else o_proj's (the heads' outputs)
+  int64_t dim = 0;   // the input's width (set by the driver)
+};
+
+// Runs ceil(bytes / memory_budget) passes (at least one layer per pass) over `in`; progress counts calibration
+// sequences over all passes. Returns the number of passes (0 when there are no targets).
+int capture_layer_inputs(const Model& model, const std::vector<LayerInputTarget>& targets, const TokenBatches& in, uint64_t memory_budget,
+                         const std::atomic<bool>* cancel, const StageProgress& progress,
+                         const std::function<void(const LayerInputTarget&, const Moments&)>& use);
+
+}  // namespace ep
