@@ -10,7 +10,7 @@ process.env.ENTROPRUNE_TEST_DATA ??= path.resolve(import.meta.dirname, '..', 'sh
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
-  mutate: ['lib/plan/**/*.ts', 'lib/evaluate/tasks/metrics.ts', 'lib/evaluate/tasks/zero-shot.ts'],
+  mutate: ['lib/plan/**/*.ts', 'lib/measure/unit-order.ts', 'lib/evaluate/tasks/metrics.ts', 'lib/evaluate/tasks/zero-shot.ts'],
   testRunner: 'vitest',
   vitest: { configFile: 'stryker.vitest.config.ts' },
   checkers: ['typescript'],

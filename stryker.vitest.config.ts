@@ -1,5 +1,5 @@
 // Vitest config for Stryker (`npm run mutate:lib`, stryker.config.mjs): only the test files that exercise the
-// mutated modules (lib/plan/, lib/evaluate/tasks/metrics.ts and zero-shot.ts), so each mutant runs seconds of
+// mutated modules (lib/plan/, lib/measure/unit-order.ts, lib/evaluate/tasks/metrics.ts and zero-shot.ts), so each mutant runs seconds of
 // tests instead of the whole ~10-minute suite. The rest as in vitest.config.ts; the Stryker vitest runner
 // itself switches the pool to one worker thread and enables per-test coverage.
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
@@ -7,7 +7,7 @@ import { defineConfig } from 'vitest/config';
 
 // Fast, model-free files first: a mutant they kill then stops the run (Stryker bails at the first failure)
 // before the files that load models and measure.
-const ORDER = ['test/plan-values.test.ts', 'test/tasks-values.test.ts', 'test/plan.test.ts', 'test/tasks.test.ts', 'test/fidelity.test.ts'];
+const ORDER = ['test/plan-values.test.ts', 'test/tasks-values.test.ts', 'test/plan.test.ts', 'test/tasks.test.ts', 'test/refit-damage.test.ts', 'test/fidelity.test.ts'];
 
 class FastFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
