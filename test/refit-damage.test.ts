@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyzeToFile, applyPlan, loadModel, perplexity, plan, readAnalysis, tokenizerFor, type LoadedAnalysis, type Model, type PlanOptions } from '../lib';
 import { allocateByMarginalCost, nonDecreasing } from '../lib/plan/allocation';
 import { hasRefitDamage } from '../lib/plan/planner';
-import { ascendingOrder, kvGroupValues, removalOrders } from '../lib/measure/unit-order';
+import { ascendingOrder, kvGroupValues, rankingValues, removalOrders } from '../lib/measure/unit-order';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 import { syntheticAnalysis } from './helpers/synthetic-analysis';
@@ -27,6 +27,34 @@ describe('pooling the steps of a removal order', () => {
     expect(p[0]).toBe(0);
     for (const x of p.slice(1)) expect(x).toBeCloseTo(7 / 3, 12);
     expect(nonDecreasing([])).toEqual([]);
+    // a pool compared again after it grew: 5 and 1 pool to 3 (two units), which 4 exceeds: all three pool
+    for (const x of nonDecreasing([4, 5, 1])) expect(x).toBeCloseTo(10 / 3, 12);
+  });
+
+  it('each ranking\'s values, and no order where its figures are missing', () => {
+    const a = syntheticAnalysis({ seed: 5, blocks: 2, dim: 8, headDim: 2, nHead: 4, nKvHead: 2, ffn: 3 });
+    const b = a.blocks[0];
+    expect(rankingValues(b, 0, 'activation', 2)).toEqual({ heads: b.attention!.headEnergy, channels: b.mlp!.channelEnergy });
+    // weight magnitudes: the layer's, or nothing for a layer they do not cover; none given: no values
+    const weights = { heads: [[1, 2, 3, 4]], channels: [[5, 6, 7]] };
+    expect(rankingValues(b, 0, 'weight', 2, weights)).toEqual({ heads: [1, 2, 3, 4], channels: [5, 6, 7] });
+    expect(rankingValues(a.blocks[1], 1, 'weight', 2, weights)).toEqual({ heads: [], channels: [] });
+    expect(rankingValues(b, 0, 'weight', 2)).toBeUndefined();
+    expect(removalOrders(a.blocks, 'weight', 2)).toBeUndefined();
+    // contributions: needed for both sublayers of every block that has them
+    expect(rankingValues(b, 0, 'contribution', 2)).toBeUndefined();
+    expect(removalOrders(a.blocks, 'contribution', 2)).toBeUndefined();
+    const attnOnly = structuredClone(b);
+    attnOnly.attention!.headContribution = [1, 1, 1, 1];
+    expect(rankingValues(attnOnly, 0, 'contribution', 2)).toBeUndefined();
+    attnOnly.mlp!.channelContribution = [3, 1, 2];
+    expect(rankingValues(attnOnly, 0, 'contribution', 2)).toEqual({ heads: [1, 1, 1, 1], channels: [3, 1, 2] });
+    // one block with contributions and one without: no order at all, not half of one
+    const half = structuredClone(a.blocks);
+    half[0] = attnOnly;
+    expect(removalOrders(half, 'contribution', 2)).toBeUndefined();
+    const withWeights = removalOrders([a.blocks[0]], 'weight', 2, weights)!;
+    expect(withWeights).toEqual({ attn: [[0, 1]], mlp: [[0, 1, 2]] });
   });
 
   it('orders ascend by value with ties by index; KV groups sum their query heads', () => {
@@ -62,6 +90,12 @@ describe('the allocation reading refit steps', () => {
     expect(a.keptChannels[0]).toEqual([1, 2, 3]);
     expect(a.keptChannels[1]).toEqual([2, 3]);
     expect(a.predictedDamage).toBeCloseTo(0.3, 12);
+  });
+
+  it('steps of the wrong length are not read: the variance shares decide', () => {
+    const withBad = allocateByMarginalCost(layers, 4, 2, sens, { ...variances, channelIncrements: [[0, 0, 10], undefined] }, 36);
+    const without = allocateByMarginalCost(layers, 4, 2, sens, variances, 36);
+    expect(withBad).toEqual(without);
   });
 
   it('KV groups read their own steps', () => {

@@ -18,16 +18,18 @@ export function cleanVariance(x: number): number {
   return Number.isFinite(x) && x > 0 ? x : 0;
 }
 
-/** Indices in ascending value (cleaned), ties by index. */
+/** Indices in ascending value (cleaned), ties by index (Array.prototype.sort is stable). */
 export function ascendingOrder(v: number[]): number[] {
   const c = v.map(cleanVariance);
-  return c.map((_, i) => i).sort((a, b) => c[a] - c[b] || a - b);
+  return c.map((_, i) => i).sort((a, b) => c[a] - c[b]);
 }
 
 /** A KV group's value: the sum of its query heads' (query head h belongs to group ⌊h / (nHead / nKvHead)⌋). */
 export function kvGroupValues(heads: number[], nKvHead: number): number[] {
-  const G = nKvHead > 0 ? heads.length / nKvHead : 0;
-  return Array.from({ length: nKvHead }, (_, g) => heads.slice(g * G, (g + 1) * G).reduce((s, x) => s + cleanVariance(x), 0));
+  return Array.from({ length: nKvHead }, (_, g) => {
+    const G = heads.length / nKvHead; // query heads per group (no group, no division)
+    return heads.slice(g * G, (g + 1) * G).reduce((s, x) => s + cleanVariance(x), 0);
+  });
 }
 
 /** Entropy powers of a block's query heads and channels (the default ranking's unit values). */
