@@ -43,19 +43,21 @@ export function layerInputCovarianceBytes(n: number): number {
   return n * n * (n > 1024 ? 12 : 8);
 }
 
-/** The most accumulator bytes one such pass holds (native RefitOptions::memory_budget's default). */
+/** The accumulator budget of a pass where free memory is unknown (native RefitOptions::memory_budget's default). */
 export const LAYER_INPUT_PASS_BUDGET = 4 * 2 ** 30;
 
 /**
- * The accumulator budget of a pass over these layer inputs: as many layers as fit 4 GiB and the memory left
- * beside `otherBytes`, at least the widest one (a tight machine takes more passes, not a refusal), and the
+ * The memory budget of the passes over these layer inputs (native/core/device/layer_input_passes.h): half the
+ * memory left beside `otherBytes`, at least the widest layer's accumulators (a tight machine takes more passes,
+ * not a refusal); 4 GiB where free memory is unknown. Within it the native side takes one block-major sweep when
+ * every token's hidden state and one block's accumulators fit, else as many layers per pass as fit. And the
  * memory check of it: the widest layer's accumulators and `otherBytes` must fit.
  */
 export function layerInputPasses(widths: number[], otherBytes: number): { budget: number; widest: number } {
   const widest = Math.max(0, ...widths.map(layerInputCovarianceBytes));
   const have = availableMemory();
-  const room = have > 0 ? have - otherBytes : LAYER_INPUT_PASS_BUDGET;
-  return { budget: Math.max(widest, Math.min(LAYER_INPUT_PASS_BUDGET, room)), widest };
+  const room = have > 0 ? (have - otherBytes) / 2 : LAYER_INPUT_PASS_BUDGET;
+  return { budget: Math.max(widest, Math.floor(room)), widest };
 }
 
 /** Refuse when `parts` add up to more than the available memory; `advice` says what to change. */

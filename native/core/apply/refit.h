@@ -5,9 +5,10 @@
 // that folds in).
 //
 // Memory: the accumulators of a layer hold its input width squared in float64 (a 7B model's MLP: 11008² ·
-// 12 bytes ≈ 1.4 GiB with the float32 scratch). Layers are captured in groups that fit `memory_budget`, one
-// calibration pass per group; the refitted weights (the size of the kept o_proj and down_proj columns, float32)
-// are held until the model is written.
+// 12 bytes ≈ 1.4 GiB with the float32 scratch). They are captured by device/layer_input_passes.h within
+// `memory_budget`: in one pass when all fit, else in one block-major sweep when every token's hidden state and
+// one block's accumulators fit, else in passes of as many layers as fit; the refitted weights (the size of the
+// kept o_proj and down_proj columns, float32) are held until the model is written.
 #pragma once
 #include <atomic>
 #include <cstdint>

@@ -1,13 +1,55 @@
 #include "core/device/layer_input_passes.h"
 
+#include <algorithm>
+
 #include "core/capture/layer_inputs.h"
 #include "core/error.h"
+#include "core/forward/layer_ops.h"
 
 namespace ep {
 
+namespace {
+
+// One sweep, block by block: every calibration sequence through block l (its layers' inputs captured), then
+// block l+1, up to the last block with a target. Each block's weights are read once and only one block's
+// accumulators are held; every token's hidden state is (rows × dim floats). The batches and their order
+// within a block are the batch-major pass's, so the moments come out bit-identical to it.
+void capture_block_major(const Model& model, const std::vector<LayerInputTarget>& targets, const TokenBatches& in, const std::atomic<bool>* cancel,
+                         const StageProgress& progress, const std::function<void(const LayerInputTarget&, const Moments&)>& use) {
+  const ModelConfig& c = model.config;
+  const int L = c.n_layers(), T = in.seq_len;
+  const int64_t N = static_cast<int64_t>(in.n_seqs) * T;
+  check_tokens(model, in.tokens, N);
+  int last = 0;
+  for (const LayerInputTarget& t : targets) last = std::max(last, t.layer);
+  std::vector<float> h(static_cast<size_t>(N * c.dim));
+  embed_tokens(model, in.tokens, N, h.data());
+  RopeTables rope;
+  rope_tables(c, 0, T, rope.cos, rope.sin);
+  ForwardScratch scratch(c, static_cast<int64_t>(std::min(in.batch_seqs, in.n_seqs)) * T);
+  const int64_t total = static_cast<int64_t>(in.n_seqs) * (last + 1);
+  for (int l = 0; l <= last; ++l) {
+    std::vector<char> ga(L, 0), gm(L, 0);
+    for (const LayerInputTarget& t : targets)
+      if (t.layer == l) (t.mlp ? gm : ga)[l] = 1;
+    LayerInputCapture capture(c, ga, gm);
+    LayerBuffers converted;  // a streamed model's block matrices, for this block only
+    const LayerWeights w = model.layer_weights(l, converted);
+    for (int s0 = 0; s0 < in.n_seqs; s0 += in.batch_seqs) {
+      const int n = std::min(in.batch_seqs, in.n_seqs - s0);
+      forward_block(c, l, w, &h[static_cast<int64_t>(s0) * T * c.dim], n, T, rope, scratch, &capture, cancel);
+      if (progress) progress(static_cast<int64_t>(l) * in.n_seqs + s0 + n, total);
+    }
+    for (const LayerInputTarget& t : targets)
+      if (t.layer == l) use(t, t.mlp ? *capture.mlp_input(l) : *capture.attn_input(l));
+  }
+}
+
+}  // namespace
+
 int capture_layer_inputs(const Model& model, const std::vector<LayerInputTarget>& targets_in, const TokenBatches& in, uint64_t memory_budget,
                          const std::atomic<bool>* cancel, const StageProgress& progress,
-                         const std::function<void(const LayerInputTarget&, const Moments&)>& use) {
+                         const std::function<void(const LayerInputTarget&, const Moments&)>& use, LayerInputOrder order) {
   const ModelConfig& c = model.config;
   const int L = c.n_layers();
   std::vector<std::vector<LayerInputTarget>> groups;
@@ -27,6 +69,25 @@ int capture_layer_inputs(const Model& model, const std::vector<LayerInputTarget>
   if (groups.empty()) return 0;
   if (in.n_seqs <= 0 || in.seq_len <= 0 || in.batch_seqs <= 0 || !in.tokens)
     throw Error(ErrorCode::kInvalidArgument, model.path, "layer input capture needs calibration windows");
+  // One block-major sweep when every token's hidden state and the largest block's accumulators fit the budget
+  // (a 7B model at 128 × 2048 tokens: 4 GiB of hidden states), else batch-major passes, each a group of layers.
+  uint64_t block_max = 0;
+  for (int l = 0; l < L; ++l) {
+    uint64_t b = 0;
+    for (const auto& g : groups)
+      for (const LayerInputTarget& t : g)
+        if (t.layer == l) b += LayerInputCapture::bytes_for(t.dim);
+    block_max = std::max(block_max, b);
+  }
+  const uint64_t hidden = static_cast<uint64_t>(in.n_seqs) * in.seq_len * c.dim * sizeof(float);
+  const bool block_major = order == LayerInputOrder::kBlockMajor ||
+                           (order == LayerInputOrder::kAuto && groups.size() > 1 && hidden + block_max <= memory_budget);
+  if (block_major) {
+    std::vector<LayerInputTarget> all;
+    for (const auto& g : groups) all.insert(all.end(), g.begin(), g.end());
+    capture_block_major(model, all, in, cancel, progress, use);
+    return 1;
+  }
   const int64_t total = static_cast<int64_t>(in.n_seqs) * static_cast<int64_t>(groups.size());
   int passes = 0;
   for (const auto& group : groups) {

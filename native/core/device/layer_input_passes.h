@@ -21,10 +21,16 @@ struct LayerInputTarget {
   int64_t dim = 0;   // the input's width (set by the driver)
 };
 
-// Runs ceil(bytes / memory_budget) passes (at least one layer per pass) over `in`; progress counts calibration
-// sequences over all passes. Returns the number of passes (0 when there are no targets).
+// When the layers do not fit one batch-major pass, and every token's hidden state and one block's accumulators
+// fit `memory_budget`, one block-major sweep (each block's inputs captured as the sweep passes it); else
+// ceil(bytes / memory_budget) batch-major passes (at least one layer per pass). Either way the moments are
+// bit-identical. Progress counts sequences through blocks (the sweep) or calibration sequences over all passes.
+// Returns the number of passes over the model (0 when there are no targets).
+enum class LayerInputOrder { kAuto, kBatchMajor, kBlockMajor };  // kAuto: as described; the others force one (tests)
+
 int capture_layer_inputs(const Model& model, const std::vector<LayerInputTarget>& targets, const TokenBatches& in, uint64_t memory_budget,
                          const std::atomic<bool>* cancel, const StageProgress& progress,
-                         const std::function<void(const LayerInputTarget&, const Moments&)>& use);
+                         const std::function<void(const LayerInputTarget&, const Moments&)>& use,
+                         LayerInputOrder order = LayerInputOrder::kAuto);
 
 }  // namespace ep
