@@ -14,10 +14,35 @@ WORK=$ROOT/build-mutants
 export ENTROPRUNE_TEST_DATA="${ENTROPRUNE_TEST_DATA:-$(cd "$ROOT/../shared/data" 2>/dev/null && pwd)}"
 SRC=$WORK/src
 mkdir -p "$WORK"
-rm -rf "$SRC"
 mkdir -p "$SRC"
-# the tracked tree as committed plus working changes, without build outputs
-git ls-files -z --cached --others --exclude-standard | grep -zv '^prebuilds/' | xargs -0 cp -p --parents -t "$SRC"  # -p: timestamps kept, so a rerun rebuilds only what changed
+# The tracked tree as committed plus working changes, without build outputs, synced into the scratch copy: a
+# file is rewritten only when its content changed (its time is then now, newer than any object built from the
+# old content), so a rerun rebuilds exactly what changed. (Copying with the sources' own times missed edits
+# older than the scratch build's objects: a header changed between two runs left stale objects behind.)
+git ls-files -z --cached --others --exclude-standard | grep -zv '^prebuilds/' | python3 -c '
+import os, shutil, sys
+src = sys.argv[1]
+files = [f for f in sys.stdin.buffer.read().decode().split("\0") if f and os.path.isfile(f)]
+keep = set()
+for f in files:
+    dst = os.path.join(src, f)
+    keep.add(os.path.normpath(dst))
+    with open(f, "rb") as a:
+        data = a.read()
+    if os.path.exists(dst):
+        with open(dst, "rb") as b:
+            if b.read() == data:
+                continue
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    with open(dst, "wb") as b:
+        b.write(data)
+    shutil.copymode(f, dst)
+for root, _, names in os.walk(src):
+    for n in names:
+        p = os.path.normpath(os.path.join(root, n))
+        if p not in keep:
+            os.remove(p)
+' "$SRC"
 # CPU only: the CPU suite is what judges the mutants (the CUDA twins are not mutated)
 cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DENTROPRUNE_CUDA=OFF >/dev/null
 cmake --build "$WORK/build" -j"$(nproc)" >/dev/null
