@@ -193,7 +193,7 @@ export function planTable(p: PruningPlan): string {
     return `${String(b.index).padStart(5)}  ${(b.te ?? 0).toFixed(4).padStart(9)}  ${((b.plannedRatio ?? 0) * 100).toFixed(1).padStart(7)} %  ${heads.padStart(18)}  ${ch.padStart(12)}${b.removed ? '  (block removed)' : ''}`;
   });
   return [
-    `method ${p.method.name} (importance ${p.method.importance}, ${p.method.search}, ratios ${p.method.ratios}, ${p.method.granularity}, compensation ${p.method.compensation ? 'on' : 'off'})`,
+    `method ${p.method.name} (importance ${p.method.importance}${p.method.cutDamage ? `, ${p.method.cutDamage} cut damage` : ''}, ${p.method.search}, ratios ${p.method.ratios}, ${p.method.granularity}, compensation ${p.method.compensation ? 'on' : 'off'})`,
     `target ${(p.target.ratio * 100).toFixed(1)} % of block linear weights; achieved ${(p.achieved.ratio * 100).toFixed(2)} % ` +
       `(${p.achieved.keptParams.toLocaleString('en-US')} of ${p.achieved.originalParams.toLocaleString('en-US')} kept); whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %`,
     'block         TE  planned     heads kept (kv)  channels kept',
