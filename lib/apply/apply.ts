@@ -122,8 +122,8 @@ export function refitBytes(model: Model, plan: PruningPlan, seqLen: number): Rec
     'refitted columns': layers.reduce((sum, x) => sum + model.info.dim * x.kept, 0) * 4,
     activations: forwardBytes(model.info, Math.max(1, Math.floor(4096 / seqLen)) * seqLen),
   };
-  const { budget, widest } = layerInputPasses(layers.map((x) => x.width), other['refitted columns'] + other.activations);
-  return { 'covariance accumulators (the widest layer)': widest, ...other, passBudget: budget };
+  const { budget, widest, solve } = layerInputPasses(layers.map((x) => x.width), other['refitted columns'] + other.activations, model.info.dim);
+  return { 'covariance accumulators (the widest layer)': widest, 'its solve': solve, ...other, passBudget: budget };
 }
 
 /**

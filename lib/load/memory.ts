@@ -43,6 +43,15 @@ export function layerInputCovarianceBytes(n: number): number {
   return n * n * (n > 1024 ? 12 : 8);
 }
 
+/**
+ * The working set of one layer's solve after its pass (native apply/least_squares.cpp, measure/refit_damage.cpp):
+ * the covariance as a full float64 matrix, a permuted or kept-block copy to factor, and a float64 copy of the
+ * weight (dim × n) with the product built from it.
+ */
+export function layerInputSolveBytes(n: number, dim: number): number {
+  return 2 * n * n * 8 + 2 * dim * n * 8;
+}
+
 /** The accumulator budget of a pass where free memory is unknown (native RefitOptions::memory_budget's default). */
 export const LAYER_INPUT_PASS_BUDGET = 4 * 2 ** 30;
 
@@ -51,13 +60,15 @@ export const LAYER_INPUT_PASS_BUDGET = 4 * 2 ** 30;
  * memory left beside `otherBytes`, at least the widest layer's accumulators (a tight machine takes more passes,
  * not a refusal); 4 GiB where free memory is unknown. Within it the native side takes one block-major sweep when
  * every token's hidden state and one block's accumulators fit, else as many layers per pass as fit. And the
- * memory check of it: the widest layer's accumulators and `otherBytes` must fit.
+ * memory check of it: the widest layer's accumulators, its solve's working set (`dim`: the model's width) and
+ * `otherBytes` must fit.
  */
-export function layerInputPasses(widths: number[], otherBytes: number): { budget: number; widest: number } {
+export function layerInputPasses(widths: number[], otherBytes: number, dim = 0): { budget: number; widest: number; solve: number } {
   const widest = Math.max(0, ...widths.map(layerInputCovarianceBytes));
+  const solve = Math.max(0, ...widths.map((n) => layerInputSolveBytes(n, dim)));
   const have = availableMemory();
-  const room = have > 0 ? (have - otherBytes) / 2 : LAYER_INPUT_PASS_BUDGET;
-  return { budget: Math.max(widest, Math.floor(room)), widest };
+  const room = have > 0 ? (have - otherBytes - solve) / 2 : LAYER_INPUT_PASS_BUDGET;
+  return { budget: Math.max(widest, Math.floor(room)), widest, solve };
 }
 
 /** Refuse when `parts` add up to more than the available memory; `advice` says what to change. */
