@@ -128,6 +128,13 @@ Napi::Value ModelWrap::EmbeddedVocab(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------------------
 namespace {
 
+// A copy of a double vector as a JavaScript Float64Array (the results the workers hand back).
+Napi::Float64Array float64_array(Napi::Env env, const std::vector<double>& v) {
+  Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
 class LoadWorker final : public NativeJob {
  public:
   LoadWorker(Napi::Env env, std::string path, LoadOptions options, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
@@ -209,11 +216,6 @@ class AnalyzeWorker final : public NativeJob {
     estimators_seconds_ = r.estimators_seconds;
   }
   Napi::Value resolve(Napi::Env env) override {
-    auto f64 = [&](const std::vector<double>& v) {
-      Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
-      std::copy(v.begin(), v.end(), a.Data());
-      return a;
-    };
     Napi::Object o = Napi::Object::New(env);
     o.Set("tokens", static_cast<double>(result_.tokens));
     o.Set("jointDim", result_.joint_dim);
@@ -238,19 +240,19 @@ class AnalyzeWorker final : public NativeJob {
       x.Set("teStream", b.te_stream);
       x.Set("teStreamAttn", b.te_stream_attn);
       x.Set("teStreamMlp", b.te_stream_mlp);
-      x.Set("headContribution", f64(b.head_contribution));
-      x.Set("channelContribution", f64(b.channel_contribution));
+      x.Set("headContribution", float64_array(env, b.head_contribution));
+      x.Set("channelContribution", float64_array(env, b.channel_contribution));
       x.Set("cosine", b.cosine);
       x.Set("maxRidgeEffect", b.max_ridge_effect);
       x.Set("ridge", b.ridge);
-      x.Set("headEntropy", f64(b.head_entropy));
-      x.Set("headEnergy", f64(b.head_energy));
-      x.Set("channelEntropy", f64(b.channel_entropy));
-      x.Set("channelEnergy", f64(b.channel_energy));
-      x.Set("headMean", f64(b.head_mean));
-      x.Set("channelMean", f64(b.channel_mean));
-      x.Set("attnOutMean", f64(b.attn_out_mean));
-      x.Set("mlpOutMean", f64(b.mlp_out_mean));
+      x.Set("headEntropy", float64_array(env, b.head_entropy));
+      x.Set("headEnergy", float64_array(env, b.head_energy));
+      x.Set("channelEntropy", float64_array(env, b.channel_entropy));
+      x.Set("channelEnergy", float64_array(env, b.channel_energy));
+      x.Set("headMean", float64_array(env, b.head_mean));
+      x.Set("channelMean", float64_array(env, b.channel_mean));
+      x.Set("attnOutMean", float64_array(env, b.attn_out_mean));
+      x.Set("mlpOutMean", float64_array(env, b.mlp_out_mean));
       blocks.Set(static_cast<uint32_t>(i), x);
     }
     o.Set("blocks", blocks);
@@ -371,16 +373,11 @@ class RemovalDamageWorker final : public NativeJob {
     result_ = measure_removal_damage(*model_, tokens_.data(), n_seqs_, seq_len_, means_, cancel_.get(), report, partial_ ? &*partial_ : nullptr, device_);
   }
   Napi::Value resolve(Napi::Env env) override {
-    auto f64 = [&](const std::vector<double>& v) {
-      Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
-      std::copy(v.begin(), v.end(), a.Data());
-      return a;
-    };
     auto part = [&](const PartDamage& p) {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("attn", f64(p.attn));
-      o.Set("mlp", f64(p.mlp));
-      o.Set("block", f64(p.block));
+      o.Set("attn", float64_array(env, p.attn));
+      o.Set("mlp", float64_array(env, p.mlp));
+      o.Set("block", float64_array(env, p.block));
       return o;
     };
     Napi::Object o = Napi::Object::New(env);
@@ -480,11 +477,7 @@ class RefitDamageWorker final : public NativeJob {
   Napi::Value resolve(Napi::Env env) override {
     auto per_block = [&](const std::vector<std::vector<double>>& v) {
       Napi::Array a = Napi::Array::New(env, v.size());
-      for (size_t l = 0; l < v.size(); ++l) {
-        Napi::Float64Array f = Napi::Float64Array::New(env, v[l].size());
-        std::copy(v[l].begin(), v[l].end(), f.Data());
-        a.Set(static_cast<uint32_t>(l), f);
-      }
+      for (size_t l = 0; l < v.size(); ++l) a.Set(static_cast<uint32_t>(l), float64_array(env, v[l]));
       return a;
     };
     Napi::Array sets = Napi::Array::New(env, result_.size());

@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <map>
-#include <random>
 
 #include "core/capture/layer_inputs.h"
 #include "core/device/layer_input_passes.h"
+#include "sample_util.h"
 #include "synthetic_util.h"
 
 using namespace ep;
@@ -35,9 +35,7 @@ TEST(LayerInputPasses, BlockMajorSweepEqualsBatchMajorPassesBitForBit) {
   // 2 blocks, GQA (6 query heads, 3 KV groups, head_dim 8: o_proj input 48 wide), 20 channels
   auto m = test::small_synthetic_model(t, 48, 300, 8, 2, 6, 3, 20, 7);
   const int T = 8, seqs = 4;
-  std::mt19937 g(3);
-  std::vector<int32_t> tokens(T * seqs);
-  for (int32_t& v : tokens) v = static_cast<int32_t>(g() % 300);
+  const std::vector<int32_t> tokens = test::random_tokens(T * seqs, 300, 3);
   TokenBatches in{tokens.data(), seqs, T, 3};  // batches of 3 and 1 sequences
   int p_batch = 0, p_block = 0, p_auto = 0, p_one = 0;
   int64_t progress = 0;

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 
 #include "core/apply/apply.h"
 #include "core/apply/least_squares.h"
@@ -15,6 +14,7 @@
 #include "core/load/model.h"
 #include "core/synthetic/synthetic_model.h"
 #include "forward_util.h"
+#include "sample_util.h"
 #include "synthetic_util.h"
 #include "test_util.h"
 
@@ -22,44 +22,7 @@ using namespace ep;
 
 namespace {
 
-struct Samples {
-  int64_t n, cols;
-  std::vector<double> x;  // n × cols
-  std::vector<double> mean, cov;
-};
-
-// Correlated samples x = A z + c (z standard normal), and their sample mean and population covariance.
-Samples correlated(int64_t n, int64_t cols, int seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<double> nd(0, 1);
-  std::vector<double> a(cols * cols), c(cols);
-  for (double& v : a) v = nd(g);
-  for (double& v : c) v = nd(g);
-  Samples s{n, cols, std::vector<double>(n * cols), std::vector<double>(cols, 0), std::vector<double>(cols * cols, 0)};
-  std::vector<double> z(cols);
-  for (int64_t t = 0; t < n; ++t) {
-    for (double& v : z) v = nd(g);
-    for (int64_t i = 0; i < cols; ++i) {
-      double v = c[i];
-      for (int64_t j = 0; j < cols; ++j) v += a[i * cols + j] * z[j];
-      s.x[t * cols + i] = v;
-    }
-  }
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < cols; ++i) s.mean[i] += s.x[t * cols + i] / n;
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < cols; ++i)
-      for (int64_t j = 0; j < cols; ++j) s.cov[i * cols + j] += (s.x[t * cols + i] - s.mean[i]) * (s.x[t * cols + j] - s.mean[j]) / n;
-  return s;
-}
-
-std::vector<float> random_weight(int64_t rows, int64_t cols, int seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0, 1);
-  std::vector<float> w(rows * cols);
-  for (float& v : w) v = nd(g);
-  return w;
-}
+using test::Samples;
 
 // residual e_t = W x_t − W' x_{K,t} − b for every sample, row-major n × rows
 std::vector<double> residuals(const Samples& s, const std::vector<float>& w, int64_t rows, const std::vector<int64_t>& kept, const ColumnRefit& f) {
@@ -85,8 +48,8 @@ double mean_square(const std::vector<double>& e) {
 
 TEST(LeastSquares, SatisfiesTheNormalEquationsOfTheSamples) {
   const int64_t rows = 5, cols = 12;
-  const Samples s = correlated(3000, cols, 1);
-  const std::vector<float> w = random_weight(rows, cols, 2);
+  const Samples s = test::correlated_samples(3000, cols, 1);
+  const std::vector<float> w = test::random_weight(rows, cols, 2);
   const std::vector<int64_t> kept{0, 2, 3, 7, 9};
   const ColumnRefit f = refit_kept_columns(w.data(), rows, cols, kept, s.mean, s.cov, 1e-12);
   ASSERT_TRUE(f.refitted);
@@ -121,7 +84,7 @@ TEST(LeastSquares, SatisfiesTheNormalEquationsOfTheSamples) {
 TEST(LeastSquares, UncorrelatedRemovedUnitsGiveThePapersBiasCompensation) {
   // Σ block-diagonal between kept {1, 3} and removed {0, 2}: W' = W_K exactly and b = W_removed μ_removed.
   const int64_t rows = 3, cols = 4;
-  const std::vector<float> w = random_weight(rows, cols, 3);
+  const std::vector<float> w = test::random_weight(rows, cols, 3);
   const std::vector<double> mean{0.5, -1.0, 2.0, 0.25};
   std::vector<double> cov(16, 0.0);
   auto set = [&](int i, int j, double v) { cov[i * 4 + j] = cov[j * 4 + i] = v; };
@@ -181,13 +144,6 @@ std::vector<PlanBlock> cut_plan(const Model& m) {
   return p;
 }
 
-std::vector<int32_t> tokens(int n, int seed) {
-  std::mt19937 g(seed);
-  std::vector<int32_t> t(n);
-  for (int32_t& v : t) v = static_cast<int32_t>(g() % 300);
-  return t;
-}
-
 // the channel / head means the paper's compensation uses, from the same capture the refit uses
 std::vector<BlockMeans> means_of(const Model& m, const std::vector<int32_t>& calib, int seqs, int T) {
   std::vector<char> all(m.config.n_layers(), 1);
@@ -221,7 +177,7 @@ TEST(Refit, PlanRefitsOnlyPartlyCutLayersAndSlicedEqualsZeroed) {
   test::TempDir t;
   auto m = synthetic(t);
   const int T = 32, seqs = 24;
-  const std::vector<int32_t> calib = tokens(T * seqs, 5);
+  const std::vector<int32_t> calib = test::random_tokens(T * seqs, 300, 5);
   const auto plan = cut_plan(*m);
   const auto means = means_of(*m, calib, seqs, T);
   TokenBatches in{calib.data(), seqs, T, 8};
@@ -249,7 +205,7 @@ TEST(Refit, PlanRefitsOnlyPartlyCutLayersAndSlicedEqualsZeroed) {
   save_gguf(prune_model(*m, plan, means, zeroed_opt), *m, t.file("ls-zeroed.gguf"), {});
   save_gguf(prune_model(*m, plan, means, {}), *m, t.file("bias.gguf"), {});
   auto sliced = load_model(t.file("ls-sliced.gguf")), zeroed = load_model(t.file("ls-zeroed.gguf")), bias = load_model(t.file("bias.gguf"));
-  const std::vector<int32_t> held_out = tokens(T, 99);
+  const std::vector<int32_t> held_out = test::random_tokens(T, 300, 99);
   const auto la = test::full_logits(*sliced, held_out), lb = test::full_logits(*zeroed, held_out);
   double diff = 0;
   for (size_t i = 0; i < la.size(); ++i) diff = std::max(diff, static_cast<double>(std::abs(la[i] - lb[i])));

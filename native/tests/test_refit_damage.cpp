@@ -6,62 +6,23 @@
 #include <cmath>
 #include <numeric>
 #include <algorithm>
-#include <random>
 
 #include "core/apply/least_squares.h"
 #include "core/error.h"
 #include "core/capture/layer_inputs.h"
 #include "core/forward/forward.h"
 #include "core/measure/refit_damage.h"
+#include "sample_util.h"
 #include "synthetic_util.h"
 
 using namespace ep;
 
 namespace {
 
-struct Samples {
-  int64_t n, cols;
-  std::vector<double> x;  // n × cols
-  std::vector<double> mean, cov;
-};
-
-// x = A z + c with z standard normal: correlated units. zero_mix: A diagonal (uncorrelated units).
-Samples draw(int64_t n, int64_t cols, int seed, bool diagonal = false) {
-  std::mt19937 g(seed);
-  std::normal_distribution<double> nd(0, 1);
-  std::vector<double> a(cols * cols, 0), c(cols);
-  for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < cols; ++j) a[i * cols + j] = diagonal ? (i == j ? 0.5 + i : 0) : nd(g);
-  for (double& v : c) v = nd(g);
-  Samples s{n, cols, std::vector<double>(n * cols), std::vector<double>(cols, 0), std::vector<double>(cols * cols, 0)};
-  std::vector<double> z(cols);
-  for (int64_t t = 0; t < n; ++t) {
-    for (double& v : z) v = nd(g);
-    for (int64_t i = 0; i < cols; ++i) {
-      double v = c[i];
-      for (int64_t j = 0; j < cols; ++j) v += a[i * cols + j] * z[j];
-      s.x[t * cols + i] = v;
-    }
-  }
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < cols; ++i) s.mean[i] += s.x[t * cols + i] / n;
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < cols; ++i)
-      for (int64_t j = 0; j < cols; ++j) s.cov[i * cols + j] += (s.x[t * cols + i] - s.mean[i]) * (s.x[t * cols + j] - s.mean[j]) / n;
-  return s;
-}
-
-std::vector<float> weight(int64_t rows, int64_t cols, int seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0, 1);
-  std::vector<float> w(rows * cols);
-  for (float& v : w) v = nd(g);
-  return w;
-}
+using test::Samples;
 
 // E‖W x − W' x_K − b‖² over the samples, the refit (undamped) computed by the compensation's own solve
 double refit_residual(const Samples& s, const std::vector<float>& w, int64_t rows, const std::vector<int64_t>& kept) {
-  std::vector<double> y(rows);
   if (kept.empty()) {  // nothing kept: the mean is the best stand-in, the residual the output variance
     double e = 0;
     for (int64_t o = 0; o < rows; ++o)
@@ -87,8 +48,8 @@ double refit_residual(const Samples& s, const std::vector<float>& w, int64_t row
 
 TEST(RefitDamage, StepsAreTheRefitResidualsGrowthAlongTheOrder) {
   const int64_t rows = 5, cols = 8;
-  const Samples s = draw(4000, cols, 3);
-  const std::vector<float> w = weight(rows, cols, 4);
+  const Samples s = test::correlated_samples(4000, cols, 3);
+  const std::vector<float> w = test::random_weight(rows, cols, 4);
   // units: {6}, {1, 3} (a two-column unit, like a head), {0}, {7}, {2, 4, 5}
   const std::vector<std::vector<int64_t>> units{{6}, {1, 3}, {0}, {7}, {2, 4, 5}};
   const std::vector<double> steps = refit_removal_steps(w.data(), rows, cols, s.cov, units);
@@ -109,10 +70,10 @@ TEST(RefitDamage, StepsAreTheRefitResidualsGrowthAlongTheOrder) {
 
 TEST(RefitDamage, UncorrelatedUnitsCostTheirOwnContribution) {
   const int64_t rows = 4, cols = 6;
-  const Samples s = draw(200, cols, 9, /*diagonal=*/true);
+  const Samples s = test::correlated_samples(200, cols, 9, /*diagonal=*/true);
   std::vector<double> cov(cols * cols, 0);  // exactly diagonal
   for (int64_t j = 0; j < cols; ++j) cov[j * cols + j] = s.cov[j * cols + j];
-  const std::vector<float> w = weight(rows, cols, 10);
+  const std::vector<float> w = test::random_weight(rows, cols, 10);
   const std::vector<std::vector<int64_t>> units{{3}, {0}, {5}, {1}, {4}, {2}};
   const std::vector<double> steps = refit_removal_steps(w.data(), rows, cols, cov, units);
   for (size_t k = 0; k < units.size(); ++k) {
@@ -127,13 +88,13 @@ TEST(RefitDamage, AUnitTheKeptOnesReproduceCostsNothingAndItsTwinCarriesBoth) {
   // column 1 is a copy of column 0: removing 1 first costs nothing (0 restores it); removing 0 afterwards costs
   // what both wrote together.
   const int64_t rows = 3, cols = 4;
-  Samples s = draw(500, cols, 21);
+  Samples s = test::correlated_samples(500, cols, 21);
   for (int64_t i = 0; i < cols; ++i) {
     s.cov[1 * cols + i] = s.cov[0 * cols + i];
     s.cov[i * cols + 1] = s.cov[i * cols + 0];
   }
   s.cov[1 * cols + 1] = s.cov[0];
-  std::vector<float> w = weight(rows, cols, 22);
+  std::vector<float> w = test::random_weight(rows, cols, 22);
   // make 0 and 1 uncorrelated with 2 and 3, so the pair's joint contribution is a closed form
   for (int64_t i : {0, 1})
     for (int64_t j : {2, 3}) s.cov[i * cols + j] = s.cov[j * cols + i] = 0;
@@ -145,7 +106,7 @@ TEST(RefitDamage, AUnitTheKeptOnesReproduceCostsNothingAndItsTwinCarriesBoth) {
 }
 
 TEST(RefitDamage, BadUnitsAreRefused) {
-  const std::vector<float> w = weight(2, 3, 1);
+  const std::vector<float> w = test::random_weight(2, 3, 1);
   const std::vector<double> cov{1, 0, 0, 0, 1, 0, 0, 0, 1};
   EXPECT_THROW(refit_removal_steps(w.data(), 2, 3, cov, {{0}, {0}}), std::invalid_argument);
   EXPECT_THROW(refit_removal_steps(w.data(), 2, 3, cov, {{3}}), std::invalid_argument);
@@ -160,9 +121,7 @@ TEST(RefitDamage, PerBlockDriverMapsKvGroupsAndChannelsByIndex) {
   // GQA: 6 query heads in 3 KV groups of 2, head_dim 8, 20 channels, 2 blocks
   auto m = test::small_synthetic_model(t, 48, 300, 8, 2, 6, 3, 20, 7);
   const int T = 16, seqs = 12;
-  std::mt19937 g(5);
-  std::vector<int32_t> calib(T * seqs);
-  for (int32_t& v : calib) v = static_cast<int32_t>(g() % 300);
+  std::vector<int32_t> calib = test::random_tokens(T * seqs, 300, 5);
   RemovalOrders orders;
   orders.attn_groups = {{2, 0, 1}, {}};
   orders.mlp_channels = {{}, std::vector<int>(20)};

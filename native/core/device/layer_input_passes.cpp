@@ -52,13 +52,17 @@ int capture_layer_inputs(const Model& model, const std::vector<LayerInputTarget>
                          const std::function<void(const LayerInputTarget&, const Moments&)>& use, LayerInputOrder order) {
   const ModelConfig& c = model.config;
   const int L = c.n_layers();
-  std::vector<std::vector<LayerInputTarget>> groups;
+  std::vector<LayerInputTarget> targets;                        // with their widths, sublayers without units left out
+  std::vector<uint64_t> block_bytes(static_cast<size_t>(L), 0);  // each block's accumulators (the sweep holds one block's)
+  std::vector<std::vector<LayerInputTarget>> groups;            // batch-major passes: as many targets as fit the budget
   uint64_t used = 0;
   for (LayerInputTarget t : targets_in) {
     if (t.layer < 0 || t.layer >= L) throw Error(ErrorCode::kInvalidArgument, model.path, "layer input capture: no block " + std::to_string(t.layer));
     t.dim = t.mlp ? c.layers[t.layer].ffn : static_cast<int64_t>(c.layers[t.layer].n_head) * c.head_dim;
     if (t.dim <= 0) continue;
     const uint64_t bytes = LayerInputCapture::bytes_for(t.dim);
+    targets.push_back(t);
+    block_bytes[t.layer] += bytes;
     if (groups.empty() || used + bytes > memory_budget) {
       groups.emplace_back();
       used = 0;
@@ -66,26 +70,17 @@ int capture_layer_inputs(const Model& model, const std::vector<LayerInputTarget>
     groups.back().push_back(t);
     used += bytes;
   }
-  if (groups.empty()) return 0;
+  if (targets.empty()) return 0;
   if (in.n_seqs <= 0 || in.seq_len <= 0 || in.batch_seqs <= 0 || !in.tokens)
     throw Error(ErrorCode::kInvalidArgument, model.path, "layer input capture needs calibration windows");
   // One block-major sweep when every token's hidden state and the largest block's accumulators fit the budget
   // (a 7B model at 128 × 2048 tokens: 4 GiB of hidden states), else batch-major passes, each a group of layers.
-  uint64_t block_max = 0;
-  for (int l = 0; l < L; ++l) {
-    uint64_t b = 0;
-    for (const auto& g : groups)
-      for (const LayerInputTarget& t : g)
-        if (t.layer == l) b += LayerInputCapture::bytes_for(t.dim);
-    block_max = std::max(block_max, b);
-  }
+  const uint64_t block_max = *std::max_element(block_bytes.begin(), block_bytes.end());
   const uint64_t hidden = static_cast<uint64_t>(in.n_seqs) * in.seq_len * c.dim * sizeof(float);
   const bool block_major = order == LayerInputOrder::kBlockMajor ||
                            (order == LayerInputOrder::kAuto && groups.size() > 1 && hidden + block_max <= memory_budget);
   if (block_major) {
-    std::vector<LayerInputTarget> all;
-    for (const auto& g : groups) all.insert(all.end(), g.begin(), g.end());
-    capture_block_major(model, all, in, cancel, progress, use);
+    capture_block_major(model, targets, in, cancel, progress, use);
     return 1;
   }
   const int64_t total = static_cast<int64_t>(in.n_seqs) * static_cast<int64_t>(groups.size());
