@@ -111,20 +111,23 @@ export function planNeedsRefit(model: Model, plan: PruningPlan): boolean {
 }
 
 /**
- * Memory least-squares compensation holds besides the model (native/core/apply/refit.h): the covariance
+ * Memory least-squares compensation holds besides the model, and the budget of its capture passes (native/core/apply/refit.h): the covariance
  * accumulators of the widest layer (n² float64 and float32 scratch: a pass holds more layers, up to 4 GiB, where
  * memory allows; lib/load/memory.ts layerInputPasses),
  * the refitted columns of every refitted layer until the model is written, and one forward batch.
  */
-export function refitBytes(model: Model, plan: PruningPlan, seqLen: number): Record<string, number> & { passBudget: number } {
+export function refitMemory(model: Model, plan: PruningPlan, seqLen: number): { parts: Record<string, number>; passBudget: number } {
   const layers = refitLayers(model, plan);
   const other = {
     'refitted columns': layers.reduce((sum, x) => sum + model.info.dim * x.kept, 0) * 4,
-    activations: forwardBytes(model.info, Math.max(1, Math.floor(4096 / seqLen)) * seqLen),
+    activations: forwardBytes(model.info, refitBatchSeqs(seqLen) * seqLen),
   };
   const { budget, widest, solve } = layerInputPasses(layers.map((x) => x.width), other['refitted columns'] + other.activations, model.info.dim);
-  return { 'covariance accumulators (the widest layer)': widest, 'its solve': solve, ...other, passBudget: budget };
+  return { parts: { 'covariance accumulators (the widest layer)': widest, 'its solve': solve, ...other }, passBudget: budget };
 }
+
+/** Calibration windows per forward call of the refit's capture: about 4096 tokens. */
+const refitBatchSeqs = (seqLen: number) => Math.max(1, Math.floor(4096 / seqLen));
 
 /**
  * The analysis' calibration windows, drawn again: the same file, tokenizer, sample count, length and seed give
@@ -207,9 +210,9 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
     }
     if (refitWindows.tokens.length !== refitWindows.samples * refitWindows.seqLen || refitWindows.samples < 1 || refitWindows.seqLen < 2)
       throw new EntropruneError('EP_INVALID_ARGUMENT', `calibration windows: ${refitWindows.tokens.length} tokens do not make ${refitWindows.samples} windows of ${refitWindows.seqLen}`);
-    const { passBudget, ...need } = refitBytes(model, plan, refitWindows.seqLen);
-    refitPassBudget = passBudget;
-    ensureFits('least-squares compensation', info.path, need, 'compensate with the bias only (--compensation-mode bias), or use a machine with more memory');
+    const memory = refitMemory(model, plan, refitWindows.seqLen);
+    refitPassBudget = memory.passBudget;
+    ensureFits('least-squares compensation', info.path, memory.parts, 'compensate with the bias only (--compensation-mode bias), or use a machine with more memory');
   }
   const means = analysis
     ? plan.blocks.map((_, l) => ({
@@ -254,7 +257,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
       vocab,
       shardBytes: o.shardBytes,
       refit: refitWindows
-        ? { tokens: refitWindows.tokens, nSeqs: refitWindows.samples, seqLen: refitWindows.seqLen, batchSeqs: Math.max(1, Math.floor(4096 / refitWindows.seqLen)), damping: o.leastSquaresDamping, memoryBudget: refitPassBudget }
+        ? { tokens: refitWindows.tokens, nSeqs: refitWindows.samples, seqLen: refitWindows.seqLen, batchSeqs: refitBatchSeqs(refitWindows.seqLen), damping: o.leastSquaresDamping, memoryBudget: refitPassBudget }
         : undefined,
     }, (done, total) => o.onProgress?.({ done, total }));
     const r = await awaitNativeJob(job, o.signal);

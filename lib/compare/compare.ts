@@ -16,7 +16,7 @@ import { analyzeToFile } from '../measure/analyze';
 import type { GenerationQuality } from '../evaluate/generation';
 import { readAnalysis, type LoadedAnalysis } from '../measure/analysis';
 import { readPlan, writePlan, type PlanMethod, type PruningPlan } from '../plan/plan';
-import { plan as makePlan, type PlanOptions } from '../plan/planner';
+import { cutDamageFor, plan as makePlan, type PlanOptions } from '../plan/planner';
 import { writeFileAtomic } from '../util/atomic';
 import { EntropruneError } from '../util/errors';
 import { readJsonFile } from '../util/json-file';
@@ -233,13 +233,11 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       if (state.cells[key]) continue;
       o.onStep?.(`${method} ${(ratio * 100).toFixed(0)} %`);
       const t0 = Date.now();
-      // the damage model of partial cuts follows the compensation the row gets (docs/METHOD.md §4a)
-      const cutDamage = compareCompensation(method, settings) === 'bias' ? { cutDamage: 'variance' as const } : {};
-      const p: PruningPlan = makePlan(analysis.analysis, { ratio, ...compareMethodOptions(method), ...cutDamage, analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      const compensation = compareCompensation(method, settings);
+      const p: PruningPlan = makePlan(analysis.analysis, { ratio, ...compareMethodOptions(method), cutDamage: cutDamageFor(compensation), analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
       const planFile = path.join(o.out, 'plans', `${method}-${ratio}.plan.json`);
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);
-      const compensation = compareCompensation(method, settings);
       if (compensation === 'least-squares' && planNeedsRefit(model, p)) calibrationWindows ??= await analysisCalibrationWindows(model, analysis.analysis.calibration, tokenizer, o.signal);
       await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, compensation, calibration: calibrationWindows, signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
       try {

@@ -154,18 +154,19 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   const streamed = onGpu || (o.stream ?? info.streamsLayers);
   const batchSeqs = o.batchSeqs ?? Math.max(1, Math.floor(4096 / seqLen));
   const samples = o.samples ?? 128;
+  const activations = forwardBytes(info, batchSeqs * seqLen); // one forward call's buffers
   ensureFits('analyze', info.path, {
     statistics: captureBytes(info, batchSeqs * seqLen, maxDim, projDim),
-    activations: forwardBytes(info, batchSeqs * seqLen),
+    activations,
     ...(streamed ? { 'hidden states': streamedStateBytes(info, samples * seqLen, maxDim, projDim) } : {}),
   }, streamed
     ? 'lower --samples or --seq-len (streaming keeps (d + r) floats per calibration token), --batch, --proj-dim or --max-dim, or drop --stream'
     : 'lower --batch (activations grow with the tokens per call), --proj-dim or --max-dim (statistics grow with the square of the projection), or use a machine with more memory');
   // The refit-aware damage's pass after the calibration (more passes where memory is short; the widest layer must fit).
   const refitWidths = info.layers.flatMap((s) => [s.nHead * info.headDim, s.ffn].filter((n) => n > 0));
-  const refitPass = layerInputPasses(refitWidths, forwardBytes(info, batchSeqs * seqLen), info.dim);
+  const refitPass = layerInputPasses(refitWidths, activations, info.dim);
   if (o.refitDamage !== false)
-    ensureFits('the refit-aware damage', info.path, { 'covariance accumulators (the widest layer)': refitPass.widest, 'its factorisation': refitPass.solve, activations: forwardBytes(info, batchSeqs * seqLen) },
+    ensureFits('the refit-aware damage', info.path, { 'covariance accumulators (the widest layer)': refitPass.widest, 'its factorisation': refitPass.solve, activations },
       'skip it (--no-refit-damage; the planner then shares damage by variance), or use a machine with more memory');
   // A text needs a tokenizer: the model's own unless one is given (pre-tokenized ids need none).
   const tokenizer = o.tokenizer ?? (/\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model));

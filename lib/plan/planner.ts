@@ -9,7 +9,7 @@
 // Baselines (uniform width, ShortGPT block drop, attention-layer drop) and the paper's ablations are
 // options of the same entry point, so every method is planned, accounted and validated the same way.
 import { type Analysis, type BlockStats } from '../measure/analysis';
-import { rankingValues, type WeightMagnitudes } from '../measure/unit-order';
+import { entropyPowers, rankingValues, type WeightMagnitudes } from '../measure/unit-order';
 import { EntropruneError } from '../util/errors';
 import { VERSION } from '../version';
 import { attentionParams, blockParams, channelParams, countedParams, kvHeadParams, mlpParams, queryHeadParams, wholeModelParams } from './accounting';
@@ -52,18 +52,17 @@ interface State {
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
+/**
+ * Each unit's importance under the ranking: the raw entropies for 'entropy' (the paper allocation's K-means
+ * and the fill read those), otherwise the ranking's values (lib/measure/unit-order.ts), refused naming what is
+ * missing.
+ */
 function importanceOf(b: BlockStats, l: number, metric: PlanMethod['importance'], weights?: WeightMagnitudes) {
-  if (metric === 'weight') {
-    if (!weights) throw new EntropruneError('EP_INVALID_ARGUMENT', 'importance "weight" needs the model\'s weight magnitudes (pass the model)');
-    return { heads: weights.heads[l] ?? [], channels: weights.channels[l] ?? [] };
-  }
-  if (metric === 'activation') return { heads: b.attention?.headEnergy ?? [], channels: b.mlp?.channelEnergy ?? [] };
-  if (metric === 'contribution') {
-    if (b.attention && !b.attention.headContribution || b.mlp && !b.mlp.channelContribution)
-      throw new EntropruneError('EP_INVALID_ARGUMENT', `importance "contribution" needs an analysis with unit contributions (block ${l} has none: re-run analyze)`);
-    return { heads: b.attention?.headContribution ?? [], channels: b.mlp?.channelContribution ?? [] };
-  }
-  return { heads: b.attention?.headEntropy ?? [], channels: b.mlp?.channelEntropy ?? [] };
+  if (metric === 'entropy') return { heads: b.attention?.headEntropy ?? [], channels: b.mlp?.channelEntropy ?? [] };
+  const v = rankingValues(b, l, metric, 0, weights); // head_dim matters to the entropy powers only
+  if (v) return v;
+  if (metric === 'weight') throw new EntropruneError('EP_INVALID_ARGUMENT', 'importance "weight" needs the model\'s weight magnitudes (pass the model)');
+  throw new EntropruneError('EP_INVALID_ARGUMENT', `importance "contribution" needs an analysis with unit contributions (block ${l} has none: re-run analyze)`);
 }
 
 /** What the planner reads of an analysis: everything but where its means were written. */
@@ -241,6 +240,14 @@ export function plan(analysis: PlannerInput, o: PlanOptions): PruningPlan {
   };
 }
 
+/**
+ * The damage model of partial cuts for how apply will compensate (docs/METHOD.md §4a): the one asked for, else the
+ * variance shares for the bias compensation (what it leaves of a cut), else the planner's default.
+ */
+export function cutDamageFor(compensation: 'least-squares' | 'bias' | undefined, asked?: PlanMethod['cutDamage']): PlanMethod['cutDamage'] {
+  return asked ?? (compensation === 'bias' ? 'variance' : undefined);
+}
+
 /** Whether every sublayer of the analysis has the refit-aware damage of this ranking (analyses from before it: none). */
 export function hasRefitDamage(a: PlannerInput, ranking: PlanMethod['importance']): boolean {
   return a.blocks.some((b) => b.attention || b.mlp) &&
@@ -287,14 +294,15 @@ function sensitivityOf(a: PlannerInput, e: NonNullable<PlanMethod['estimator']>)
 
 /**
  * Each unit's share-out weight inside its sublayer (a variance, so shares add up).
- * 'entropy' (default, the paper's ranking): the entropy power of the unit's activation, exp(2H/n)/(2πe) per
+ * 'entropy' (the paper's ranking): the entropy power of the unit's activation, exp(2H/n)/(2πe) per
  * dimension — σ² for a channel, n·det(Σ_q)^{1/n} for a head of n = head_dim dimensions — so the order is the
  * order of the units' information entropies. 'contribution': the variance the unit writes into the residual
  * stream (Var(x_j)·‖W_down[:,j]‖², tr(W_o,qᵀW_o,q Σ_q)); 'activation': activation energy alone; 'weight':
- * weight magnitude alone. docs/METHOD.md section 3 says why the default is the paper's.
+ * weight magnitude alone. docs/METHOD.md section 3 says which is the default and why. With the refit-aware
+ * damage the shares are the refit steps instead; these values then only order the units.
  */
 function unitVariances(stats: BlockStats[], metric: PlanMethod['importance'], headDim: number, weights?: WeightMagnitudes): UnitVariances {
-  const v = stats.map((b, l) => rankingValues(b, l, metric, headDim, weights) ?? importanceOf(b, l, metric, weights)); // importanceOf says what is missing
+  const v = stats.map((b, l) => (metric === 'entropy' ? entropyPowers(b, headDim) : importanceOf(b, l, metric, weights)));
   return { heads: v.map((x) => x.heads), channels: v.map((x) => x.channels) };
 }
 

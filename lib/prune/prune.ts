@@ -12,7 +12,7 @@ import type { Tokenizer } from '../load/tokenizer';
 import type { Analysis } from '../measure/analysis';
 import { analyze, analyzeToFile, type AnalyzeOptions, type AnalyzeResult } from '../measure/analyze';
 import { writePlan, type PruningPlan } from '../plan/plan';
-import { plan as makePlan, type PlanOptions } from '../plan/planner';
+import { cutDamageFor, plan as makePlan, type PlanOptions } from '../plan/planner';
 import { EntropruneError } from '../util/errors';
 import { assertOutputSparesInputs } from '../util/file-identity';
 import { trackTemporary } from '../util/interrupt';
@@ -113,9 +113,8 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
       }
       // Ranking by weight magnitude reads the model's weights, which the analysis does not hold.
       const weights = o.plan?.importance === 'weight' && !o.plan.weights ? model.handle.unitWeightMagnitudes() : o.plan?.weights;
-      // with the bias compensation, a partial cut's damage is the removed units' variance share (docs/METHOD.md §4a)
-      const cutDamage = o.compensation === 'bias' && !o.plan?.cutDamage ? { cutDamage: 'variance' as const } : {};
-      const p = makePlan(result.analysis, { ...o.plan, ...cutDamage, weights, ratio: o.ratio, analysisFile: sidecars ? analysisFile : undefined, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      const cutDamage = cutDamageFor(o.compensation, o.plan?.cutDamage);
+      const p = makePlan(result.analysis, { ...o.plan, cutDamage, weights, ratio: o.ratio, analysisFile: sidecars ? analysisFile : undefined, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
       if (sidecars) {
         track(planFile);
         writePlan(planFile, p);
