@@ -204,6 +204,16 @@ describe('on real models', () => {
     }
     expect(plan(loaded.analysis, { ratio: 0.3 }).method).toMatchObject({ importance: 'contribution', cutDamage: 'refit' });
     expect(plan(loaded.analysis, { ratio: 0.3, importance: 'activation' }).method.cutDamage).toBe('refit');
+    // the API says what the CLI says: a plan priced for the refit, applied with the bias alone, comes back with a warning
+    const refitPlan = plan(loaded.analysis, { ratio: 0.3 });
+    const out = path.join(scratch, 'api-bias.gguf');
+    const bias = await applyPlan(model, refitPlan, { output: out, format: 'gguf', force: true, analysis: loaded, compensation: 'bias' });
+    expect(bias.warnings).toHaveLength(1);
+    expect(bias.warnings[0]).toMatch(/cutDamage "refit".*bias.*"variance"/);
+    const ls = await applyPlan(model, refitPlan, { output: out, format: 'gguf', force: true, analysis: loaded });
+    expect(ls.warnings).toEqual([]);
+    const variancePlan = plan(loaded.analysis, { ratio: 0.3, cutDamage: 'variance' });
+    expect((await applyPlan(model, variancePlan, { output: out, format: 'gguf', force: true, analysis: loaded, compensation: 'bias' })).warnings).toEqual([]);
     // an analysis made with the defaults records the default plan's ranking and the paper's
     const d = path.join(scratch, 'defaults.analysis.json');
     await analyzeToFile(model, d, { calib, tokenizer: tokenizerFor(model), samples: 4, seqLen: 64, sensitivity: false });
@@ -258,7 +268,7 @@ describe('on real models', () => {
     const out = path.join(scratch, 'cli-bias.gguf');
     const ap = runCli(['apply', model, rp, '-o', out, '--compensation-mode', 'bias', '--no-verify']);
     expect(ap.code, ap.stderr).toBe(0);
-    expect(ap.stderr).toMatch(/warning: .*cli-refit\.plan\.json prices its partial cuts .*--cut-damage variance/);
+    expect(ap.stderr).toMatch(/warning: .*cli-refit\.plan\.json: the plan prices its partial cuts .*--cut-damage variance/);
     const ls = runCli(['apply', model, rp, '-o', out, '--force', '--no-verify', '--analysis', b]);
     expect(ls.code, ls.stderr).toBe(0);
     expect(ls.stderr).not.toMatch(/warning/);

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 
 import { Command, Option } from 'commander';
 
-import { applyPlan, ApplyResult, OutputFormat, type CompensationMode } from '../apply/apply';
+import { applyPlan, ApplyResult, compensationMismatch, OutputFormat, type CompensationMode } from '../apply/apply';
 import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs } from '../evaluate/evaluate-model';
 import { averageAccuracy } from '../evaluate/tasks/zero-shot';
 import { type Model } from '../load/model';
@@ -146,10 +146,9 @@ export function registerPruneCommands(program: Command): void {
     .action(async (modelPath: string, planFile: string, o: ApplyCli) => {
       announceDevice(o.device, o.json);
       const p = readPlan(planFile);
-      // A plan priced for the refit cuts deepest where the refit restores most: without it, it loses badly
-      // (babyllama-105 at 30 %: 25.7 against 3.77 for a plan made for the bias; README, "Fidelity").
-      if (o.compensationMode === 'bias' && p.method.cutDamage === 'refit')
-        process.stderr.write(`warning: ${planFile} prices its partial cuts by what least-squares compensation restores (method.cutDamage "refit"); for the bias compensation plan with --cut-damage variance\n`);
+      // Before the work, so a user can stop it (applyPlan reports the same in its result's warnings).
+      const mismatch = compensationMismatch(p, o.compensationMode ?? 'least-squares');
+      if (mismatch) process.stderr.write(`warning: ${planFile}: ${mismatch}\n`);
       const model = await loadModel(modelPath);
       const bar = new ProgressBar('apply', { quiet: o.json });
       const r = await applyPlan(model, p, {
