@@ -31,6 +31,7 @@ describe('Node API', () => {
       expect(res.oneCallAchieved).toBe(res.achieved);
       expect(res.oneCall).toBe(res.stepwise); // the same analysis, plan and model, byte for byte
       expect(res.files).toEqual(['one-call.gguf', 'stepwise.gguf']); // in memory: no analysis or plan files
+      expect(res.warnings).toEqual([]);
       expect(res.ppl).toBeGreaterThan(1);
       expect(res.ppl).toBeLessThan(100);
     } finally {

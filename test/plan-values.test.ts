@@ -181,6 +181,11 @@ describe('DFS and greedy search: values', () => {
     expect(dfsSearch([a, b, c, d], 9, 9.5, 18).truncated).toBe(false);
     expect(dfsSearch([a, b, c, d], 9, 9.5, 17).truncated).toBe(true);
     expect(dfsSearch([a, b, c, d], 9, 9.5, 15).truncated).toBe(true);
+    // the overshoot pass's last allowed node still counts: one candidate of 10 for a need of 5 (window to 6):
+    // the first pass visits 2 nodes and fits nothing; the overshoot pass finds the candidate at its node 2
+    const ten: Candidate = { kind: 'mlp', block: 0, params: 10, importance: 1 };
+    expect(dfsSearch([ten], 5, 6, 2)).toEqual({ chosen: [ten], removed: 10, cost: 1, nodes: 5, inWindow: false, truncated: true });
+    expect(dfsSearch([ten], 5, 6, 1).chosen).toEqual([]);
   });
 
   it('ties: of two sets with the same overshoot, or the same size below the window, the less important one', () => {
@@ -1070,6 +1075,14 @@ describe('planner: branches and notes, by value', () => {
     const p = plan(a, { ratio: 0.3, allocation: 'paper', granularity: 'width-only', compensation: false });
     expect(p.blocks[0].groups).toEqual({ kvHeads: [0, 1] });
     expect(kept(p)).toEqual([[[1], [0, 1, 2, 3]]]);
+  });
+
+  it('an attention layer whose share of the budget is 0 is not clustered either', () => {
+    // TE_attn ∞: its weight 1/TE is 0, so the attention's share is exactly 0 and only the MLP forms groups
+    const a = tiny(layer, [flat({ teAttn: Infinity, teMlp: 1, heads: [1, 2], channels: [1, 1, 5, 5] })]);
+    const p = plan(a, { ratio: 0.3, allocation: 'paper', granularity: 'width-only', compensation: false });
+    expect(p.blocks[0].groups).toEqual({ channels: [0, 0, 1, 1] });
+    expect(p.blocks[0].attention.keptHeads).toEqual([0, 1]);
   });
 
   it('a split with a missing part hands the other exactly the budget', () => {

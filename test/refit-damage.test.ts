@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { analyzeToFile, applyPlan, loadModel, perplexity, plan, readAnalysis, tokenizerFor, type LoadedAnalysis, type Model, type PlanOptions } from '../lib';
 import { allocateByMarginalCost, nonDecreasing } from '../lib/plan/allocation';
-import { hasRefitDamage } from '../lib/plan/planner';
-import { ascendingOrder, kvGroupValues, rankingValues, removalOrders } from '../lib/measure/unit-order';
+import { cutDamageFor, hasRefitDamage } from '../lib/plan/planner';
+import { ascendingOrder, entropyPowers, kvGroupValues, rankingValues, removalOrders } from '../lib/measure/unit-order';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 import { syntheticAnalysis } from './helpers/synthetic-analysis';
@@ -147,10 +147,88 @@ describe('the planner\'s damage model of partial cuts', () => {
     expect(plan(both, { ratio: 0.3, cutDamage: 'variance' }).method).toMatchObject({ importance: 'entropy', cutDamage: 'variance' });
     expect(plan(both, { ratio: 0.3, importance: 'entropy' }).method).toMatchObject({ importance: 'entropy', cutDamage: 'refit' });
     expect(plan(both, { ratio: 0.3, method: 'uniform' }).method.importance).toBe('entropy');
+    // the refit pricing and its default ranking belong to the multi-granularity marginal allocation only
+    for (const granularity of ['width-only', 'depth-only'] as const) {
+      expect(plan(both, { ratio: 0.3, granularity }).method.importance, granularity).toBe('entropy');
+      expect(plan(both, { ratio: 0.3, granularity }).method.cutDamage, granularity).toBeUndefined();
+    }
+    expect(plan(both, { ratio: 0.3, uniformShape: true }).method).toMatchObject({ importance: 'entropy' });
+    expect(plan(both, { ratio: 0.3, uniformShape: true }).method.cutDamage).toBeUndefined();
     // a step list of the wrong length is not used
     const short = structuredClone(withSteps);
     short.blocks[1].mlp!.refitDamage = { entropy: [1, 2] };
     expect(hasRefitDamage(short, 'entropy')).toBe(false);
+  });
+
+  it('which damage model prune and compare plan with, for each compensation', () => {
+    expect(cutDamageFor('bias')).toBe('variance');
+    expect(cutDamageFor('least-squares')).toBeUndefined();
+    expect(cutDamageFor(undefined)).toBeUndefined();
+    expect(cutDamageFor('bias', 'refit')).toBe('refit');
+    expect(cutDamageFor('least-squares', 'variance')).toBe('variance');
+  });
+
+  it('every sublayer must have the steps: blocks with one sublayer, or none, and a sublayer without them', () => {
+    const withSteps = structuredClone(a);
+    withSteps.blocks.forEach((b) => {
+      b.attention!.refitDamage = { entropy: [1, 2] };
+      b.mlp!.refitDamage = { entropy: Array.from({ length: 12 }, () => 1) };
+    });
+    // attention-only blocks with their steps
+    const attnOnly = structuredClone(withSteps);
+    attnOnly.blocks.forEach((b) => (b.mlp = null));
+    expect(hasRefitDamage(attnOnly, 'entropy')).toBe(true);
+    // a block with neither sublayer beside blocks with their steps
+    const oneEmpty = structuredClone(withSteps);
+    oneEmpty.blocks[1].attention = null;
+    oneEmpty.blocks[1].mlp = null;
+    expect(hasRefitDamage(oneEmpty, 'entropy')).toBe(true);
+    // no sublayer anywhere: nothing to price
+    const empty = structuredClone(oneEmpty);
+    empty.blocks.forEach((b) => ((b.attention = null), (b.mlp = null)));
+    expect(hasRefitDamage(empty, 'entropy')).toBe(false);
+    // the MLPs have their steps but one attention layer has none
+    const noAttn = structuredClone(withSteps);
+    delete noAttn.blocks[2].attention!.refitDamage;
+    expect(hasRefitDamage(noAttn, 'entropy')).toBe(false);
+  });
+
+  it('the uniform-ratio ablation prices each block\'s attention and MLP cuts by their own steps', () => {
+    // steps equal to the variance shares price a sublayer as the variance model does; changing one sublayer's
+    // steps must then change the plan through that sublayer alone
+    const orders = removalOrders(a.blocks, 'entropy', 4)!;
+    const powers = a.blocks.map((b) => entropyPowers(b, 4));
+    const withSteps = (attn: (l: number) => number[], mlp: (l: number) => number[]) => {
+      const x = structuredClone(a);
+      x.blocks.forEach((b, l) => {
+        b.attention!.refitDamage = { entropy: attn(l) };
+        b.mlp!.refitDamage = { entropy: mlp(l) };
+      });
+      return x;
+    };
+    const asVarianceAttn = (l: number) => kvGroupValues(powers[l].heads, 2);
+    const asVarianceMlp = (l: number) => powers[l].channels;
+    // a block: 4 query heads (128 each), 2 KV heads (128 each), 12 channels (48 each) = 1,344; 35 % = 470 ≥ a
+    // KV group with its two query heads (384)
+    const uniform = (x: typeof a, o: Partial<PlanOptions> = {}) => plan(x, { ratio: 0.35, ratios: 'uniform', compensation: false, ...o });
+    const variance = uniform(a, { cutDamage: 'variance' });
+    const shape = (p: ReturnType<typeof plan>) => p.blocks.map((b) => [b.attention.keptKvHeads, b.mlp.keptChannels]);
+    // the same prices as the variance model, the same plan
+    expect(shape(uniform(withSteps(asVarianceAttn, asVarianceMlp)))).toEqual(shape(variance));
+    variance.blocks.forEach((b, l) => expect(b.attention.keptKvHeads, `block ${l}`).toHaveLength(2));
+    // each attention layer's first KV group in the ranking's order steps by (nearly) nothing: every block gives it up
+    const freeGroup = uniform(withSteps((l) => {
+      const steps = [1, 1];
+      steps[orders.attn[l][0]] = 1e-9;
+      return steps;
+    }, asVarianceMlp));
+    expect(freeGroup.method.cutDamage).toBe('refit');
+    freeGroup.blocks.forEach((b, l) => expect(b.attention.keptKvHeads, `block ${l}`).toEqual([orders.attn[l][1]]));
+    // every channel stepping alike makes the first channels in the order dearer than their variance shares:
+    // fewer channels go than on the variance prices
+    const dearChannels = uniform(withSteps(asVarianceAttn, () => Array.from({ length: 12 }, () => 1)));
+    const channelsGone = (p: ReturnType<typeof plan>) => p.blocks.reduce((n, b) => n + 12 - b.mlp.keptChannels.length, 0);
+    expect(channelsGone(dearChannels)).toBeLessThan(channelsGone(variance));
   });
 
   it('equal steps for every unit make the refit plan the variance-free one: each unit of a sublayer costs the same share', () => {

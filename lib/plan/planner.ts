@@ -406,7 +406,7 @@ function pruneAttentionClusters(l: number, budget: number, s: { nHead: number; n
 function alignHeadCount(s: { nHead: number; nKvHead: number }, groupImp: number[], keptGroups: number[], perGroup: number, n: number): [number[], number] {
   const G = s.nHead / s.nKvHead;
   const want = keptGroups.length * perGroup;
-  if (n <= 1 || want === 0 || want % n === 0) return [keptGroups, perGroup];
+  if (want % n === 0) return [keptGroups, perGroup]; // n = 1 and want = 0 included
   let best: [number, number] | null = null;
   for (let g = 1; g <= s.nKvHead; g++)
     for (let p = 1; p <= G; p++) {

@@ -15,7 +15,8 @@ async function main(): Promise<void> {
   const analysis = await analyze(model, { calib, samples: 16, seqLen: 128, sensitivity: { windows: 4 } });
   const p: PruningPlan = plan(analysis.analysis, { ratio: 0.3 });
   const stepwise = path.join(outDir, 'stepwise.gguf');
-  await applyPlan(model, p, { output: stepwise, analysis });
+  const applied = await applyPlan(model, p, { output: stepwise, analysis });
+  const warnings: string[] = applied.warnings; // none: the plan and the default compensation agree
 
   // One call, the same settings.
   const oneCall = path.join(outDir, 'one-call.gguf');
@@ -25,7 +26,7 @@ async function main(): Promise<void> {
   const text = fs.readFileSync(calib, 'utf8').slice(0, 20000);
   const ppl = (await perplexity(await loadModel(oneCall), tokenizerFor(model), text, { seqLen: 128 })).ppl;
   process.stdout.write(
-    JSON.stringify({ achieved: p.achieved.ratio, oneCallAchieved: r.plan.achieved.ratio, stepwise: sha(stepwise), oneCall: sha(oneCall), ppl, files: fs.readdirSync(outDir).sort() }) + '\n',
+    JSON.stringify({ achieved: p.achieved.ratio, oneCallAchieved: r.plan.achieved.ratio, stepwise: sha(stepwise), oneCall: sha(oneCall), ppl, warnings, files: fs.readdirSync(outDir).sort() }) + '\n',
   );
 }
 
