@@ -200,6 +200,33 @@ TEST(Forward, OtherNormEpsilonMatchesReference) {
   EXPECT_GT(max_diff(reference_logits(*m, seq)), 1e-2);
 }
 
+// A RoPE base other than 10,000 (Llama-3's 500,000, read from the file) against the double reference, which
+// uses the same one: an engine that hard-coded 10,000 would be off by far more than the tolerance (checked
+// here too). The TypeScript forward test checks the same through the addon; this one is what the C++ mutant
+// driver (scripts/mutate-core.sh) runs.
+TEST(Forward, OtherRopeThetaMatchesReference) {
+  test::TempDir tmp;
+  SyntheticSpec spec;
+  spec.config = hetero_config(RopeLayout::kInterleaved);
+  spec.config.rope_theta = 500000;
+  spec.seed = 11;
+  write_synthetic_gguf(spec, tmp.file("theta.gguf"));
+  auto m = load_model(tmp.file("theta.gguf"));
+  ASSERT_FLOAT_EQ(m->config.rope_theta, 500000.0f);
+  const int T = 24, V = m->config.vocab;
+  const std::vector<int32_t> seq = some_tokens(T, V, 6);
+  const std::vector<float> logits = test::full_logits(*m, seq);
+  auto max_diff = [&](const std::vector<std::vector<double>>& ref) {
+    double worst = 0;
+    for (int t = 0; t < T; ++t)
+      for (int j = 0; j < V; ++j) worst = std::max(worst, std::abs(ref[t][j] - logits[static_cast<size_t>(t) * V + j]));
+    return worst;
+  };
+  EXPECT_LT(max_diff(reference_logits(*m, seq)), 2e-4);
+  m->config.rope_theta = 10000;  // what an engine ignoring the file's base would compute
+  EXPECT_GT(max_diff(reference_logits(*m, seq)), 1e-2);
+}
+
 TEST(Forward, HalfRopeLayoutMatchesReference) {
   test::TempDir tmp;
   SyntheticSpec spec;
