@@ -124,6 +124,14 @@ ModelConfig hetero_config(RopeLayout layout) {
   return c;
 }
 
+// The largest |reference − engine| over one sequence's logits (the engine's [T, vocab] row-major).
+double max_logit_diff(const std::vector<std::vector<double>>& ref, const std::vector<float>& logits, int vocab) {
+  double worst = 0;
+  for (size_t t = 0; t < ref.size(); ++t)
+    for (int j = 0; j < vocab; ++j) worst = std::max(worst, std::abs(ref[t][j] - logits[t * vocab + j]));
+  return worst;
+}
+
 std::vector<int32_t> some_tokens(int n, int vocab, int seed) {
   std::vector<int32_t> t(n);
   uint32_t s = 12345u + seed;
@@ -189,15 +197,9 @@ TEST(Forward, OtherNormEpsilonMatchesReference) {
   const int T = 20, V = m->config.vocab;
   const std::vector<int32_t> seq = some_tokens(T, V, 4);
   const std::vector<float> logits = test::full_logits(*m, seq);
-  auto max_diff = [&](const std::vector<std::vector<double>>& ref) {
-    double worst = 0;
-    for (int t = 0; t < T; ++t)
-      for (int j = 0; j < V; ++j) worst = std::max(worst, std::abs(ref[t][j] - logits[static_cast<size_t>(t) * V + j]));
-    return worst;
-  };
-  EXPECT_LT(max_diff(reference_logits(*m, seq)), 2e-4);
+  EXPECT_LT(max_logit_diff(reference_logits(*m, seq), logits, V), 2e-4);
   m->config.norm_eps = 1e-5f;  // what an engine ignoring the file's epsilon would compute
-  EXPECT_GT(max_diff(reference_logits(*m, seq)), 1e-2);
+  EXPECT_GT(max_logit_diff(reference_logits(*m, seq), logits, V), 1e-2);
 }
 
 // A RoPE base other than 10,000 (Llama-3's 500,000, read from the file) against the double reference, which
@@ -216,15 +218,9 @@ TEST(Forward, OtherRopeThetaMatchesReference) {
   const int T = 24, V = m->config.vocab;
   const std::vector<int32_t> seq = some_tokens(T, V, 6);
   const std::vector<float> logits = test::full_logits(*m, seq);
-  auto max_diff = [&](const std::vector<std::vector<double>>& ref) {
-    double worst = 0;
-    for (int t = 0; t < T; ++t)
-      for (int j = 0; j < V; ++j) worst = std::max(worst, std::abs(ref[t][j] - logits[static_cast<size_t>(t) * V + j]));
-    return worst;
-  };
-  EXPECT_LT(max_diff(reference_logits(*m, seq)), 2e-4);
+  EXPECT_LT(max_logit_diff(reference_logits(*m, seq), logits, V), 2e-4);
   m->config.rope_theta = 10000;  // what an engine ignoring the file's base would compute
-  EXPECT_GT(max_diff(reference_logits(*m, seq)), 1e-2);
+  EXPECT_GT(max_logit_diff(reference_logits(*m, seq), logits, V), 1e-2);
 }
 
 TEST(Forward, HalfRopeLayoutMatchesReference) {
@@ -242,11 +238,7 @@ TEST(Forward, HalfRopeLayoutMatchesReference) {
   r.seq_len = 20;
   r.logits = logits.data();
   forward(*m, r);
-  auto ref = reference_logits(*m, toks);
-  double max_diff = 0;
-  for (int t = 0; t < 20; ++t)
-    for (int j = 0; j < 300; ++j) max_diff = std::max(max_diff, std::abs(ref[t][j] - logits[t * 300 + j]));
-  EXPECT_LT(max_diff, 2e-4);
+  EXPECT_LT(max_logit_diff(reference_logits(*m, toks), logits, 300), 2e-4);
 }
 
 namespace {
