@@ -250,7 +250,30 @@ export interface NativeApplyOptions {
   refit?: { tokens: Int32Array; nSeqs: number; seqLen: number; batchSeqs?: number; damping?: number; memoryBudget?: number };
 }
 
+/**
+ * What measurePlanLoss gives back: mean next-token NLL (nats per predicted token) and mean KL from the unpruned
+ * model's next-token distribution (per position; the unit of the measured sensitivities).
+ */
+export interface NativePlanLoss {
+  intactNll: number;
+  plan: { nll: number; kl: number };
+  /** per block: the pruned model with that block's partly cut attention / MLP restored alone; NaN where not measured */
+  attnRestored: { nll: Float64Array; kl: Float64Array };
+  mlpRestored: { nll: Float64Array; kl: Float64Array };
+  refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number };
+}
+
 export interface NativeBinding {
+  /**
+   * The loss of the model applyPlan would write for these blocks (means and refit as applyPlan takes them), and with
+   * leaveOneOut of it with each partly cut layer restored alone, on tokens, without writing it
+   * (native/core/measure/plan_loss.h).
+   */
+  measurePlanLoss(
+    model: NativeModel,
+    options: Pick<NativeApplyOptions, 'blocks' | 'means' | 'refit'> & { tokens: Int32Array; nSeqs: number; seqLen: number; leaveOneOut: boolean; memoryBudget?: number },
+    onProgress?: (done: number, total: number) => void,
+  ): NativeJob<NativePlanLoss>;
   applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number; refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number } }>;
   NativeSpmTokenizer: new (source: string | { pieces: string[]; scores: Float32Array; bos: number; eos: number; source: string }) => NativeSpmTokenizer;
   loadModel(path: string, options?: { streamLayers?: boolean }, onProgress?: (done: number, total: number) => void): NativeJob<NativeModel>;
@@ -295,7 +318,7 @@ export function native(): NativeBinding {
 }
 
 /** The binding's version, raised with every change to what a native call accepts or returns (native/addon/addon.cpp). */
-export const NATIVE_ABI_VERSION = 3;
+export const NATIVE_ABI_VERSION = 4;
 
 /** A binary that exists but cannot load for want of a system library says which library, and what to install. */
 export function loadError(e: unknown): Error {

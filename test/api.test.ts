@@ -30,7 +30,10 @@ describe('Node API', () => {
       expect(Math.abs(res.achieved - 0.3)).toBeLessThan(0.005);
       expect(res.oneCallAchieved).toBe(res.achieved);
       expect(res.oneCall).toBe(res.stepwise); // the same analysis, plan and model, byte for byte
-      expect(res.files).toEqual(['one-call.gguf', 'stepwise.gguf']); // in memory: no analysis or plan files
+      expect(res.refinedOneCall).toBe(res.refinedStepwise); // the default prune is refinedPlan + applyPlan
+      expect(typeof res.chosen).toBe('string');
+      expect(res.candidates).toBeGreaterThanOrEqual(2); // at least the plan as planned and the uniform-ratio one
+      expect(res.files).toEqual(['one-call.gguf', 'refined-one-call.gguf', 'refined-stepwise.gguf', 'stepwise.gguf']); // in memory: no analysis or plan files
       expect(res.warnings).toEqual([]);
       expect(res.ppl).toBeGreaterThan(1);
       expect(res.ppl).toBeLessThan(100);

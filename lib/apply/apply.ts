@@ -8,8 +8,8 @@ import type { Model } from '../load/model';
 import { LoadedAnalysis, readAnalysis, type Analysis } from '../measure/analysis';
 import { calibrationStreamAsync, sampleCalibration, type CalibrationWindows } from '../measure/calibration';
 import { modelIdentity } from '../measure/analyze';
-import { ensureFits, forwardBytes, LAYER_INPUT_PASS_BUDGET, layerInputPasses } from '../load/memory';
-import { native, NativeSpmTokenizer } from '../native';
+import { ensureFits, forwardBytes, layerInputPasses } from '../load/memory';
+import { native, type NativeApplyOptions, NativeSpmTokenizer } from '../native';
 import { llama2cVocabFile, loadTokenizerJson, tokenizerFor, type Tokenizer } from '../load/tokenizer';
 import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
@@ -185,6 +185,57 @@ export function checkOutputPath(output: string, force?: boolean): void {
   }
 }
 
+/** The plan's blocks as the native apply and plan-loss calls take them. */
+export function nativeBlocks(plan: PruningPlan): NativeApplyOptions['blocks'] {
+  return plan.blocks.map((b) => ({
+    removed: b.removed,
+    attnRemoved: b.attention.removed,
+    mlpRemoved: b.mlp.removed,
+    keptKvHeads: b.attention.keptKvHeads,
+    keptHeads: b.attention.keptHeads,
+    keptChannels: b.mlp.keptChannels,
+    compensate: b.compensate,
+  }));
+}
+
+/** The calibration means compensation folds in, per block (undefined without an analysis). */
+export function planMeans(plan: PruningPlan, analysis: Pick<LoadedAnalysis, 'mean'> | undefined): NativeApplyOptions['means'] {
+  return analysis
+    ? plan.blocks.map((_, l) => ({
+        headMean: analysis.mean(l, 'headMean'),
+        channelMean: analysis.mean(l, 'channelMean'),
+        attnOutMean: analysis.mean(l, 'attnOutMean'),
+        mlpOutMean: analysis.mean(l, 'mlpOutMean'),
+      }))
+    : undefined;
+}
+
+/**
+ * Least-squares compensation's native settings for a plan — its windows (given, the analysis' own, or drawn again
+ * from the analysis' calibration file), batch, damping and capture budget — checked against memory; undefined when
+ * the plan has nothing to refit.
+ */
+export async function refitSettings(
+  model: Model,
+  plan: PruningPlan,
+  analysis: ApplyOptions['analysis'],
+  o: Pick<ApplyOptions, 'calibration' | 'tokenizer' | 'leastSquaresDamping' | 'signal'>,
+): Promise<NativeApplyOptions['refit']> {
+  if (!planNeedsRefit(model, plan)) return undefined;
+  let windows = o.calibration ?? analysis?.calibrationWindows;
+  if (!windows) {
+    const record = analysis?.analysis?.calibration ?? (plan.analysis ? readAnalysis(path.resolve(plan.analysis)).analysis.calibration : undefined);
+    if (!record)
+      throw new EntropruneError('EP_INVALID_ARGUMENT', 'least-squares compensation needs calibration windows: pass the analysis it was planned from (CLI: --analysis), or the windows (the `calibration` option), or compensate with the bias only (--compensation-mode bias)');
+    windows = await analysisCalibrationWindows(model, record, o.tokenizer, o.signal);
+  }
+  if (windows.tokens.length !== windows.samples * windows.seqLen || windows.samples < 1 || windows.seqLen < 2)
+    throw new EntropruneError('EP_INVALID_ARGUMENT', `calibration windows: ${windows.tokens.length} tokens do not make ${windows.samples} windows of ${windows.seqLen}`);
+  const memory = refitMemory(model, plan, windows.seqLen);
+  ensureFits('least-squares compensation', model.info.path, memory.parts, 'compensate with the bias only (--compensation-mode bias), or use a machine with more memory');
+  return { tokens: windows.tokens, nSeqs: windows.samples, seqLen: windows.seqLen, batchSeqs: refitBatchSeqs(windows.seqLen), damping: o.leastSquaresDamping, memoryBudget: memory.passBudget };
+}
+
 export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions): Promise<ApplyResult> {
   return withOutputLock(o.output, () => applyPlanLocked(model, plan, o));
 }
@@ -211,30 +262,8 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
   if (compensation !== 'least-squares' && compensation !== 'bias') throw new EntropruneError('EP_INVALID_ARGUMENT', `compensation must be least-squares or bias (got ${String(compensation)})`);
   if (o.leastSquaresDamping !== undefined && !(Number.isFinite(o.leastSquaresDamping) && o.leastSquaresDamping > 0))
     throw new EntropruneError('EP_INVALID_ARGUMENT', `leastSquaresDamping must be a positive number (got ${o.leastSquaresDamping})`);
-  let refitWindows: CalibrationWindows | undefined;
-  let refitPassBudget = LAYER_INPUT_PASS_BUDGET;
-  if (compensation === 'least-squares' && planNeedsRefit(model, plan)) {
-    refitWindows = o.calibration ?? analysis?.calibrationWindows;
-    if (!refitWindows) {
-      const record = analysis?.analysis?.calibration ?? (plan.analysis ? readAnalysis(path.resolve(plan.analysis)).analysis.calibration : undefined);
-      if (!record)
-        throw new EntropruneError('EP_INVALID_ARGUMENT', 'least-squares compensation needs calibration windows: pass the analysis it was planned from (CLI: --analysis), or the windows (the `calibration` option), or compensate with the bias only (--compensation-mode bias)');
-      refitWindows = await analysisCalibrationWindows(model, record, o.tokenizer, o.signal);
-    }
-    if (refitWindows.tokens.length !== refitWindows.samples * refitWindows.seqLen || refitWindows.samples < 1 || refitWindows.seqLen < 2)
-      throw new EntropruneError('EP_INVALID_ARGUMENT', `calibration windows: ${refitWindows.tokens.length} tokens do not make ${refitWindows.samples} windows of ${refitWindows.seqLen}`);
-    const memory = refitMemory(model, plan, refitWindows.seqLen);
-    refitPassBudget = memory.passBudget;
-    ensureFits('least-squares compensation', info.path, memory.parts, 'compensate with the bias only (--compensation-mode bias), or use a machine with more memory');
-  }
-  const means = analysis
-    ? plan.blocks.map((_, l) => ({
-        headMean: analysis!.mean(l, 'headMean'),
-        channelMean: analysis!.mean(l, 'channelMean'),
-        attnOutMean: analysis!.mean(l, 'attnOutMean'),
-        mlpOutMean: analysis!.mean(l, 'mlpOutMean'),
-      }))
-    : undefined;
+  const refit = compensation === 'least-squares' ? await refitSettings(model, plan, analysis, o) : undefined;
+  const means = planMeans(plan, analysis);
   // A llama2.c source keeps its vocabulary beside it (tok<vocab>.bin): embedded in a GGUF output, copied beside a llama2.c one.
   const sourceVocab = info.format === 'llama2c' ? llama2cVocabFile(info) : undefined;
   // A Hugging Face source carries its tokenizer as tokenizer.json; GGUF needs it as a SentencePiece vocabulary.
@@ -252,15 +281,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
   const started = process.hrtime.bigint();
   try {
     const job = native().applyPlan(model.handle, {
-      blocks: plan.blocks.map((b) => ({
-        removed: b.removed,
-        attnRemoved: b.attention.removed,
-        mlpRemoved: b.mlp.removed,
-        keptKvHeads: b.attention.keptKvHeads,
-        keptHeads: b.attention.keptHeads,
-        keptChannels: b.mlp.keptChannels,
-        compensate: b.compensate,
-      })),
+      blocks: nativeBlocks(plan),
       means,
       output: tmp,
       format,
@@ -269,9 +290,7 @@ async function applyPlanLocked(model: Model, plan: PruningPlan, o: ApplyOptions)
       vocabFile: o.vocabFile ?? (format === 'gguf' ? sourceVocab : undefined),
       vocab,
       shardBytes: o.shardBytes,
-      refit: refitWindows
-        ? { tokens: refitWindows.tokens, nSeqs: refitWindows.samples, seqLen: refitWindows.seqLen, batchSeqs: refitBatchSeqs(refitWindows.seqLen), damping: o.leastSquaresDamping, memoryBudget: refitPassBudget }
-        : undefined,
+      refit,
     }, (done, total) => o.onProgress?.({ done, total }));
     const r = await awaitNativeJob(job, o.signal);
     if (interrupted()) throw new EntropruneError('EP_CANCELLED', 'cancelled');

@@ -43,6 +43,7 @@ interface CompareCli {
   out: string;
   keepModels?: boolean;
   compensationMode?: CompensationMode;
+  refine: boolean;
   report?: string;
   threads?: number;
   device: DeviceRequest;
@@ -68,6 +69,7 @@ export function registerCompareCommand(program: Command): void {
     .option('--limit <n>', 'a seeded random subset of N documents per task', intOption('limit', 1))
     .option('-o, --out <dir>', 'working directory: compare.json (resume state), analysis, plans', 'compare-out')
     .addOption(compensationModeOption())
+    .option('--no-refine', 'the entropy row plans from the damage model alone, without measuring its candidates (docs/METHOD.md §4c)')
     .option('--keep-models', 'keep every pruned GGUF in <out>/models')
     .option('--report <file>', 'also write a self-contained HTML report')
     .option('--threads <n>', 'CPU threads (default: all cores)', intOption('threads', 1))
@@ -93,6 +95,7 @@ export function registerCompareCommand(program: Command): void {
         methods: o.methods,
         speedSeqLen: 0,
         ...(o.compensationMode ? { compensation: o.compensationMode } : {}),
+        ...(o.refine === false ? { refine: false } : {}),
       };
       const state = await compare(settings, {
         out: o.out,

@@ -16,7 +16,7 @@ import { loadModel } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
 import { readAnalysis } from '../measure/analysis';
 import { readPlan } from '../plan/plan';
-import { prune } from '../prune/prune';
+import { prune, type PruneStep } from '../prune/prune';
 import { addPlannerOptions, plannerOptions, ratioOption, type PlannerCliOptions } from './plan-options';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
@@ -55,6 +55,7 @@ interface ApplyCli {
 
 interface PruneCli extends ApplyCli, PlannerCliOptions {
   sensitivity: boolean;
+  refine: boolean;
   ratio: number;
   calib: string;
   tokenizer?: string;
@@ -180,7 +181,8 @@ export function registerPruneCommands(program: Command): void {
       .option('--samples <n>', 'calibration windows (default 128)', intOption('samples', 1))
       .option('--seq-len <n>', 'calibration window length', intOption('seq-len', 2))
       .option('--seed <n>', 'calibration seed', intOption('seed', 0), 0)
-      .option('--no-sensitivity', 'skip the measured sensitivities (the planner uses the stream-targeted TE)'),
+      .option('--no-sensitivity', 'skip the measured sensitivities (the planner uses the stream-targeted TE)')
+      .option('--no-refine', 'plan from the damage model alone: do not measure the plan and its candidates on the sensitivity windows (docs/METHOD.md §4c)'),
   )
     .addOption(formatOpt())
     .addOption(dtypeOpt())
@@ -205,7 +207,7 @@ export function registerPruneCommands(program: Command): void {
       assertOutputSparesInputs(o.output, [modelPath, o.calib, o.tokenizer]);
       const model = await loadModel(modelPath, { streamLayers: o.stream });
       // each bar is made when its step starts, so its clock is that step's
-      const bars: Partial<Record<'tokenize' | 'analyze' | 'apply', ProgressBar>> = {};
+      const bars: Partial<Record<PruneStep, ProgressBar>> = {};
       const r = await prune(model, {
         ratio: o.ratio,
         calib: o.calib,
@@ -213,6 +215,7 @@ export function registerPruneCommands(program: Command): void {
         tokenizer: /\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model, o.tokenizer),
         analyze: { samples: o.samples, seqLen: o.seqLen, seed: o.seed, stream: o.stream, sensitivity: o.sensitivity, ...cudaDevicesOption(device) },
         plan: plannerOptions(o),
+        refine: o.refine,
         format: o.format,
         dtype: o.dtype,
         force: o.force,

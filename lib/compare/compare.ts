@@ -7,12 +7,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { analysisCalibrationWindows, applyPlan, planNeedsRefit, type CalibrationWindows, type CompensationMode } from '../apply/apply';
+import { refinedPlan } from '../apply/plan-loss';
 import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs, type EvalInputs } from '../evaluate/evaluate-model';
 import { prefillThroughput } from '../evaluate/speed';
 import { averageAccuracy, TaskResult } from '../evaluate/tasks/zero-shot';
 import { loadModel, type Model } from '../load/model';
 import { tokenizerFor } from '../load/tokenizer';
-import { analyzeToFile } from '../measure/analyze';
+import { analysisSensitivityWindows, analyzeToFile } from '../measure/analyze';
 import type { GenerationQuality } from '../evaluate/generation';
 import { readAnalysis, type LoadedAnalysis } from '../measure/analysis';
 import { readPlan, writePlan, type PlanMethod, type PruningPlan } from '../plan/plan';
@@ -46,6 +47,8 @@ export interface CompareSettings {
   speedSeqLen: number;
   /** compensation of removed heads and channels for every row but 'paper' (default least-squares) */
   compensation?: CompensationMode;
+  /** false: the 'entropy' row plans from the damage model alone, without the measured refinement (docs/METHOD.md §4c) */
+  refine?: boolean;
 }
 
 /**
@@ -168,11 +171,12 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
   // The analysis' calibration windows, which least-squares compensation refits on: kept from a fresh analysis,
   // drawn again once (a resumed run) when the first cell needs them — not re-tokenized for every cell.
   let calibrationWindows: CalibrationWindows | undefined;
+  let sensitivityWindows: CalibrationWindows | undefined;
   if (fs.existsSync(analysisFile)) {
     analysis = readAnalysis(analysisFile);
   } else {
     o.onStep?.('analyze');
-    ({ calibrationWindows } = await analyzeToFile(model, analysisFile, {
+    ({ calibrationWindows, sensitivityWindows } = await analyzeToFile(model, analysisFile, {
       calib: settings.calib,
       tokenizer: /\.(json|tokens|i32)$/i.test(settings.calib) ? undefined : tokenizer,
       samples: settings.samples,
@@ -234,7 +238,16 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       o.onStep?.(`${method} ${(ratio * 100).toFixed(0)} %`);
       const t0 = Date.now();
       const compensation = compareCompensation(method, settings);
-      const p: PruningPlan = makePlan(analysis.analysis, { ratio, ...compareMethodOptions(method), cutDamage: cutDamageFor(compensation), analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      const planOptions = { ratio, ...compareMethodOptions(method), cutDamage: cutDamageFor(compensation), analysisFile, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput };
+      let p: PruningPlan;
+      if (method === 'entropy' && settings.refine !== false && analysis.analysis.sensitivity) {
+        // the default method as prune runs it: measured on the sensitivity windows, refitted on the calibration ones
+        sensitivityWindows ??= await analysisSensitivityWindows(model, analysis.analysis, tokenizer, o.signal);
+        if (compensation === 'least-squares') calibrationWindows ??= await analysisCalibrationWindows(model, analysis.analysis.calibration, tokenizer, o.signal);
+        p = await refinedPlan(model, analysis, planOptions, { windows: sensitivityWindows!, compensation, calibration: calibrationWindows, tokenizer, signal: o.signal, onProgress: (ev) => o.onProgress?.(`refine ${method} ${ratio}`, ev) });
+      } else {
+        p = makePlan(analysis.analysis, planOptions);
+      }
       const planFile = path.join(o.out, 'plans', `${method}-${ratio}.plan.json`);
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);

@@ -1,6 +1,7 @@
 // Measure stage: calibration windows through the forward pass with activation capture, then the
 // estimators (native), packaged as a typed Analysis (docs/METHOD.md sections 1–3).
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 
 import type { Model } from '../load/model';
 import type { CovarianceProducts } from '../native';
@@ -96,6 +97,8 @@ export interface AnalyzeResult {
   analysis: Omit<Analysis, 'means'>;
   /** the calibration windows the statistics came from (what `applyPlan`'s least-squares compensation refits on) */
   calibrationWindows: CalibrationWindows;
+  /** the windows the sensitivities were measured on (absent without them): what a plan's refinement measures plans on */
+  sensitivityWindows?: CalibrationWindows;
   /** the calibration means per block (what `applyPlan` folds into biases) */
   means: { block: number; name: MeanName; values: Float64Array }[];
   /** one mean by block and name: with it the result is the `analysis` option of `applyPlan` */
@@ -132,6 +135,21 @@ export interface AnalyzeStages {
  */
 export function defaultSensitivityWindows(blocks: number, calibrationTokens: number, seqLen: number): number {
   return Math.max(4, Math.min(16, Math.floor(calibrationTokens / (1.5 * blocks * seqLen))));
+}
+
+/**
+ * The windows an analysis' sensitivities were measured on, drawn again (the same text, tokenizer, count, length
+ * and seed give the same windows); undefined when the analysis has no sensitivities. Refuses when the text is gone.
+ */
+export async function analysisSensitivityWindows(model: Model, a: Pick<Analysis, 'calibration' | 'sensitivity'>, tokenizer?: Tokenizer, signal?: AbortSignal): Promise<CalibrationWindows | undefined> {
+  const s = a.sensitivity;
+  if (!s) return undefined;
+  const file = s.file ?? a.calibration.file;
+  if (!fs.existsSync(file)) throw new EntropruneError('EP_IO', `${file}: the analysis' sensitivities were measured on this text, and it is not there`, file);
+  const kind = s.file ? undefined : a.calibration.kind;
+  const { kind: k, stream } = await calibrationStreamAsync(file, kind === 'tokens' ? undefined : (tokenizer ?? tokenizerFor(model)), signal);
+  const w = sampleCalibration(file, k, stream, model.info.vocab, { samples: s.windows, seqLen: s.seqLen, seed: s.seed });
+  return { tokens: w.tokens, samples: w.samples, seqLen: s.seqLen };
 }
 
 export function modelIdentity(model: Model): string {
@@ -240,6 +258,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
   if (o.refitDamage !== false) await recordRefitDamage(model, blocks, calib.tokens, calib.samples, seqLen, batchSeqs, refitPass.budget, o);
   const refitSeconds = o.refitDamage !== false ? Number(process.hrtime.bigint() - refitStarted) / 1e9 : 0;
   let sensitivity: MeasuredSensitivity | undefined;
+  let sensitivityWindows: CalibrationWindows | undefined;
   const sensitivityStarted = process.hrtime.bigint();
   if (o.sensitivity !== false) {
     const so = typeof o.sensitivity === 'object' ? o.sensitivity : {};
@@ -247,6 +266,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     const seed = (calib.seed + 0x5e45) % 2 ** 32; // a seed of its own: other windows than the calibration's
     const source = so.text ? await calibrationStreamAsync(so.text, tokenizer ?? tokenizerFor(model), o.signal) : { kind, stream };
     const windows = sampleCalibration(so.text ?? o.calib, source.kind, source.stream, info.vocab, { samples: so.windows ?? defaultSensitivityWindows(info.layers.length, calib.samples * seqLen, sSeqLen), seqLen: sSeqLen, seed });
+    sensitivityWindows = { tokens: windows.tokens, samples: windows.samples, seqLen: sSeqLen };
     // on the calibration's devices: the GPUs when it ran there
     const measureOn = { tokens: windows.tokens, windows: windows.samples, seqLen: sSeqLen, seed, cudaDevices: o.cudaDevices, precision: o.precision, onProgress: o.onSensitivityProgress, signal: o.signal };
     // Beside each whole removal, the lower-ranked half of the sublayer's units, compensated as apply does:
@@ -315,7 +335,7 @@ export async function analyze(model: Model, o: AnalyzeOptions): Promise<AnalyzeR
     ...(sensitivity ? { sensitivity } : {}),
   };
   const mean = (block: number, name: MeanName) => means.find((m) => m.block === block && m.name === name)?.values;
-  return { analysis, calibrationWindows: { tokens: calib.tokens, samples: calib.samples, seqLen }, means, mean, seconds, stages, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
+  return { analysis, calibrationWindows: { tokens: calib.tokens, samples: calib.samples, seqLen }, ...(sensitivityWindows ? { sensitivityWindows } : {}), means, mean, seconds, stages, device: r.device, peakDeviceBytes: r.peakDeviceBytes };
 }
 
 /**

@@ -85,6 +85,26 @@ function removalQueue(v: number[], increments?: number[]): { index: number; e: n
   return order.map((index, k) => ({ index, e: marginal[k] }));
 }
 
+/**
+ * The share F of a sublayer's damage the model prices for removing `removed` (indices): the sum of those units'
+ * shares along the removal queue (what allocateByMarginalCost takes for the same units, when they are a prefix of
+ * its queue; otherwise their own shares).
+ */
+export function removedShare(v: number[], removed: Iterable<number>, increments?: number[]): number {
+  const queue = removalQueue(v, increments);
+  const gone = new Set(removed);
+  return queue.reduce((f, u) => f + (gone.has(u.index) ? u.e : 0), 0);
+}
+
+/** Each sublayer's share F (removedShare) for the kept sets of a plan: KV groups for attention, channels for the MLP. */
+export function removedShares(layers: LayerShapeIn[], units: UnitVariances, keptKv: number[][], keptChannels: number[][]): SublayerSensitivity {
+  const gone = (n: number, kept: number[]) => range(n).filter((i) => !kept.includes(i));
+  return {
+    attn: layers.map((s, l) => (s.nHead > 0 ? removedShare(kvGroupValues(units.heads[l] ?? [], s.nKvHead), gone(s.nKvHead, keptKv[l]), units.groupIncrements?.[l]) : 0)),
+    mlp: layers.map((s, l) => (s.ffn > 0 ? removedShare(units.channels[l] ?? [], gone(s.ffn, keptChannels[l]), units.channelIncrements?.[l]) : 0)),
+  };
+}
+
 function shares(v: number[]): number[] {
   const clean = v.map(cleanVariance);
   const t = sum(clean);

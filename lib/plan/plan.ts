@@ -91,6 +91,26 @@ export interface PlanMethod {
   cutDamage?: 'refit' | 'variance';
 }
 
+export interface RefinementCandidate {
+  /** 'planned' (the damage model as measured on the intact model), 'secant N' / 'secant N, half step', 'uniform ratios' */
+  name: string;
+  nll: number;
+  kl: number;
+  ratio: number;
+}
+
+/** What the refinement did, recorded in the plan it returns. */
+export interface PlanRefinement {
+  /** the unpruned model's NLL on the same windows */
+  intactNll: number;
+  /** every plan measured, in order */
+  candidates: RefinementCandidate[];
+  /** the candidate returned: the lowest measured NLL */
+  chosen: string;
+  /** the damage model's correction behind the chosen plan (1 where nothing was corrected) */
+  damageScale: { attn: number[]; mlp: number[] };
+}
+
 export interface PruningPlan {
   format: typeof PLAN_FORMAT;
   version: typeof PLAN_VERSION;
@@ -102,6 +122,8 @@ export interface PruningPlan {
   method: PlanMethod;
   notes: string[];
   blocks: BlockPlan[];
+  /** the measured refinement (lib/plan/refine.ts), when the plan came from one */
+  refinement?: PlanRefinement;
 }
 
 const intArray = { type: 'array', items: { type: 'integer', minimum: 0 } } as const;

@@ -13,7 +13,7 @@ import { entropyPowers, rankingValues, type WeightMagnitudes } from '../measure/
 import { EntropruneError } from '../util/errors';
 import { VERSION } from '../version';
 import { attentionParams, blockParams, channelParams, countedParams, kvHeadParams, mlpParams, queryHeadParams, wholeModelParams } from './accounting';
-import { allocateByMarginalCost, SublayerCurvature, SublayerSensitivity, UnitVariances } from './allocation';
+import { allocateByMarginalCost, removedShares, SublayerCurvature, SublayerSensitivity, UnitVariances } from './allocation';
 import { waterFillRatios } from './block-ratios';
 import { estimatorValues } from '../measure/sensitivity';
 import { defaultK, kmeans1d } from './kmeans';
@@ -40,6 +40,11 @@ export interface PlanOptions extends Partial<Omit<PlanMethod, 'name'>> {
   tiedOutput?: boolean;
   /** the analysis file the plan records, so that `apply` finds the calibration means by itself */
   analysisFile?: string;
+  /**
+   * Per sublayer, a factor on the marginal allocation's sensitivities S_s (default 1): the correction the plan's
+   * measured refinement (lib/plan/refine.ts) makes to the damage model at the plan's own depth
+   */
+  damageScale?: SublayerSensitivity;
 }
 
 interface State {
@@ -138,12 +143,11 @@ export function plan(analysis: PlannerInput, o: PlanOptions): PruningPlan {
     dropBaseline(method.name, stats, layers, st, d, hd, targetRemoved, notes);
   } else if (method.name === 'entropy' && method.allocation === 'marginal' && method.granularity === 'multi' && !method.uniformShape) {
     const model = method.curvature === 'measured' ? measuredDamageModel(analysis) : { sens: sensitivityOf(analysis, method.estimator!), curvature: method.curvature as number };
-    const sens = model.sens;
-    const units = unitVariances(stats, method.importance, hd, o.weights);
-    if (method.cutDamage === 'refit') {
-      units.groupIncrements = stats.map((b) => b.attention?.refitDamage?.[method.importance]);
-      units.channelIncrements = stats.map((b) => b.mlp?.refitDamage?.[method.importance]);
-    }
+    const scale = o.damageScale;
+    if (scale && !(scale.attn.length === L && scale.mlp.length === L && [...scale.attn, ...scale.mlp].every((x) => Number.isFinite(x) && x > 0)))
+      throw new EntropruneError('EP_INVALID_ARGUMENT', `damageScale needs ${L} positive factors for the attention layers and ${L} for the MLPs`);
+    const sens = scale ? { attn: model.sens.attn.map((x, l) => x * scale.attn[l]), mlp: model.sens.mlp.map((x, l) => x * scale.mlp[l]) } : model.sens;
+    const units = marginalUnits(analysis, method, o.weights);
     if (method.ratios === 'dynamic') {
       const a = allocateByMarginalCost(layers, d, hd, sens, units, targetRemoved, model.curvature);
       Object.assign(st, { keptKv: a.keptKv, keptHeads: a.keptHeads, keptChannels: a.keptChannels });
@@ -301,6 +305,30 @@ function sensitivityOf(a: PlannerInput, e: NonNullable<PlanMethod['estimator']>)
  * weight magnitude alone. docs/METHOD.md section 3 says which is the default and why. With the refit-aware
  * damage the shares are the refit steps instead; these values then only order the units.
  */
+/** The units the marginal allocation queues: their variances and, with the refit-aware damage, the refit steps. */
+function marginalUnits(analysis: PlannerInput, method: PlanMethod, weights?: WeightMagnitudes): UnitVariances {
+  const stats = analysis.blocks;
+  const units = unitVariances(stats, method.importance, analysis.model.headDim, weights);
+  if (method.cutDamage === 'refit') {
+    units.groupIncrements = stats.map((b) => b.attention?.refitDamage?.[method.importance]);
+    units.channelIncrements = stats.map((b) => b.mlp?.refitDamage?.[method.importance]);
+  }
+  return units;
+}
+
+/**
+ * Each sublayer's removed share F as the plan's damage model prices it (its ranking and cut damage): the
+ * predicted damage of a sublayer is S_s·F^γ. What the measured refinement compares measured damage with.
+ */
+export function cutShares(analysis: PlannerInput, p: PruningPlan, weights?: WeightMagnitudes): SublayerSensitivity {
+  return removedShares(analysis.model.layers, marginalUnits(analysis, p.method, weights), p.blocks.map((b) => b.attention.keptKvHeads), p.blocks.map((b) => b.mlp.keptChannels));
+}
+
+/** The marginal allocation's sublayer sensitivities S_s for a plan's method (before any damageScale). */
+export function planSensitivities(analysis: PlannerInput, m: PlanMethod): SublayerSensitivity {
+  return m.curvature === 'measured' ? measuredDamageModel(analysis).sens : sensitivityOf(analysis, m.estimator ?? defaultEstimator(analysis));
+}
+
 function unitVariances(stats: BlockStats[], metric: PlanMethod['importance'], headDim: number, weights?: WeightMagnitudes): UnitVariances {
   const v = stats.map((b, l) => (metric === 'entropy' ? entropyPowers(b, headDim) : importanceOf(b, l, metric, weights)));
   return { heads: v.map((x) => x.heads), channels: v.map((x) => x.channels) };

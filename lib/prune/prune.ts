@@ -7,12 +7,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { applyPlan, checkOutputPath, defaultFormat, type ApplyOptions, type ApplyResult } from '../apply/apply';
+import { refinedPlan } from '../apply/plan-loss';
 import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
 import type { Analysis } from '../measure/analysis';
 import { analyze, analyzeToFile, type AnalyzeOptions, type AnalyzeResult } from '../measure/analyze';
 import { writePlan, type PruningPlan } from '../plan/plan';
 import { cutDamageFor, plan as makePlan, type PlanOptions } from '../plan/planner';
+import type { RefineOptions } from '../plan/refine';
 import { EntropruneError } from '../util/errors';
 import { assertOutputSparesInputs } from '../util/file-identity';
 import { trackTemporary } from '../util/interrupt';
@@ -45,11 +47,21 @@ export interface PruneOptions {
    * true: what `entroprune apply` and `verify --plan` read later); false keeps them in memory only
    */
   sidecars?: boolean;
-  /** progress of each step: 'tokenize' (the calibration text), 'analyze' (calibration, then the sensitivity windows) and 'apply' (tensors) */
-  onProgress?: (step: 'tokenize' | 'analyze' | 'apply', p: ProgressEvent) => void;
+  /**
+   * measure the plan and its candidates on the sensitivity windows and keep the best (docs/METHOD.md §4c; default
+   * true, or the refinement's settings); false plans from the damage model alone. Needs the measured sensitivities.
+   */
+  refine?: boolean | RefineOptions;
+  /**
+   * progress of each step: 'tokenize' (the calibration text), 'analyze' (calibration, then the sensitivity windows),
+   * 'refine' (each candidate plan measured) and 'apply' (tensors)
+   */
+  onProgress?: (step: PruneStep, p: ProgressEvent) => void;
   /** cancels between batches and tensors; nothing is left behind */
   signal?: AbortSignal;
 }
+
+export type PruneStep = 'tokenize' | 'analyze' | 'refine' | 'apply';
 
 export interface PruneResult {
   /** the analysis (with `.mean()` for the calibration means) */
@@ -114,7 +126,20 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
       // Ranking by weight magnitude reads the model's weights, which the analysis does not hold.
       const weights = o.plan?.importance === 'weight' && !o.plan.weights ? model.handle.unitWeightMagnitudes() : o.plan?.weights;
       const cutDamage = cutDamageFor(o.compensation, o.plan?.cutDamage);
-      const p = makePlan(result.analysis, { ...o.plan, cutDamage, weights, ratio: o.ratio, analysisFile: sidecars ? analysisFile : undefined, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput });
+      const planOptions = { ...o.plan, cutDamage, weights, ratio: o.ratio, analysisFile: sidecars ? analysisFile : undefined, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput };
+      const refine = o.refine ?? true;
+      const p =
+        refine !== false && result.sensitivityWindows
+          ? await refinedPlan(model, result, planOptions, {
+              ...(typeof refine === 'object' ? refine : {}),
+              windows: result.sensitivityWindows,
+              compensation: o.compensation,
+              calibration: result.calibrationWindows,
+              tokenizer: o.tokenizer,
+              onProgress: (ev) => o.onProgress?.('refine', ev),
+              signal: o.signal,
+            })
+          : makePlan(result.analysis, planOptions);
       if (sidecars) {
         track(planFile);
         writePlan(planFile, p);

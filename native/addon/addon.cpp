@@ -75,6 +75,7 @@ static Napi::Value WriteSyntheticGguf(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ApplyPlan(const Napi::CallbackInfo& info);
+Napi::Value MeasurePlanLoss(const Napi::CallbackInfo& info);
 Napi::Value WriteSyntheticModel(const Napi::CallbackInfo& info);
 
 // availableMemory(): bytes the core's memory checks work with (MemAvailable, or ENTROPRUNE_MEMORY_LIMIT; 0 if unknown)
@@ -91,10 +92,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaProbe", Napi::Function::New(env, CudaProbe));
   exports.Set("writeSyntheticGguf", Napi::Function::New(env, WriteSyntheticGguf));
   exports.Set("applyPlan", Napi::Function::New(env, ApplyPlan));
+  exports.Set("measurePlanLoss", Napi::Function::New(env, MeasurePlanLoss));
   exports.Set("writeSyntheticModel", Napi::Function::New(env, WriteSyntheticModel));
   exports.Set("availableMemory", Napi::Function::New(env, AvailableMemory));
   // Raised with every change to what a call accepts or returns; lib/native.ts refuses another (NATIVE_ABI_VERSION).
-  exports.Set("abiVersion", Napi::Number::New(env, 3));  // 2: applyPlan's refit; 3: model.refitDamage
+  exports.Set("abiVersion", Napi::Number::New(env, 4));  // 2: applyPlan's refit; 3: model.refitDamage; 4: measurePlanLoss
   return exports;
 }
 

@@ -9,6 +9,7 @@
 
 #include "addon/js_errors.h"
 #include "addon/native_job.h"
+#include "addon/plan_args.h"
 #include "addon/tokenizer_wrap.h"
 #include "addon/model_wrap.h"
 #include "core/apply/apply.h"
@@ -19,20 +20,6 @@
 namespace ep::addon {
 
 namespace {
-
-std::vector<int> ints(const Napi::Value& v) {
-  std::vector<int> out;
-  if (!v.IsArray()) return out;
-  Napi::Array a = v.As<Napi::Array>();
-  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).As<Napi::Number>().Int32Value());
-  return out;
-}
-
-std::vector<double> doubles(const Napi::Object& o, const char* key) {
-  if (!o.Has(key) || !o.Get(key).IsTypedArray()) return {};
-  Napi::Float64Array a = o.Get(key).As<Napi::Float64Array>();
-  return std::vector<double>(a.Data(), a.Data() + a.ElementLength());
-}
 
 class ApplyWorker final : public NativeJob {
  public:
@@ -105,55 +92,19 @@ Napi::Value ApplyPlan(const Napi::CallbackInfo& info) {
   ModelWrap* mw = Napi::ObjectWrap<ModelWrap>::Unwrap(info[0].As<Napi::Object>());
   mw->require_live(env);
   Napi::Object o = info[1].As<Napi::Object>();
-  std::vector<PlanBlock> plan;
-  Napi::Array blocks = o.Get("blocks").As<Napi::Array>();
-  for (uint32_t i = 0; i < blocks.Length(); ++i) {
-    Napi::Object b = blocks.Get(i).As<Napi::Object>();
-    PlanBlock p;
-    p.removed = b.Get("removed").ToBoolean();
-    p.attn_removed = b.Get("attnRemoved").ToBoolean();
-    p.mlp_removed = b.Get("mlpRemoved").ToBoolean();
-    p.kept_kv = ints(b.Get("keptKvHeads"));
-    p.kept_heads = ints(b.Get("keptHeads"));
-    p.kept_channels = ints(b.Get("keptChannels"));
-    p.compensate = b.Get("compensate").ToBoolean();
-    plan.push_back(std::move(p));
-  }
-  std::vector<BlockMeans> means;
-  if (o.Has("means") && o.Get("means").IsArray()) {
-    Napi::Array ms = o.Get("means").As<Napi::Array>();
-    for (uint32_t i = 0; i < ms.Length(); ++i) {
-      Napi::Object m = ms.Get(i).As<Napi::Object>();
-      means.push_back({doubles(m, "headMean"), doubles(m, "channelMean"), doubles(m, "attnOutMean"), doubles(m, "mlpOutMean")});
-    }
-  }
+  std::vector<PlanBlock> plan = plan_blocks(o);
+  std::vector<BlockMeans> means = block_means(o);
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<const SpmVocab> vocab;
   if (o.Get("vocab").IsObject()) vocab = Napi::ObjectWrap<TokenizerWrap>::Unwrap(o.Get("vocab").As<Napi::Object>())->vocab;
   const std::string dt = o.Get("dtype").IsString() ? o.Get("dtype").As<Napi::String>().Utf8Value() : "f32";
   const DType dtype = dt == "f16" ? DType::F16 : dt == "bf16" ? DType::BF16 : DType::F32;
-  std::vector<int32_t> refit_tokens;
-  TokenBatches refit_batches;
-  RefitOptions refit_options;
-  if (o.Has("refit") && o.Get("refit").IsObject()) {
-    Napi::Object f = o.Get("refit").As<Napi::Object>();
-    Napi::Int32Array t = f.Get("tokens").As<Napi::Int32Array>();
-    refit_tokens.assign(t.Data(), t.Data() + t.ElementLength());
-    refit_batches.n_seqs = f.Get("nSeqs").As<Napi::Number>().Int32Value();
-    refit_batches.seq_len = f.Get("seqLen").As<Napi::Number>().Int32Value();
-    refit_batches.batch_seqs = f.Get("batchSeqs").IsNumber() ? f.Get("batchSeqs").As<Napi::Number>().Int32Value() : 4;
-    if (f.Get("damping").IsNumber()) refit_options.damping = f.Get("damping").As<Napi::Number>().DoubleValue();
-    if (f.Get("memoryBudget").IsNumber()) refit_options.memory_budget = static_cast<uint64_t>(f.Get("memoryBudget").As<Napi::Number>().DoubleValue());
-    if (static_cast<int64_t>(refit_tokens.size()) != static_cast<int64_t>(refit_batches.n_seqs) * refit_batches.seq_len || refit_tokens.empty()) {
-      Napi::TypeError::New(env, "refit.tokens must hold nSeqs × seqLen tokens").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-  }
+  RefitArgs refit = refit_args(env, o);
   auto* w = new ApplyWorker(env, mw->model, std::move(plan), std::move(means), o.Get("output").As<Napi::String>(), o.Get("format").As<Napi::String>(),
                             dtype, o.Has("zero") && o.Get("zero").ToBoolean(),
                             o.Has("vocabFile") && o.Get("vocabFile").IsString() ? o.Get("vocabFile").As<Napi::String>().Utf8Value() : "",
                             vocab, o.Get("shardBytes").IsNumber() ? static_cast<uint64_t>(o.Get("shardBytes").As<Napi::Number>().DoubleValue()) : (5ull << 30),
-                            std::move(refit_tokens), refit_batches, refit_options, callback_at(info, 2), cancel);
+                            std::move(refit.tokens), refit.batches, refit.options, callback_at(info, 2), cancel);
   return queue_job(env, w, cancel);
 }
 

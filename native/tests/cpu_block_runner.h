@@ -12,7 +12,7 @@
 #include "core/forward/layer_ops.h"
 #include "core/forward/ops_cpu.h"
 #include "core/load/model.h"
-#include "core/measure/divergence.h"
+#include "core/forward/divergence.h"
 
 namespace ep::test {
 

@@ -16,7 +16,7 @@
 #include "core/forward/layer_ops.h"
 #include "core/capture/moments.h"
 #include "core/forward/ops_cpu.h"
-#include "core/measure/divergence.h"
+#include "core/forward/divergence.h"
 #include "core/measure/sensitivity.h"
 #include "core/synthetic/synthetic_model.h"
 #include "core/device/cuda_api.h"

@@ -212,6 +212,7 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
     double n2 = 0;
     for (double v : embed_shift) n2 += v * v;
     out.embedding_shift_norm = std::sqrt(n2);
+    out.embedding_shift = embed_shift;
     out.config.tied_output = false;  // the head keeps the original embedding
   }
   auto add = [&](std::string name, std::vector<int64_t> shape, std::function<void(float*)> fill) {

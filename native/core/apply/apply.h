@@ -43,6 +43,7 @@ struct PrunedModel {
   std::vector<PrunedTensor> tensors;
   std::vector<int> source_block;  // pruned block i came from source block source_block[i]
   double embedding_shift_norm = 0;  // ‖c‖ folded into the token embeddings (block 0 compensation)
+  std::vector<double> embedding_shift;  // c itself ([dim], empty when nothing was folded there): tok_embd's rows gain it
 };
 
 struct ApplyOptions {

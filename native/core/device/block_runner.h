@@ -97,7 +97,7 @@ class BlockRunner {
   // log-probabilities of a batch's final states kept on the device as the reference ([rows, vocab] floats),
   // then for a later batch of the same shape KL(reference ‖ its next-token distribution) at every row into
   // kl [n_seqs · seq_len] and −log p(next token) into nll [n_seqs · (seq_len − 1)], on the host; the logits
-  // never leave the GPU. Twins of ep::log_softmax_rows_cpu and ep::kl_next_token_rows_cpu (measure/divergence.h).
+  // never leave the GPU. Twins of ep::log_softmax_rows_cpu and ep::kl_next_token_rows_cpu (forward/divergence.h).
   virtual void keep_reference(const BlockBatch& batch) = 0;
   virtual void compare_with_reference(const BlockBatch& batch, const int32_t* tokens, float* kl, float* nll) = 0;
 

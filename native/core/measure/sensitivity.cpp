@@ -6,7 +6,7 @@
 #include "core/forward/forward.h"
 #include "core/forward/layer_ops.h"
 #include "core/forward/ops_cpu.h"
-#include "core/measure/divergence.h"
+#include "core/forward/divergence.h"
 #include "core/measure/removal_parts.h"
 
 namespace ep {

@@ -1,6 +1,7 @@
 // How far a changed model's next-token distributions are from the intact model's, row by row: the CPU
-// reference of the measured sensitivities (sensitivity.h) and the twin of the GPU kernels that compute the
-// same on the device (cuda/block_kernels.cuh: log_softmax_rows, kl_next_token_rows).
+// reference of the measured sensitivities (measure/sensitivity.h) and of a plan's measured loss
+// (apply/plan_loss.h), and the twin of the GPU kernels that compute the same on the device
+// (cuda/block_kernels.cuh: log_softmax_rows, kl_next_token_rows).
 #pragma once
 #include <cstdint>
 

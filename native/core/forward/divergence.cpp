@@ -1,4 +1,4 @@
-#include "core/measure/divergence.h"
+#include "core/forward/divergence.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,0 +1,225 @@
+#include "core/apply/plan_loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+
+#include "core/error.h"
+#include "core/forward/forward.h"
+#include "core/forward/layer_ops.h"
+#include "core/forward/ops_cpu.h"
+#include "core/forward/divergence.h"
+
+namespace ep {
+
+bool attention_partly_cut(const ModelConfig& c, const PlanBlock& b, int l) {
+  const int n = c.layers[l].n_head;
+  return !b.removed && n > 0 && !b.kept_heads.empty() && static_cast<int>(b.kept_heads.size()) < n;
+}
+
+bool mlp_partly_cut(const ModelConfig& c, const PlanBlock& b, int l) {
+  const int n = c.layers[l].ffn;
+  return !b.removed && n > 0 && !b.kept_channels.empty() && static_cast<int>(b.kept_channels.size()) < n;
+}
+
+namespace {
+
+// Block l of the pruned model as the forward pass reads it: the source's views, with o_proj / down_proj and
+// their biases taken from the zero-mode pruned tensors (removed columns zero, refitted columns, compensation).
+// q/k/v and gate/up stay the source's: the rows apply zeroes feed only the zeroed output columns.
+struct PlanBlockWeights {
+  LayerWeights w;
+  std::vector<float> wo, bo, w_down, b_down;
+};
+
+class PlanBlocks {
+ public:
+  PlanBlocks(const PrunedModel& pruned) : pruned_(pruned) {
+    for (size_t i = 0; i < pruned.tensors.size(); ++i) index_[pruned.tensors[i].name] = i;
+  }
+  // Fills `out` with the named tensor and returns true, or returns false when the pruned model has none.
+  bool fill(const std::string& name, std::vector<float>& out) const {
+    auto it = index_.find(name);
+    if (it == index_.end()) return false;
+    const PrunedTensor& t = pruned_.tensors[it->second];
+    int64_t n = 1;
+    for (int64_t s : t.shape) n *= s;
+    out.resize(static_cast<size_t>(n));
+    t.fill(out.data());
+    return true;
+  }
+  void block(int l, const LayerWeights& source, PlanBlockWeights& b) const {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    b.w = source;
+    if (fill(p + "attn_output", b.wo)) b.w.wo = b.wo.data();
+    b.w.bo = fill(p + "attn_output.bias", b.bo) ? b.bo.data() : nullptr;
+    if (fill(p + "ffn_down", b.w_down)) b.w.w_down = b.w_down.data();
+    b.w.b_down = fill(p + "ffn_down.bias", b.b_down) ? b.b_down.data() : nullptr;
+  }
+
+ private:
+  const PrunedModel& pruned_;
+  std::map<std::string, size_t> index_;
+};
+
+// What a partly cut layer's own compensation added to its output bias (apply.cpp): the least-squares refit's
+// shift, or the removed units' mean contribution W[:, removed]·μ; zero without compensation.
+std::vector<double> own_shift(const Model& m, const LayerWeights& source, const PlanLossRequest& r, int l, bool attn) {
+  const ModelConfig& c = m.config;
+  const LayerShape& s = c.layers[l];
+  const PlanBlock& b = r.plan[l];
+  const int64_t d = c.dim;
+  std::vector<double> shift(d, 0.0);
+  if (!b.compensate || l >= static_cast<int>(r.means.size())) return shift;
+  const LayerRefit* refit = r.refits && l < static_cast<int>(r.refits->size()) ? &(*r.refits)[l] : nullptr;
+  if (attn) {
+    if (refit && refit->attn) return refit->o_proj.shift;
+    std::vector<char> kept(s.n_head, 0);
+    for (int h : b.kept_heads) kept[h] = 1;
+    const int64_t hd = c.head_dim, q = s.n_head * hd;
+    for (int h = 0; h < s.n_head; ++h)
+      if (!kept[h])
+        for (int64_t o = 0; o < d; ++o)
+          for (int64_t e = 0; e < hd; ++e) shift[o] += static_cast<double>(source.wo[o * q + h * hd + e]) * r.means[l].head_mean[h * hd + e];
+  } else {
+    if (refit && refit->mlp) return refit->down_proj.shift;
+    std::vector<char> kept(s.ffn, 0);
+    for (int j : b.kept_channels) kept[j] = 1;
+    for (int j = 0; j < s.ffn; ++j)
+      if (!kept[j])
+        for (int64_t o = 0; o < d; ++o) shift[o] += static_cast<double>(source.w_down[o * s.ffn + j]) * r.means[l].channel_mean[j];
+  }
+  return shift;
+}
+
+// The plan's block l with one partly cut layer restored: the source's projection, and the plan's bias less
+// that layer's own compensation (what stays in it was folded there from other layers, or was there before).
+LayerWeights restored(const Model& m, const LayerWeights& source, const PlanBlockWeights& plan, const PlanLossRequest& r, int l, bool attn,
+                      std::vector<float>& bias) {
+  LayerWeights w = plan.w;
+  const float* plan_bias = attn ? plan.w.bo : plan.w.b_down;
+  if (attn) w.wo = source.wo;
+  else w.w_down = source.w_down;
+  if (plan_bias) {
+    const std::vector<double> shift = own_shift(m, source, r, l, attn);
+    bias.resize(shift.size());
+    for (size_t o = 0; o < shift.size(); ++o) bias[o] = static_cast<float>(plan_bias[o] - shift[o]);
+  }
+  (attn ? w.bo : w.b_down) = plan_bias ? bias.data() : nullptr;
+  return w;
+}
+
+struct Variant {
+  int block;
+  bool attn;
+};
+
+}  // namespace
+
+PlanLosses measure_plan_losses(const Model& model, const TokenBatches& windows, const PlanLossRequest& request, const std::atomic<bool>* cancel,
+                               const StageProgress& progress) {
+  const ModelConfig& c = model.config;
+  const int L = c.n_layers(), d = c.dim, T = windows.seq_len;
+  if (windows.n_seqs <= 0 || T < 2) throw Error(ErrorCode::kInvalidArgument, model.path, "plan loss needs at least one window of 2 or more tokens");
+  check_tokens(model, windows.tokens, static_cast<int64_t>(windows.n_seqs) * T);
+  ApplyOptions zero;
+  zero.zero_instead_of_slice = true;
+  zero.refits = request.refits;
+  const PrunedModel pruned = prune_model(model, request.plan, request.means, zero);  // checks the plan
+  const PlanBlocks plan_blocks(pruned);
+
+  // The plan's configuration: a layer removed whole (or with its block) is skipped, its bias (if apply left
+  // one there) still added, as the sliced model runs it.
+  ModelConfig plan_cfg = c;
+  for (int l = 0; l < L; ++l) {
+    const PlanBlock& b = request.plan[l];
+    if (b.removed || b.kept_heads.empty()) plan_cfg.layers[l].n_head = 0;
+    if (b.removed || b.kept_channels.empty()) plan_cfg.layers[l].ffn = 0;
+  }
+  std::vector<Variant> variants;
+  if (request.leave_one_out)
+    for (int l = 0; l < L; ++l) {
+      if (attention_partly_cut(c, request.plan[l], l)) variants.push_back({l, true});
+      if (mlp_partly_cut(c, request.plan[l], l)) variants.push_back({l, false});
+    }
+
+  const int V = c.vocab;
+  const int64_t per_window = static_cast<int64_t>(T) * 4 * (static_cast<int64_t>(d) * static_cast<int64_t>(2 + variants.size()) + 2ll * V);
+  const int group = static_cast<int>(std::clamp<int64_t>(static_cast<int64_t>(request.memory_budget) / std::max<int64_t>(1, per_window), 1, windows.n_seqs));
+  const int n_groups = (windows.n_seqs + group - 1) / group;
+  RopeTables rope;
+  rope_tables(c, 0, T, rope.cos, rope.sin);
+  ForwardScratch scratch(c, static_cast<int64_t>(group) * T);
+
+  double intact_sum = 0;
+  PlanLoss plan_sum;
+  std::vector<PlanLoss> variant_sum(variants.size());
+  int64_t done = 0;
+  const int64_t total = static_cast<int64_t>(n_groups) * (L + 1);
+  for (int g0 = 0; g0 < windows.n_seqs; g0 += group) {
+    const int n = std::min(group, windows.n_seqs - g0);
+    const int64_t N = static_cast<int64_t>(n) * T;
+    const int32_t* toks = windows.tokens + static_cast<size_t>(g0) * T;
+    std::vector<float> intact(static_cast<size_t>(N) * d), pruned_h;
+    embed_tokens(model, toks, N, intact.data());
+    pruned_h = intact;
+    if (!pruned.embedding_shift.empty())  // tok_embd's rows gain the shift, rounded as apply writes them
+      for (int64_t r = 0; r < N; ++r)
+        for (int j = 0; j < d; ++j) pruned_h[r * d + j] = static_cast<float>(pruned_h[r * d + j] + pruned.embedding_shift[j]);
+    std::vector<std::vector<float>> variant_h(variants.size());
+    for (int l = 0; l < L; ++l) {
+      LayerBuffers converted;
+      const LayerWeights source = model.layer_weights(l, converted);
+      PlanBlockWeights pb;
+      plan_blocks.block(l, source, pb);
+      forward_block(c, l, source, intact.data(), n, T, rope, scratch, nullptr, cancel);
+      for (size_t v = 0; v < variants.size(); ++v) {
+        if (variants[v].block > l) continue;
+        if (variants[v].block < l) {
+          forward_block(plan_cfg, l, pb.w, variant_h[v].data(), n, T, rope, scratch, nullptr, cancel);
+        } else {
+          variant_h[v] = pruned_h;  // the plan's states before block l
+          std::vector<float> bias;
+          const LayerWeights w = restored(model, source, pb, request, l, variants[v].attn, bias);
+          forward_block(plan_cfg, l, w, variant_h[v].data(), n, T, rope, scratch, nullptr, cancel);
+        }
+      }
+      forward_block(plan_cfg, l, pb.w, pruned_h.data(), n, T, rope, scratch, nullptr, cancel);
+      if (progress) progress(++done, total);
+    }
+    // the output head (the pruned model's is the source's: apply unties it rather than change it)
+    std::vector<float> y(static_cast<size_t>(N) * d), ref(static_cast<size_t>(N) * V), logits(static_cast<size_t>(N) * V);
+    std::vector<float> nll(static_cast<size_t>(n) * (T - 1)), kl(static_cast<size_t>(N));
+    auto head = [&](const std::vector<float>& h, std::vector<float>& out) {
+      rmsnorm_cpu(h.data(), model.output_norm, y.data(), N, d, c.norm_eps);
+      linear(y.data(), model.output, nullptr, out.data(), N, d, V);
+    };
+    head(intact, ref);
+    log_softmax_rows_cpu(ref.data(), N, V);
+    for (int64_t r = 0; r < N; ++r)
+      if (r % T != T - 1) intact_sum -= ref[static_cast<size_t>(r) * V + toks[r + 1]];
+    auto add = [&](const std::vector<float>& h, PlanLoss& sum) {
+      head(h, logits);
+      kl_next_token_rows_cpu(logits.data(), ref.data(), N, T, V, toks, kl.data(), nll.data());
+      for (float v : nll) sum.nll += v;
+      for (float v : kl) sum.kl += v;
+    };
+    add(pruned_h, plan_sum);
+    for (size_t v = 0; v < variants.size(); ++v) add(variant_h[v], variant_sum[v]);
+    if (progress) progress(++done, total);
+  }
+  const double predicted = static_cast<double>(windows.n_seqs) * (T - 1), positions = static_cast<double>(windows.n_seqs) * T;
+  auto mean = [&](const PlanLoss& s) { return PlanLoss{s.nll / predicted, s.kl / positions}; };
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  PlanLosses out;
+  out.intact_nll = intact_sum / predicted;
+  out.plan = mean(plan_sum);
+  out.attn_restored.assign(L, PlanLoss{nan, nan});
+  out.mlp_restored.assign(L, PlanLoss{nan, nan});
+  for (size_t v = 0; v < variants.size(); ++v) (variants[v].attn ? out.attn_restored : out.mlp_restored)[variants[v].block] = mean(variant_sum[v]);
+  return out;
+}
+
+}  // namespace ep

@@ -1,0 +1,153 @@
+// The measured refinement of a plan (lib/plan/refine.ts, docs/METHOD.md §4c) against a known truth: a synthetic
+// analysis whose "measurements" come from a damage model with other sensitivities than the analysis holds. The
+// secant step must recover those sensitivities from what it measures, the plan it returns must be the lowest
+// measured of its candidates, and plans the refinement does not apply to come back untouched.
+import { describe, expect, it } from 'vitest';
+
+import type { Analysis, PruningPlan } from '../lib';
+import { cutShares, plan as makePlan, planSensitivities } from '../lib/plan/planner';
+import { refinable, refinePlan, secantFactors, type PlanLossMeasurement } from '../lib/plan/refine';
+import { syntheticAnalysis } from './helpers/synthetic-analysis';
+
+const L = 4;
+
+/** A synthetic analysis with measured sensitivities (KL of each whole removal), so the default estimator is "measured". */
+function measuredAnalysis(seed: number): Analysis {
+  const a = syntheticAnalysis({ seed, blocks: L, dim: 16, headDim: 4, nHead: 4, nKvHead: 4, ffn: 24 });
+  const attn = [0.3, 0.15, 0.2, 0.25], mlp = [0.6, 0.3, 0.35, 0.5];
+  const figures = { block: attn.map((x, l) => x + mlp[l]), attn, mlp };
+  return { ...a, sensitivity: { windows: 4, seqLen: 64, seed: 1, compensated: true, baseNll: 2, ...figures, kl: figures, agreement: {}, agreementWithLoss: {} } };
+}
+
+/**
+ * The truth the fake measurement reports: damage adds up over sublayers, each S_s·k_s·F_s (the analysis' own
+ * S_s times a factor it does not know), and restoring a layer takes exactly its term back.
+ */
+function truth(a: Analysis, k: { attn: number[]; mlp: number[] }) {
+  const calls: boolean[] = [];
+  const loss = (p: PruningPlan) => {
+    const S = planSensitivities(a, p.method), F = cutShares(a, p);
+    const terms = { attn: S.attn.map((s, l) => s * k.attn[l] * F.attn[l]), mlp: S.mlp.map((s, l) => s * k.mlp[l] * F.mlp[l]) };
+    return { terms, kl: [...terms.attn, ...terms.mlp].reduce((x, y) => x + y, 0) };
+  };
+  const measure = async (p: PruningPlan, leaveOneOut: boolean): Promise<PlanLossMeasurement> => {
+    calls.push(leaveOneOut);
+    const { terms, kl } = loss(p);
+    const partly = (kept: number, n: number) => kept > 0 && kept < n;
+    const restored = (kind: 'attn' | 'mlp') =>
+      p.blocks.map((b, l) => {
+        const s = a.model.layers[l];
+        const cut = kind === 'attn' ? partly(b.attention.keptHeads.length, s.nHead) : partly(b.mlp.keptChannels.length, s.ffn);
+        return leaveOneOut && cut ? { kl: kl - terms[kind][l], nll: 2 + kl - terms[kind][l] } : undefined;
+      });
+    return { intactNll: 2, plan: { kl, nll: 2 + kl }, restored: { attn: restored('attn'), mlp: restored('mlp') } };
+  };
+  return { loss, measure, calls };
+}
+
+describe('the measured refinement of a plan', () => {
+  const k = { attn: [3, 0.5, 2, 0.4], mlp: [0.5, 2.5, 0.6, 1.5] };
+
+  it('the secant factor is measured over predicted cost, per partly cut sublayer, within the trust region', async () => {
+    const a = measuredAnalysis(3);
+    const t = truth(a, k);
+    const p = makePlan(a, { ratio: 0.3 });
+    const m = await t.measure(p, true);
+    const ones = { attn: Array(L).fill(1), mlp: Array(L).fill(1) };
+    const r = secantFactors(a, p, m, ones);
+    const F = cutShares(a, p);
+    let measuredAny = 0;
+    for (const kind of ['attn', 'mlp'] as const)
+      for (let l = 0; l < L; l++) {
+        if (m.restored[kind][l]) {
+          measuredAny++;
+          expect(F[kind][l]).toBeGreaterThan(0);
+          expect(r[kind][l], `${kind} ${l}`).toBeCloseTo(k[kind][l], 9); // exactly the unknown factor: the truth is linear
+        } else {
+          expect(r[kind][l]).toBe(1);
+        }
+      }
+    expect(measuredAny).toBeGreaterThan(2);
+    // beyond the trust region (×4 either way) the step stops at its edge; a cut measured free gets the lower edge
+    const far = { ...m, restored: { attn: m.restored.attn.map((x) => x && { ...x, kl: m.plan.kl - 100 }), mlp: m.restored.mlp.map((x) => x && { ...x, kl: m.plan.kl + 1 }) } };
+    const rf = secantFactors(a, p, far, ones);
+    for (let l = 0; l < L; l++) {
+      if (m.restored.attn[l]) expect(rf.attn[l]).toBe(4);
+      if (m.restored.mlp[l]) expect(rf.mlp[l]).toBe(0.25);
+    }
+  });
+
+  it('returns the lowest measured candidate, lower than the plan made without the measurements', async () => {
+    const a = measuredAnalysis(3);
+    for (const ratio of [0.15, 0.3, 0.45]) {
+      const t = truth(a, k);
+      const planned = makePlan(a, { ratio });
+      const p = await refinePlan(a, { ratio }, t.measure);
+      const r = p.refinement!;
+      expect(r.candidates[0].name).toBe('planned');
+      expect(r.candidates[0].kl).toBeCloseTo(t.loss(planned).kl, 12);
+      const best = Math.min(...r.candidates.map((c) => c.nll));
+      expect(r.candidates.find((c) => c.name === r.chosen)!.nll).toBe(best);
+      expect(t.loss(p).kl).toBeCloseTo(best - 2, 12); // the plan returned is the one measured so
+      expect(t.loss(p).kl, `${ratio}`).toBeLessThan(t.loss(planned).kl * 0.99); // the damage model's error cost something, and it is recovered
+      expect(Math.abs(p.achieved.ratio - ratio)).toBeLessThan(0.02);
+      // leave-one-out for the plans the secant steps from, not for the uniform-ratio candidate (measured last)
+      expect(t.calls[0]).toBe(true);
+      expect(t.calls[t.calls.length - 1]).toBe(false);
+      expect(r.candidates[r.candidates.length - 1].name).toBe('uniform ratios');
+      expect(p.notes.some((n) => n.startsWith('refinement: measured NLL'))).toBe(true);
+      // the correction recorded is the one behind the plan: planning with it gives the same units
+      if (r.chosen !== 'uniform ratios') {
+        const again = makePlan(a, { ratio, damageScale: r.damageScale });
+        expect(again.blocks.map((b) => [b.attention.keptHeads, b.mlp.keptChannels])).toEqual(p.blocks.map((b) => [b.attention.keptHeads, b.mlp.keptChannels]));
+      }
+    }
+  });
+
+  it('a damage model that is right needs no correction: the plan as planned stays', async () => {
+    const a = measuredAnalysis(4);
+    const t = truth(a, { attn: Array(L).fill(1), mlp: Array(L).fill(1) });
+    const p = await refinePlan(a, { ratio: 0.3 }, t.measure, { uniformRatios: false });
+    expect(p.refinement!.chosen).toBe('planned');
+    expect(p.refinement!.candidates.map((c) => c.name)).toEqual(['planned']); // every secant factor is 1: nothing to try
+    expect(p.refinement!.damageScale).toEqual({ attn: Array(L).fill(1), mlp: Array(L).fill(1) });
+  });
+
+  it('the uniform-ratio allocation wins when it measures lower; other allocations are not refined', async () => {
+    const a = measuredAnalysis(5);
+    const t = truth(a, k);
+    const uniform = makePlan(a, { ratio: 0.3, ratios: 'uniform' });
+    const m = async (p: PruningPlan, loo: boolean) => {
+      const r = await t.measure(p, loo);
+      return p.method.ratios === 'uniform' ? { ...r, plan: { kl: 0, nll: 1.5 } } : r; // a fake that favours it
+    };
+    const p = await refinePlan(a, { ratio: 0.3 }, m, { rounds: 0 });
+    expect(p.refinement!.chosen).toBe('uniform ratios');
+    expect(p.method.ratios).toBe('uniform');
+    expect(p.blocks).toEqual(uniform.blocks);
+    // the paper's allocation keeps its own rules: not measured, not changed
+    let measured = 0;
+    const paper = await refinePlan(a, { ratio: 0.3, allocation: 'paper' }, async (q, loo) => (measured++, t.measure(q, loo)));
+    expect(refinable(makePlan(a, { ratio: 0.3, allocation: 'paper' }))).toBe(false);
+    expect(measured).toBe(0);
+    expect(paper.refinement).toBeUndefined();
+    expect(paper.blocks).toEqual(makePlan(a, { ratio: 0.3, allocation: 'paper' }).blocks);
+    await expect(refinePlan(a, { ratio: 0.3 }, t.measure, { rounds: -1 })).rejects.toThrow(/rounds/);
+  });
+
+  it('damageScale scales the sensitivities the allocation reads, and is refused malformed', () => {
+    const a = measuredAnalysis(6);
+    const ones = { attn: Array(L).fill(1), mlp: Array(L).fill(1) };
+    expect(makePlan(a, { ratio: 0.3, damageScale: ones }).blocks).toEqual(makePlan(a, { ratio: 0.3 }).blocks);
+    // as planned no attention unit goes at 20 %; with the MLPs made 100× dearer, attention goes and MLP stays
+    const heads = (p: PruningPlan) => p.blocks.reduce((n, b) => n + b.attention.keptHeads.length, 0);
+    const channels = (p: PruningPlan) => p.blocks.reduce((n, b) => n + b.mlp.keptChannels.length, 0);
+    const planned = makePlan(a, { ratio: 0.2 });
+    expect(heads(planned)).toBe(4 * L);
+    const dear = makePlan(a, { ratio: 0.2, damageScale: { attn: Array(L).fill(1), mlp: Array(L).fill(100) } });
+    expect(heads(dear)).toBeLessThan(4 * L);
+    expect(channels(dear)).toBeGreaterThan(channels(planned));
+    expect(() => makePlan(a, { ratio: 0.3, damageScale: { attn: [1], mlp: ones.mlp } })).toThrow(/damageScale/);
+    expect(() => makePlan(a, { ratio: 0.3, damageScale: { attn: [0, 1, 1, 1], mlp: ones.mlp } })).toThrow(/damageScale/);
+  });
+});
