@@ -271,7 +271,16 @@ export interface NativeBinding {
    */
   measurePlanLoss(
     model: NativeModel,
-    options: Pick<NativeApplyOptions, 'blocks' | 'means' | 'refit'> & { tokens: Int32Array; nSeqs: number; seqLen: number; leaveOneOut: boolean; memoryBudget?: number },
+    options: Pick<NativeApplyOptions, 'blocks' | 'means' | 'refit'> & {
+      tokens: Int32Array;
+      nSeqs: number;
+      seqLen: number;
+      leaveOneOut: boolean;
+      memoryBudget?: number;
+      /** the loss on the first of these GPUs (block-major); absent: the CPU. The refit's capture runs on the CPU. */
+      cudaDevices?: number[];
+      precision?: 'bf16' | 'f16' | 'f32';
+    },
     onProgress?: (done: number, total: number) => void,
   ): NativeJob<NativePlanLoss>;
   applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number; refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number } }>;

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
+import type { PruningPlan } from '../lib';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_BIN, STORIES_GGUF, tempDir, TINY_HF, TINYSTORIES_TEXT } from './helpers/data';
 
@@ -163,6 +164,26 @@ describe('entroprune verify', () => {
     const loose = runCli(['verify', out, '--against', dataFile(STORIES_GGUF), '--max-ppl-ratio', String(Math.ceil(ratio) + 1), '--json']);
     const looseRows = JSON.parse(loose.stdout.trim().split('\n')[0]) as { runtime: string; status: string }[];
     expect(looseRows.find((r) => r.runtime === 'vs original')!.status).toBe('pass');
+  });
+});
+
+describe('entroprune prune: the measured refinement', () => {
+  it('refines by default (the plan records its candidates, the summary names the one chosen); --no-refine plans from the damage model alone', () => {
+    const base = ['prune', dataFile(STORIES_GGUF), '--ratio', '0.2', '--calib', dataFile(TINYSTORIES_TEXT), '--samples', '8', '--seq-len', '128', '--no-verify'];
+    const refined = path.join(scratch, 'refined.gguf');
+    const r = runCli([...base, '-o', refined]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/refinement: \d+ plans measured on the sensitivity windows, chosen "[^"]+" by KL from the unpruned model \(KL [\d.]+ against [\d.]+ as planned; NLL [\d.]+ against [\d.]+, unpruned [\d.]+\)/);
+    const p = JSON.parse(fs.readFileSync(path.join(scratch, 'refined.plan.json'), 'utf8')) as PruningPlan;
+    expect(p.refinement!.candidates[0].name).toBe('planned');
+    expect(p.refinement!.candidates.map((c) => c.name)).toContain('uniform ratios');
+    expect(p.refinement!.criterion).toBe('kl');
+    expect(p.refinement!.candidates.find((c) => c.name === p.refinement!.chosen)!.kl).toBe(Math.min(...p.refinement!.candidates.map((c) => c.kl)));
+    const plain = path.join(scratch, 'unrefined.gguf');
+    const u = runCli([...base, '--no-refine', '-o', plain]);
+    expect(u.code, u.stderr).toBe(0);
+    expect(u.stdout).not.toMatch(/refinement:/);
+    expect((JSON.parse(fs.readFileSync(path.join(scratch, 'unrefined.plan.json'), 'utf8')) as PruningPlan).refinement).toBeUndefined();
   });
 });
 

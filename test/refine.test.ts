@@ -86,16 +86,17 @@ describe('the measured refinement of a plan', () => {
       const r = p.refinement!;
       expect(r.candidates[0].name).toBe('planned');
       expect(r.candidates[0].kl).toBeCloseTo(t.loss(planned).kl, 12);
-      const best = Math.min(...r.candidates.map((c) => c.nll));
-      expect(r.candidates.find((c) => c.name === r.chosen)!.nll).toBe(best);
-      expect(t.loss(p).kl).toBeCloseTo(best - 2, 12); // the plan returned is the one measured so
+      expect(r.criterion).toBe('kl');
+      const best = Math.min(...r.candidates.map((c) => c.kl));
+      expect(r.candidates.find((c) => c.name === r.chosen)!.kl).toBe(best);
+      expect(t.loss(p).kl).toBeCloseTo(best, 12); // the plan returned is the one measured so
       expect(t.loss(p).kl, `${ratio}`).toBeLessThan(t.loss(planned).kl * 0.99); // the damage model's error cost something, and it is recovered
       expect(Math.abs(p.achieved.ratio - ratio)).toBeLessThan(0.02);
       // leave-one-out for the plans the secant steps from, not for the uniform-ratio candidate (measured last)
       expect(t.calls[0]).toBe(true);
       expect(t.calls[t.calls.length - 1]).toBe(false);
       expect(r.candidates[r.candidates.length - 1].name).toBe('uniform ratios');
-      expect(p.notes.some((n) => n.startsWith('refinement: measured NLL'))).toBe(true);
+      expect(p.notes.some((n) => n.startsWith('refinement: measured KL from the unpruned model'))).toBe(true);
       // the correction recorded is the one behind the plan: planning with it gives the same units
       if (r.chosen !== 'uniform ratios') {
         const again = makePlan(a, { ratio, damageScale: r.damageScale });
@@ -133,6 +134,23 @@ describe('the measured refinement of a plan', () => {
     expect(paper.refinement).toBeUndefined();
     expect(paper.blocks).toEqual(makePlan(a, { ratio: 0.3, allocation: 'paper' }).blocks);
     await expect(refinePlan(a, { ratio: 0.3 }, t.measure, { rounds: -1 })).rejects.toThrow(/rounds/);
+  });
+
+  it('candidates are judged by KL from the unpruned model by default, by NLL when asked (they disagree on text unlike the model\'s own)', async () => {
+    const a = measuredAnalysis(3);
+    const t = truth(a, k);
+    // a text where the loss falls as the model departs from itself: NLL and KL rank the candidates in reverse
+    const away = async (p: PruningPlan, loo: boolean) => {
+      const m = await t.measure(p, loo);
+      return { ...m, plan: { kl: m.plan.kl, nll: 2 - m.plan.kl } };
+    };
+    const byKl = await refinePlan(a, { ratio: 0.3 }, away);
+    const byNll = await refinePlan(a, { ratio: 0.3 }, away, { criterion: 'nll' });
+    const pick = (p: PruningPlan, f: 'kl' | 'nll') => p.refinement!.candidates.find((c) => c.name === p.refinement!.chosen)![f];
+    expect(pick(byKl, 'kl')).toBe(Math.min(...byKl.refinement!.candidates.map((c) => c.kl)));
+    expect(pick(byNll, 'nll')).toBe(Math.min(...byNll.refinement!.candidates.map((c) => c.nll)));
+    expect(byNll.refinement!.criterion).toBe('nll');
+    expect(t.loss(byKl).kl).toBeLessThan(t.loss(byNll).kl);
   });
 
   it('damageScale scales the sensitivities the allocation reads, and is refused malformed', () => {

@@ -141,6 +141,10 @@ describe('prune --report', () => {
     // (the contribution, with the refit-aware damage the analysis recorded)
     expect(dom).toMatch(/Block 0: channel residual contribution \(kept \/ removed\)/);
     expect(dom).not.toMatch(/Block 0: channel entropy/);
+    // the default prune refines its plan: the report lists the candidates it measured, the chosen one marked
+    expect(dom).toMatch(/The measured refinement of the plan/);
+    expect(dom).toMatch(/<td>planned( \(chosen\))?<\/td>/);
+    expect(dom).toMatch(/\(chosen\)<\/td>/);
   });
 });
 

@@ -25,6 +25,9 @@ export interface PlanLossOptions {
   calibration?: ApplyOptions['calibration'];
   tokenizer?: ApplyOptions['tokenizer'];
   leastSquaresDamping?: number;
+  /** measure on the first of these GPUs (absent: the CPU); the refit's capture runs on the CPU as in applyPlan */
+  cudaDevices?: number[];
+  precision?: 'bf16' | 'f16' | 'f32';
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -36,7 +39,10 @@ export async function measurePlanLoss(model: Model, plan: PruningPlan, o: PlanLo
   const refit = (o.compensation ?? 'least-squares') === 'least-squares' ? await refitSettings(model, plan, o.analysis, o) : undefined;
   const job = native().measurePlanLoss(
     model.handle,
-    { blocks: nativeBlocks(plan), means: planMeans(plan, o.analysis), refit, tokens: w.tokens, nSeqs: w.samples, seqLen: w.seqLen, leaveOneOut: o.leaveOneOut ?? false },
+    {
+      blocks: nativeBlocks(plan), means: planMeans(plan, o.analysis), refit, tokens: w.tokens, nSeqs: w.samples, seqLen: w.seqLen, leaveOneOut: o.leaveOneOut ?? false,
+      ...(o.cudaDevices?.length ? { cudaDevices: o.cudaDevices, precision: o.precision } : {}),
+    },
     (done, total) => o.onProgress?.({ done, total }),
   );
   const r = await awaitNativeJob(job, o.signal);

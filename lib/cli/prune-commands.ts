@@ -53,9 +53,21 @@ interface ApplyCli {
   json?: boolean;
 }
 
+/** What the measured refinement chose, in one line (empty when the plan was not refined). */
+export function refinementLine(p: PruningPlan): string {
+  const r = p.refinement;
+  if (!r) return '';
+  const first = r.candidates[0], chosen = r.candidates.find((c) => c.name === r.chosen)!;
+  return (
+    `refinement: ${r.candidates.length} plans measured on the sensitivity windows, chosen "${r.chosen}" by ${r.criterion === 'kl' ? 'KL from the unpruned model' : 'NLL'} ` +
+    `(KL ${chosen.kl.toFixed(4)} against ${first.kl.toFixed(4)} as planned; NLL ${chosen.nll.toFixed(4)} against ${first.nll.toFixed(4)}, unpruned ${r.intactNll.toFixed(4)})\n`
+  );
+}
+
 interface PruneCli extends ApplyCli, PlannerCliOptions {
   sensitivity: boolean;
   refine: boolean;
+  refineRounds?: number;
   ratio: number;
   calib: string;
   tokenizer?: string;
@@ -182,7 +194,8 @@ export function registerPruneCommands(program: Command): void {
       .option('--seq-len <n>', 'calibration window length', intOption('seq-len', 2))
       .option('--seed <n>', 'calibration seed', intOption('seed', 0), 0)
       .option('--no-sensitivity', 'skip the measured sensitivities (the planner uses the stream-targeted TE)')
-      .option('--no-refine', 'plan from the damage model alone: do not measure the plan and its candidates on the sensitivity windows (docs/METHOD.md §4c)'),
+      .option('--no-refine', 'plan from the damage model alone: do not measure the plan and its candidates on the sensitivity windows (docs/METHOD.md §4c)')
+      .option('--refine-rounds <n>', 'accepted secant steps of the refinement at most (default 3; 0: measure the plan and the uniform-ratio one only)', intOption('refine-rounds', 0)),
   )
     .addOption(formatOpt())
     .addOption(dtypeOpt())
@@ -215,7 +228,7 @@ export function registerPruneCommands(program: Command): void {
         tokenizer: /\.(json|tokens|i32)$/i.test(o.calib) ? undefined : tokenizerFor(model, o.tokenizer),
         analyze: { samples: o.samples, seqLen: o.seqLen, seed: o.seed, stream: o.stream, sensitivity: o.sensitivity, ...cudaDevicesOption(device) },
         plan: plannerOptions(o),
-        refine: o.refine,
+        refine: o.refine && (o.refineRounds !== undefined ? { rounds: o.refineRounds } : true),
         format: o.format,
         dtype: o.dtype,
         force: o.force,
@@ -238,7 +251,7 @@ export function registerPruneCommands(program: Command): void {
       } else {
         process.stdout.write(
           `analysis ${analysisFile} (${r.analysis.seconds.toFixed(1)} s); plan ${planFile}: removed ${(p.achieved.ratio * 100).toFixed(2)} % of block weights ` +
-            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${describe(r.apply)}\n` + (o.report ? `${summary}\nreport written to ${o.report}\n` : ''),
+            `(whole model ${(p.achieved.wholeModelRatio * 100).toFixed(2)} %)\n${refinementLine(p)}${describe(r.apply)}\n` + (o.report ? `${summary}\nreport written to ${o.report}\n` : ''),
         );
       }
       if (!printVerify(rows, o.json)) checkFailed();

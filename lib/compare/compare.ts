@@ -244,7 +244,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
         // the default method as prune runs it: measured on the sensitivity windows, refitted on the calibration ones
         sensitivityWindows ??= await analysisSensitivityWindows(model, analysis.analysis, tokenizer, o.signal);
         if (compensation === 'least-squares') calibrationWindows ??= await analysisCalibrationWindows(model, analysis.analysis.calibration, tokenizer, o.signal);
-        p = await refinedPlan(model, analysis, planOptions, { windows: sensitivityWindows!, compensation, calibration: calibrationWindows, tokenizer, signal: o.signal, onProgress: (ev) => o.onProgress?.(`refine ${method} ${ratio}`, ev) });
+        p = await refinedPlan(model, analysis, planOptions, { windows: sensitivityWindows!, compensation, calibration: calibrationWindows, tokenizer, cudaDevices: o.cudaDevices, signal: o.signal, onProgress: (ev) => o.onProgress?.(`refine ${method} ${ratio}`, ev) });
       } else {
         p = makePlan(analysis.analysis, planOptions);
       }

@@ -105,7 +105,9 @@ export interface PlanRefinement {
   intactNll: number;
   /** every plan measured, in order */
   candidates: RefinementCandidate[];
-  /** the candidate returned: the lowest measured NLL */
+  /** what the candidates were judged by: KL from the unpruned model (the default) or NLL, on the windows */
+  criterion: 'kl' | 'nll';
+  /** the candidate returned: the lowest of them by the criterion */
   chosen: string;
   /** the damage model's correction behind the chosen plan (1 where nothing was corrected) */
   damageScale: { attn: number[]; mlp: number[] };

@@ -6,9 +6,11 @@
 // the loss with that layer restored alone (lib/apply/plan-loss.ts) — and so knows what each cut costs in the
 // company of the others: d_s = KL(plan) − KL(plan with s restored). It rescales each measured sublayer's S_s so
 // that the model passes through that point (a secant step, c_s ← c_s·d_s / (S_s c_s F_s^γ)), plans again, and
-// keeps the new plan only if its measured loss is lower; a step that does not help is tried again at half
-// length (in log scale), then the refinement stops. The method's own uniform-ratio allocation is measured too,
-// and the plan with the lowest measured loss is the one returned: the model decides between the candidates.
+// keeps the new plan only if it measures lower; a step that does not help is tried again at half length (in log
+// scale), then the refinement stops. The method's own uniform-ratio allocation is measured too, and the lowest is
+// returned: the model decides between the candidates. "Lower" is the KL from the unpruned model by default — how
+// much of the model's own behaviour a plan keeps, on any text — since the loss on windows of text unlike the
+// model's own can fall as the model departs from itself (docs/METHOD.md §4c, "Why KL").
 import type { PlannerInput, PlanOptions } from './planner';
 import { cutShares, plan as makePlan, planSensitivities } from './planner';
 import type { SublayerSensitivity } from './allocation';
@@ -34,12 +36,14 @@ export interface PlanLossMeasurement {
 export type MeasurePlan = (p: PruningPlan, leaveOneOut: boolean) => Promise<PlanLossMeasurement>;
 
 export interface RefineOptions {
-  /** accepted secant steps at most (default 3) */
+  /** accepted secant steps at most (default 3; 0: the plan as planned and the uniform-ratio one only) */
   rounds?: number;
   /** also measure the uniform-ratio allocation (default true) */
   uniformRatios?: boolean;
   /** called after each measured candidate */
   onCandidate?: (c: RefinementCandidate) => void;
+  /** what candidates are judged by (default 'kl') */
+  criterion?: 'kl' | 'nll';
 }
 
 /** The refinement's trust region: one step changes a sublayer's S by at most this factor either way. */
@@ -78,8 +82,8 @@ export function secantFactors(analysis: PlannerInput, p: PruningPlan, m: PlanLos
 }
 
 /**
- * Plan with `options`, then refine by measurement (see the file comment). Returns the plan with the lowest
- * measured NLL, with `refinement` recording every candidate; plans the refinement does not apply to (refinable)
+ * Plan with `options`, then refine by measurement (see the file comment). Returns the candidate measured lowest
+ * (by `o.criterion`, default KL), with `refinement` recording every candidate; plans the refinement does not apply to (refinable)
  * come back as planned, unmeasured, with the reason in their notes.
  */
 export async function refinePlan(analysis: PlannerInput, options: PlanOptions, measure: MeasurePlan, o: RefineOptions = {}): Promise<PruningPlan> {
@@ -99,6 +103,8 @@ export async function refinePlan(analysis: PlannerInput, options: PlanOptions, m
   let best = { name: 'planned', plan: first, m: await measure(first, rounds > 0), scale: ones() };
   record(best.name, best.plan, best.m);
   const notes: string[] = [];
+  const crit = o.criterion ?? 'kl';
+  const score = (m: PlanLossMeasurement) => m.plan[crit];
   let current = best;
   for (let round = 1; round <= rounds; round++) {
     const r = secantFactors(analysis, current.plan, current.m, current.scale);
@@ -110,7 +116,7 @@ export async function refinePlan(analysis: PlannerInput, options: PlanOptions, m
       const name = `secant ${round}${suffix}`;
       const m = await measure(next, true);
       record(name, next, m);
-      if (m.plan.nll < best.m.plan.nll) {
+      if (score(m) < score(best.m)) {
         best = current = { name, plan: next, m, scale };
         accepted = true;
         break;
@@ -122,10 +128,10 @@ export async function refinePlan(analysis: PlannerInput, options: PlanOptions, m
     const uniform = makePlan(analysis, { ...options, ratios: 'uniform', damageScale: undefined });
     const m = await measure(uniform, false);
     record('uniform ratios', uniform, m);
-    if (m.plan.nll < best.m.plan.nll) best = { name: 'uniform ratios', plan: uniform, m, scale: ones() };
+    if (score(m) < score(best.m)) best = { name: 'uniform ratios', plan: uniform, m, scale: ones() };
   }
-  const refinement: PlanRefinement = { intactNll: best.m.intactNll, candidates, chosen: best.name, damageScale: best.scale };
-  const summary = candidates.map((c) => `${c.name} ${c.nll.toFixed(4)}`).join(', ');
-  notes.push(`refinement: measured NLL (intact ${best.m.intactNll.toFixed(4)}): ${summary}; chosen: ${best.name}`);
+  const refinement: PlanRefinement = { intactNll: best.m.intactNll, candidates, criterion: crit, chosen: best.name, damageScale: best.scale };
+  const summary = candidates.map((c) => `${c.name} ${c[crit].toFixed(4)}`).join(', ');
+  notes.push(`refinement: measured ${crit === 'kl' ? 'KL from the unpruned model' : `NLL (unpruned ${best.m.intactNll.toFixed(4)})`}: ${summary}; chosen: ${best.name}`);
   return { ...best.plan, notes: [...best.plan.notes, ...notes], refinement };
 }

@@ -136,6 +136,8 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
               compensation: o.compensation,
               calibration: result.calibrationWindows,
               tokenizer: o.tokenizer,
+              cudaDevices: o.analyze?.cudaDevices,
+              precision: o.analyze?.precision,
               onProgress: (ev) => o.onProgress?.('refine', ev),
               signal: o.signal,
             })

@@ -9,7 +9,7 @@ import { orderedCells } from '../compare/compare';
 import type { TaskResult } from '../evaluate/tasks/zero-shot';
 import type { Analysis, PartFigures } from '../measure/analysis';
 import { blockParams } from '../plan/accounting';
-import { prunedShapes, type PruningPlan } from '../plan/plan';
+import { prunedShapes, type PlanRefinement, type PruningPlan } from '../plan/plan';
 import { writeFileAtomic } from '../util/atomic';
 import { VERSION } from '../version';
 import { esc, groupedBars, heatMap, lineChart, stackedHistogram } from './svg';
@@ -178,6 +178,14 @@ function beforeAfterCharts(input: ReportInput): string {
   return `<div class="grid">${charts.join('')}</div>`;
 }
 
+/** One plan's refinement: every candidate measured, the chosen one marked. */
+function refinementTable(label: string, r: PlanRefinement): string {
+  const rows = r.candidates
+    .map((c) => `<tr${c.name === r.chosen ? ' style="font-weight:600"' : ''}><td>${esc(c.name)}${c.name === r.chosen ? ' (chosen)' : ''}</td><td class="num">${(c.ratio * 100).toFixed(2)} %</td><td class="num">${c.kl.toFixed(4)}</td><td class="num">${c.nll.toFixed(4)}</td></tr>`)
+    .join('');
+  return `<table><caption>${esc(label)}: by ${r.criterion === 'kl' ? 'KL' : 'NLL'}; unpruned NLL ${r.intactNll.toFixed(4)}</caption><thead><tr><th>candidate</th><th>removed</th><th>KL</th><th>NLL</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
 export function renderReport(input: ReportInput): string {
   const a = input.analysis;
   const blocks = a.blocks.map((b) => `${b.index}`);
@@ -217,6 +225,7 @@ export function renderReport(input: ReportInput): string {
       ], 'ratio')
     : '';
   const heat = input.plans.map((p, i) => headHeat(p.plan, `heads-${i}`, p.label) + channelHeat(p.plan, `channels-${i}`, p.label)).join('');
+  const refinements = input.plans.filter((p) => p.plan.refinement).map((p) => refinementTable(p.label, p.plan.refinement!)).join('');
   const entropyPlan = input.plans.find((p) => p.plan.method.name === 'entropy')?.plan ?? input.plans[0]?.plan;
   const cal = a.calibration;
   const css = `body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -235,6 +244,7 @@ ${input.compare ? compareCharts(input.compare) : beforeAfterCharts(input)}
 <p class="note">Measured damage: the held-out loss increase when a block, attention layer or MLP layer is removed alone. Stream-targeted TE = I(h<sub>l−1</sub> + x + ε; x | h<sub>l−1</sub>); output-targeted TE<sub>l</sub> = I(y; Δ<sub>l</sub> | h<sub>l−1</sub>). See docs/METHOD.md.</p>
 ${agreement}
 <div class="grid">${measured}${stream}${te}${ratios}</div>
+${refinements ? `<h2>The measured refinement of the plan</h2><p class="note">Each candidate plan measured in memory on the sensitivity windows: KL from the unpruned model (nats per position) and next-token NLL; the lowest by the criterion is the one applied (docs/METHOD.md §4c).</p>${refinements}` : ''}
 <h2>What to prune: kept heads and channels</h2>
 <div class="grid">${heat}</div>
 <h2>Unit entropies and their K-means groups${entropyPlan ? ` (${esc(input.plans.find((p) => p.plan === entropyPlan)!.label)})` : ''}</h2>

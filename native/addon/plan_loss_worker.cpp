@@ -1,9 +1,9 @@
 // measurePlanLoss(model, {blocks, means, refit?, tokens: Int32Array (nSeqs × seqLen), nSeqs, seqLen, leaveOneOut,
-//   memoryBudget?}, onProgress?) -> {promise: Promise<{intactNll, plan: {nll, kl}, attnRestored: {nll, kl},
+//   memoryBudget?, cudaDevices?, precision?}, onProgress?) -> {promise: Promise<{intactNll, plan: {nll, kl}, attnRestored: {nll, kl},
 //   mlpRestored: {nll, kl} (Float64Array per block), refit?}>, cancel()}: the loss of the model applyPlan would write, and of it with
 // each partly cut layer restored (core/apply/plan_loss.h), off the main thread. With refit, least-squares
 // compensation runs first as applyPlan runs it; progress counts its calibration sequences, then the plan-loss
-// blocks.
+// blocks. cudaDevices: the plan loss on the first of them (block-major), the refit's capture on the CPU.
 #include <napi.h>
 
 #include <atomic>
@@ -21,9 +21,9 @@ namespace {
 class PlanLossWorker final : public NativeJob {
  public:
   PlanLossWorker(Napi::Env env, std::shared_ptr<const Model> model, PlanLossRequest request, RefitArgs refit, std::vector<int32_t> tokens, int n_seqs,
-                 int seq_len, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+                 int seq_len, RunDevices device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : NativeJob(env, on_progress), cancel_(std::move(cancel)), model_(std::move(model)), request_(std::move(request)), refit_(std::move(refit)),
-        tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len) {}
+        tokens_(std::move(tokens)), n_seqs_(n_seqs), seq_len_(seq_len), device_(std::move(device)) {}
 
  private:
   void run(const ReportProgress& report) override {
@@ -34,7 +34,7 @@ class PlanLossWorker final : public NativeJob {
       request_.refits = &refits;
       refitted_ = true;
     }
-    losses_ = measure_plan_losses(*model_, TokenBatches{tokens_.data(), n_seqs_, seq_len_, 1}, request_, cancel_.get(), report);
+    losses_ = measure_plan_losses(*model_, TokenBatches{tokens_.data(), n_seqs_, seq_len_, 1}, request_, cancel_.get(), report, device_);
   }
   Napi::Value resolve(Napi::Env env) override {
     Napi::Object r = Napi::Object::New(env);
@@ -69,6 +69,7 @@ class PlanLossWorker final : public NativeJob {
   RefitArgs refit_;
   std::vector<int32_t> tokens_;
   int n_seqs_, seq_len_;
+  RunDevices device_;
   PlanLosses losses_;
   RefitReport refit_report_;
   bool refitted_ = false;
@@ -94,7 +95,7 @@ Napi::Value MeasurePlanLoss(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "measurePlanLoss: tokens.length must equal nSeqs * seqLen (nSeqs > 0, seqLen >= 2)");
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   auto* w = new PlanLossWorker(env, mw->model, std::move(request), std::move(refit), std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()),
-                               n_seqs, seq_len, callback_at(info, 2), cancel);
+                               n_seqs, seq_len, device_option(env, o, "measurePlanLoss"), callback_at(info, 2), cancel);
   return queue_job(env, w, cancel);
 }
 

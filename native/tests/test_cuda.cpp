@@ -18,6 +18,7 @@
 #include "core/forward/ops_cpu.h"
 #include "core/forward/divergence.h"
 #include "core/measure/sensitivity.h"
+#include "core/apply/plan_loss.h"
 #include "core/synthetic/synthetic_model.h"
 #include "core/device/cuda_api.h"
 #include "core/format/dtype.h"
@@ -322,6 +323,62 @@ TEST(Cuda, SensitivityOnGpuMatchesCpu) {
     compare(gpu.nll.block, cpu.nll.block, "nll block");
     EXPECT_NEAR(gpu.base_nll, cpu.base_nll, tol * cpu.base_nll);
     std::printf("sensitivity on the GPU (%s): worst relative difference from the CPU %.2e\n", precision_name(p), worst);  // recorded by gpu-check.sh
+  }
+}
+
+TEST(Cuda, PlanLossOnGpuMatchesCpu) {
+  // A plan with every kind of cut on stories260K, each partly cut layer restored alone: the GPU's block-major
+  // driver against the CPU reference (f32: to rounding; bf16: within its precision).
+  REQUIRE_DATA("models/stories260K/stories260K.gguf");
+  auto m = load_model(test::data_dir() + "/models/stories260K/stories260K.gguf");
+  const ModelConfig& c = m->config;
+  const int n_seqs = 4, T = 64, L = c.n_layers();
+  const auto toks = some_tokens(n_seqs * T, c.vocab, 6);
+  PlanLossRequest req;
+  req.leave_one_out = true;
+  for (int l = 0; l < L; ++l) {
+    const LayerShape& s = c.layers[l];
+    PlanBlock b;
+    for (int g = 0; g < s.n_kv_head; ++g) b.kept_kv.push_back(g);
+    for (int h = 0; h < s.n_head; ++h) b.kept_heads.push_back(h);
+    for (int j = 0; j < s.ffn; j += 2) b.kept_channels.push_back(j);
+    if (l == 1) b.kept_kv.resize(s.n_kv_head / 2), b.kept_heads.resize(s.n_head / 2);  // block 1: the first half of its KV groups with their query heads
+    if (l == 3) b.kept_kv.clear(), b.kept_heads.clear(), b.attn_removed = true;
+    BlockMeans mm;
+    mm.head_mean.assign(static_cast<size_t>(s.n_head) * c.head_dim, 0.02);
+    mm.channel_mean.assign(s.ffn, 0.01);
+    mm.attn_out_mean.assign(c.dim, 0.01);
+    mm.mlp_out_mean.assign(c.dim, -0.01);
+    req.plan.push_back(b);
+    req.means.push_back(mm);
+  }
+  const TokenBatches windows{toks.data(), n_seqs, T, 1};
+  const PlanLosses cpu = measure_plan_losses(*m, windows, req, nullptr, {});
+  for (cuda::Precision p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
+    RunDevices dev;
+    dev.cuda_devices = {0};
+    dev.precision = p;
+    PlanLosses gpu;
+    try {
+      gpu = measure_plan_losses(*m, windows, req, nullptr, {}, dev);
+    } catch (const Error& e) {
+      SKIP_OR_FAIL_WITHOUT_GPU(e.what());
+    }
+    const double tol = p == cuda::Precision::kF32 ? 1e-4 : 5e-2;
+    double worst = 0;
+    auto near = [&](double g, double want, const std::string& what) {
+      const double e = std::abs(g - want) / std::max(1e-3, std::abs(want));
+      worst = std::max(worst, e);
+      EXPECT_LE(e, tol) << precision_name(p) << " " << what << ": " << g << " vs " << want;
+    };
+    near(gpu.intact_nll, cpu.intact_nll, "intact nll");
+    near(gpu.plan.nll, cpu.plan.nll, "plan nll");
+    near(gpu.plan.kl, cpu.plan.kl, "plan kl");
+    for (int l = 0; l < L; ++l) {
+      if (!std::isnan(cpu.attn_restored[l].kl)) near(gpu.attn_restored[l].kl, cpu.attn_restored[l].kl, "attention restored " + std::to_string(l));
+      if (!std::isnan(cpu.mlp_restored[l].kl)) near(gpu.mlp_restored[l].kl, cpu.mlp_restored[l].kl, "MLP restored " + std::to_string(l));
+    }
+    std::printf("plan loss on the GPU (%s): worst relative difference from the CPU %.2e\n", precision_name(p), worst);  // recorded by gpu-check.sh
   }
 }
 

@@ -14,6 +14,7 @@
 #include "core/forward/forward.h"
 #include "core/load/model.h"
 #include "core/apply/plan_loss.h"
+#include "cpu_block_runner.h"
 #include "forward_util.h"
 #include "sample_util.h"
 #include "synthetic_util.h"
@@ -148,4 +149,43 @@ TEST(PlanLoss, RefusesBadInput) {
   toks[3] = 1;
   req.plan.pop_back();  // a plan for another model
   EXPECT_THROW(measure_plan_losses(*m, TokenBatches{toks.data(), 1, 16, 1}, req, nullptr, {}), Error);
+}
+
+TEST(PlanLoss, BlockMajorDriverOnARunnerEqualsTheCpuDriver) {
+  // The GPU path's logic on a CPU runner: every figure as the CPU driver gives it, with the hidden states held by
+  // the runner and with a budget too small to hold them (host states, groups of one window).
+  test::TempDir t;
+  auto m = test::small_synthetic_model(t, 48, 300, 8, 4, 6, 2, 40, 31);
+  const int T = 24, seqs = 5;
+  const std::vector<int32_t> toks = test::random_tokens(T * seqs, 300, 7);
+  const std::vector<int32_t> calib = test::random_tokens(32 * 12, 300, 8);
+  const auto means = random_means(*m, 3);
+  const auto plan = mixed_plan(*m);
+  const std::vector<LayerRefit> refits = refit_plan(*m, plan, TokenBatches{calib.data(), 12, 32, 4}, {}, nullptr, {});
+  const PlanLossRequest req{plan, means, &refits, true};
+  const TokenBatches windows{toks.data(), seqs, T, 1};
+  const PlanLosses cpu = measure_plan_losses(*m, windows, req, nullptr, {});
+  for (int64_t budget : {int64_t{1} << 30, int64_t{T}}) {
+    std::atomic<int> loads{0};
+    int64_t rows_asked = 0;
+    const PlanLosses got = measure_plan_losses_block_major(*m, windows, req, nullptr, {}, [&](int64_t rows) {
+      rows_asked = rows;
+      return std::make_unique<test::CpuBlockRunner>(*m, T, rows, budget, &loads);
+    });
+    EXPECT_NEAR(got.intact_nll, cpu.intact_nll, 1e-5);
+    EXPECT_NEAR(got.plan.nll, cpu.plan.nll, 1e-5);
+    EXPECT_NEAR(got.plan.kl, cpu.plan.kl, 1e-5);
+    for (int l = 0; l < 4; ++l)
+      for (bool attn : {true, false}) {
+        const PlanLoss a = (attn ? got.attn_restored : got.mlp_restored)[l], b = (attn ? cpu.attn_restored : cpu.mlp_restored)[l];
+        EXPECT_EQ(std::isnan(a.nll), std::isnan(b.nll));
+        if (std::isnan(b.nll)) continue;
+        EXPECT_NEAR(a.nll, b.nll, 1e-5);
+        EXPECT_NEAR(a.kl, b.kl, 1e-5);
+      }
+    // per group and block: the source, the plan, and each variant branching off there (4 partly cut layers)
+    const int groups = budget > T * seqs * 6 ? 1 : seqs;
+    EXPECT_EQ(rows_asked, budget > T * seqs * 6 ? int64_t{T} * seqs : int64_t{T});
+    EXPECT_EQ(loads.load(), groups * (2 * 4 + 4));
+  }
 }

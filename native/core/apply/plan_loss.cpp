@@ -10,6 +10,7 @@
 #include "core/forward/forward.h"
 #include "core/forward/layer_ops.h"
 #include "core/forward/ops_cpu.h"
+#include "core/device/block_runner.h"
 #include "core/forward/divergence.h"
 
 namespace ep {
@@ -116,36 +117,71 @@ struct Variant {
   bool attn;
 };
 
-}  // namespace
+// What both drivers need of a request: the zero-mode pruned model, the plan's configuration and the variants.
+struct Prepared {
+  PrunedModel pruned;
+  ModelConfig plan_cfg;  // a layer removed whole (or with its block) is skipped, its bias still added
+  std::vector<Variant> variants;
+};
 
-PlanLosses measure_plan_losses(const Model& model, const TokenBatches& windows, const PlanLossRequest& request, const std::atomic<bool>* cancel,
-                               const StageProgress& progress) {
+Prepared prepare(const Model& model, const TokenBatches& windows, const PlanLossRequest& request) {
   const ModelConfig& c = model.config;
-  const int L = c.n_layers(), d = c.dim, T = windows.seq_len;
-  if (windows.n_seqs <= 0 || T < 2) throw Error(ErrorCode::kInvalidArgument, model.path, "plan loss needs at least one window of 2 or more tokens");
-  check_tokens(model, windows.tokens, static_cast<int64_t>(windows.n_seqs) * T);
+  const int L = c.n_layers();
+  if (windows.n_seqs <= 0 || windows.seq_len < 2) throw Error(ErrorCode::kInvalidArgument, model.path, "plan loss needs at least one window of 2 or more tokens");
+  check_tokens(model, windows.tokens, static_cast<int64_t>(windows.n_seqs) * windows.seq_len);
   ApplyOptions zero;
   zero.zero_instead_of_slice = true;
   zero.refits = request.refits;
-  const PrunedModel pruned = prune_model(model, request.plan, request.means, zero);  // checks the plan
-  const PlanBlocks plan_blocks(pruned);
-
-  // The plan's configuration: a layer removed whole (or with its block) is skipped, its bias (if apply left
-  // one there) still added, as the sliced model runs it.
-  ModelConfig plan_cfg = c;
+  Prepared p{prune_model(model, request.plan, request.means, zero), c, {}};  // prune_model checks the plan
   for (int l = 0; l < L; ++l) {
     const PlanBlock& b = request.plan[l];
-    if (b.removed || b.kept_heads.empty()) plan_cfg.layers[l].n_head = 0;
-    if (b.removed || b.kept_channels.empty()) plan_cfg.layers[l].ffn = 0;
+    if (b.removed || b.kept_heads.empty()) p.plan_cfg.layers[l].n_head = 0;
+    if (b.removed || b.kept_channels.empty()) p.plan_cfg.layers[l].ffn = 0;
   }
-  std::vector<Variant> variants;
   if (request.leave_one_out)
     for (int l = 0; l < L; ++l) {
-      if (attention_partly_cut(c, request.plan[l], l)) variants.push_back({l, true});
-      if (mlp_partly_cut(c, request.plan[l], l)) variants.push_back({l, false});
+      if (attention_partly_cut(c, request.plan[l], l)) p.variants.push_back({l, true});
+      if (mlp_partly_cut(c, request.plan[l], l)) p.variants.push_back({l, false});
     }
+  return p;
+}
 
-  const int V = c.vocab;
+// The token embeddings of the pruned model: the source's rows plus the shift apply folds into them, rounded as
+// apply writes them.
+void embed_pruned(const Model& model, const PrunedModel& pruned, const int32_t* toks, int64_t N, std::vector<float>& h) {
+  const int d = model.config.dim;
+  h.resize(static_cast<size_t>(N) * d);
+  embed_tokens(model, toks, N, h.data());
+  if (!pruned.embedding_shift.empty())
+    for (int64_t r = 0; r < N; ++r)
+      for (int j = 0; j < d; ++j) h[r * d + j] = static_cast<float>(h[r * d + j] + pruned.embedding_shift[j]);
+}
+
+// Means of the sums over the windows, NaN for the variants not measured.
+PlanLosses to_losses(int L, const std::vector<Variant>& variants, double intact_sum, const PlanLoss& plan_sum, const std::vector<PlanLoss>& variant_sum,
+                     const TokenBatches& windows) {
+  const double predicted = static_cast<double>(windows.n_seqs) * (windows.seq_len - 1), positions = static_cast<double>(windows.n_seqs) * windows.seq_len;
+  auto mean = [&](const PlanLoss& s) { return PlanLoss{s.nll / predicted, s.kl / positions}; };
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  PlanLosses out;
+  out.intact_nll = intact_sum / predicted;
+  out.plan = mean(plan_sum);
+  out.attn_restored.assign(L, PlanLoss{nan, nan});
+  out.mlp_restored.assign(L, PlanLoss{nan, nan});
+  for (size_t v = 0; v < variants.size(); ++v) (variants[v].attn ? out.attn_restored : out.mlp_restored)[variants[v].block] = mean(variant_sum[v]);
+  return out;
+}
+
+// The CPU driver: block-major over groups of windows on the host, forward_block per state.
+PlanLosses measure_on_cpu(const Model& model, const TokenBatches& windows, const PlanLossRequest& request, const std::atomic<bool>* cancel,
+                          const StageProgress& progress) {
+  const ModelConfig& c = model.config;
+  const int L = c.n_layers(), d = c.dim, T = windows.seq_len, V = c.vocab;
+  const Prepared prep = prepare(model, windows, request);
+  const PrunedModel& pruned = prep.pruned;
+  const PlanBlocks plan_blocks(pruned);
+  const ModelConfig& plan_cfg = prep.plan_cfg;
+  const std::vector<Variant>& variants = prep.variants;
   const int64_t per_window = static_cast<int64_t>(T) * 4 * (static_cast<int64_t>(d) * static_cast<int64_t>(2 + variants.size()) + 2ll * V);
   const int group = static_cast<int>(std::clamp<int64_t>(static_cast<int64_t>(request.memory_budget) / std::max<int64_t>(1, per_window), 1, windows.n_seqs));
   const int n_groups = (windows.n_seqs + group - 1) / group;
@@ -164,10 +200,7 @@ PlanLosses measure_plan_losses(const Model& model, const TokenBatches& windows, 
     const int32_t* toks = windows.tokens + static_cast<size_t>(g0) * T;
     std::vector<float> intact(static_cast<size_t>(N) * d), pruned_h;
     embed_tokens(model, toks, N, intact.data());
-    pruned_h = intact;
-    if (!pruned.embedding_shift.empty())  // tok_embd's rows gain the shift, rounded as apply writes them
-      for (int64_t r = 0; r < N; ++r)
-        for (int j = 0; j < d; ++j) pruned_h[r * d + j] = static_cast<float>(pruned_h[r * d + j] + pruned.embedding_shift[j]);
+    embed_pruned(model, pruned, toks, N, pruned_h);
     std::vector<std::vector<float>> variant_h(variants.size());
     for (int l = 0; l < L; ++l) {
       LayerBuffers converted;
@@ -210,16 +243,146 @@ PlanLosses measure_plan_losses(const Model& model, const TokenBatches& windows, 
     for (size_t v = 0; v < variants.size(); ++v) add(variant_h[v], variant_sum[v]);
     if (progress) progress(++done, total);
   }
-  const double predicted = static_cast<double>(windows.n_seqs) * (T - 1), positions = static_cast<double>(windows.n_seqs) * T;
-  auto mean = [&](const PlanLoss& s) { return PlanLoss{s.nll / predicted, s.kl / positions}; };
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  PlanLosses out;
-  out.intact_nll = intact_sum / predicted;
-  out.plan = mean(plan_sum);
-  out.attn_restored.assign(L, PlanLoss{nan, nan});
-  out.mlp_restored.assign(L, PlanLoss{nan, nan});
-  for (size_t v = 0; v < variants.size(); ++v) (variants[v].attn ? out.attn_restored : out.mlp_restored)[variants[v].block] = mean(variant_sum[v]);
-  return out;
+  return to_losses(L, variants, intact_sum, plan_sum, variant_sum, windows);
+}
+
+// Block l's weights for a block runner, whose blocks keep the source's shapes: the output biases always given
+// (zero where the pruned model has none), since a runner cannot skip a layer as plan_cfg lets the CPU.
+struct RunnerBlock {
+  LayerWeights w;
+  std::vector<float> bo, b_down;
+};
+void with_biases(const LayerWeights& in, const ModelConfig& c, RunnerBlock& out) {
+  out.w = in;
+  const size_t d = static_cast<size_t>(c.dim);
+  if (in.bo) out.bo.assign(in.bo, in.bo + d);
+  else out.bo.assign(d, 0.0f);
+  if (in.b_down) out.b_down.assign(in.b_down, in.b_down + d);
+  else out.b_down.assign(d, 0.0f);
+  out.w.bo = out.bo.data();
+  out.w.b_down = out.b_down.data();
+}
+
+}  // namespace
+
+PlanLosses measure_plan_losses_block_major(const Model& model, const TokenBatches& windows, const PlanLossRequest& request, const std::atomic<bool>* cancel,
+                                           const StageProgress& progress, const PlanRunnerFactory& make_runner) {
+  const ModelConfig& c = model.config;
+  const int L = c.n_layers(), d = c.dim, T = windows.seq_len;
+  const Prepared prep = prepare(model, windows, request);
+  const PlanBlocks plan_blocks(prep.pruned);
+  const std::vector<Variant>& variants = prep.variants;
+  const int slots = 2 + static_cast<int>(variants.size());  // 0: intact, 1: the plan, 2..: the variants
+
+  // A runner for groups of `group` windows whose states it holds, halving the group until they fit; with one
+  // window that still does not fit, the states live on the host.
+  int group = windows.n_seqs;
+  bool held = false;
+  std::unique_ptr<cuda::BlockRunner> runner;
+  for (;;) {
+    const int64_t N = static_cast<int64_t>(group) * T;
+    try {
+      runner = make_runner(N);
+    } catch (const Error&) {
+      if (group == 1) throw;
+      group = (group + 1) / 2;
+      continue;
+    }
+    held = runner->hold_hidden_states(slots * N, /*room_for_output_head=*/true, /*reference_rows=*/N);
+    if (held || group == 1) break;
+    group = (group + 1) / 2;
+  }
+
+  double intact_sum = 0;
+  PlanLoss plan_sum;
+  std::vector<PlanLoss> variant_sum(variants.size());
+  const int n_groups = (windows.n_seqs + group - 1) / group;
+  int64_t done = 0;
+  const int64_t total = static_cast<int64_t>(n_groups) * (L + 1);
+  for (int g0 = 0; g0 < windows.n_seqs; g0 += group) {
+    const int n = std::min(group, windows.n_seqs - g0);
+    const int64_t N = static_cast<int64_t>(n) * T;
+    const int32_t* toks = windows.tokens + static_cast<size_t>(g0) * T;
+    std::vector<std::vector<float>> host(held ? 0 : slots);
+    auto batch = [&](int slot) {
+      cuda::BlockBatch b;
+      b.n_seqs = n;
+      b.seq_len = T;
+      if (held) b.held_row0 = slot * N;
+      else b.host = host[slot].data();
+      return b;
+    };
+    auto put = [&](int slot, const std::vector<float>& x) {
+      if (held) runner->put_hidden(slot * N, x.data(), N);
+      else host[slot] = x;
+    };
+    std::vector<float> h(static_cast<size_t>(N) * d);
+    embed_tokens(model, toks, N, h.data());
+    put(0, h);
+    embed_pruned(model, prep.pruned, toks, N, h);
+    put(1, h);
+    for (int l = 0; l < L; ++l) {
+      throw_if_cancelled(cancel);
+      LayerBuffers converted;
+      const LayerWeights source = model.layer_weights(l, converted);
+      runner->load_block(l, source);
+      runner->run(batch(0));
+      PlanBlockWeights pb;
+      plan_blocks.block(l, source, pb);
+      // the plan's h_{l−1}, where this block's variants branch off
+      if (held) {
+        h.resize(static_cast<size_t>(N) * d);
+        runner->get_hidden(N, h.data(), N);
+      } else {
+        h = host[1];
+      }
+      RunnerBlock plan_block;
+      with_biases(pb.w, c, plan_block);
+      runner->load_block(l, plan_block.w);
+      runner->run(batch(1));
+      for (size_t v = 0; v < variants.size(); ++v)
+        if (variants[v].block < l) runner->run(batch(2 + static_cast<int>(v)));
+      for (size_t v = 0; v < variants.size(); ++v) {
+        if (variants[v].block != l) continue;
+        std::vector<float> bias;
+        RunnerBlock vb;
+        with_biases(restored(model, source, pb, request, l, variants[v].attn, bias), c, vb);
+        runner->load_block(l, vb.w);
+        put(2 + static_cast<int>(v), h);
+        runner->run(batch(2 + static_cast<int>(v)));
+      }
+      if (progress) progress(++done, total);
+    }
+    throw_if_cancelled(cancel);
+    runner->load_output_head(model.output_norm, model.output, c.vocab);
+    std::vector<float> nll(static_cast<size_t>(n) * (T - 1)), kl(static_cast<size_t>(N));
+    runner->next_token_nll(batch(0), toks, nll.data(), nullptr);
+    for (float v : nll) intact_sum += v;
+    runner->keep_reference(batch(0));
+    auto add = [&](int slot, PlanLoss& sum) {
+      runner->compare_with_reference(batch(slot), toks, kl.data(), nll.data());
+      for (float v : nll) sum.nll += v;
+      for (float v : kl) sum.kl += v;
+    };
+    add(1, plan_sum);
+    for (size_t v = 0; v < variants.size(); ++v) add(2 + static_cast<int>(v), variant_sum[v]);
+    if (progress) progress(++done, total);
+  }
+  return to_losses(L, variants, intact_sum, plan_sum, variant_sum, windows);
+}
+
+PlanLosses measure_plan_losses(const Model& model, const TokenBatches& windows, const PlanLossRequest& request, const std::atomic<bool>* cancel,
+                               const StageProgress& progress, const RunDevices& device) {
+  if (device.cuda_devices.empty()) return measure_on_cpu(model, windows, request, cancel, progress);
+  RopeTables rope;
+  rope_tables(model.config, 0, windows.seq_len, rope.cos, rope.sin);
+  return measure_plan_losses_block_major(model, windows, request, cancel, progress, [&](int64_t max_rows) {
+    cuda::BlockRunnerOptions o;
+    o.device = device.cuda_devices.front();
+    o.precision = device.precision;
+    o.gemm = device.gemm;
+    return cuda::BlockRunner::create(model.config, rope, windows.seq_len, max_rows, o);
+  });
 }
 
 }  // namespace ep

@@ -12,6 +12,8 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/apply/apply.h"
@@ -49,8 +51,18 @@ bool attention_partly_cut(const ModelConfig& c, const PlanBlock& b, int l);
 bool mlp_partly_cut(const ModelConfig& c, const PlanBlock& b, int l);
 
 // progress(done, total) in blocks over all groups. Throws ep::Error naming the model for a plan that does not
-// fit it (check_plan), tokens outside the vocabulary or windows shorter than 2 tokens.
+// fit it (check_plan), tokens outside the vocabulary or windows shorter than 2 tokens. device: the CPU (no
+// cuda_devices; the reference) or the first GPU of device.cuda_devices (block-major, its matrix products in
+// device.precision: f32 reproduces the CPU's figures to rounding).
 PlanLosses measure_plan_losses(const Model& model, const TokenBatches& windows, const PlanLossRequest& request, const std::atomic<bool>* cancel,
-                               const StageProgress& progress);
+                               const StageProgress& progress, const RunDevices& device = RunDevices{});
+
+// The block-major driver on a block runner (the GPU's; tests pass a CPU runner so that its logic runs in CI):
+// for a group of windows the intact model, the plan and each restored variant advance through block l together,
+// their hidden states held by the runner when they fit; the output head compares each with the intact model on
+// the device. make_runner(max_rows) builds the runner; groups halve until their states fit. Inputs already checked.
+using PlanRunnerFactory = std::function<std::unique_ptr<cuda::BlockRunner>(int64_t max_rows)>;
+PlanLosses measure_plan_losses_block_major(const Model& model, const TokenBatches& windows, const PlanLossRequest& request, const std::atomic<bool>* cancel,
+                                           const StageProgress& progress, const PlanRunnerFactory& make_runner);
 
 }  // namespace ep
