@@ -7,7 +7,7 @@ import { defineConfig } from 'vitest/config';
 
 // Fast, model-free files first: a mutant they kill then stops the run (Stryker bails at the first failure)
 // before the files that load models and measure.
-const ORDER = ['test/plan-values.test.ts', 'test/tasks-values.test.ts', 'test/plan.test.ts', 'test/tasks.test.ts', 'test/refit-damage.test.ts', 'test/fidelity.test.ts'];
+const ORDER = ['test/plan-values.test.ts', 'test/refine.test.ts', 'test/tasks-values.test.ts', 'test/plan.test.ts', 'test/tasks.test.ts', 'test/refit-damage.test.ts', 'test/fidelity.test.ts'];
 
 class FastFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 import type { Analysis, PruningPlan } from '../lib';
 import { cutShares, plan as makePlan, planSensitivities } from '../lib/plan/planner';
-import { refinable, refinePlan, secantFactors, type PlanLossMeasurement } from '../lib/plan/refine';
+import { refinable, refinePlan, secantFactors, type Loss, type PlanLossMeasurement } from '../lib/plan/refine';
 import { syntheticAnalysis } from './helpers/synthetic-analysis';
 
 const L = 4;
@@ -151,6 +151,140 @@ describe('the measured refinement of a plan', () => {
     expect(pick(byNll, 'nll')).toBe(Math.min(...byNll.refinement!.candidates.map((c) => c.nll)));
     expect(byNll.refinement!.criterion).toBe('nll');
     expect(t.loss(byKl).kl).toBeLessThan(t.loss(byNll).kl);
+  });
+
+  it('a step that measures worse is tried at half length, then the refinement stops; ties keep the earlier plan', async () => {
+    const a = measuredAnalysis(3);
+    const t = truth(a, k);
+    const planned = makePlan(a, { ratio: 0.3 });
+    // every plan but the one as planned measures worse: the secant step and its half are rejected, then it stops
+    const worse = async (p: PruningPlan, loo: boolean) => {
+      const m = await t.measure(p, loo);
+      const same = p.blocks.every((b, l) => b.mlp.keptChannels.join() === planned.blocks[l].mlp.keptChannels.join() && b.attention.keptHeads.join() === planned.blocks[l].attention.keptHeads.join());
+      return same ? m : { ...m, plan: { kl: m.plan.kl + 10, nll: m.plan.nll + 10 } };
+    };
+    const p = await refinePlan(a, { ratio: 0.3 }, worse);
+    expect(p.refinement!.candidates.map((c) => c.name)).toEqual(['planned', 'secant 1', 'secant 1, half step', 'uniform ratios']);
+    expect(p.refinement!.chosen).toBe('planned');
+    expect(p.blocks).toEqual(planned.blocks);
+    expect(p.refinement!.damageScale).toEqual({ attn: Array(L).fill(1), mlp: Array(L).fill(1) });
+    // the uniform-ratio plan measuring exactly as low as the planned one: the planned one stays
+    const tie = async (q: PruningPlan, loo: boolean) => {
+      const m = await t.measure(q, loo);
+      return q.method.ratios === 'uniform' ? { ...m, plan: (await t.measure(planned, false)).plan } : m;
+    };
+    expect((await refinePlan(a, { ratio: 0.3 }, tie, { rounds: 0 })).refinement!.chosen).toBe('planned');
+    // the step accepted first is the full one when it measures lower; the recorded candidates say so
+    const good = await refinePlan(a, { ratio: 0.3 }, t.measure, { rounds: 1, uniformRatios: false });
+    expect(good.refinement!.candidates.map((c) => c.name)).toEqual(['planned', 'secant 1']);
+    expect(good.refinement!.chosen).toBe('secant 1');
+    // the note lists every candidate with its figure, and the one chosen
+    const kl = (name: string) => good.refinement!.candidates.find((c) => c.name === name)!.kl.toFixed(4);
+    expect(good.notes[good.notes.length - 1]).toBe(`refinement: measured KL from the unpruned model: planned ${kl('planned')}, secant 1 ${kl('secant 1')}; chosen: secant 1`);
+    const byNll = await refinePlan(a, { ratio: 0.3 }, t.measure, { rounds: 0, uniformRatios: false, criterion: 'nll' });
+    expect(byNll.notes[byNll.notes.length - 1]).toBe(`refinement: measured NLL (unpruned 2.0000): planned ${byNll.refinement!.candidates[0].nll.toFixed(4)}; chosen: planned`);
+  });
+
+  it('measures leave-one-out only where a step will read it, and runs as many steps as asked', async () => {
+    const a = measuredAnalysis(3);
+    const t0 = truth(a, k);
+    await refinePlan(a, { ratio: 0.3 }, t0.measure, { rounds: 0 });
+    expect(t0.calls).toEqual([false, false]); // the plan as planned and the uniform-ratio one, neither with its layers restored
+    const t1 = truth(a, k);
+    const one = await refinePlan(a, { ratio: 0.3 }, t1.measure, { rounds: 1, uniformRatios: false });
+    expect(one.refinement!.candidates.length).toBe(2);
+    expect(t1.calls).toEqual([true, true]);
+    const t3 = truth(a, k);
+    const three = await refinePlan(a, { ratio: 0.3 }, t3.measure, { uniformRatios: false });
+    expect(three.refinement!.candidates.length).toBeGreaterThanOrEqual(2);
+    expect(three.refinement!.candidates.length).toBeLessThanOrEqual(1 + 2 * 3);
+    // with uniform ratios asked for, there is no uniform-ratio candidate to add
+    const u = await refinePlan(a, { ratio: 0.3, ratios: 'uniform' }, truth(a, k).measure);
+    expect(u.refinement!.candidates.map((c) => c.name)).not.toContain('uniform ratios');
+  });
+
+  it('the secant factor divides out the correction already made (measured over S·c·F)', async () => {
+    const a = measuredAnalysis(3);
+    const t = truth(a, k);
+    const scale = { attn: [2, 0.5, 1.5, 0.8], mlp: [0.7, 1.2, 2, 0.9] };
+    const p = makePlan(a, { ratio: 0.3, damageScale: scale });
+    const m = await t.measure(p, true);
+    const r = secantFactors(a, p, m, scale);
+    let checked = 0;
+    for (const kind of ['attn', 'mlp'] as const)
+      for (let l = 0; l < L; l++)
+        if (m.restored[kind][l]) {
+          expect(r[kind][l]).toBeCloseTo(Math.min(4, Math.max(0.25, k[kind][l] / scale[kind][l])), 9);
+          checked++;
+        }
+    expect(checked).toBeGreaterThan(1);
+  });
+
+  it('steps go on while each measures lower, up to the rounds asked; a tie is no improvement', async () => {
+    const a = measuredAnalysis(3);
+    const t = truth(a, k);
+    // every new plan measures lower than all before it, and every cut twice as dear as predicted: steps keep coming
+    let calls = 0;
+    const better = async (p: PruningPlan, loo: boolean) => {
+      const m = await t.measure(p, loo);
+      calls++;
+      const doubled = (x: Loss | undefined) => x && { kl: m.plan.kl - 2 * (m.plan.kl - x.kl), nll: 0 };
+      return { ...m, plan: { kl: 100 - calls, nll: 100 - calls }, restored: { attn: m.restored.attn.map(doubled), mlp: m.restored.mlp.map(doubled) } };
+    };
+    const p = await refinePlan(a, { ratio: 0.3 }, better, { uniformRatios: false });
+    const names = p.refinement!.candidates.map((c) => c.name);
+    for (const n of names) expect(n).toMatch(/^(planned|secant [123](, half step)?)$/);
+    expect(names).toContain('secant 2');
+    expect(p.refinement!.chosen).toBe(names[names.length - 1]);
+    // every plan measuring the same: no step is an improvement
+    const flat = async (q: PruningPlan, loo: boolean) => ({ ...(await t.measure(q, loo)), plan: { kl: 1, nll: 3 } });
+    const f = await refinePlan(a, { ratio: 0.3 }, flat, { uniformRatios: false });
+    expect(f.refinement!.chosen).toBe('planned');
+    expect(f.refinement!.candidates.map((c) => c.name)).toEqual(['planned', 'secant 1', 'secant 1, half step']);
+    // the plan's own notes come first, the refinement's summary last, nothing else
+    expect(p.notes.slice(0, -1)).toEqual(makePlan(a, { ratio: 0.3, damageScale: p.refinement!.damageScale }).notes);
+  });
+
+  it('a step that moves only channels, or only heads, is measured (plans compared unit by unit)', async () => {
+    const a = measuredAnalysis(3);
+    for (const [attn, mlp] of [[[30, 30, 30, 30], [0.6, 0.3, 0.35, 0.5]], [[0.3, 0.15, 0.2, 0.25], [60, 60, 60, 60]]]) {
+      const b = { ...a, sensitivity: { ...a.sensitivity!, kl: { block: attn.map((x, l) => x + mlp[l]), attn, mlp } } };
+      const t = truth(b, k);
+      const planned = makePlan(b, { ratio: 0.15 });
+      const p = await refinePlan(b, { ratio: 0.15 }, t.measure, { rounds: 1, uniformRatios: false });
+      const moved = p.refinement!.candidates.map((c) => c.name);
+      expect(moved[1], JSON.stringify({ attn, mlp })).toMatch(/^secant 1/);
+      // with attention too dear, no head goes: the step moved channels alone (with the MLPs too dear, the fill
+      // still closes the target with a few channels, so there the step moves heads and may move channels too)
+      const heads = (q: PruningPlan) => q.blocks.map((x) => x.attention.keptHeads.length).join();
+      if (attn[0] === 30) expect(heads(planned) + ' / ' + heads(p)).toBe('4,4,4,4 / 4,4,4,4');
+    }
+  });
+
+  it('a cut the damage model prices at nothing gets no secant factor (nothing to scale)', async () => {
+    const a = measuredAnalysis(3);
+    const free = { ...a, sensitivity: { ...a.sensitivity!, kl: { ...a.sensitivity!.kl, mlp: [0, 0.3, 0.35, 0.5] } } };
+    const p = makePlan(free, { ratio: 0.05 });
+    const F = cutShares(free, p);
+    expect(F.mlp[0]).toBeGreaterThan(0); // block 0's MLP is cut, in part: the 5 % fit inside it
+    expect(p.blocks[0].mlp.keptChannels.length).toBeGreaterThan(0);
+    const m = await truth(free, k).measure(p, true);
+    expect(m.restored.mlp[0]).toBeDefined();
+    expect(secantFactors(free, p, m, { attn: Array(L).fill(1), mlp: Array(L).fill(1) }).mlp[0]).toBe(1);
+  });
+
+  it('other estimators, granularities and damage models are not refined', async () => {
+    const base = measuredAnalysis(7);
+    // half cuts measured, so that the measured curvature can be asked for
+    const half = { attn: [0.1, 0.05, 0.08, 0.1], mlp: [0.2, 0.1, 0.1, 0.2], block: [null, null, null, null] };
+    const a: Analysis = { ...base, sensitivity: { ...base.sensitivity!, partial: { attnShare: [0.5, 0.5, 0.5, 0.5], mlpShare: [0.5, 0.5, 0.5, 0.5], ...half, kl: half } } };
+    for (const o of [{ estimator: 'stream-te' as const }, { granularity: 'width-only' as const }, { uniformShape: true }, { method: 'uniform' as const }, { curvature: 'measured' as const }]) {
+      let measured = 0;
+      const p = await refinePlan(a, { ratio: 0.3, ...o }, async (q, loo) => (measured++, truth(a, k).measure(q, loo)));
+      expect(measured, JSON.stringify(o)).toBe(0);
+      expect(p.refinement).toBeUndefined();
+      expect(p.notes[p.notes.length - 1]).toMatch(/^refinement: applies to the measured marginal allocation only/);
+    }
   });
 
   it('damageScale scales the sensitivities the allocation reads, and is refused malformed', () => {

@@ -55,11 +55,9 @@ export function refinable(p: PruningPlan): boolean {
   return m.name === 'entropy' && m.allocation === 'marginal' && m.granularity === 'multi' && !m.uniformShape && m.estimator === 'measured' && typeof m.curvature === 'number';
 }
 
+// The same units kept (the kept query heads determine the kept KV groups).
 const samePlan = (a: PruningPlan, b: PruningPlan) =>
-  a.blocks.every((x, l) => {
-    const y = b.blocks[l];
-    return x.attention.keptKvHeads.join() === y.attention.keptKvHeads.join() && x.attention.keptHeads.join() === y.attention.keptHeads.join() && x.mlp.keptChannels.join() === y.mlp.keptChannels.join();
-  });
+  a.blocks.every((x, l) => x.attention.keptHeads.join() === b.blocks[l].attention.keptHeads.join() && x.mlp.keptChannels.join() === b.blocks[l].mlp.keptChannels.join());
 
 /**
  * The secant step's factor for each measured sublayer (1 elsewhere): measured cost over predicted cost, bounded
