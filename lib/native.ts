@@ -186,7 +186,17 @@ export interface NativeModel {
    * the layers' input covariances once, in calibration passes of at most memoryBudget accumulator bytes.
    */
   refitDamage(
-    options: { tokens: Int32Array; nSeqs: number; seqLen: number; batchSeqs: number; memoryBudget: number; orders: { attn: Int32Array[]; mlp: Int32Array[] }[] },
+    options: {
+      tokens: Int32Array;
+      nSeqs: number;
+      seqLen: number;
+      batchSeqs: number;
+      memoryBudget: number;
+      orders: { attn: Int32Array[]; mlp: Int32Array[] }[];
+      /** the capture's blocks on the first of these GPUs (the covariances on the CPU); absent: the CPU */
+      cudaDevices?: number[];
+      precision?: 'bf16' | 'f16' | 'f32';
+    },
     onProgress?: (done: number, total: number) => void,
   ): NativeJob<{ steps: { attn: Float64Array[]; mlp: Float64Array[] }[]; passes: number }>;
   tensorDirectory(): string;
@@ -247,7 +257,17 @@ export interface NativeApplyOptions {
   vocab?: NativeSpmTokenizer;
   shardBytes?: number;
   /** least-squares compensation: refit the partly cut layers on these windows first (core/apply/refit.h) */
-  refit?: { tokens: Int32Array; nSeqs: number; seqLen: number; batchSeqs?: number; damping?: number; memoryBudget?: number };
+  refit?: {
+    tokens: Int32Array;
+    nSeqs: number;
+    seqLen: number;
+    batchSeqs?: number;
+    damping?: number;
+    memoryBudget?: number;
+    /** the capture's blocks on the first of these GPUs (its accumulators stay on the CPU); absent: the CPU */
+    cudaDevices?: number[];
+    precision?: 'bf16' | 'f16' | 'f32';
+  };
 }
 
 /**

@@ -18,7 +18,7 @@ export type DeviceRequest = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
  * What a command runs on the GPU: the calibration forward pass (analyze; prune and compare, whose evaluations
  * also run there), evaluation alone (eval ppl, eval tasks), or nothing yet (the rest).
  */
-export type DeviceStage = 'calibration' | 'evaluation' | 'other';
+export type DeviceStage = 'calibration' | 'evaluation' | 'compensation' | 'other';
 
 export interface ResolvedDevice {
   device: 'cpu' | 'cuda';
@@ -30,7 +30,8 @@ export interface ResolvedDevice {
 
 /**
  * Resolve a --device request. CUDA runs the calibration of analyze, prune and compare (block by block, weights
- * streamed to the GPU, the statistics summed there), their measured sensitivities, and evaluation (perplexity and zero-shot scoring: eval ppl,
+ * streamed to the GPU, the statistics summed there), their measured sensitivities, the refinement's plan loss and the
+ * forward pass of least-squares compensation's capture (prune, compare, apply; on the first GPU), and evaluation (perplexity and zero-shot scoring: eval ppl,
  * eval tasks, and the evaluations of prune --report and compare); generation, bench and the throughput
  * column run on the CPU in this release. A CUDA request on a machine without a usable GPU falls back to the
  * CPU and says why; a device index the machine does not have is an error.
@@ -54,6 +55,8 @@ export function resolveDevice(request: DeviceRequest = 'auto', stage: DeviceStag
     note:
       stage === 'evaluation'
         ? `evaluation on ${names}${split}`
-        : `calibration and evaluation on ${names}${split}; the estimators, planning and apply on the CPU`,
+        : stage === 'compensation'
+          ? `the forward pass of least-squares compensation's capture on cuda:${gpus[0].index} (${gpus[0].name}); its covariances, the solves and the slicing on the CPU`
+          : `calibration, evaluation, the plan's refinement and least-squares compensation's forward passes on ${names}${split}; the estimators, planning, covariances and slicing on the CPU`,
   };
 }

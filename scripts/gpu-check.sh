@@ -8,7 +8,8 @@
 #    streamed calibration on the GPU vs the CPU (statistics the planner reads), the fused GPU capture vs the
 #    CPU capture of the same forward, hidden states held on the GPU vs host round trips, the loss per position
 #    (perplexity) and zero-shot span scores on the GPU vs the CPU, the measured sensitivities (block-major on
-#    the runner, KL and loss kernels) vs the CPU driver;
+#    the runner, KL and loss kernels) vs the CPU driver, the plan loss of the measured refinement and the
+#    layer-input capture of least-squares compensation (blocks on the GPU) vs the CPU;
 # 3. stage timings on a LLaMA-2-7B-shaped BF16 model (random weights, 13.5 GB
 #    written once): forward tokens/s and TFLOP/s of the GPU blocks, analyze, the loss of every window
 #    (perplexity's work), plan stand-in, apply + save,

@@ -69,6 +69,13 @@ export interface ApplyOptions {
   tokenizerJson?: string;
   /** keep shapes and zero the removed units (the equivalence reference) */
   zeroInsteadOfSlice?: boolean;
+  /**
+   * GPUs that run the blocks of least-squares compensation's capture (the first of them; the covariances still
+   * accumulate on the CPU); absent: the CPU
+   */
+  cudaDevices?: number[];
+  /** their matrix-product precision (default bf16) */
+  precision?: 'bf16' | 'f16' | 'f32';
   shardBytes?: number;
   /** tensors written so far */
   onProgress?: (p: ProgressEvent) => void;
@@ -219,7 +226,7 @@ export async function refitSettings(
   model: Model,
   plan: PruningPlan,
   analysis: ApplyOptions['analysis'],
-  o: Pick<ApplyOptions, 'calibration' | 'tokenizer' | 'leastSquaresDamping' | 'signal'>,
+  o: Pick<ApplyOptions, 'calibration' | 'tokenizer' | 'leastSquaresDamping' | 'signal' | 'cudaDevices' | 'precision'>,
 ): Promise<NativeApplyOptions['refit']> {
   if (!planNeedsRefit(model, plan)) return undefined;
   let windows = o.calibration ?? analysis?.calibrationWindows;
@@ -233,7 +240,10 @@ export async function refitSettings(
     throw new EntropruneError('EP_INVALID_ARGUMENT', `calibration windows: ${windows.tokens.length} tokens do not make ${windows.samples} windows of ${windows.seqLen}`);
   const memory = refitMemory(model, plan, windows.seqLen);
   ensureFits('least-squares compensation', model.info.path, memory.parts, 'compensate with the bias only (--compensation-mode bias), or use a machine with more memory');
-  return { tokens: windows.tokens, nSeqs: windows.samples, seqLen: windows.seqLen, batchSeqs: refitBatchSeqs(windows.seqLen), damping: o.leastSquaresDamping, memoryBudget: memory.passBudget };
+  return {
+    tokens: windows.tokens, nSeqs: windows.samples, seqLen: windows.seqLen, batchSeqs: refitBatchSeqs(windows.seqLen), damping: o.leastSquaresDamping, memoryBudget: memory.passBudget,
+    ...(o.cudaDevices?.length ? { cudaDevices: o.cudaDevices, precision: o.precision } : {}),
+  };
 }
 
 export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions): Promise<ApplyResult> {

@@ -25,7 +25,7 @@ export interface PlanLossOptions {
   calibration?: ApplyOptions['calibration'];
   tokenizer?: ApplyOptions['tokenizer'];
   leastSquaresDamping?: number;
-  /** measure on the first of these GPUs (absent: the CPU); the refit's capture runs on the CPU as in applyPlan */
+  /** measure on the first of these GPUs (absent: the CPU), and run the refit's capture there as applyPlan does */
   cudaDevices?: number[];
   precision?: 'bf16' | 'f16' | 'f32';
   onProgress?: (p: ProgressEvent) => void;

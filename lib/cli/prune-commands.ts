@@ -157,7 +157,7 @@ export function registerPruneCommands(program: Command): void {
     .addOption(deviceOpt())
     .option('--json', 'print JSON')
     .action(async (modelPath: string, planFile: string, o: ApplyCli) => {
-      announceDevice(o.device, o.json);
+      const device = announceDevice(o.device, o.json, 'compensation');
       const p = readPlan(planFile);
       // Before the work, so a user can stop it (applyPlan reports the same in its result's warnings).
       const mismatch = compensationMismatch(p, o.compensationMode ?? 'least-squares');
@@ -173,6 +173,7 @@ export function registerPruneCommands(program: Command): void {
         force: o.force,
         analysis: o.analysis ? readAnalysis(o.analysis) : undefined,
         compensation: o.compensationMode,
+        ...cudaDevicesOption(device),
       });
       bar.finish();
       const rows = o.verify ? await verify(r.output, { against: modelPath }) : [];

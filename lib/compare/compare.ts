@@ -252,7 +252,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);
       if (compensation === 'least-squares' && planNeedsRefit(model, p)) calibrationWindows ??= await analysisCalibrationWindows(model, analysis.analysis.calibration, tokenizer, o.signal);
-      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, compensation, calibration: calibrationWindows, signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
+      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, compensation, calibration: calibrationWindows, cudaDevices: o.cudaDevices, signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
       try {
         const pruned = await loadModel(modelFile);
         const e = await evaluate(pruned, `${method} ${ratio}`);

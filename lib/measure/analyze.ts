@@ -361,6 +361,8 @@ async function recordRefitDamage(model: Model, blocks: BlockStats[], tokens: Int
       batchSeqs,
       memoryBudget,
       orders: orders.map((x) => ({ attn: x.attn.map((u) => Int32Array.from(u)), mlp: x.mlp.map((u) => Int32Array.from(u)) })),
+      // on the calibration's first GPU when it ran there (the covariances and their factorisations on the CPU)
+      ...(o.cudaDevices?.length ? { cudaDevices: o.cudaDevices, precision: o.precision } : {}),
     },
     (done, total) => o.onRefitDamageProgress?.({ done, total }),
   );

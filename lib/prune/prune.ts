@@ -154,6 +154,8 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
         analysis: result,
         compensation: o.compensation,
         tokenizer: o.tokenizer,
+        cudaDevices: o.analyze?.cudaDevices,
+        precision: o.analyze?.precision,
         onProgress: (ev) => o.onProgress?.('apply', ev),
         signal: o.signal,
       });

@@ -465,14 +465,14 @@ Napi::Value ModelWrap::MeasureRemovalDamage(const Napi::CallbackInfo& info) {
 class RefitDamageWorker final : public NativeJob {
  public:
   RefitDamageWorker(Napi::Env env, std::shared_ptr<const Model> model, std::vector<int32_t> tokens, TokenBatches batches, std::vector<RemovalOrders> orders,
-                    uint64_t memory_budget, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
+                    uint64_t memory_budget, RunDevices device, const Napi::Function& on_progress, std::shared_ptr<std::atomic<bool>> cancel)
       : NativeJob(env, on_progress), model_(std::move(model)), tokens_(std::move(tokens)), batches_(batches), orders_(std::move(orders)),
-        memory_budget_(memory_budget), cancel_(std::move(cancel)) {}
+        memory_budget_(memory_budget), device_(std::move(device)), cancel_(std::move(cancel)) {}
 
  private:
   void run(const ReportProgress& report) override {
     batches_.tokens = tokens_.data();
-    result_ = measure_refit_damage(*model_, orders_, batches_, memory_budget_, cancel_.get(), report, &passes_);
+    result_ = measure_refit_damage(*model_, orders_, batches_, memory_budget_, cancel_.get(), report, &passes_, layer_input_runner(*model_, device_, batches_.seq_len));
   }
   Napi::Value resolve(Napi::Env env) override {
     auto per_block = [&](const std::vector<std::vector<double>>& v) {
@@ -497,6 +497,7 @@ class RefitDamageWorker final : public NativeJob {
   TokenBatches batches_;
   std::vector<RemovalOrders> orders_;
   uint64_t memory_budget_;
+  RunDevices device_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   std::vector<ep::RefitDamage> result_;
   int passes_ = 0;
@@ -535,7 +536,8 @@ Napi::Value ModelWrap::RefitDamage(const Napi::CallbackInfo& info) {
   }
   TokenBatches batches{nullptr, in.n_seqs, in.seq_len, batch};
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  auto* w = new RefitDamageWorker(env, model, std::move(in.tokens), batches, std::move(orders), static_cast<uint64_t>(budget), callback_at(info, 1), cancel);
+  auto* w = new RefitDamageWorker(env, model, std::move(in.tokens), batches, std::move(orders), static_cast<uint64_t>(budget), device_option(env, o, "refitDamage"),
+                                  callback_at(info, 1), cancel);
   return queue_job(env, w, cancel);
 }
 

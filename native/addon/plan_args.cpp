@@ -1,5 +1,7 @@
 #include "addon/plan_args.h"
 
+#include "addon/model_wrap.h"
+
 #include <string>
 
 namespace ep::addon {
@@ -63,6 +65,7 @@ RefitArgs refit_args(Napi::Env env, const Napi::Object& o) {
   r.batches.batch_seqs = f.Get("batchSeqs").IsNumber() ? f.Get("batchSeqs").As<Napi::Number>().Int32Value() : 4;
   if (f.Get("damping").IsNumber()) r.options.damping = f.Get("damping").As<Napi::Number>().DoubleValue();
   if (f.Get("memoryBudget").IsNumber()) r.options.memory_budget = static_cast<uint64_t>(f.Get("memoryBudget").As<Napi::Number>().DoubleValue());
+  r.options.device = device_option(env, f, "refit");
   if (static_cast<int64_t>(r.tokens.size()) != static_cast<int64_t>(r.batches.n_seqs) * r.batches.seq_len || r.tokens.empty())
     throw Napi::TypeError::New(env, "refit.tokens must hold nSeqs × seqLen tokens");
   return r;

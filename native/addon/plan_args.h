@@ -17,7 +17,8 @@ std::vector<PlanBlock> plan_blocks(const Napi::Object& o);
 // o.means (optional): [{headMean?, channelMean?, attnOutMean?, mlpOutMean?}] of Float64Array
 std::vector<BlockMeans> block_means(const Napi::Object& o);
 
-// o.refit (optional): {tokens: Int32Array (nSeqs × seqLen), nSeqs, seqLen, batchSeqs?, damping?, memoryBudget?}.
+// o.refit (optional): {tokens: Int32Array (nSeqs × seqLen), nSeqs, seqLen, batchSeqs?, damping?, memoryBudget?,
+// cudaDevices?, precision?} (the GPUs that run the capture's blocks, device/layer_input_passes.h).
 // tokens stays empty when absent (bias compensation); batches.tokens is set by the worker once the tokens live
 // where it runs. Throws a JS TypeError for tokens that do not match nSeqs × seqLen.
 struct RefitArgs {

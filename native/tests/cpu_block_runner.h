@@ -31,7 +31,7 @@ class CpuBlockRunner final : public cuda::BlockRunner {
   void run(const cuda::BlockBatch& b) override {
     if (head_) throw std::logic_error("run with the output head loaded");
     float* x = rows(b);
-    forward_block(m_.config, l_, w_, x, b.n_seqs, b.seq_len, rope_, scratch_, nullptr, nullptr);
+    forward_block(m_.config, l_, w_, x, b.n_seqs, b.seq_len, rope_, scratch_, b.hooks, nullptr);
   }
   bool hold_hidden_states(int64_t rows, bool, int64_t) override {
     if (rows > budget_) return false;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <tuple>
 
@@ -19,6 +20,7 @@
 #include "core/forward/divergence.h"
 #include "core/measure/sensitivity.h"
 #include "core/apply/plan_loss.h"
+#include "core/device/layer_input_passes.h"
 #include "core/synthetic/synthetic_model.h"
 #include "core/device/cuda_api.h"
 #include "core/format/dtype.h"
@@ -379,6 +381,44 @@ TEST(Cuda, PlanLossOnGpuMatchesCpu) {
       if (!std::isnan(cpu.mlp_restored[l].kl)) near(gpu.mlp_restored[l].kl, cpu.mlp_restored[l].kl, "MLP restored " + std::to_string(l));
     }
     std::printf("plan loss on the GPU (%s): worst relative difference from the CPU %.2e\n", precision_name(p), worst);  // recorded by gpu-check.sh
+  }
+}
+
+TEST(Cuda, LayerInputCaptureOnGpuMatchesCpu) {
+  // Least-squares compensation's capture with the blocks on the GPU (its hook tensors back to the CPU's
+  // accumulators) against the CPU sweep, on stories260K: f32 to rounding, bf16 within its precision.
+  REQUIRE_DATA("models/stories260K/stories260K.gguf");
+  auto m = load_model(test::data_dir() + "/models/stories260K/stories260K.gguf");
+  const int n_seqs = 6, T = 64;
+  const auto toks = some_tokens(n_seqs * T, m->config.vocab, 7);
+  const TokenBatches in{toks.data(), n_seqs, T, 4};
+  const std::vector<LayerInputTarget> targets{{0, false}, {2, true}, {4, false}, {4, true}};
+  std::map<std::pair<int, bool>, std::vector<double>> cpu, gpu;
+  auto keep = [](std::map<std::pair<int, bool>, std::vector<double>>& into) {
+    return [&into](const LayerInputTarget& t, const Moments& mo) { into[{t.layer, t.mlp}] = mo.covariance(); };
+  };
+  capture_layer_inputs(*m, targets, in, 1ull << 30, nullptr, {}, keep(cpu), LayerInputOrder::kBlockMajor);
+  for (cuda::Precision p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
+    RunDevices dev;
+    dev.cuda_devices = {0};
+    dev.precision = p;
+    gpu.clear();
+    try {
+      capture_layer_inputs(*m, targets, in, 1ull << 30, nullptr, {}, keep(gpu), LayerInputOrder::kAuto, layer_input_runner(*m, dev, T));
+    } catch (const Error& e) {
+      SKIP_OR_FAIL_WITHOUT_GPU(e.what());
+    }
+    const double tol = p == cuda::Precision::kF32 ? 1e-3 : 5e-2;
+    double worst = 0;
+    for (const auto& [key, c] : cpu) {
+      const std::vector<double>& g = gpu.at(key);
+      double num = 0, den = 0;
+      for (size_t i = 0; i < c.size(); ++i) num += (g[i] - c[i]) * (g[i] - c[i]), den += c[i] * c[i];
+      const double rel = std::sqrt(num / std::max(den, 1e-30));
+      worst = std::max(worst, rel);
+      EXPECT_LE(rel, tol) << precision_name(p) << " layer " << key.first << (key.second ? " MLP" : " attention");
+    }
+    std::printf("layer-input capture on the GPU (%s): worst relative Frobenius difference from the CPU %.2e\n", precision_name(p), worst);  // recorded by gpu-check.sh
   }
 }
 

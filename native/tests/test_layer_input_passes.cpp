@@ -7,6 +7,7 @@
 
 #include "core/capture/layer_inputs.h"
 #include "core/device/layer_input_passes.h"
+#include "cpu_block_runner.h"
 #include "sample_util.h"
 #include "synthetic_util.h"
 
@@ -62,4 +63,41 @@ TEST(LayerInputPasses, BlockMajorSweepEqualsBatchMajorPassesBitForBit) {
   int p_tight = 0;
   capture(*m, in, 20'000, LayerInputOrder::kAuto, &p_tight);
   EXPECT_EQ(p_tight, 3);
+}
+
+TEST(LayerInputPasses, SweepOnABlockRunnerEqualsTheCpuSweep) {
+  // The GPU path's logic on a CPU runner: the runner runs each block, the capture reads its hook tensors; the
+  // moments are the CPU sweep's bit for bit. With a runner the sweep is taken even where one batch-major pass
+  // would hold every layer, and not where the hidden states do not fit the budget.
+  test::TempDir t;
+  auto m = test::small_synthetic_model(t, 48, 300, 8, 2, 6, 3, 20, 7);
+  const int T = 8, seqs = 4;
+  const std::vector<int32_t> tokens = test::random_tokens(T * seqs, 300, 3);
+  TokenBatches in{tokens.data(), seqs, T, 3};
+  int p_cpu = 0;
+  const Captured cpu = capture(*m, in, 1, LayerInputOrder::kBlockMajor, &p_cpu);
+  const std::vector<LayerInputTarget> targets{{0, false}, {1, true}, {1, false}};
+  auto on_runner = [&](uint64_t budget, int* runners, int* passes) {
+    Captured out;
+    *passes = capture_layer_inputs(
+        *m, targets, in, budget, nullptr, {}, [&](const LayerInputTarget& tg, const Moments& mo) { out[{tg.layer, tg.mlp}] = {mo.mean(), mo.covariance()}; },
+        LayerInputOrder::kAuto, [&](int64_t rows) {
+          ++*runners;
+          EXPECT_EQ(rows, 3 * T);  // one batch of batch_seqs windows
+          return std::make_unique<test::CpuBlockRunner>(*m, T, rows, 0);
+        });
+    return out;
+  };
+  int runners = 0, passes = 0;
+  const Captured got = on_runner(1 << 20, &runners, &passes);  // one batch-major pass would hold all three layers
+  EXPECT_EQ(runners, 1);
+  EXPECT_EQ(passes, 1);
+  for (const auto& [key, moments] : cpu) {
+    EXPECT_EQ(got.at(key).first, moments.first) << "mean of layer " << key.first;
+    EXPECT_EQ(got.at(key).second, moments.second) << "covariance of layer " << key.first;
+  }
+  runners = 0;
+  on_runner(1, &runners, &passes);  // the hidden states do not fit: the CPU's passes, no runner
+  EXPECT_EQ(runners, 0);
+  EXPECT_EQ(passes, 3);
 }

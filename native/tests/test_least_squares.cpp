@@ -13,6 +13,7 @@
 #include "core/forward/forward.h"
 #include "core/load/model.h"
 #include "core/synthetic/synthetic_model.h"
+#include "cpu_block_runner.h"
 #include "forward_util.h"
 #include "sample_util.h"
 #include "synthetic_util.h"
@@ -197,6 +198,20 @@ TEST(Refit, PlanRefitsOnlyPartlyCutLayersAndSlicedEqualsZeroed) {
   const auto again = refit_plan(*m, plan, in, tight, nullptr, {}, &rep2);
   EXPECT_EQ(rep2.passes, 3);
   EXPECT_EQ(again[1].down_proj.weight, refits[1].down_proj.weight);
+  // the capture's blocks on a block runner (a CPU one here; a GPU's in the product): the same refits
+  RefitOptions on_runner;
+  int runners = 0;
+  on_runner.runner = [&](int64_t rows) {
+    ++runners;
+    return std::make_unique<test::CpuBlockRunner>(*m, T, rows, 0);
+  };
+  RefitReport rep3;
+  const auto ran = refit_plan(*m, plan, in, on_runner, nullptr, {}, &rep3);
+  EXPECT_EQ(runners, 1);
+  EXPECT_EQ(rep3.passes, 1);
+  EXPECT_EQ(ran[1].down_proj.weight, refits[1].down_proj.weight);
+  EXPECT_EQ(ran[1].o_proj.weight, refits[1].o_proj.weight);
+  EXPECT_EQ(ran[0].down_proj.shift, refits[0].down_proj.shift);
 
   ApplyOptions sliced_opt, zeroed_opt;
   sliced_opt.refits = zeroed_opt.refits = &refits;

@@ -36,6 +36,7 @@ std::vector<LayerRefit> refit_plan(const Model& model, const std::vector<PlanBlo
     if (want_attn[l]) targets.push_back({l, false});
     if (want_mlp[l]) targets.push_back({l, true});
   }
+  const LayerInputRunnerFactory runner = opt.runner ? opt.runner : layer_input_runner(model, opt.device, in.seq_len);
   rep.passes = capture_layer_inputs(model, targets, in, opt.memory_budget, cancel, progress, [&](const LayerInputTarget& t, const Moments& mo) {
     const PlanBlock& b = plan[t.layer];
     LayerBuffers converted;  // a streamed model's block matrices, for this layer only
@@ -58,7 +59,7 @@ std::vector<LayerRefit> refit_plan(const Model& model, const std::vector<PlanBlo
       out[t.layer].attn = true;
       out[t.layer].o_proj = std::move(fit);
     }
-  });
+  }, LayerInputOrder::kAuto, runner);
   if (report) *report = rep;
   return out;
 }

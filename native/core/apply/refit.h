@@ -17,6 +17,7 @@
 #include "core/apply/apply.h"
 #include "core/apply/least_squares.h"
 #include "core/device/batches.h"
+#include "core/device/layer_input_passes.h"
 #include "core/load/model.h"
 
 namespace ep {
@@ -24,6 +25,10 @@ namespace ep {
 struct RefitOptions {
   double damping = kLeastSquaresDamping;
   uint64_t memory_budget = 4ull << 30;  // accumulator bytes per calibration pass (at least one layer per pass)
+  // GPUs for the capture's forward pass (the first; device/layer_input_passes.h: a block-major sweep whose hook
+  // tensors come back to the CPU's accumulators); none: the CPU. Tests set `runner` to a CPU runner instead.
+  RunDevices device;
+  LayerInputRunnerFactory runner;
 };
 
 struct RefitReport {

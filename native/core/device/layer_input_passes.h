@@ -7,10 +7,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/capture/moments.h"
 #include "core/device/batches.h"
+#include "core/device/block_runner.h"
 #include "core/load/model.h"
 
 namespace ep {
@@ -28,9 +30,19 @@ struct LayerInputTarget {
 // Returns the number of passes over the model (0 when there are no targets).
 enum class LayerInputOrder { kAuto, kBatchMajor, kBlockMajor };  // kAuto: as described; the others force one (tests)
 
+// A block runner for the sweep (a GPU's): it runs the blocks, and the capture — on the CPU, as ever — reads the
+// host copies of each batch's hook tensors, so the moments are those of the runner's forward pass (a GPU's in its
+// precision; a CPU runner's bit-identical to the CPU sweep). max_rows: the rows of one batch. Empty: the CPU.
+using LayerInputRunnerFactory = std::function<std::unique_ptr<cuda::BlockRunner>(int64_t max_rows)>;
+
+// With a runner factory, the sweep runs on the runner whenever every token's hidden state and the largest block's
+// accumulators fit the budget (one pass, whatever the number of layers); otherwise the CPU's batch-major passes.
 int capture_layer_inputs(const Model& model, const std::vector<LayerInputTarget>& targets, const TokenBatches& in, uint64_t memory_budget,
                          const std::atomic<bool>* cancel, const StageProgress& progress,
                          const std::function<void(const LayerInputTarget&, const Moments&)>& use,
-                         LayerInputOrder order = LayerInputOrder::kAuto);
+                         LayerInputOrder order = LayerInputOrder::kAuto, const LayerInputRunnerFactory& runner = {});
+
+// The factory for the first GPU of device.cuda_devices, in device.precision (empty when it names none).
+LayerInputRunnerFactory layer_input_runner(const Model& model, const RunDevices& device, int seq_len);
 
 }  // namespace ep

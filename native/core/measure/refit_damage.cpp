@@ -64,7 +64,8 @@ std::vector<double> refit_removal_steps(const float* w, int64_t rows, int64_t co
 }
 
 std::vector<RefitDamage> measure_refit_damage(const Model& model, const std::vector<RemovalOrders>& sets, const TokenBatches& calibration,
-                                              uint64_t memory_budget, const std::atomic<bool>* cancel, const StageProgress& progress, int* passes) {
+                                              uint64_t memory_budget, const std::atomic<bool>* cancel, const StageProgress& progress, int* passes,
+                                              const LayerInputRunnerFactory& runner) {
   const ModelConfig& c = model.config;
   const int L = c.n_layers();
   const int64_t d = c.dim, hd = c.head_dim;
@@ -120,7 +121,7 @@ std::vector<RefitDamage> measure_refit_damage(const Model& model, const std::vec
       by_index.assign(static_cast<size_t>(t.mlp ? s.ffn : s.n_kv_head), 0.0);
       for (size_t i = 0; i < order.size(); ++i) by_index[order[i]] = steps[i];
     }
-  });
+  }, LayerInputOrder::kAuto, runner);
   if (passes) *passes = n;
   return out;
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/device/batches.h"
+#include "core/device/layer_input_passes.h"
 #include "core/load/model.h"
 
 namespace ep {
@@ -43,8 +44,9 @@ struct RefitDamage {
 
 // Captures the sublayers' input covariances on `calibration` once (device/layer_input_passes.h: passes of at
 // most `memory_budget` accumulator bytes) and returns the steps of each set of orders (one per unit ranking).
+// runner: the capture's blocks on a block runner (layer_input_runner: a GPU's); empty: the CPU.
 std::vector<RefitDamage> measure_refit_damage(const Model& model, const std::vector<RemovalOrders>& orders, const TokenBatches& calibration,
                                               uint64_t memory_budget, const std::atomic<bool>* cancel, const StageProgress& progress,
-                                              int* passes = nullptr);
+                                              int* passes = nullptr, const LayerInputRunnerFactory& runner = {});
 
 }  // namespace ep
