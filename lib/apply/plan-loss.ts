@@ -10,7 +10,7 @@ import { refinePlan, type PlanLossMeasurement, type RefineOptions } from '../pla
 import { EntropruneError } from '../util/errors';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
-import { nativeBlocks, planMeans, refitSettings, type ApplyOptions, type CalibrationWindows, type CompensationMode } from './apply';
+import { analysisCalibrationWindows, nativeBlocks, planMeans, planNeedsRefit, refitSettings, type ApplyOptions, type CalibrationWindows, type CompensationMode } from './apply';
 
 export interface PlanLossOptions {
   /** the analysis the plan was made from: its means, and the windows least-squares compensation refits on */
@@ -61,5 +61,13 @@ export async function refinedPlan(
   options: PlanOptions,
   o: Omit<PlanLossOptions, 'analysis' | 'leaveOneOut'> & RefineOptions,
 ): Promise<PruningPlan> {
-  return refinePlan(analysis.analysis, options, (p, leaveOneOut) => measurePlanLoss(model, p, { ...o, analysis, leaveOneOut }), o);
+  // The refit's windows, when neither the caller nor the analysis holds them, are drawn again from the calibration
+  // file once for every candidate (refitSettings would tokenize the file for each), and only once one needs them.
+  let drawn: Promise<CalibrationWindows> | undefined;
+  const windowsFor = (p: PruningPlan) => {
+    if (o.calibration ?? analysis.calibrationWindows) return o.calibration; // refitSettings takes the analysis' own
+    if ((o.compensation ?? 'least-squares') !== 'least-squares' || !planNeedsRefit(model, p)) return undefined;
+    return (drawn ??= analysisCalibrationWindows(model, analysis.analysis.calibration, o.tokenizer, o.signal));
+  };
+  return refinePlan(analysis.analysis, options, async (p, leaveOneOut) => measurePlanLoss(model, p, { ...o, calibration: await windowsFor(p), analysis, leaveOneOut }), o);
 }

@@ -128,6 +128,8 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
       const cutDamage = cutDamageFor(o.compensation, o.plan?.cutDamage);
       const planOptions = { ...o.plan, cutDamage, weights, ratio: o.ratio, analysisFile: sidecars ? analysisFile : undefined, vocab: model.info.vocab, tiedOutput: model.info.tiedOutput };
       const refine = o.refine ?? true;
+      // the GPUs of the calibration also run the refinement's plan losses and the refit's capture
+      const devices = { cudaDevices: o.analyze?.cudaDevices, precision: o.analyze?.precision };
       const p =
         refine !== false && result.sensitivityWindows
           ? await refinedPlan(model, result, planOptions, {
@@ -136,8 +138,7 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
               compensation: o.compensation,
               calibration: result.calibrationWindows,
               tokenizer: o.tokenizer,
-              cudaDevices: o.analyze?.cudaDevices,
-              precision: o.analyze?.precision,
+              ...devices,
               onProgress: (ev) => o.onProgress?.('refine', ev),
               signal: o.signal,
             })
@@ -154,8 +155,7 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
         analysis: result,
         compensation: o.compensation,
         tokenizer: o.tokenizer,
-        cudaDevices: o.analyze?.cudaDevices,
-        precision: o.analyze?.precision,
+        ...devices,
         onProgress: (ev) => o.onProgress?.('apply', ev),
         signal: o.signal,
       });

@@ -57,14 +57,7 @@ class ApplyWorker final : public NativeJob {
     Napi::Object r = Napi::Object::New(env);
     r.Set("layers", layers_);
     r.Set("tensors", tensors_);
-    if (refitted_) {
-      Napi::Object f = Napi::Object::New(env);
-      f.Set("layers", refit_report_.layers_refitted);
-      f.Set("passes", refit_report_.passes);
-      f.Set("moreDamping", refit_report_.undamped_failures);
-      f.Set("fallbacks", refit_report_.fallbacks);
-      r.Set("refit", f);
-    }
+    if (refitted_) r.Set("refit", refit_report_object(env, refit_report_));
     return r;
   }
   std::shared_ptr<std::atomic<bool>> cancel_;

@@ -271,14 +271,9 @@ class AnalyzeWorker final : public NativeJob {
   AnalysisResult result_;
 };
 
-// The token windows every model job takes — {tokens: Int32Array, nSeqs, seqLen} — checked once for all of
-// them: tokens.length = nSeqs · seqLen, nSeqs > 0, seqLen ≥ min_seq_len, and the caller's batch (if any) > 0.
-struct TokenWindows {
-  std::vector<int32_t> tokens;
-  int n_seqs, seq_len;
-};
+}  // namespace
 
-TokenWindows token_windows(Napi::Env env, const Napi::Object& o, const std::string& call, int min_seq_len, int batch = 1) {
+TokenWindows token_windows(Napi::Env env, const Napi::Object& o, const std::string& call, int min_seq_len, int batch) {
   Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
   const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value();
   const int seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
@@ -287,8 +282,6 @@ TokenWindows token_windows(Napi::Env env, const Napi::Object& o, const std::stri
                                          (min_seq_len > 1 ? "(nSeqs > 0, seqLen >= " + std::to_string(min_seq_len) + ")" : std::string("(all positive)")));
   return {std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()), n_seqs, seq_len};
 }
-
-}  // namespace
 
 RunDevices device_option(Napi::Env env, const Napi::Object& o, const char* fn) {
   RunDevices device;

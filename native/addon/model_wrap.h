@@ -2,7 +2,10 @@
 #pragma once
 #include <napi.h>
 
+#include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "core/device/batches.h"
 #include "core/load/model.h"
@@ -32,6 +35,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value UnitWeightMagnitudes(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 };
+
+// The token windows every model job takes — {tokens: Int32Array, nSeqs, seqLen} — checked once for all of
+// them: tokens.length = nSeqs · seqLen, nSeqs > 0, seqLen ≥ min_seq_len, and the caller's batch (if any) > 0.
+// Throws a RangeError naming `call`.
+struct TokenWindows {
+  std::vector<int32_t> tokens;
+  int n_seqs, seq_len;
+};
+TokenWindows token_windows(Napi::Env env, const Napi::Object& o, const std::string& call, int min_seq_len, int batch = 1);
 
 // The options {cudaDevices?: number[], precision?: 'bf16'|'f16'|'f32'} of analyze, evaluate and score: the GPUs
 // that run the blocks (none: the CPU). Throws a RangeError naming `fn` for a bad precision.

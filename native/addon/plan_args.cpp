@@ -71,4 +71,13 @@ RefitArgs refit_args(Napi::Env env, const Napi::Object& o) {
   return r;
 }
 
+Napi::Object refit_report_object(Napi::Env env, const RefitReport& report) {
+  Napi::Object f = Napi::Object::New(env);
+  f.Set("layers", report.layers_refitted);
+  f.Set("passes", report.passes);
+  f.Set("moreDamping", report.undamped_failures);
+  f.Set("fallbacks", report.fallbacks);
+  return f;
+}
+
 }  // namespace ep::addon

@@ -1,5 +1,5 @@
 // The arguments applyPlan and measurePlanLoss share, read from JS: the plan's blocks, the calibration means
-// compensation folds in, and the least-squares refit's windows and settings.
+// compensation folds in, and the least-squares refit's windows and settings; and the refit's report back.
 #pragma once
 #include <napi.h>
 
@@ -27,5 +27,8 @@ struct RefitArgs {
   RefitOptions options;
 };
 RefitArgs refit_args(Napi::Env env, const Napi::Object& o);
+
+// What least-squares compensation reports back to JS: {layers, passes, moreDamping, fallbacks}.
+Napi::Object refit_report_object(Napi::Env env, const RefitReport& report);
 
 }  // namespace ep::addon

@@ -53,14 +53,7 @@ class PlanLossWorker final : public NativeJob {
     };
     r.Set("attnRestored", per_block(losses_.attn_restored));
     r.Set("mlpRestored", per_block(losses_.mlp_restored));
-    if (refitted_) {
-      Napi::Object f = Napi::Object::New(env);
-      f.Set("layers", refit_report_.layers_refitted);
-      f.Set("passes", refit_report_.passes);
-      f.Set("moreDamping", refit_report_.undamped_failures);
-      f.Set("fallbacks", refit_report_.fallbacks);
-      r.Set("refit", f);
-    }
+    if (refitted_) r.Set("refit", refit_report_object(env, refit_report_));
     return r;
   }
   std::shared_ptr<std::atomic<bool>> cancel_;
@@ -89,13 +82,10 @@ Napi::Value MeasurePlanLoss(const Napi::CallbackInfo& info) {
   request.leave_one_out = o.Has("leaveOneOut") && o.Get("leaveOneOut").ToBoolean();
   if (o.Get("memoryBudget").IsNumber()) request.memory_budget = static_cast<uint64_t>(o.Get("memoryBudget").As<Napi::Number>().DoubleValue());
   RefitArgs refit = refit_args(env, o);
-  Napi::Int32Array toks = o.Get("tokens").As<Napi::Int32Array>();
-  const int n_seqs = o.Get("nSeqs").As<Napi::Number>().Int32Value(), seq_len = o.Get("seqLen").As<Napi::Number>().Int32Value();
-  if (n_seqs <= 0 || seq_len < 2 || static_cast<size_t>(n_seqs) * seq_len != toks.ElementLength())
-    throw Napi::RangeError::New(env, "measurePlanLoss: tokens.length must equal nSeqs * seqLen (nSeqs > 0, seqLen >= 2)");
+  TokenWindows in = token_windows(env, o, "measurePlanLoss", 2);
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  auto* w = new PlanLossWorker(env, mw->model, std::move(request), std::move(refit), std::vector<int32_t>(toks.Data(), toks.Data() + toks.ElementLength()),
-                               n_seqs, seq_len, device_option(env, o, "measurePlanLoss"), callback_at(info, 2), cancel);
+  auto* w = new PlanLossWorker(env, mw->model, std::move(request), std::move(refit), std::move(in.tokens), in.n_seqs, in.seq_len,
+                               device_option(env, o, "measurePlanLoss"), callback_at(info, 2), cancel);
   return queue_job(env, w, cancel);
 }
 

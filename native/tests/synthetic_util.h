@@ -1,7 +1,9 @@
-// Test fixtures shared by the apply, least-squares and scoring tests: a small random-weight model written to a
-// scratch folder and loaded back, and the plan that keeps every unit of a model (each test then cuts from it).
+// Test fixtures shared by the apply, least-squares, plan-loss and scoring tests: a small random-weight model written
+// to a scratch folder and loaded back, the plan that keeps every unit of a model (each test then cuts from it), and
+// random calibration means.
 #pragma once
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,22 @@ inline std::vector<PlanBlock> keep_everything_plan(const Model& m) {
     p.push_back(b);
   }
   return p;
+}
+
+// Random calibration means for every block (normal, σ 0.3; the same seed gives the same means): what
+// compensation folds in, for tests that check where it lands rather than what it is.
+inline std::vector<BlockMeans> random_means(const Model& m, int seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> n(0, 0.3);
+  std::vector<BlockMeans> out;
+  for (const LayerShape& s : m.config.layers) {
+    BlockMeans b;
+    for (int i = 0; i < s.n_head * m.config.head_dim; ++i) b.head_mean.push_back(n(g));
+    for (int i = 0; i < s.ffn; ++i) b.channel_mean.push_back(n(g));
+    for (int i = 0; i < m.config.dim; ++i) { b.attn_out_mean.push_back(n(g)); b.mlp_out_mean.push_back(n(g)); }
+    out.push_back(b);
+  }
+  return out;
 }
 
 }  // namespace ep::test

@@ -2,7 +2,6 @@
 // of the full-size model with the removed units zeroed and the same biases; compensation adds exactly
 // W[:, removed]·μ.
 #include <cmath>
-#include <random>
 
 #include "core/apply/apply.h"
 #include "core/error.h"
@@ -20,20 +19,6 @@ namespace {
 
 // GQA: 3 query heads per KV head
 std::unique_ptr<Model> base(const test::TempDir& t) { return test::small_synthetic_model(t, 48, 300, 8, 4, 6, 2, 40, 17); }
-
-std::vector<BlockMeans> random_means(const Model& m, int seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<double> n(0, 0.3);
-  std::vector<BlockMeans> out;
-  for (const LayerShape& s : m.config.layers) {
-    BlockMeans b;
-    for (int i = 0; i < s.n_head * m.config.head_dim; ++i) b.head_mean.push_back(n(g));
-    for (int i = 0; i < s.ffn; ++i) b.channel_mean.push_back(n(g));
-    for (int i = 0; i < m.config.dim; ++i) { b.attn_out_mean.push_back(n(g)); b.mlp_out_mean.push_back(n(g)); }
-    out.push_back(b);
-  }
-  return out;
-}
 
 double compare(const Model& src, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means, const test::TempDir& t,
                const std::string& tag, ModelConfig* sliced_config = nullptr) {
@@ -57,7 +42,7 @@ double compare(const Model& src, const std::vector<PlanBlock>& plan, const std::
 TEST(Apply, EveryRemovalKindMatchesTheZeroedModel) {
   test::TempDir t;
   auto m = base(t);
-  auto means = random_means(*m, 1);
+  auto means = test::random_means(*m, 1);
   struct Case {
     std::string name;
     std::function<void(std::vector<PlanBlock>&)> edit;
@@ -99,7 +84,7 @@ TEST(Apply, ShapesAndRenumbering) {
   plan[2].kept_kv = {1};
   plan[2].kept_heads = {4, 5};
   plan[3].kept_channels = {0, 1, 2};
-  PrunedModel p = prune_model(*m, plan, random_means(*m, 2));
+  PrunedModel p = prune_model(*m, plan, test::random_means(*m, 2));
   ASSERT_EQ(p.config.n_layers(), 3);
   EXPECT_EQ(p.source_block, (std::vector<int>{0, 2, 3}));
   EXPECT_EQ(p.config.layers[1].n_head, 2);
@@ -111,7 +96,7 @@ TEST(Apply, ShapesAndRenumbering) {
 TEST(Apply, CompensationAddsTheRemovedUnitsMeanContribution) {
   test::TempDir t;
   auto m = base(t);
-  auto means = random_means(*m, 3);
+  auto means = test::random_means(*m, 3);
   auto plan = test::keep_everything_plan(*m);
   plan[1].kept_channels = {0, 1, 2, 3};  // channels 4..39 removed
   PrunedModel p = prune_model(*m, plan, means);

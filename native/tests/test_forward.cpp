@@ -3,6 +3,7 @@
 // anchors from shared/data/README.md and the hook points' consistency.
 #include <cmath>
 #include <complex>
+#include <functional>
 
 #include "core/error.h"
 #include "core/forward/forward.h"
@@ -183,23 +184,39 @@ TEST(Forward, HeterogeneousModelMatchesDoubleReference) {
   EXPECT_LT(max_diff, 2e-4) << "max |logit - reference|";
 }
 
-// An RMSNorm epsilon other than 1e-5 (read from the file) against the double reference, which uses the
-// same one: an engine that ignored it would be off by far more than the tolerance (checked here too).
-TEST(Forward, OtherNormEpsilonMatchesReference) {
+namespace {
+
+// A model written with a setting `set` gives, read back from the file (`check` asserts the loaded value), the
+// double reference's logits within 2e-4; with the setting undone by `unset` in the loaded config — what an engine
+// ignoring the file's value would compute — the reference is off by more than 1e-2, so the first check means
+// something.
+void expect_setting_read(const std::string& name, uint64_t seed, int T, int token_seed, const std::function<void(ModelConfig&)>& set,
+                         const std::function<void(const ModelConfig&)>& check, const std::function<void(ModelConfig&)>& unset) {
   test::TempDir tmp;
   SyntheticSpec spec;
   spec.config = hetero_config(RopeLayout::kInterleaved);
-  spec.config.norm_eps = 0.02f;
-  spec.seed = 9;
-  write_synthetic_gguf(spec, tmp.file("eps.gguf"));
-  auto m = load_model(tmp.file("eps.gguf"));
-  ASSERT_FLOAT_EQ(m->config.norm_eps, 0.02f);
-  const int T = 20, V = m->config.vocab;
-  const std::vector<int32_t> seq = some_tokens(T, V, 4);
+  set(spec.config);
+  spec.seed = seed;
+  write_synthetic_gguf(spec, tmp.file(name + ".gguf"));
+  auto m = load_model(tmp.file(name + ".gguf"));
+  check(m->config);
+  if (::testing::Test::HasFatalFailure()) return;  // the file did not carry the setting
+  const int V = m->config.vocab;
+  const std::vector<int32_t> seq = some_tokens(T, V, token_seed);
   const std::vector<float> logits = test::full_logits(*m, seq);
   EXPECT_LT(max_logit_diff(reference_logits(*m, seq), logits, V), 2e-4);
-  m->config.norm_eps = 1e-5f;  // what an engine ignoring the file's epsilon would compute
+  unset(m->config);
   EXPECT_GT(max_logit_diff(reference_logits(*m, seq), logits, V), 1e-2);
+}
+
+}  // namespace
+
+// An RMSNorm epsilon other than 1e-5 (read from the file) against the double reference, which uses the
+// same one: an engine that ignored it would be off by far more than the tolerance (checked here too).
+TEST(Forward, OtherNormEpsilonMatchesReference) {
+  expect_setting_read(
+      "eps", 9, 20, 4, [](ModelConfig& c) { c.norm_eps = 0.02f; }, [](const ModelConfig& c) { ASSERT_FLOAT_EQ(c.norm_eps, 0.02f); },
+      [](ModelConfig& c) { c.norm_eps = 1e-5f; });
 }
 
 // A RoPE base other than 10,000 (Llama-3's 500,000, read from the file) against the double reference, which
@@ -207,20 +224,9 @@ TEST(Forward, OtherNormEpsilonMatchesReference) {
 // here too). The TypeScript forward test checks the same through the addon; this one is what the C++ mutant
 // driver (scripts/mutate-core.sh) runs.
 TEST(Forward, OtherRopeThetaMatchesReference) {
-  test::TempDir tmp;
-  SyntheticSpec spec;
-  spec.config = hetero_config(RopeLayout::kInterleaved);
-  spec.config.rope_theta = 500000;
-  spec.seed = 11;
-  write_synthetic_gguf(spec, tmp.file("theta.gguf"));
-  auto m = load_model(tmp.file("theta.gguf"));
-  ASSERT_FLOAT_EQ(m->config.rope_theta, 500000.0f);
-  const int T = 24, V = m->config.vocab;
-  const std::vector<int32_t> seq = some_tokens(T, V, 6);
-  const std::vector<float> logits = test::full_logits(*m, seq);
-  EXPECT_LT(max_logit_diff(reference_logits(*m, seq), logits, V), 2e-4);
-  m->config.rope_theta = 10000;  // what an engine ignoring the file's base would compute
-  EXPECT_GT(max_logit_diff(reference_logits(*m, seq), logits, V), 1e-2);
+  expect_setting_read(
+      "theta", 11, 24, 6, [](ModelConfig& c) { c.rope_theta = 500000; }, [](const ModelConfig& c) { ASSERT_FLOAT_EQ(c.rope_theta, 500000.0f); },
+      [](ModelConfig& c) { c.rope_theta = 10000; });
 }
 
 TEST(Forward, HalfRopeLayoutMatchesReference) {

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 
 #include "core/apply/apply.h"
 #include "core/apply/refit.h"
@@ -23,20 +22,6 @@
 using namespace ep;
 
 namespace {
-
-std::vector<BlockMeans> random_means(const Model& m, int seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<double> n(0, 0.3);
-  std::vector<BlockMeans> out;
-  for (const LayerShape& s : m.config.layers) {
-    BlockMeans b;
-    for (int i = 0; i < s.n_head * m.config.head_dim; ++i) b.head_mean.push_back(n(g));
-    for (int i = 0; i < s.ffn; ++i) b.channel_mean.push_back(n(g));
-    for (int i = 0; i < m.config.dim; ++i) b.attn_out_mean.push_back(n(g)), b.mlp_out_mean.push_back(n(g));
-    out.push_back(b);
-  }
-  return out;
-}
 
 // Every kind of cut at once: block 0's attention whole (its mean lands in the token embeddings) and some of its
 // channels; block 1 whole (folded into block 0); a KV group and channels of block 2; block 3's MLP whole, some
@@ -86,17 +71,30 @@ PlanLoss written_loss(const Model& m, const std::vector<PlanBlock>& plan, const 
   return {nll / (seqs * (T - 1.0)), kl / (seqs * static_cast<double>(T))};
 }
 
+// The case both drivers are measured on: mixed_plan on a 4-block GQA model, five windows of 24 tokens, random
+// means, and the plan's least-squares refits on other windows.
+struct MixedCase {
+  test::TempDir t;
+  std::unique_ptr<Model> m = test::small_synthetic_model(t, 48, 300, 8, 4, 6, 2, 40, 31);
+  static constexpr int T = 24, seqs = 5;
+  std::vector<int32_t> toks = test::random_tokens(T * seqs, 300, 7);
+  std::vector<int32_t> calib = test::random_tokens(32 * 12, 300, 8);
+  std::vector<BlockMeans> means = test::random_means(*m, 3);
+  std::vector<PlanBlock> plan = mixed_plan(*m);
+  std::vector<LayerRefit> refits = refit_plan(*m, plan, TokenBatches{calib.data(), 12, 32, 4}, {}, nullptr, {});
+};
+
 }  // namespace
 
 TEST(PlanLoss, EqualsTheWrittenModelsForThePlanAndEachRestoredLayer) {
-  test::TempDir t;
-  auto m = test::small_synthetic_model(t, 48, 300, 8, 4, 6, 2, 40, 31);
-  const int T = 24, seqs = 5;
-  const std::vector<int32_t> toks = test::random_tokens(T * seqs, 300, 7);
-  const std::vector<int32_t> calib = test::random_tokens(32 * 12, 300, 8);
-  const auto means = random_means(*m, 3);
-  const auto plan = mixed_plan(*m);
-  const std::vector<LayerRefit> refits = refit_plan(*m, plan, TokenBatches{calib.data(), 12, 32, 4}, {}, nullptr, {});
+  const MixedCase c;
+  const test::TempDir& t = c.t;
+  const Model* m = c.m.get();
+  const int T = MixedCase::T, seqs = MixedCase::seqs;
+  const std::vector<int32_t>& toks = c.toks;
+  const auto& means = c.means;
+  const auto& plan = c.plan;
+  const std::vector<LayerRefit>& refits = c.refits;
   for (const std::vector<LayerRefit>* r : {static_cast<const std::vector<LayerRefit>*>(nullptr), &refits}) {
     const std::string mode = r ? "ls" : "bias";
     PlanLossRequest req{plan, means, r, true};
@@ -154,14 +152,14 @@ TEST(PlanLoss, RefusesBadInput) {
 TEST(PlanLoss, BlockMajorDriverOnARunnerEqualsTheCpuDriver) {
   // The GPU path's logic on a CPU runner: every figure as the CPU driver gives it, with the hidden states held by
   // the runner and with a budget too small to hold them (host states, groups of one window).
-  test::TempDir t;
-  auto m = test::small_synthetic_model(t, 48, 300, 8, 4, 6, 2, 40, 31);
-  const int T = 24, seqs = 5;
-  const std::vector<int32_t> toks = test::random_tokens(T * seqs, 300, 7);
-  const std::vector<int32_t> calib = test::random_tokens(32 * 12, 300, 8);
-  const auto means = random_means(*m, 3);
-  const auto plan = mixed_plan(*m);
-  const std::vector<LayerRefit> refits = refit_plan(*m, plan, TokenBatches{calib.data(), 12, 32, 4}, {}, nullptr, {});
+  const MixedCase c;
+  const test::TempDir& t = c.t;
+  const Model* m = c.m.get();
+  const int T = MixedCase::T, seqs = MixedCase::seqs;
+  const std::vector<int32_t>& toks = c.toks;
+  const auto& means = c.means;
+  const auto& plan = c.plan;
+  const std::vector<LayerRefit>& refits = c.refits;
   const PlanLossRequest req{plan, means, &refits, true};
   const TokenBatches windows{toks.data(), seqs, T, 1};
   const PlanLosses cpu = measure_plan_losses(*m, windows, req, nullptr, {});

@@ -90,6 +90,37 @@ class BlockCache {
 
 }  // namespace
 
+void add_partial_cut_compensation(const ModelConfig& c, int l, const LayerWeights& w, const PlanBlock& b, const BlockMeans& mm, const LayerRefit* refit, bool attn,
+                                  std::vector<double>& bias) {
+  const LayerShape& s = c.layers[l];
+  const int64_t d = c.dim, hd = c.head_dim;
+  if (attn) {  // bo += Wo[:, removed] · μ, or the least-squares refit's shift
+    if (refit && refit->attn) {
+      for (int64_t o = 0; o < d; ++o) bias[o] += refit->o_proj.shift[o];
+      return;
+    }
+    std::vector<char> kept(s.n_head, 0);
+    for (int h : b.kept_heads) kept[h] = 1;
+    const int64_t q = s.n_head * hd;
+    for (int h = 0; h < s.n_head; ++h) {
+      if (kept[h]) continue;
+      for (int64_t o = 0; o < d; ++o)
+        for (int64_t e = 0; e < hd; ++e) bias[o] += static_cast<double>(w.wo[o * q + h * hd + e]) * mm.head_mean[h * hd + e];
+    }
+  } else {  // b_down += Wdown[:, removed] · μ, or the least-squares refit's shift
+    if (refit && refit->mlp) {
+      for (int64_t o = 0; o < d; ++o) bias[o] += refit->down_proj.shift[o];
+      return;
+    }
+    std::vector<char> kept(s.ffn, 0);
+    for (int j : b.kept_channels) kept[j] = 1;
+    for (int j = 0; j < s.ffn; ++j) {
+      if (kept[j]) continue;
+      for (int64_t o = 0; o < d; ++o) bias[o] += static_cast<double>(w.w_down[o * s.ffn + j]) * mm.channel_mean[j];
+    }
+  }
+}
+
 PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means, const ApplyOptions& opt) {
   check_plan(m, plan, means);
   // Block l's least-squares refit, if any. The fills below point into opt.refits rather than copy the refitted
@@ -144,34 +175,11 @@ PrunedModel prune_model(const Model& m, const std::vector<PlanBlock>& plan, cons
     const bool attn_gone = s.n_head > 0 && b.kept_heads.empty();
     const bool mlp_gone = s.ffn > 0 && b.kept_channels.empty();
     const LayerRefit* refit = refit_of(l);
-    // removed heads of a kept attention layer: bo += Wo[:, removed] · μ, or the least-squares refit's shift
-    if (refit && refit->attn) {
-      std::vector<double>& bo = bias_of(attn_bias, l, w.bo);
-      for (int64_t o = 0; o < d; ++o) bo[o] += refit->o_proj.shift[o];
-    } else if (s.n_head > 0 && !attn_gone && static_cast<int>(b.kept_heads.size()) < s.n_head) {
-      std::vector<char> kept(s.n_head, 0);
-      for (int h : b.kept_heads) kept[h] = 1;
-      std::vector<double>& bo = bias_of(attn_bias, l, w.bo);
-      const int64_t q = s.n_head * hd;
-      for (int h = 0; h < s.n_head; ++h) {
-        if (kept[h]) continue;
-        for (int64_t o = 0; o < d; ++o)
-          for (int64_t e = 0; e < hd; ++e) bo[o] += static_cast<double>(w.wo[o * q + h * hd + e]) * mm.head_mean[h * hd + e];
-      }
-    }
-    // removed channels of a kept MLP: b_down += Wdown[:, removed] · μ, or the least-squares refit's shift
-    if (refit && refit->mlp) {
-      std::vector<double>& bd = bias_of(down_bias, l, w.b_down);
-      for (int64_t o = 0; o < d; ++o) bd[o] += refit->down_proj.shift[o];
-    } else if (s.ffn > 0 && !mlp_gone && static_cast<int>(b.kept_channels.size()) < s.ffn) {
-      std::vector<char> kept(s.ffn, 0);
-      for (int j : b.kept_channels) kept[j] = 1;
-      std::vector<double>& bd = bias_of(down_bias, l, w.b_down);
-      for (int j = 0; j < s.ffn; ++j) {
-        if (kept[j]) continue;
-        for (int64_t o = 0; o < d; ++o) bd[o] += static_cast<double>(w.w_down[o * s.ffn + j]) * mm.channel_mean[j];
-      }
-    }
+    // removed heads of a kept attention layer / removed channels of a kept MLP: their own compensation
+    if ((refit && refit->attn) || (s.n_head > 0 && !attn_gone && static_cast<int>(b.kept_heads.size()) < s.n_head))
+      add_partial_cut_compensation(c, l, w, b, mm, refit, true, bias_of(attn_bias, l, w.bo));
+    if ((refit && refit->mlp) || (s.ffn > 0 && !mlp_gone && static_cast<int>(b.kept_channels.size()) < s.ffn))
+      add_partial_cut_compensation(c, l, w, b, mm, refit, false, bias_of(down_bias, l, w.b_down));
     if (b.removed) {  // whole block: E[Δ] = E[a] + E[m] upstream
       std::vector<double> cst(d, 0.0);
       if (s.n_head > 0 && mm.attn_out_mean.size() == static_cast<size_t>(d)) for (int64_t j = 0; j < d; ++j) cst[j] += mm.attn_out_mean[j];

@@ -61,6 +61,13 @@ struct ApplyOptions {
 // the means its compensation needs).
 void check_plan(const Model& model, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means);
 
+// What compensating a partial cut of block l's attention (attn) or MLP adds to that layer's output bias, added
+// into `bias` ([dim]): the least-squares refit's shift where `refit` has one for that layer, else the removed
+// units' mean contribution W[:, removed]·μ (w: the block's source weights, mm: its calibration means). Shared by
+// prune_model and the plan loss (apply/plan_loss.h), which takes it out again to restore a layer.
+void add_partial_cut_compensation(const ModelConfig& c, int l, const LayerWeights& w, const PlanBlock& b, const BlockMeans& mm, const LayerRefit* refit, bool attn,
+                                  std::vector<double>& bias);
+
 // Throws ep::Error (kInvalidArgument) naming the block and field when the plan does not fit the model.
 PrunedModel prune_model(const Model& model, const std::vector<PlanBlock>& plan, const std::vector<BlockMeans>& means,
                         const ApplyOptions& options = {});

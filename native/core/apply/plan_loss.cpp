@@ -65,33 +65,13 @@ class PlanBlocks {
   std::map<std::string, size_t> index_;
 };
 
-// What a partly cut layer's own compensation added to its output bias (apply.cpp): the least-squares refit's
-// shift, or the removed units' mean contribution W[:, removed]·μ; zero without compensation.
+// What a partly cut layer's own compensation added to its output bias (apply's add_partial_cut_compensation); zero
+// without compensation.
 std::vector<double> own_shift(const Model& m, const LayerWeights& source, const PlanLossRequest& r, int l, bool attn) {
-  const ModelConfig& c = m.config;
-  const LayerShape& s = c.layers[l];
-  const PlanBlock& b = r.plan[l];
-  const int64_t d = c.dim;
-  std::vector<double> shift(d, 0.0);
-  if (!b.compensate || l >= static_cast<int>(r.means.size())) return shift;
+  std::vector<double> shift(m.config.dim, 0.0);
+  if (!r.plan[l].compensate || l >= static_cast<int>(r.means.size())) return shift;
   const LayerRefit* refit = r.refits && l < static_cast<int>(r.refits->size()) ? &(*r.refits)[l] : nullptr;
-  if (attn) {
-    if (refit && refit->attn) return refit->o_proj.shift;
-    std::vector<char> kept(s.n_head, 0);
-    for (int h : b.kept_heads) kept[h] = 1;
-    const int64_t hd = c.head_dim, q = s.n_head * hd;
-    for (int h = 0; h < s.n_head; ++h)
-      if (!kept[h])
-        for (int64_t o = 0; o < d; ++o)
-          for (int64_t e = 0; e < hd; ++e) shift[o] += static_cast<double>(source.wo[o * q + h * hd + e]) * r.means[l].head_mean[h * hd + e];
-  } else {
-    if (refit && refit->mlp) return refit->down_proj.shift;
-    std::vector<char> kept(s.ffn, 0);
-    for (int j : b.kept_channels) kept[j] = 1;
-    for (int j = 0; j < s.ffn; ++j)
-      if (!kept[j])
-        for (int64_t o = 0; o < d; ++o) shift[o] += static_cast<double>(source.w_down[o * s.ffn + j]) * r.means[l].channel_mean[j];
-  }
+  add_partial_cut_compensation(m.config, l, source, r.plan[l], r.means[l], refit, attn, shift);
   return shift;
 }
 
@@ -155,6 +135,12 @@ void embed_pruned(const Model& model, const PrunedModel& pruned, const int32_t* 
   if (!pruned.embedding_shift.empty())
     for (int64_t r = 0; r < N; ++r)
       for (int j = 0; j < d; ++j) h[r * d + j] = static_cast<float>(h[r * d + j] + pruned.embedding_shift[j]);
+}
+
+// A group's per-position losses into a model's sums.
+void add_sums(const std::vector<float>& nll, const std::vector<float>& kl, PlanLoss& sum) {
+  for (float v : nll) sum.nll += v;
+  for (float v : kl) sum.kl += v;
 }
 
 // Means of the sums over the windows, NaN for the variants not measured.
@@ -236,8 +222,7 @@ PlanLosses measure_on_cpu(const Model& model, const TokenBatches& windows, const
     auto add = [&](const std::vector<float>& h, PlanLoss& sum) {
       head(h, logits);
       kl_next_token_rows_cpu(logits.data(), ref.data(), N, T, V, toks, kl.data(), nll.data());
-      for (float v : nll) sum.nll += v;
-      for (float v : kl) sum.kl += v;
+      add_sums(nll, kl, sum);
     };
     add(pruned_h, plan_sum);
     for (size_t v = 0; v < variants.size(); ++v) add(variant_h[v], variant_sum[v]);
@@ -274,24 +259,9 @@ PlanLosses measure_plan_losses_block_major(const Model& model, const TokenBatche
   const std::vector<Variant>& variants = prep.variants;
   const int slots = 2 + static_cast<int>(variants.size());  // 0: intact, 1: the plan, 2..: the variants
 
-  // A runner for groups of `group` windows whose states it holds, halving the group until they fit; with one
-  // window that still does not fit, the states live on the host.
   int group = windows.n_seqs;
   bool held = false;
-  std::unique_ptr<cuda::BlockRunner> runner;
-  for (;;) {
-    const int64_t N = static_cast<int64_t>(group) * T;
-    try {
-      runner = make_runner(N);
-    } catch (const Error&) {
-      if (group == 1) throw;
-      group = (group + 1) / 2;
-      continue;
-    }
-    held = runner->hold_hidden_states(slots * N, /*room_for_output_head=*/true, /*reference_rows=*/N);
-    if (held || group == 1) break;
-    group = (group + 1) / 2;
-  }
+  const std::unique_ptr<cuda::BlockRunner> runner = cuda::runner_holding_groups(make_runner, T, slots, group, held);
 
   double intact_sum = 0;
   PlanLoss plan_sum;
@@ -361,8 +331,7 @@ PlanLosses measure_plan_losses_block_major(const Model& model, const TokenBatche
     runner->keep_reference(batch(0));
     auto add = [&](int slot, PlanLoss& sum) {
       runner->compare_with_reference(batch(slot), toks, kl.data(), nll.data());
-      for (float v : nll) sum.nll += v;
-      for (float v : kl) sum.kl += v;
+      add_sums(nll, kl, sum);
     };
     add(1, plan_sum);
     for (size_t v = 0; v < variants.size(); ++v) add(2 + static_cast<int>(v), variant_sum[v]);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/capture/block_statistics.h"
+#include "core/error.h"
 #include "core/forward/forward.h"
 
 namespace ep::cuda {
@@ -110,6 +111,28 @@ class BlockRunner {
   virtual std::string description() const = 0;  // device name, precision and GEMM backend
   virtual uint64_t peak_device_bytes() const = 0;  // the most device memory this runner has held
 };
+
+// A runner for groups of `windows` windows of seq_len tokens whose `slots` hidden states per window it holds
+// (beside the output head and one group's reference log-probabilities), halving the group until they fit; with one
+// window that still does not fit, the states stay on the host (held = false). make(max_rows) builds a runner and
+// throws ep::Error when it cannot (no CUDA, or not even these rows' buffers fit): rethrown at one window.
+template <typename Make>
+std::unique_ptr<BlockRunner> runner_holding_groups(const Make& make, int seq_len, int slots, int& windows, bool& held) {
+  for (;;) {
+    const int64_t N = static_cast<int64_t>(windows) * seq_len;
+    std::unique_ptr<BlockRunner> runner;
+    try {
+      runner = make(N);
+    } catch (const Error&) {
+      if (windows == 1) throw;
+      windows = (windows + 1) / 2;
+      continue;
+    }
+    held = runner->hold_hidden_states(slots * N, /*room_for_output_head=*/true, /*reference_rows=*/N);
+    if (held || windows == 1) return runner;
+    windows = (windows + 1) / 2;
+  }
+}
 
 inline const char* precision_name(Precision p) { return p == Precision::kF32 ? "f32" : p == Precision::kBF16 ? "bf16" : "f16"; }
 // The inverse of precision_name; empty for any other string (the caller names the option in its error).

@@ -131,27 +131,6 @@ void measure_group(const Job& job, cuda::BlockRunner& runner, bool held, int g0,
   step();
 }
 
-// A runner for groups of `windows` windows whose states it holds, halving the group until they fit; with
-// one window that still does not fit, the states live on the host (held = false).
-std::unique_ptr<cuda::BlockRunner> runner_for(const Job& job, int device, const RunnerFactory& make_runner, int& windows, bool& held) {
-  const ModelConfig& c = job.model.config;
-  const int slots = 1 + removals_of(c, job.partial);
-  for (;;) {
-    const int64_t N = static_cast<int64_t>(windows) * job.seq_len;
-    std::unique_ptr<cuda::BlockRunner> runner;
-    try {
-      runner = make_runner(device, N);
-    } catch (const Error&) {
-      if (windows == 1) throw;  // no CUDA, or not even one window's buffers fit
-      windows = (windows + 1) / 2;
-      continue;
-    }
-    held = runner->hold_hidden_states(slots * N, /*room_for_output_head=*/true, /*reference_rows=*/N);
-    if (held || windows == 1) return runner;
-    windows = (windows + 1) / 2;
-  }
-}
-
 }  // namespace
 
 DamageSums measure_block_major(const Model& model, const int32_t* tokens, int n_seqs, int seq_len, const SublayerMeans& means, const std::atomic<bool>* cancel,
@@ -162,7 +141,7 @@ DamageSums measure_block_major(const Model& model, const int32_t* tokens, int n_
   const int n_devices = static_cast<int>(device.cuda_devices.size());
   const Job job{model, tokens, seq_len, means, partial, cancel};
 
-  // Start with each device's share of the windows in one group; runner_for halves it to what fits.
+  // Start with each device's share of the windows in one group; runner_holding_groups halves it to what fits.
   const int share = (n_seqs + n_devices - 1) / n_devices;
   std::mutex mu;
   int64_t done = 0, total = 0;
@@ -176,7 +155,8 @@ DamageSums measure_block_major(const Model& model, const int32_t* tokens, int n_
       if (first >= last) return;
       int windows = last - first;
       bool held = false;
-      auto runner = runner_for(job, device.cuda_devices[k], make_runner, windows, held);
+      auto runner = cuda::runner_holding_groups([&](int64_t rows) { return make_runner(device.cuda_devices[k], rows); }, seq_len, 1 + removals_of(c, partial), windows,
+                                                held);
       {
         std::lock_guard<std::mutex> lock(mu);
         total += static_cast<int64_t>((last - first + windows - 1) / windows) * (L + 1);  // this device's groups, L + 1 steps each
