@@ -38,6 +38,43 @@ using namespace ep;
     GTEST_SKIP() << "no GPU: " << (err);                                           \
   } while (0)
 
+// What a GPU-against-CPU comparison records in one precision: each figure's relative difference from the CPU's
+// (|want| floored at 1e-3), checked against the precision's tolerance, and the worst of them.
+struct Agreement {
+  cuda::Precision precision;
+  double tol;
+  double worst = 0;
+  void within(double relative, const std::string& what) {
+    worst = std::max(worst, relative);
+    EXPECT_LE(relative, tol) << precision_name(precision) << " " << what;
+  }
+  void near(double got, double want, const std::string& what) {
+    within(std::abs(got - want) / std::max(1e-3, std::abs(want)), what + ": " + std::to_string(got) + " vs " + std::to_string(want));
+  }
+};
+
+// Runs `compute(devices)` on GPU 0 in f32 (agreement to f32_tol) and bf16 (5e-2), and `check(result, agreement)`
+// against the CPU's figures; prints the worst difference per precision (scripts/gpu-check.sh records it). A GPU
+// that cannot run skips the test, or fails it under ENTROPRUNE_REQUIRE_GPU=1. Call it last in a test: a skip
+// returns from here.
+template <class Compute, class Check>
+void compare_on_gpu(const char* what, double f32_tol, const Compute& compute, const Check& check) {
+  for (cuda::Precision p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
+    RunDevices dev;
+    dev.cuda_devices = {0};
+    dev.precision = p;
+    decltype(compute(dev)) got;
+    try {
+      got = compute(dev);
+    } catch (const Error& e) {
+      SKIP_OR_FAIL_WITHOUT_GPU(e.what());
+    }
+    Agreement agreement{p, p == cuda::Precision::kF32 ? f32_tol : 5e-2};
+    check(got, agreement);
+    std::printf("%s on the GPU (%s): worst relative difference from the CPU %.2e\n", what, precision_name(p), agreement.worst);
+  }
+}
+
 TEST(Cuda, ProbeNeverCrashes) {
   cuda::Probe p = cuda::probe();
   std::printf("probe: %s; GEMM: %s\n", p.message.c_str(), cuda::gemm_backend_description().c_str());  // recorded by gpu-check.sh
@@ -298,34 +335,20 @@ TEST(Cuda, SensitivityOnGpuMatchesCpu) {
   }
   const auto none = [](int64_t, int64_t) {};
   const RemovalDamage cpu = measure_removal_damage(*m, toks.data(), n_seqs, T, means, nullptr, none, &cuts);
-  for (cuda::Precision p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
-    RunDevices dev;
-    dev.cuda_devices = {0};
-    dev.precision = p;
-    RemovalDamage gpu;
-    try {
-      gpu = measure_removal_damage(*m, toks.data(), n_seqs, T, means, nullptr, none, &cuts, dev);
-    } catch (const Error& e) {
-      SKIP_OR_FAIL_WITHOUT_GPU(e.what());
-    }
-    const double tol = p == cuda::Precision::kF32 ? 1e-4 : 5e-2;
-    double worst = 0;
-    auto compare = [&](const std::vector<double>& g, const std::vector<double>& want, const char* what) {
-      for (int l = 0; l < L; ++l) {
-        const double e = std::abs(g[l] - want[l]) / std::max(1e-3, std::abs(want[l]));
-        worst = std::max(worst, e);
-        EXPECT_LE(e, tol) << precision_name(p) << " " << what << " block " << l << ": " << g[l] << " vs " << want[l];
-      }
-    };
-    compare(gpu.kl.attn, cpu.kl.attn, "kl attn");
-    compare(gpu.kl.mlp, cpu.kl.mlp, "kl mlp");
-    compare(gpu.kl.block, cpu.kl.block, "kl block");
-    compare(gpu.partial_kl.attn, cpu.partial_kl.attn, "partial kl attn");
-    compare(gpu.partial_kl.mlp, cpu.partial_kl.mlp, "partial kl mlp");
-    compare(gpu.nll.block, cpu.nll.block, "nll block");
-    EXPECT_NEAR(gpu.base_nll, cpu.base_nll, tol * cpu.base_nll);
-    std::printf("sensitivity on the GPU (%s): worst relative difference from the CPU %.2e\n", precision_name(p), worst);  // recorded by gpu-check.sh
-  }
+  compare_on_gpu(
+      "sensitivity", 1e-4, [&](const RunDevices& dev) { return measure_removal_damage(*m, toks.data(), n_seqs, T, means, nullptr, none, &cuts, dev); },
+      [&](const RemovalDamage& gpu, Agreement& a) {
+        auto per_block = [&](const std::vector<double>& g, const std::vector<double>& want, const std::string& what) {
+          for (int l = 0; l < L; ++l) a.near(g[l], want[l], what + " block " + std::to_string(l));
+        };
+        per_block(gpu.kl.attn, cpu.kl.attn, "kl attn");
+        per_block(gpu.kl.mlp, cpu.kl.mlp, "kl mlp");
+        per_block(gpu.kl.block, cpu.kl.block, "kl block");
+        per_block(gpu.partial_kl.attn, cpu.partial_kl.attn, "partial kl attn");
+        per_block(gpu.partial_kl.mlp, cpu.partial_kl.mlp, "partial kl mlp");
+        per_block(gpu.nll.block, cpu.nll.block, "nll block");
+        a.near(gpu.base_nll, cpu.base_nll, "base nll");
+      });
 }
 
 TEST(Cuda, PlanLossOnGpuMatchesCpu) {
@@ -356,32 +379,17 @@ TEST(Cuda, PlanLossOnGpuMatchesCpu) {
   }
   const TokenBatches windows{toks.data(), n_seqs, T, 1};
   const PlanLosses cpu = measure_plan_losses(*m, windows, req, nullptr, {});
-  for (cuda::Precision p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
-    RunDevices dev;
-    dev.cuda_devices = {0};
-    dev.precision = p;
-    PlanLosses gpu;
-    try {
-      gpu = measure_plan_losses(*m, windows, req, nullptr, {}, dev);
-    } catch (const Error& e) {
-      SKIP_OR_FAIL_WITHOUT_GPU(e.what());
-    }
-    const double tol = p == cuda::Precision::kF32 ? 1e-4 : 5e-2;
-    double worst = 0;
-    auto near = [&](double g, double want, const std::string& what) {
-      const double e = std::abs(g - want) / std::max(1e-3, std::abs(want));
-      worst = std::max(worst, e);
-      EXPECT_LE(e, tol) << precision_name(p) << " " << what << ": " << g << " vs " << want;
-    };
-    near(gpu.intact_nll, cpu.intact_nll, "intact nll");
-    near(gpu.plan.nll, cpu.plan.nll, "plan nll");
-    near(gpu.plan.kl, cpu.plan.kl, "plan kl");
-    for (int l = 0; l < L; ++l) {
-      if (!std::isnan(cpu.attn_restored[l].kl)) near(gpu.attn_restored[l].kl, cpu.attn_restored[l].kl, "attention restored " + std::to_string(l));
-      if (!std::isnan(cpu.mlp_restored[l].kl)) near(gpu.mlp_restored[l].kl, cpu.mlp_restored[l].kl, "MLP restored " + std::to_string(l));
-    }
-    std::printf("plan loss on the GPU (%s): worst relative difference from the CPU %.2e\n", precision_name(p), worst);  // recorded by gpu-check.sh
-  }
+  compare_on_gpu(
+      "plan loss", 1e-4, [&](const RunDevices& dev) { return measure_plan_losses(*m, windows, req, nullptr, {}, dev); },
+      [&](const PlanLosses& gpu, Agreement& a) {
+        a.near(gpu.intact_nll, cpu.intact_nll, "intact nll");
+        a.near(gpu.plan.nll, cpu.plan.nll, "plan nll");
+        a.near(gpu.plan.kl, cpu.plan.kl, "plan kl");
+        for (int l = 0; l < L; ++l) {
+          if (!std::isnan(cpu.attn_restored[l].kl)) a.near(gpu.attn_restored[l].kl, cpu.attn_restored[l].kl, "attention restored " + std::to_string(l));
+          if (!std::isnan(cpu.mlp_restored[l].kl)) a.near(gpu.mlp_restored[l].kl, cpu.mlp_restored[l].kl, "MLP restored " + std::to_string(l));
+        }
+      });
 }
 
 TEST(Cuda, LayerInputCaptureOnGpuMatchesCpu) {
@@ -393,33 +401,25 @@ TEST(Cuda, LayerInputCaptureOnGpuMatchesCpu) {
   const auto toks = some_tokens(n_seqs * T, m->config.vocab, 7);
   const TokenBatches in{toks.data(), n_seqs, T, 4};
   const std::vector<LayerInputTarget> targets{{0, false}, {2, true}, {4, false}, {4, true}};
-  std::map<std::pair<int, bool>, std::vector<double>> cpu, gpu;
-  auto keep = [](std::map<std::pair<int, bool>, std::vector<double>>& into) {
-    return [&into](const LayerInputTarget& t, const Moments& mo) { into[{t.layer, t.mlp}] = mo.covariance(); };
+  using Covariances = std::map<std::pair<int, bool>, std::vector<double>>;
+  auto capture = [&](LayerInputOrder order, const LayerInputRunnerFactory& runner) {
+    Covariances into;
+    capture_layer_inputs(*m, targets, in, 1ull << 30, nullptr, {}, [&into](const LayerInputTarget& t, const Moments& mo) { into[{t.layer, t.mlp}] = mo.covariance(); },
+                         order, runner);
+    return into;
   };
-  capture_layer_inputs(*m, targets, in, 1ull << 30, nullptr, {}, keep(cpu), LayerInputOrder::kBlockMajor);
-  for (cuda::Precision p : {cuda::Precision::kF32, cuda::Precision::kBF16}) {
-    RunDevices dev;
-    dev.cuda_devices = {0};
-    dev.precision = p;
-    gpu.clear();
-    try {
-      capture_layer_inputs(*m, targets, in, 1ull << 30, nullptr, {}, keep(gpu), LayerInputOrder::kAuto, layer_input_runner(*m, dev, T));
-    } catch (const Error& e) {
-      SKIP_OR_FAIL_WITHOUT_GPU(e.what());
-    }
-    const double tol = p == cuda::Precision::kF32 ? 1e-3 : 5e-2;
-    double worst = 0;
-    for (const auto& [key, c] : cpu) {
-      const std::vector<double>& g = gpu.at(key);
-      double num = 0, den = 0;
-      for (size_t i = 0; i < c.size(); ++i) num += (g[i] - c[i]) * (g[i] - c[i]), den += c[i] * c[i];
-      const double rel = std::sqrt(num / std::max(den, 1e-30));
-      worst = std::max(worst, rel);
-      EXPECT_LE(rel, tol) << precision_name(p) << " layer " << key.first << (key.second ? " MLP" : " attention");
-    }
-    std::printf("layer-input capture on the GPU (%s): worst relative Frobenius difference from the CPU %.2e\n", precision_name(p), worst);  // recorded by gpu-check.sh
-  }
+  const Covariances cpu = capture(LayerInputOrder::kBlockMajor, {});
+  // relative Frobenius difference of each layer's input covariance
+  compare_on_gpu(
+      "layer-input capture", 1e-3, [&](const RunDevices& dev) { return capture(LayerInputOrder::kAuto, layer_input_runner(*m, dev, T)); },
+      [&](const Covariances& gpu, Agreement& a) {
+        for (const auto& [key, c] : cpu) {
+          const std::vector<double>& g = gpu.at(key);
+          double num = 0, den = 0;
+          for (size_t i = 0; i < c.size(); ++i) num += (g[i] - c[i]) * (g[i] - c[i]), den += c[i] * c[i];
+          a.within(std::sqrt(num / std::max(den, 1e-30)), "layer " + std::to_string(key.first) + (key.second ? " MLP" : " attention"));
+        }
+      });
 }
 
 // Several GPU runners splitting the batches: two on device 0 exercise the multi-GPU path (one thread and one
