@@ -10,7 +10,7 @@ export { readAnalysis, writeAnalysis, analysisSchema, type Analysis, type BlockS
 export { plan, type PlanOptions, type PlannerInput, type WeightMagnitudes } from './plan/planner';
 export { refinePlan, type RefineOptions, type PlanLossMeasurement, type PlanRefinement, type RefinementCandidate } from './plan/refine';
 export { readPlan, writePlan, validatePlan, checkPlan, achievedRatio, prunedShapes, compensationBiases, planSchema, type PruningPlan, type BlockPlan, type PlanMethod } from './plan/plan';
-export { applyPlan, defaultFormat, type ApplyOptions, type ApplyResult, type OutputFormat } from './apply/apply';
+export { applyPlan, createRefitCache, defaultFormat, type ApplyOptions, type ApplyResult, type OutputFormat } from './apply/apply';
 export { measurePlanLoss, refinedPlan, type PlanLossOptions } from './apply/plan-loss';
 export { prune, sidecarFiles, type PruneOptions, type PruneResult, type PruneStep } from './prune/prune';
 export { setThreads, cudaInfo, resolveDevice, type DeviceRequest, type DeviceStage, type ResolvedDevice } from './runtime';

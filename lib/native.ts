@@ -267,7 +267,23 @@ export interface NativeApplyOptions {
     /** the capture's blocks on the first of these GPUs (its accumulators stay on the CPU); absent: the CPU */
     cudaDevices?: number[];
     precision?: 'bf16' | 'f16' | 'f32';
+    /** moments kept from earlier refits on the same windows (createRefitMomentCache): a layer captured once */
+    cache?: RefitMomentCache;
   };
+}
+
+/** An opaque native handle: input moments of refitted layers, shared by the refits of several plans (core/apply/refit.h). */
+export interface RefitMomentCache {
+  readonly __refitMomentCache: unique symbol;
+}
+
+/** What least-squares compensation reports: layers refitted, calibration passes run, layers solved from the cache. */
+export interface NativeRefitReport {
+  layers: number;
+  passes: number;
+  cached: number;
+  moreDamping: number;
+  fallbacks: number;
 }
 
 /**
@@ -280,7 +296,7 @@ export interface NativePlanLoss {
   /** per block: the pruned model with that block's partly cut attention / MLP restored alone; NaN where not measured */
   attnRestored: { nll: Float64Array; kl: Float64Array };
   mlpRestored: { nll: Float64Array; kl: Float64Array };
-  refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number };
+  refit?: NativeRefitReport;
 }
 
 export interface NativeBinding {
@@ -303,7 +319,9 @@ export interface NativeBinding {
     },
     onProgress?: (done: number, total: number) => void,
   ): NativeJob<NativePlanLoss>;
-  applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number; refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number } }>;
+  applyPlan(model: NativeModel, options: NativeApplyOptions, onProgress?: (done: number, total: number) => void): NativeJob<{ layers: number; tensors: number; refit?: NativeRefitReport }>;
+  /** a cache of refit input moments holding at most budgetBytes (pass it as refit.cache) */
+  createRefitMomentCache(budgetBytes: number): RefitMomentCache;
   NativeSpmTokenizer: new (source: string | { pieces: string[]; scores: Float32Array; bos: number; eos: number; source: string }) => NativeSpmTokenizer;
   loadModel(path: string, options?: { streamLayers?: boolean }, onProgress?: (done: number, total: number) => void): NativeJob<NativeModel>;
   setThreads(n: number): number;
@@ -347,7 +365,7 @@ export function native(): NativeBinding {
 }
 
 /** The binding's version, raised with every change to what a native call accepts or returns (native/addon/addon.cpp). */
-export const NATIVE_ABI_VERSION = 4;
+export const NATIVE_ABI_VERSION = 5;
 
 /** A binary that exists but cannot load for want of a system library says which library, and what to install. */
 export function loadError(e: unknown): Error {

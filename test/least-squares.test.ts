@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { analyzeToFile, applyPlan, loadModel, perplexity, plan, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
+import { analyzeToFile, applyPlan, createRefitCache, loadModel, perplexity, plan, readAnalysis, tokenizerFor, type Model, type PruningPlan } from '../lib';
 import { analysisCalibrationWindows, type CalibrationWindows } from '../lib/apply/apply';
 import { runCli } from './helpers/cli';
 import { dataFile, STORIES_GGUF, tempDir, TINYSTORIES_TEXT } from './helpers/data';
@@ -53,6 +53,23 @@ describe('least-squares compensation', () => {
     const [pl, pb] = [await heldOutPpl(ls), await heldOutPpl(bias)];
     // measured: about 20 % lower at 30 % (13.5 → 10.8 with 64 windows); a refit that fitted noise would not be
     expect(pl).toBeLessThan(0.95 * pb);
+  }, 180_000);
+
+  it('a refit moment cache: a second apply on the same windows captures nothing and writes the same bytes', async () => {
+    const cache = createRefitCache();
+    const first = path.join(scratch, 'cache-1.gguf'), second = path.join(scratch, 'cache-2.gguf'), fresh = path.join(scratch, 'cache-0.gguf');
+    const a = await applyPlan(stories, p30, { output: first, format: 'gguf', refitCache: cache });
+    const b = await applyPlan(stories, p30, { output: second, format: 'gguf', refitCache: cache });
+    const c = await applyPlan(stories, p30, { output: fresh, format: 'gguf' });
+    expect(a.refit).toMatchObject({ passes: 1, cached: 0 });
+    expect(b.refit).toMatchObject({ passes: 0, cached: a.refit!.layers, layers: a.refit!.layers });
+    expect(c.refit).toMatchObject({ passes: 1, cached: 0 });
+    expect(fs.readFileSync(second).equals(fs.readFileSync(first))).toBe(true);
+    expect(fs.readFileSync(fresh).equals(fs.readFileSync(first))).toBe(true);
+    // a cache that may keep nothing captures every time
+    const none = createRefitCache(0);
+    await applyPlan(stories, p30, { output: first, format: 'gguf', force: true, refitCache: none });
+    expect((await applyPlan(stories, p30, { output: second, format: 'gguf', force: true, refitCache: none })).refit).toMatchObject({ passes: 1, cached: 0 });
   }, 180_000);
 
   it('draws the analysis\' own windows again from its file: the same tokens analyze() calibrated on', async () => {

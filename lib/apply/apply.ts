@@ -9,7 +9,7 @@ import { LoadedAnalysis, readAnalysis, type Analysis } from '../measure/analysis
 import { calibrationStreamAsync, sampleCalibration, type CalibrationWindows } from '../measure/calibration';
 import { modelIdentity } from '../measure/analyze';
 import { ensureFits, forwardBytes, layerInputPasses } from '../load/memory';
-import { native, type NativeApplyOptions, NativeSpmTokenizer } from '../native';
+import { native, type NativeApplyOptions, type NativeRefitReport, NativeSpmTokenizer, type RefitMomentCache } from '../native';
 import { llama2cVocabFile, loadTokenizerJson, tokenizerFor, type Tokenizer } from '../load/tokenizer';
 import { spmVocabFromTokenizerJson } from '../load/tokenizer-convert';
 import { PruningPlan } from '../plan/plan';
@@ -76,6 +76,12 @@ export interface ApplyOptions {
   cudaDevices?: number[];
   /** their matrix-product precision (default bf16) */
   precision?: 'bf16' | 'f16' | 'f32';
+  /**
+   * input moments kept from earlier refits on the same windows (`createRefitCache()`): a layer they hold is solved
+   * without a calibration pass, and the layers this refit captures are added (the measured refinement's candidates,
+   * `compare`'s methods and ratios, and prune's final apply share one)
+   */
+  refitCache?: RefitMomentCache;
   shardBytes?: number;
   /** tensors written so far */
   onProgress?: (p: ProgressEvent) => void;
@@ -91,7 +97,7 @@ export interface ApplyResult {
   bytes: number;
   seconds: number;
   /** least-squares compensation, when it refitted any layer */
-  refit?: { layers: number; passes: number; moreDamping: number; fallbacks: number };
+  refit?: NativeRefitReport;
   /** what the caller should know about the result (the CLI prints them); empty when nothing */
   warnings: string[];
 }
@@ -226,7 +232,7 @@ export async function refitSettings(
   model: Model,
   plan: PruningPlan,
   analysis: ApplyOptions['analysis'],
-  o: Pick<ApplyOptions, 'calibration' | 'tokenizer' | 'leastSquaresDamping' | 'signal' | 'cudaDevices' | 'precision'>,
+  o: Pick<ApplyOptions, 'calibration' | 'tokenizer' | 'leastSquaresDamping' | 'signal' | 'cudaDevices' | 'precision' | 'refitCache'>,
 ): Promise<NativeApplyOptions['refit']> {
   if (!planNeedsRefit(model, plan)) return undefined;
   let windows = o.calibration ?? analysis?.calibrationWindows;
@@ -243,7 +249,19 @@ export async function refitSettings(
   return {
     tokens: windows.tokens, nSeqs: windows.samples, seqLen: windows.seqLen, batchSeqs: refitBatchSeqs(windows.seqLen), damping: o.leastSquaresDamping, memoryBudget: memory.passBudget,
     ...(o.cudaDevices?.length ? { cudaDevices: o.cudaDevices, precision: o.precision } : {}),
+    ...(o.refitCache ? { cache: o.refitCache } : {}),
   };
+}
+
+/**
+ * A cache of least-squares compensation's input moments for `ApplyOptions.refitCache`, holding at most
+ * `budgetBytes` (default: a quarter of the memory available now, 1 GiB when that is unknown; a layer that does not
+ * fit is captured again when asked). Each layer of width n takes 8·n(n + 1) bytes. It holds one model's moments on
+ * one set of windows at a time, and is freed when no longer referenced.
+ */
+export function createRefitCache(budgetBytes?: number): RefitMomentCache {
+  const available = native().availableMemory();
+  return native().createRefitMomentCache(budgetBytes ?? (available > 0 ? Math.floor(available / 4) : 2 ** 30));
 }
 
 export async function applyPlan(model: Model, plan: PruningPlan, o: ApplyOptions): Promise<ApplyResult> {

@@ -10,7 +10,7 @@ import { refinePlan, type PlanLossMeasurement, type RefineOptions } from '../pla
 import { EntropruneError } from '../util/errors';
 import { awaitNativeJob } from '../util/native-job';
 import type { ProgressEvent } from '../util/progress';
-import { analysisCalibrationWindows, nativeBlocks, planMeans, planNeedsRefit, refitSettings, type ApplyOptions, type CalibrationWindows, type CompensationMode } from './apply';
+import { analysisCalibrationWindows, createRefitCache, nativeBlocks, planMeans, planNeedsRefit, refitSettings, type ApplyOptions, type CalibrationWindows, type CompensationMode } from './apply';
 
 export interface PlanLossOptions {
   /** the analysis the plan was made from: its means, and the windows least-squares compensation refits on */
@@ -28,6 +28,8 @@ export interface PlanLossOptions {
   /** measure on the first of these GPUs (absent: the CPU), and run the refit's capture there as applyPlan does */
   cudaDevices?: number[];
   precision?: 'bf16' | 'f16' | 'f32';
+  /** applyPlan's refit moment cache (`createRefitCache()`): refits on the same windows capture each layer once */
+  refitCache?: ApplyOptions['refitCache'];
   onProgress?: (p: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -69,5 +71,7 @@ export async function refinedPlan(
     if ((o.compensation ?? 'least-squares') !== 'least-squares' || !planNeedsRefit(model, p)) return undefined;
     return (drawn ??= analysisCalibrationWindows(model, analysis.analysis.calibration, o.tokenizer, o.signal));
   };
-  return refinePlan(analysis.analysis, options, async (p, leaveOneOut) => measurePlanLoss(model, p, { ...o, calibration: await windowsFor(p), analysis, leaveOneOut }), o);
+  // The candidates cut mostly the same layers on the same windows: each layer's input moments are captured once.
+  const refitCache = o.refitCache ?? createRefitCache();
+  return refinePlan(analysis.analysis, options, async (p, leaveOneOut) => measurePlanLoss(model, p, { ...o, refitCache, calibration: await windowsFor(p), analysis, leaveOneOut }), o);
 }

@@ -36,6 +36,7 @@ function printVerify(rows: VerifyRow[], json?: boolean): boolean {
 function describe(r: ApplyResult): string {
   const refit = r.refit
     ? `; least-squares compensation refitted ${r.refit.layers} layers (${r.refit.passes} calibration pass${r.refit.passes === 1 ? '' : 'es'}` +
+      (r.refit.cached ? `, ${r.refit.cached} from moments captured earlier in this run` : '') +
       (r.refit.moreDamping ? `, ${r.refit.moreDamping} needing more damping` : '') + (r.refit.fallbacks ? `, ${r.refit.fallbacks} left with the bias only` : '') + ')'
     : '';
   return `wrote ${r.output} (${r.format}, ${r.layers} blocks, ${r.tensors} tensors, ${(r.bytes / 1e6).toFixed(2)} MB) in ${r.seconds.toFixed(2)} s${refit}`;

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { analysisCalibrationWindows, applyPlan, planNeedsRefit, type CalibrationWindows, type CompensationMode } from '../apply/apply';
+import { analysisCalibrationWindows, applyPlan, createRefitCache, planNeedsRefit, type CalibrationWindows, type CompensationMode } from '../apply/apply';
 import { refinedPlan } from '../apply/plan-loss';
 import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs, type EvalInputs } from '../evaluate/evaluate-model';
 import { prefillThroughput } from '../evaluate/speed';
@@ -171,6 +171,8 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
   // The analysis' calibration windows, which least-squares compensation refits on: kept from a fresh analysis,
   // drawn again once (a resumed run) when the first cell needs them — not re-tokenized for every cell.
   let calibrationWindows: CalibrationWindows | undefined;
+  // every method and ratio refits on the same calibration windows: each layer's input moments captured once
+  const refitCache = createRefitCache();
   let sensitivityWindows: CalibrationWindows | undefined;
   if (fs.existsSync(analysisFile)) {
     analysis = readAnalysis(analysisFile);
@@ -244,7 +246,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
         // the default method as prune runs it: measured on the sensitivity windows, refitted on the calibration ones
         sensitivityWindows ??= await analysisSensitivityWindows(model, analysis.analysis, tokenizer, o.signal);
         if (compensation === 'least-squares') calibrationWindows ??= await analysisCalibrationWindows(model, analysis.analysis.calibration, tokenizer, o.signal);
-        p = await refinedPlan(model, analysis, planOptions, { windows: sensitivityWindows!, compensation, calibration: calibrationWindows, tokenizer, cudaDevices: o.cudaDevices, signal: o.signal, onProgress: (ev) => o.onProgress?.(`refine ${method} ${ratio}`, ev) });
+        p = await refinedPlan(model, analysis, planOptions, { windows: sensitivityWindows!, compensation, calibration: calibrationWindows, tokenizer, cudaDevices: o.cudaDevices, refitCache, signal: o.signal, onProgress: (ev) => o.onProgress?.(`refine ${method} ${ratio}`, ev) });
       } else {
         p = makePlan(analysis.analysis, planOptions);
       }
@@ -252,7 +254,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
       writePlan(planFile, p);
       const modelFile = path.join(o.out, 'models', `${method}-${ratio}.gguf`);
       if (compensation === 'least-squares' && planNeedsRefit(model, p)) calibrationWindows ??= await analysisCalibrationWindows(model, analysis.analysis.calibration, tokenizer, o.signal);
-      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, compensation, calibration: calibrationWindows, cudaDevices: o.cudaDevices, signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
+      await applyPlan(model, p, { output: modelFile, format: 'gguf', force: true, analysis, compensation, calibration: calibrationWindows, cudaDevices: o.cudaDevices, refitCache, signal: o.signal, onProgress: (ev) => o.onProgress?.(`apply ${method} ${ratio}`, ev) });
       try {
         const pruned = await loadModel(modelFile);
         const e = await evaluate(pruned, `${method} ${ratio}`);

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { applyPlan, checkOutputPath, defaultFormat, type ApplyOptions, type ApplyResult } from '../apply/apply';
+import { applyPlan, checkOutputPath, createRefitCache, defaultFormat, type ApplyOptions, type ApplyResult } from '../apply/apply';
 import { refinedPlan } from '../apply/plan-loss';
 import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
@@ -130,6 +130,8 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
       const refine = o.refine ?? true;
       // the GPUs of the calibration also run the refinement's plan losses and the refit's capture
       const devices = { cudaDevices: o.analyze?.cudaDevices, precision: o.analyze?.precision };
+      // the refinement's candidates and the final apply refit on the same windows: each layer captured once
+      const refitCache = createRefitCache();
       const p =
         refine !== false && result.sensitivityWindows
           ? await refinedPlan(model, result, planOptions, {
@@ -139,6 +141,7 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
               calibration: result.calibrationWindows,
               tokenizer: o.tokenizer,
               ...devices,
+              refitCache,
               onProgress: (ev) => o.onProgress?.('refine', ev),
               signal: o.signal,
             })
@@ -156,6 +159,7 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
         compensation: o.compensation,
         tokenizer: o.tokenizer,
         ...devices,
+        refitCache,
         onProgress: (ev) => o.onProgress?.('apply', ev),
         signal: o.signal,
       });

@@ -4,6 +4,7 @@
 
 #include "addon/js_errors.h"
 #include "addon/model_wrap.h"
+#include "addon/plan_args.h"
 #include "addon/tokenizer_wrap.h"
 #include "core/load/memory_info.h"
 #include "core/synthetic/synthetic_model.h"
@@ -93,10 +94,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeSyntheticGguf", Napi::Function::New(env, WriteSyntheticGguf));
   exports.Set("applyPlan", Napi::Function::New(env, ApplyPlan));
   exports.Set("measurePlanLoss", Napi::Function::New(env, MeasurePlanLoss));
+  exports.Set("createRefitMomentCache", Napi::Function::New(env, CreateRefitMomentCache));
   exports.Set("writeSyntheticModel", Napi::Function::New(env, WriteSyntheticModel));
   exports.Set("availableMemory", Napi::Function::New(env, AvailableMemory));
   // Raised with every change to what a call accepts or returns; lib/native.ts refuses another (NATIVE_ABI_VERSION).
-  exports.Set("abiVersion", Napi::Number::New(env, 4));  // 2: applyPlan's refit; 3: model.refitDamage; 4: measurePlanLoss
+  exports.Set("abiVersion", Napi::Number::New(env, 5));  // 2: applyPlan's refit; 3: model.refitDamage; 4: measurePlanLoss; 5: refit moment cache
   return exports;
 }
 

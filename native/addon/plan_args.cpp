@@ -66,6 +66,10 @@ RefitArgs refit_args(Napi::Env env, const Napi::Object& o) {
   if (f.Get("damping").IsNumber()) r.options.damping = f.Get("damping").As<Napi::Number>().DoubleValue();
   if (f.Get("memoryBudget").IsNumber()) r.options.memory_budget = static_cast<uint64_t>(f.Get("memoryBudget").As<Napi::Number>().DoubleValue());
   r.options.device = device_option(env, f, "refit");
+  if (f.Has("cache") && !f.Get("cache").IsUndefined()) {
+    if (!f.Get("cache").IsExternal()) throw Napi::TypeError::New(env, "refit.cache must come from createRefitMomentCache()");
+    r.options.cache = *f.Get("cache").As<Napi::External<std::shared_ptr<RefitMomentCache>>>().Data();
+  }
   if (static_cast<int64_t>(r.tokens.size()) != static_cast<int64_t>(r.batches.n_seqs) * r.batches.seq_len || r.tokens.empty())
     throw Napi::TypeError::New(env, "refit.tokens must hold nSeqs × seqLen tokens");
   return r;
@@ -75,9 +79,19 @@ Napi::Object refit_report_object(Napi::Env env, const RefitReport& report) {
   Napi::Object f = Napi::Object::New(env);
   f.Set("layers", report.layers_refitted);
   f.Set("passes", report.passes);
+  f.Set("cached", report.cached);
   f.Set("moreDamping", report.undamped_failures);
   f.Set("fallbacks", report.fallbacks);
   return f;
+}
+
+Napi::Value CreateRefitMomentCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 0)
+    throw Napi::TypeError::New(env, "createRefitMomentCache(budgetBytes >= 0)");
+  // The handle owns a shared_ptr: a worker that took the cache keeps it alive past the handle's collection.
+  auto* held = new std::shared_ptr<RefitMomentCache>(std::make_shared<RefitMomentCache>(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue())));
+  return Napi::External<std::shared_ptr<RefitMomentCache>>::New(env, held, [](Napi::Env, std::shared_ptr<RefitMomentCache>* p) { delete p; });
 }
 
 }  // namespace ep::addon

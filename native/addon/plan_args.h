@@ -18,7 +18,8 @@ std::vector<PlanBlock> plan_blocks(const Napi::Object& o);
 std::vector<BlockMeans> block_means(const Napi::Object& o);
 
 // o.refit (optional): {tokens: Int32Array (nSeqs × seqLen), nSeqs, seqLen, batchSeqs?, damping?, memoryBudget?,
-// cudaDevices?, precision?} (the GPUs that run the capture's blocks, device/layer_input_passes.h).
+// cudaDevices?, precision?, cache?} (the GPUs that run the capture's blocks, device/layer_input_passes.h; cache: a
+// createRefitMomentCache() handle whose moments later refits on the same windows reuse).
 // tokens stays empty when absent (bias compensation); batches.tokens is set by the worker once the tokens live
 // where it runs. Throws a JS TypeError for tokens that do not match nSeqs × seqLen.
 struct RefitArgs {
@@ -28,7 +29,10 @@ struct RefitArgs {
 };
 RefitArgs refit_args(Napi::Env env, const Napi::Object& o);
 
-// What least-squares compensation reports back to JS: {layers, passes, moreDamping, fallbacks}.
+// What least-squares compensation reports back to JS: {layers, passes, cached, moreDamping, fallbacks}.
 Napi::Object refit_report_object(Napi::Env env, const RefitReport& report);
+
+// createRefitMomentCache(budgetBytes) -> an opaque handle (core/apply/refit.h RefitMomentCache), freed with it.
+Napi::Value CreateRefitMomentCache(const Napi::CallbackInfo& info);
 
 }  // namespace ep::addon

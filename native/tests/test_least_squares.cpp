@@ -213,6 +213,49 @@ TEST(Refit, PlanRefitsOnlyPartlyCutLayersAndSlicedEqualsZeroed) {
   EXPECT_EQ(ran[1].o_proj.weight, refits[1].o_proj.weight);
   EXPECT_EQ(ran[0].down_proj.shift, refits[0].down_proj.shift);
 
+  // Moments kept between plans (the refinement's candidates): the first refit captures, a second plan solves the
+  // layers it shares from the cache and captures only the new one; the refits are the same as captured afresh.
+  RefitOptions kept;
+  kept.cache = std::make_shared<RefitMomentCache>(1ull << 30);
+  RefitReport captured, second, third, other_windows;
+  const auto via_cache = refit_plan(*m, plan, in, kept, nullptr, {}, &captured);
+  EXPECT_EQ(captured.passes, 1);
+  EXPECT_EQ(captured.cached, 0);
+  EXPECT_EQ(via_cache[1].down_proj.weight, refits[1].down_proj.weight);
+  std::vector<PlanBlock> wider = plan;
+  wider[0].kept_channels = {1, 4, 6, 7, 9, 10, 11, 12};  // the same layers, other kept units
+  wider[2].kept_channels = {0, 1, 2, 3, 4, 5};             // block 2's MLP now partly cut: not captured yet
+  wider[2].mlp_removed = false;
+  const auto reused = refit_plan(*m, wider, in, kept, nullptr, {}, &second);
+  EXPECT_EQ(second.layers_refitted, 4);
+  EXPECT_EQ(second.cached, 3);
+  EXPECT_EQ(second.passes, 1);  // for block 2's MLP alone
+  const auto fresh = refit_plan(*m, wider, in, {}, nullptr, {}, nullptr);
+  for (int l = 0; l < 3; ++l) {
+    EXPECT_EQ(reused[l].down_proj.weight, fresh[l].down_proj.weight) << "block " << l;
+    EXPECT_EQ(reused[l].down_proj.shift, fresh[l].down_proj.shift) << "block " << l;
+    EXPECT_EQ(reused[l].o_proj.weight, fresh[l].o_proj.weight) << "block " << l;
+  }
+  refit_plan(*m, wider, in, kept, nullptr, {}, &third);
+  EXPECT_EQ(third.passes, 0);
+  EXPECT_EQ(third.cached, 4);
+  // other windows: nothing held applies, and the cache then holds theirs
+  const std::vector<int32_t> calib2 = test::random_tokens(T * seqs, 300, 6);
+  const TokenBatches in2{calib2.data(), seqs, T, 8};
+  const auto on_other = refit_plan(*m, plan, in2, kept, nullptr, {}, &other_windows);
+  EXPECT_EQ(other_windows.cached, 0);
+  EXPECT_EQ(other_windows.passes, 1);
+  EXPECT_NE(on_other[1].down_proj.weight, refits[1].down_proj.weight);
+  // a budget below one layer: nothing is kept, every refit captures
+  RefitOptions small;
+  small.cache = std::make_shared<RefitMomentCache>(16);
+  RefitReport s1, s2;
+  refit_plan(*m, plan, in, small, nullptr, {}, &s1);
+  refit_plan(*m, plan, in, small, nullptr, {}, &s2);
+  EXPECT_EQ(s2.cached, 0);
+  EXPECT_EQ(s2.passes, 1);
+  EXPECT_EQ(small.cache->bytes(), 0u);
+
   ApplyOptions sliced_opt, zeroed_opt;
   sliced_opt.refits = zeroed_opt.refits = &refits;
   zeroed_opt.zero_instead_of_slice = true;
