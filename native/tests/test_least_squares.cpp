@@ -246,6 +246,12 @@ TEST(Refit, PlanRefitsOnlyPartlyCutLayersAndSlicedEqualsZeroed) {
   EXPECT_EQ(other_windows.cached, 0);
   EXPECT_EQ(other_windows.passes, 1);
   EXPECT_NE(on_other[1].down_proj.weight, refits[1].down_proj.weight);
+  // another model (here the same file loaded again: a new Model, whose weights could differ): nothing held applies
+  auto reloaded = load_model(m->path);
+  RefitReport on_reloaded;
+  refit_plan(*reloaded, plan, in2, kept, nullptr, {}, &on_reloaded);
+  EXPECT_EQ(on_reloaded.cached, 0);
+  EXPECT_EQ(on_reloaded.passes, 1);
   // a budget below one layer: nothing is kept, every refit captures
   RefitOptions small;
   small.cache = std::make_shared<RefitMomentCache>(16);

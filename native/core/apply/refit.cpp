@@ -52,7 +52,7 @@ uint64_t refit_cache_key(const Model& model, const TokenBatches& in, const Refit
   auto mix = [&h](uint64_t v) {
     for (int i = 0; i < 8; ++i, v >>= 8) h = (h ^ (v & 0xff)) * 1099511628211ull;
   };
-  mix(reinterpret_cast<uintptr_t>(&model));
+  mix(model.instance);
   mix(static_cast<uint64_t>(in.n_seqs));
   mix(static_cast<uint64_t>(in.seq_len));
   for (int64_t i = 0; i < static_cast<int64_t>(in.n_seqs) * in.seq_len; ++i) mix(static_cast<uint32_t>(in.tokens[i]));

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <deque>
 #include <map>
@@ -249,6 +250,11 @@ std::string Model::nonfinite_report(int layer) const {
              std::to_string(i) + " (a corrupt or badly converted checkpoint)";
   }
   return head + "every weight up to it is finite, so the values overflowed float32 (an unstable checkpoint, or a dtype it was not made for)";
+}
+
+uint64_t Model::next_instance() {
+  static std::atomic<uint64_t> counter{0};
+  return ++counter;
 }
 
 }  // namespace ep

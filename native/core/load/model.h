@@ -75,6 +75,9 @@ class Model {
   std::map<std::string, TensorRef> tensors;  // canonical name -> stored tensor
   std::shared_ptr<SpmVocab> embedded_vocab;  // GGUF-embedded SentencePiece vocab, if any
   uint64_t converted_bytes = 0;              // bytes copied because the stored dtype is not F32
+  // Unique to this Model object within the process (a freed model's address can be reused; this never is): what
+  // caches of values derived from the weights key on (apply/refit.h RefitMomentCache).
+  const uint64_t instance = next_instance();
 
   // Check every tensor against the config, then build the float views. Throws naming the tensor. With
   // stream_layers, block tensors that need a float32 copy are checked but left unbound (null in `layers`).
@@ -89,6 +92,7 @@ class Model {
   // embeddings) holding a NaN or infinity, or says that the weights are finite and the values overflowed.
   std::string nonfinite_report(int layer) const;
   uint64_t block_linear_parameter_count() const;
+  static uint64_t next_instance();
 
  private:
   const float* view(const TensorRef& t);
