@@ -71,30 +71,23 @@ PlanLoss written_loss(const Model& m, const std::vector<PlanBlock>& plan, const 
   return {nll / (seqs * (T - 1.0)), kl / (seqs * static_cast<double>(T))};
 }
 
-// The case both drivers are measured on: mixed_plan on a 4-block GQA model, five windows of 24 tokens, random
-// means, and the plan's least-squares refits on other windows.
-struct MixedCase {
-  test::TempDir t;
-  std::unique_ptr<Model> m = test::small_synthetic_model(t, 48, 300, 8, 4, 6, 2, 40, 31);
+// The case both drivers are measured on (a fixture: its members are the tests' names): mixed_plan on a 4-block
+// GQA model, five windows of 24 tokens, random means, and the plan's least-squares refits on other windows.
+class PlanLossOnMixedCase : public ::testing::Test {
+ protected:
+  const test::TempDir t;
+  const std::unique_ptr<Model> m = test::small_synthetic_model(t, 48, 300, 8, 4, 6, 2, 40, 31);
   static constexpr int T = 24, seqs = 5;
-  std::vector<int32_t> toks = test::random_tokens(T * seqs, 300, 7);
-  std::vector<int32_t> calib = test::random_tokens(32 * 12, 300, 8);
-  std::vector<BlockMeans> means = test::random_means(*m, 3);
-  std::vector<PlanBlock> plan = mixed_plan(*m);
-  std::vector<LayerRefit> refits = refit_plan(*m, plan, TokenBatches{calib.data(), 12, 32, 4}, {}, nullptr, {});
+  const std::vector<int32_t> toks = test::random_tokens(T * seqs, 300, 7);
+  const std::vector<int32_t> calib = test::random_tokens(32 * 12, 300, 8);
+  const std::vector<BlockMeans> means = test::random_means(*m, 3);
+  const std::vector<PlanBlock> plan = mixed_plan(*m);
+  const std::vector<LayerRefit> refits = refit_plan(*m, plan, TokenBatches{calib.data(), 12, 32, 4}, {}, nullptr, {});
 };
 
 }  // namespace
 
-TEST(PlanLoss, EqualsTheWrittenModelsForThePlanAndEachRestoredLayer) {
-  const MixedCase c;
-  const test::TempDir& t = c.t;
-  const Model* m = c.m.get();
-  const int T = MixedCase::T, seqs = MixedCase::seqs;
-  const std::vector<int32_t>& toks = c.toks;
-  const auto& means = c.means;
-  const auto& plan = c.plan;
-  const std::vector<LayerRefit>& refits = c.refits;
+TEST_F(PlanLossOnMixedCase, EqualsTheWrittenModelsForThePlanAndEachRestoredLayer) {
   for (const std::vector<LayerRefit>* r : {static_cast<const std::vector<LayerRefit>*>(nullptr), &refits}) {
     const std::string mode = r ? "ls" : "bias";
     PlanLossRequest req{plan, means, r, true};
@@ -149,17 +142,9 @@ TEST(PlanLoss, RefusesBadInput) {
   EXPECT_THROW(measure_plan_losses(*m, TokenBatches{toks.data(), 1, 16, 1}, req, nullptr, {}), Error);
 }
 
-TEST(PlanLoss, BlockMajorDriverOnARunnerEqualsTheCpuDriver) {
+TEST_F(PlanLossOnMixedCase, BlockMajorDriverOnARunnerEqualsTheCpuDriver) {
   // The GPU path's logic on a CPU runner: every figure as the CPU driver gives it, with the hidden states held by
   // the runner and with a budget too small to hold them (host states, groups of one window).
-  const MixedCase c;
-  const test::TempDir& t = c.t;
-  const Model* m = c.m.get();
-  const int T = MixedCase::T, seqs = MixedCase::seqs;
-  const std::vector<int32_t>& toks = c.toks;
-  const auto& means = c.means;
-  const auto& plan = c.plan;
-  const std::vector<LayerRefit>& refits = c.refits;
   const PlanLossRequest req{plan, means, &refits, true};
   const TokenBatches windows{toks.data(), seqs, T, 1};
   const PlanLosses cpu = measure_plan_losses(*m, windows, req, nullptr, {});
