@@ -143,18 +143,26 @@ void add_sums(const std::vector<float>& nll, const std::vector<float>& kl, PlanL
   for (float v : kl) sum.kl += v;
 }
 
+// What both drivers add each group's losses into: sums over every window (the intact model's NLL, the plan's, each
+// variant's), made means by to_losses.
+struct LossSums {
+  explicit LossSums(size_t variants) : variant(variants) {}
+  double intact = 0;
+  PlanLoss plan;
+  std::vector<PlanLoss> variant;
+};
+
 // Means of the sums over the windows, NaN for the variants not measured.
-PlanLosses to_losses(int L, const std::vector<Variant>& variants, double intact_sum, const PlanLoss& plan_sum, const std::vector<PlanLoss>& variant_sum,
-                     const TokenBatches& windows) {
+PlanLosses to_losses(int L, const std::vector<Variant>& variants, const LossSums& sums, const TokenBatches& windows) {
   const double predicted = static_cast<double>(windows.n_seqs) * (windows.seq_len - 1), positions = static_cast<double>(windows.n_seqs) * windows.seq_len;
   auto mean = [&](const PlanLoss& s) { return PlanLoss{s.nll / predicted, s.kl / positions}; };
   const double nan = std::numeric_limits<double>::quiet_NaN();
   PlanLosses out;
-  out.intact_nll = intact_sum / predicted;
-  out.plan = mean(plan_sum);
+  out.intact_nll = sums.intact / predicted;
+  out.plan = mean(sums.plan);
   out.attn_restored.assign(L, PlanLoss{nan, nan});
   out.mlp_restored.assign(L, PlanLoss{nan, nan});
-  for (size_t v = 0; v < variants.size(); ++v) (variants[v].attn ? out.attn_restored : out.mlp_restored)[variants[v].block] = mean(variant_sum[v]);
+  for (size_t v = 0; v < variants.size(); ++v) (variants[v].attn ? out.attn_restored : out.mlp_restored)[variants[v].block] = mean(sums.variant[v]);
   return out;
 }
 
@@ -175,9 +183,7 @@ PlanLosses measure_on_cpu(const Model& model, const TokenBatches& windows, const
   rope_tables(c, 0, T, rope.cos, rope.sin);
   ForwardScratch scratch(c, static_cast<int64_t>(group) * T);
 
-  double intact_sum = 0;
-  PlanLoss plan_sum;
-  std::vector<PlanLoss> variant_sum(variants.size());
+  LossSums sums(variants.size());
   int64_t done = 0;
   const int64_t total = static_cast<int64_t>(n_groups) * (L + 1);
   for (int g0 = 0; g0 < windows.n_seqs; g0 += group) {
@@ -218,17 +224,17 @@ PlanLosses measure_on_cpu(const Model& model, const TokenBatches& windows, const
     head(intact, ref);
     log_softmax_rows_cpu(ref.data(), N, V);
     for (int64_t r = 0; r < N; ++r)
-      if (r % T != T - 1) intact_sum -= ref[static_cast<size_t>(r) * V + toks[r + 1]];
+      if (r % T != T - 1) sums.intact -= ref[static_cast<size_t>(r) * V + toks[r + 1]];
     auto add = [&](const std::vector<float>& h, PlanLoss& sum) {
       head(h, logits);
       kl_next_token_rows_cpu(logits.data(), ref.data(), N, T, V, toks, kl.data(), nll.data());
       add_sums(nll, kl, sum);
     };
-    add(pruned_h, plan_sum);
-    for (size_t v = 0; v < variants.size(); ++v) add(variant_h[v], variant_sum[v]);
+    add(pruned_h, sums.plan);
+    for (size_t v = 0; v < variants.size(); ++v) add(variant_h[v], sums.variant[v]);
     if (progress) progress(++done, total);
   }
-  return to_losses(L, variants, intact_sum, plan_sum, variant_sum, windows);
+  return to_losses(L, variants, sums, windows);
 }
 
 // Block l's weights for a block runner, whose blocks keep the source's shapes: the output biases always given
@@ -263,9 +269,7 @@ PlanLosses measure_plan_losses_block_major(const Model& model, const TokenBatche
   bool held = false;
   const std::unique_ptr<cuda::BlockRunner> runner = cuda::runner_holding_groups(make_runner, T, slots, group, held);
 
-  double intact_sum = 0;
-  PlanLoss plan_sum;
-  std::vector<PlanLoss> variant_sum(variants.size());
+  LossSums sums(variants.size());
   const int n_groups = (windows.n_seqs + group - 1) / group;
   int64_t done = 0;
   const int64_t total = static_cast<int64_t>(n_groups) * (L + 1);
@@ -327,17 +331,17 @@ PlanLosses measure_plan_losses_block_major(const Model& model, const TokenBatche
     runner->load_output_head(model.output_norm, model.output, c.vocab);
     std::vector<float> nll(static_cast<size_t>(n) * (T - 1)), kl(static_cast<size_t>(N));
     runner->next_token_nll(batch(0), toks, nll.data(), nullptr);
-    for (float v : nll) intact_sum += v;
+    for (float v : nll) sums.intact += v;
     runner->keep_reference(batch(0));
     auto add = [&](int slot, PlanLoss& sum) {
       runner->compare_with_reference(batch(slot), toks, kl.data(), nll.data());
       add_sums(nll, kl, sum);
     };
-    add(1, plan_sum);
-    for (size_t v = 0; v < variants.size(); ++v) add(2 + static_cast<int>(v), variant_sum[v]);
+    add(1, sums.plan);
+    for (size_t v = 0; v < variants.size(); ++v) add(2 + static_cast<int>(v), sums.variant[v]);
     if (progress) progress(++done, total);
   }
-  return to_losses(L, variants, intact_sum, plan_sum, variant_sum, windows);
+  return to_losses(L, variants, sums, windows);
 }
 
 PlanLosses measure_plan_losses(const Model& model, const TokenBatches& windows, const PlanLossRequest& request, const std::atomic<bool>* cancel,
