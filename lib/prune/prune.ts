@@ -130,13 +130,15 @@ export async function prune(model: Model, o: PruneOptions): Promise<PruneResult>
       const refine = o.refine ?? true;
       // the GPUs of the calibration also run the refinement's plan losses and the refit's capture
       const devices = { cudaDevices: o.analyze?.cudaDevices, precision: o.analyze?.precision };
-      // the refinement's candidates and the final apply refit on the same windows: each layer captured once
-      const refitCache = createRefitCache();
+      const refineWindows = refine !== false ? result.sensitivityWindows : undefined;
+      // the refinement's candidates and the final apply refit on the same windows: each layer captured once (without
+      // the refinement the apply refits once, and a cache would only hold a copy)
+      const refitCache = refineWindows ? createRefitCache() : undefined;
       const p =
-        refine !== false && result.sensitivityWindows
+        refineWindows
           ? await refinedPlan(model, result, planOptions, {
               ...(typeof refine === 'object' ? refine : {}),
-              windows: result.sensitivityWindows,
+              windows: refineWindows,
               compensation: o.compensation,
               calibration: result.calibrationWindows,
               tokenizer: o.tokenizer,
