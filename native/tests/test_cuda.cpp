@@ -313,7 +313,7 @@ TEST(Cuda, StreamedCalibrationOnGpuMatchesCpu) {
 
 // The measured sensitivities on the GPU (block-major on the runner, KL and loss by the device kernels)
 // against the CPU driver, on stories260K with mean compensation and partial cuts: f32 products reproduce the
-// CPU's figures; bf16's are printed (their noise) and must keep the CPU's ranking of the whole removals.
+// CPU's figures (1e-4 relative), bf16's agree within 5e-2.
 TEST(Cuda, SensitivityOnGpuMatchesCpu) {
   REQUIRE_DATA("models/stories260K/stories260K.gguf");
   auto m = load_model(test::data_dir() + "/models/stories260K/stories260K.gguf");
