@@ -52,6 +52,11 @@ describe('entroprune eval ppl', () => {
   it('usage errors exit 2', () => {
     expect(runCli(['eval', 'ppl', dataFile(STORIES_GGUF)]).code).toBe(2); // --text missing
     expect(runCli(['eval', 'ppl', dataFile(STORIES_GGUF), '--text', 'x', '--seq-len', 'abc']).code).toBe(2);
+    for (const n of ['-1', '2.5']) {
+      const bad = runCli(['compare', dataFile(STORIES_GGUF), '--calib', 'x', '--eval', 'y', '--generation-prompts', n]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/generation-prompts must be an integer >= 0/);
+    }
   });
 
   it('usage errors print the error and a one-line hint, with near misses named', () => {

@@ -1,9 +1,13 @@
 // Perplexity protocol and its cross-format agreement on the real models.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { cudaInfo, loadModel, perplexity, perplexityOfTokens, resolveDevice, tokenizerFor } from '../lib';
+import { compare } from '../lib/compare/compare';
+import { beyondContextWarning } from '../lib/evaluate/perplexity';
 import { scoreEncoded } from '../lib/evaluate/tasks/loglikelihood';
 import { dataFile, STORIES_BIN, STORIES_GGUF, TINY_HF, TINYSTORIES_TEXT, WIKI_TEST } from './helpers/data';
 
@@ -119,6 +123,37 @@ describe('stream prefix encoding', () => {
       const tok = loadTokenizerFile(dataFile(file));
       const full = tok.encode(text, { bos: true });
       for (const n of [100, 3000, 9000]) expect(Array.from(await encodeStreamPrefix(tok, text, n))).toEqual(Array.from(full.subarray(0, n)));
+    }
+  });
+});
+
+describe('windows beyond the trained context', () => {
+  it('are named in a warning (flag, length, model, context); within it, or with the context unknown, nothing', () => {
+    const info = { context: 256, path: 'baby.bin' };
+    expect(beyondContextWarning(info, 512, '--eval-seq-len')).toBe(
+      "--eval-seq-len 512 is beyond baby.bin's trained context of 256 tokens: its positions past that were never trained, and what is measured there means little",
+    );
+    expect(beyondContextWarning(info, 256, '--seq-len')).toBeUndefined();
+    expect(beyondContextWarning(info, undefined, '--seq-len')).toBeUndefined();
+    expect(beyondContextWarning(info, 0, '--eval-seq-len')).toBeUndefined(); // compare's "default"
+    expect(beyondContextWarning({ context: 0, path: 'x' }, 4096, '--seq-len')).toBeUndefined();
+  });
+
+  it('compare warns before its work starts (here it then stops at a missing calibration file)', async () => {
+    const warnings: string[] = [];
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ep-ctx-'));
+    try {
+      const run = compare(
+        {
+          model: dataFile(STORIES_BIN), calib: path.join(out, 'missing.txt'), samples: 4, calibSeqLen: 1024, seed: 0, evalTexts: [dataFile(TINYSTORIES_TEXT)],
+          evalSeqLen: 600, tasks: [], ratios: [0.3], methods: ['uniform'], speedSeqLen: 0,
+        },
+        { out, onWarning: (m) => warnings.push(m) },
+      );
+      await expect(run).rejects.toThrow(/missing\.txt/);
+      expect(warnings).toEqual([expect.stringMatching(/^--seq-len 1024 is beyond .*stories260K\.bin's trained context of 512 tokens/), expect.stringMatching(/^--eval-seq-len 600 is beyond/)]);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
     }
   });
 });

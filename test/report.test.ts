@@ -49,6 +49,7 @@ describe('compare', () => {
     'compare', dataFile(STORIES_BIN), '--calib', dataFile('text/wikitext-2-raw/wiki.valid.raw'), '--eval', dataFile(TINYSTORIES_TEXT),
     '--ratios', '0.3,0.5', '--methods', 'entropy,uniform,block-drop', '--samples', '16', '--seq-len', '128', '--eval-seq-len', '256',
     '--eval-max-tokens', '4096', '--tasks', 'piqa,arc_easy', '--limit', '20', '--tasks-dir', path.join(DATA_DIR, 'tasks'), '-o', out, '--device', 'cpu',
+    '--generation-prompts', '12',
   ];
 
   it('prunes and evaluates every method × ratio and prints the table', () => {
@@ -62,10 +63,10 @@ describe('compare', () => {
     for (const c of Object.values(state.cells) as { ppl: number[]; tasks: unknown[]; achievedRatio: number; ratio: number; method: string }[]) {
       expect(c.ppl[0]).toBeGreaterThan(1);
       expect(c.tasks).toHaveLength(2);
-      // greedy continuations of 8 held-out prompts, with their repetition figures
+      // greedy continuations of the 12 held-out prompts asked for (default 8), with their repetition figures
       const g = (c as unknown as { generation: { prompts: number; repeat4: number; longestRun: number; continuations: number[][] } }).generation;
-      expect(g.prompts).toBe(8);
-      expect(g.continuations).toHaveLength(8);
+      expect(g.prompts).toBe(12);
+      expect(g.continuations).toHaveLength(12);
       expect(g.repeat4).toBeGreaterThanOrEqual(0);
       expect(g.longestRun).toBeGreaterThanOrEqual(1);
       // whole blocks come in steps of 1/5 of the model; the other methods hit the target
@@ -129,9 +130,11 @@ describe('prune --report', () => {
     const out = path.join(scratch, 'p30.gguf');
     const report = path.join(scratch, 'prune.html');
     const r = runCli(['prune', dataFile(STORIES_BIN), '--ratio', '0.3', '--calib', dataFile('text/wikitext-2-raw/wiki.valid.raw'), '--samples', '16', '--seq-len', '128',
-      '-o', out, '--no-verify', '--report', report, '--eval', dataFile(TINYSTORIES_TEXT), '--eval-seq-len', '256', '--eval-max-tokens', '4096', '--device', 'cpu']);
+      '-o', out, '--no-verify', '--report', report, '--eval', dataFile(TINYSTORIES_TEXT), '--eval-seq-len', '256', '--eval-max-tokens', '4096', '--device', 'cpu',
+      '--generation-prompts', '5']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/report written to/);
+    expect(r.stdout).toMatch(/\d+\/5 looping/); // the 5 greedy continuations asked for (default 8)
     const dom = dumpDom(report);
     expect(dom).toMatch(/id="ba-ppl"[^>]*data-rendered="yes"/);
     expect(dom).toMatch(/id="ba-speed"[^>]*data-rendered="yes"/);

@@ -10,8 +10,9 @@ import type { PlanMethod } from '../plan/plan';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel } from '../util/progress';
 import { defaultTasksDir, parseTaskList } from './eval-commands';
-import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, interruptSignal, intOption } from './options';
+import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, GENERATION_PROMPTS_HELP, interruptSignal, intOption } from './options';
 import { writeCompareReport } from '../report/report';
+import { DEFAULT_GENERATION_PROMPTS } from '../evaluate/generation';
 
 const METHODS: CompareMethod[] = COMPARE_METHODS;
 
@@ -40,6 +41,7 @@ interface CompareCli {
   tasks: string;
   tasksDir?: string;
   limit?: number;
+  generationPrompts?: number;
   out: string;
   keepModels?: boolean;
   compensationMode?: CompensationMode;
@@ -67,6 +69,7 @@ export function registerCompareCommand(program: Command): void {
     .option('--tasks <list>', 'zero-shot tasks ("paper", "all", a list, or "none")', 'paper')
     .option('--tasks-dir <dir>', 'folder with the task files (default: $ENTROPRUNE_TASKS_DIR or ../shared/data/tasks)')
     .option('--limit <n>', 'a seeded random subset of N documents per task', intOption('limit', 1))
+    .option('--generation-prompts <n>', GENERATION_PROMPTS_HELP, intOption('generation-prompts', 0))
     .option('-o, --out <dir>', 'working directory: compare.json (resume state), analysis, plans', 'compare-out')
     .addOption(compensationModeOption())
     .option('--no-refine', 'the entropy row plans from the damage model alone, without measuring its candidates (docs/METHOD.md §4c)')
@@ -96,12 +99,17 @@ export function registerCompareCommand(program: Command): void {
         speedSeqLen: 0,
         ...(o.compensationMode ? { compensation: o.compensationMode } : {}),
         ...(o.refine === false ? { refine: false } : {}),
+        // absent at the default, so that a comparison started before this option existed still resumes
+        ...(o.generationPrompts !== undefined && o.generationPrompts !== DEFAULT_GENERATION_PROMPTS ? { generationPrompts: o.generationPrompts } : {}),
       };
       const state = await compare(settings, {
         out: o.out,
         keepModels: o.keepModels,
         ...cudaDevicesOption(device),
         signal: interruptSignal(),
+        onWarning: (message) => {
+          if (!o.json) process.stderr.write(`entroprune: warning: ${message}\n`);
+        },
         onStep: (label) => {
           if (!o.json) process.stderr.write(`== ${label}\n`);
         },

@@ -1,7 +1,12 @@
 // Option parsers and process helpers shared by the CLI commands.
 import { InvalidArgumentError, Option } from 'commander';
 
+import { beyondContextWarning } from '../evaluate/perplexity';
 import { resolveDevice, type DeviceRequest, type DeviceStage, type ResolvedDevice } from '../runtime';
+
+/** --generation-prompts of the commands that evaluate (compare, prune --report). */
+export const GENERATION_PROMPTS_HELP =
+  'held-out prompts each model continues greedily (48 tokens) for the loop and repetition figures (default 8; 0: none). A loop rate of a few per cent needs hundreds to measure';
 
 export const STREAM_HELP =
   'layer streaming: run the calibration block by block and convert BF16/F16 weights one block at a time (models larger than memory; same results)';
@@ -51,8 +56,8 @@ export function floatOption(name: string, min: number) {
 }
 
 /** Windows longer than the model was trained on run, but its positions past the context mean little. */
-export function warnBeyondContext(model: { info: { context: number; path: string } }, seqLen: number | undefined, quiet?: boolean): void {
-  const ctx = model.info.context;
-  if (!quiet && seqLen !== undefined && ctx > 0 && seqLen > ctx)
-    process.stderr.write(`entroprune: warning: --seq-len ${seqLen} is beyond ${model.info.path}'s trained context of ${ctx} tokens\n`);
+export function warnBeyondContext(model: { info: { context: number; path: string } }, seqLen: number | undefined, quiet?: boolean, flag = '--seq-len'): void {
+  const warning = beyondContextWarning(model.info, seqLen, flag);
+  if (!quiet && warning) process.stderr.write(`entroprune: warning: ${warning}\n`);
 }
+

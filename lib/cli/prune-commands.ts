@@ -21,7 +21,7 @@ import { addPlannerOptions, plannerOptions, ratioOption, type PlannerCliOptions 
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, floatOption, interruptSignal, intOption, STREAM_HELP } from './options';
+import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, floatOption, GENERATION_PROMPTS_HELP, interruptSignal, intOption, STREAM_HELP, warnBeyondContext } from './options';
 import { checkFailed } from './exit-status';
 import { assertOutputSparesInputs } from '../util/file-identity';
 
@@ -85,6 +85,7 @@ interface PruneCli extends ApplyCli, PlannerCliOptions {
   tasks: string;
   tasksDir?: string;
   limit?: number;
+  generationPrompts?: number;
 }
 
 /** Evaluate the original and the pruned model side by side and write the HTML report. */
@@ -102,6 +103,7 @@ async function pruneReport(o: PruneCli, model: Model, p: PruningPlan, analysisFi
       tasksDir: tasks.length ? defaultTasksDir(o.tasksDir) : undefined,
       limit: o.limit,
       seed: o.seed,
+      generationPrompts: o.generationPrompts,
       signal: interruptSignal(),
     }),
     seqLen: o.evalSeqLen,
@@ -214,6 +216,7 @@ export function registerPruneCommands(program: Command): void {
     .option('--tasks <list>', 'zero-shot tasks for the report ("paper", "all", a list, or "none")', 'none')
     .option('--tasks-dir <dir>', 'folder with the task files')
     .option('--limit <n>', 'a seeded random subset of N documents per task', intOption('limit', 1))
+    .option('--generation-prompts <n>', GENERATION_PROMPTS_HELP, intOption('generation-prompts', 0))
     .option('--json', 'print JSON')
     .action(async (modelPath: string, o: PruneCli) => {
       setThreads(o.threads);
@@ -221,6 +224,8 @@ export function registerPruneCommands(program: Command): void {
       // Checks that need no model work come first (prune() repeats them with the model: these fail in a second).
       assertOutputSparesInputs(o.output, [modelPath, o.calib, o.tokenizer]);
       const model = await loadModel(modelPath, { streamLayers: o.stream });
+      warnBeyondContext(model, o.seqLen, o.json);
+      if (o.report) warnBeyondContext(model, o.evalSeqLen, o.json, '--eval-seq-len');
       // each bar is made when its step starts, so its clock is that step's
       const bars: Partial<Record<PruneStep, ProgressBar>> = {};
       const r = await prune(model, {

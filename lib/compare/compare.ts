@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { analysisCalibrationWindows, applyPlan, createRefitCache, planNeedsRefit, type CalibrationWindows, type CompensationMode } from '../apply/apply';
 import { refinedPlan } from '../apply/plan-loss';
 import { defaultSpeedSeqLen, evaluateModel, prepareEvalInputs, type EvalInputs } from '../evaluate/evaluate-model';
+import { beyondContextWarning } from '../evaluate/perplexity';
 import { prefillThroughput } from '../evaluate/speed';
 import { averageAccuracy, TaskResult } from '../evaluate/tasks/zero-shot';
 import { loadModel, type Model } from '../load/model';
@@ -49,6 +50,8 @@ export interface CompareSettings {
   compensation?: CompensationMode;
   /** false: the 'entropy' row plans from the damage model alone, without the measured refinement (docs/METHOD.md §4c) */
   refine?: boolean;
+  /** held-out prompts each model continues greedily (default 8; 0: none) */
+  generationPrompts?: number;
 }
 
 /**
@@ -101,6 +104,8 @@ export interface CompareState {
 
 export interface CompareOptions {
   out: string;
+  /** a setting that runs but gives figures that mean little (a window beyond the model's context) */
+  onWarning?: (message: string) => void;
   keepModels?: boolean;
   onStep?: (label: string) => void;
   onProgress?: (label: string, p: ProgressEvent) => void;
@@ -156,6 +161,10 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
   }
 
   const model = await loadModel(settings.model);
+  for (const [seqLen, flag] of [[settings.calibSeqLen, '--seq-len'], [settings.evalSeqLen, '--eval-seq-len']] as const) {
+    const warning = beyondContextWarning(model.info, seqLen, flag);
+    if (warning) o.onWarning?.(warning);
+  }
   const tokenizer = tokenizerFor(model);
   const texts = settings.evalTexts.map((f) => {
     if (!fs.existsSync(f)) throw new EntropruneError('EP_IO', `${f}: evaluation text not found`, f);
@@ -202,6 +211,7 @@ export async function compare(settings: CompareSettings, o: CompareOptions): Pro
         tasksDir: settings.tasksDir,
         limit: settings.limit,
         seed: settings.seed,
+        generationPrompts: settings.generationPrompts,
         signal: o.signal,
       })),
       seqLen: settings.evalSeqLen || undefined,

@@ -8,7 +8,7 @@ import type { Model } from '../load/model';
 import type { Tokenizer } from '../load/tokenizer';
 import type { ProgressEvent } from '../util/progress';
 import { encodeStreamPrefix, perplexityOfTokens } from './perplexity';
-import { GenerationQuality, generationPrompts, generationQuality } from './generation';
+import { DEFAULT_GENERATION_PROMPTS, GenerationQuality, generationPrompts, generationQuality } from './generation';
 import { prefillThroughput } from './speed';
 import { PreparedTask, prepareTasks, scoreTasks, TaskResult } from './tasks/zero-shot';
 
@@ -29,6 +29,8 @@ export interface EvalInputOptions {
   seed?: number;
   /** greedy continuations of held-out prompts from the first text (default true) */
   generation?: boolean;
+  /** how many such prompts (default DEFAULT_GENERATION_PROMPTS, 8; 0: none) */
+  generationPrompts?: number;
   /** stops a long tokenization (EP_CANCELLED) */
   signal?: AbortSignal;
 }
@@ -38,7 +40,7 @@ export async function prepareEvalInputs(model: Model, tokenizer: Tokenizer, o: E
   for (const { file, text } of o.texts) texts.push({ file, tokens: await encodeStreamPrefix(tokenizer, text, o.maxTokens, o.signal) });
   return {
     texts,
-    prompts: o.generation !== false && texts.length ? generationPrompts(texts[0].tokens, model.info.bos) : [],
+    prompts: o.generation !== false && texts.length ? generationPrompts(texts[0].tokens, model.info.bos, o.generationPrompts ?? DEFAULT_GENERATION_PROMPTS) : [],
     tasks: o.tasks.length ? await prepareTasks(model, tokenizer, o.tasks, { tasksDir: o.tasksDir!, limit: o.limit, seed: o.seed, signal: o.signal }) : [],
   };
 }

@@ -51,6 +51,14 @@ export function defaultSeqLen(model: Model): number {
   return ctx > 0 ? Math.min(2048, ctx) : 2048;
 }
 
+/** The warning for a window longer than the model's trained context (undefined when it fits or the context is unknown). */
+export function beyondContextWarning(info: { context: number; path: string }, seqLen: number | undefined, flag: string): string | undefined {
+  const ctx = info.context;
+  return seqLen !== undefined && seqLen > 0 && ctx > 0 && seqLen > ctx
+    ? `${flag} ${seqLen} is beyond ${info.path}'s trained context of ${ctx} tokens: its positions past that were never trained, and what is measured there means little`
+    : undefined;
+}
+
 export async function perplexityOfTokens(model: Model, stream: Int32Array, options: PerplexityOptions = {}): Promise<PerplexityResult> {
   const seqLen = options.seqLen ?? defaultSeqLen(model);
   if (!Number.isInteger(seqLen) || seqLen < 2) throw new EntropruneError('EP_INVALID_ARGUMENT', `seq-len must be an integer >= 2 (got ${seqLen})`);
