@@ -10,7 +10,7 @@ import type { PlanMethod } from '../plan/plan';
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel } from '../util/progress';
 import { defaultTasksDir, parseTaskList } from './eval-commands';
-import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, GENERATION_PROMPTS_HELP, interruptSignal, intOption } from './options';
+import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, GENERATION_PROMPTS_HELP, interruptSignal, intOption, printWarning } from './options';
 import { writeCompareReport } from '../report/report';
 import { DEFAULT_GENERATION_PROMPTS } from '../evaluate/generation';
 
@@ -107,9 +107,7 @@ export function registerCompareCommand(program: Command): void {
         keepModels: o.keepModels,
         ...cudaDevicesOption(device),
         signal: interruptSignal(),
-        onWarning: (message) => {
-          if (!o.json) process.stderr.write(`entroprune: warning: ${message}\n`);
-        },
+        onWarning: (message) => printWarning(message, o.json),
         onStep: (label) => {
           if (!o.json) process.stderr.write(`== ${label}\n`);
         },

@@ -28,7 +28,7 @@ import { VERSION } from '../version';
 import type { Analysis } from '../measure/analysis';
 import { registerSensitivityCommand } from './sensitivity-command';
 import { checkInput } from '../util/input-file';
-import { warnBeyondContext } from './options';
+import { printWarning, warnBeyondContext } from './options';
 import { anyCheckFailed, resetCheckStatus } from './exit-status';
 
 function readText(file: string): string {
@@ -214,7 +214,7 @@ async function planCmd(analysisFile: string, o: PlanCliOptions): Promise<void> {
   if (o.json) process.stdout.write(JSON.stringify(o.dryRun ? p : { output: o.output ?? 'plan.json', target: p.target, achieved: p.achieved, notes: p.notes }) + '\n');
   else process.stdout.write(planTable(p) + (o.dryRun ? '' : `\nplan written to ${o.output ?? 'plan.json'}`) + '\n');
   const off = Math.abs(p.achieved.ratio - p.target.ratio) > p.method.tolerance;
-  if (off && !o.json) process.stderr.write(`entroprune: warning: ${p.notes[p.notes.length - 1]}\n`);
+  if (off) printWarning(p.notes[p.notes.length - 1], o.json);
 }
 
 async function info(modelPath: string, o: { json?: boolean }): Promise<void> {

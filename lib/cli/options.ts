@@ -1,12 +1,13 @@
 // Option parsers and process helpers shared by the CLI commands.
 import { InvalidArgumentError, Option } from 'commander';
 
+import { DEFAULT_GENERATION_PROMPTS } from '../evaluate/generation';
 import { beyondContextWarning } from '../evaluate/perplexity';
 import { resolveDevice, type DeviceRequest, type DeviceStage, type ResolvedDevice } from '../runtime';
 
 /** --generation-prompts of the commands that evaluate (compare, prune --report). */
 export const GENERATION_PROMPTS_HELP =
-  'held-out prompts each model continues greedily (48 tokens) for the loop and repetition figures (default 8; 0: none). A loop rate of a few per cent needs hundreds to measure';
+  `held-out prompts each model continues greedily (48 tokens) for the loop and repetition figures (default ${DEFAULT_GENERATION_PROMPTS}; 0: none). A loop rate of a few per cent needs hundreds to measure`;
 
 export const STREAM_HELP =
   'layer streaming: run the calibration block by block and convert BF16/F16 weights one block at a time (models larger than memory; same results)';
@@ -58,6 +59,10 @@ export function floatOption(name: string, min: number) {
 /** Windows longer than the model was trained on run, but its positions past the context mean little. */
 export function warnBeyondContext(model: { info: { context: number; path: string } }, seqLen: number | undefined, quiet?: boolean, flag = '--seq-len'): void {
   const warning = beyondContextWarning(model.info, seqLen, flag);
-  if (!quiet && warning) process.stderr.write(`entroprune: warning: ${warning}\n`);
+  if (warning) printWarning(warning, quiet);
 }
 
+/** A warning on stderr, in the one form every command uses (none with --json). */
+export function printWarning(message: string, quiet?: boolean): void {
+  if (!quiet) process.stderr.write(`entroprune: warning: ${message}\n`);
+}

@@ -21,7 +21,7 @@ import { addPlannerOptions, plannerOptions, ratioOption, type PlannerCliOptions 
 import { setThreads, type DeviceRequest } from '../runtime';
 import { progressByLabel, ProgressBar } from '../util/progress';
 import { verify, VerifyRow } from '../verify/verify';
-import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, floatOption, GENERATION_PROMPTS_HELP, interruptSignal, intOption, STREAM_HELP, warnBeyondContext } from './options';
+import { announceDevice, compensationModeOption, cudaDevicesOption, deviceOpt, floatOption, GENERATION_PROMPTS_HELP, interruptSignal, intOption, printWarning, STREAM_HELP, warnBeyondContext } from './options';
 import { checkFailed } from './exit-status';
 import { assertOutputSparesInputs } from '../util/file-identity';
 
@@ -279,7 +279,7 @@ export function registerPruneCommands(program: Command): void {
         const p = readPlan(o.plan);
         const m = await loadModel(pruned);
         const kept = p.blocks.filter((b) => !b.removed).length;
-        if (m.info.layers.length !== kept) process.stderr.write(`entroprune: warning: the plan keeps ${kept} blocks but ${pruned} has ${m.info.layers.length}\n`);
+        if (m.info.layers.length !== kept) printWarning(`the plan keeps ${kept} blocks but ${pruned} has ${m.info.layers.length}`);
       }
       const rows = await verify(pruned, { against: o.against, maxPerplexityRatio: o.maxPplRatio });
       if (o.json) process.stdout.write(JSON.stringify(rows) + '\n');

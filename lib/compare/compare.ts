@@ -50,7 +50,7 @@ export interface CompareSettings {
   compensation?: CompensationMode;
   /** false: the 'entropy' row plans from the damage model alone, without the measured refinement (docs/METHOD.md §4c) */
   refine?: boolean;
-  /** held-out prompts each model continues greedily (default 8; 0: none) */
+  /** held-out prompts each model continues greedily (default DEFAULT_GENERATION_PROMPTS, 8; 0: none) */
   generationPrompts?: number;
 }
 

@@ -100,7 +100,7 @@ std::vector<LayerRefit> refit_plan(const Model& model, const std::vector<PlanBlo
   for (int l = 0; l < L; ++l)
     for (bool mlp : {false, true}) {
       if (!(mlp ? want_mlp : want_attn)[l]) continue;
-      const LayerInputTarget t{l, mlp, mlp ? c.layers[l].ffn : static_cast<int64_t>(c.layers[l].n_head) * hd};
+      const LayerInputTarget t{l, mlp, layer_input_width(c, l, mlp)};
       if (auto held = opt.cache ? opt.cache->find(key, l, mlp) : nullptr) {
         solve(t, held->mean, held->covariance);
         ++rep.cached;

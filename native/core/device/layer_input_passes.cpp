@@ -74,7 +74,7 @@ int capture_layer_inputs(const Model& model, const std::vector<LayerInputTarget>
   uint64_t used = 0;
   for (LayerInputTarget t : targets_in) {
     if (t.layer < 0 || t.layer >= L) throw Error(ErrorCode::kInvalidArgument, model.path, "layer input capture: no block " + std::to_string(t.layer));
-    t.dim = t.mlp ? c.layers[t.layer].ffn : static_cast<int64_t>(c.layers[t.layer].n_head) * c.head_dim;
+    t.dim = layer_input_width(c, t.layer, t.mlp);
     if (t.dim <= 0) continue;
     const uint64_t bytes = LayerInputCapture::bytes_for(t.dim);
     targets.push_back(t);

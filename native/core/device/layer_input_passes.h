@@ -20,8 +20,13 @@ namespace ep {
 struct LayerInputTarget {
   int layer = 0;
   bool mlp = false;  // down_proj's input (the MLP channels); else o_proj's (the heads' outputs)
-  int64_t dim = 0;   // the input's width (set by the driver)
+  int64_t dim = 0;   // the input's width (set by the driver: layer_input_width)
 };
+
+// The width of a target's input: the MLP's channels, or the attention's query heads × head size.
+inline int64_t layer_input_width(const ModelConfig& c, int layer, bool mlp) {
+  return mlp ? c.layers[layer].ffn : static_cast<int64_t>(c.layers[layer].n_head) * c.head_dim;
+}
 
 // When the layers do not fit one batch-major pass, and every token's hidden state and one block's accumulators
 // fit `memory_budget`, one block-major sweep (each block's inputs captured as the sweep passes it); else
